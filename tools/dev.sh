@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Developer entry point: installs Debian 12's packages, builds, runs.
+#   tools/dev.sh run [spate flags…]   build (release) and start a single-node broker
+#   tools/dev.sh test                 build and run every test (unit + integration)
+#   tools/dev.sh asan                 the same tests under AddressSanitizer + UBSan
+#   tools/dev.sh deps                 only install the packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential meson ninja-build pkg-config cmake python3
+  liburing-dev libmimalloc-dev libtomlplusplus-dev doctest-dev libbenchmark-dev
+  zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
+  kcat python3-confluent-kafka clang-14 libclang-rt-14-dev)
+
+install_deps() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+}
+
+build() {  # build DIR [meson options…]
+  local dir=$1; shift
+  [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+  ninja -C "$dir" -j"${JOBS:-2}"
+}
+
+case "${1:-}" in
+  deps) install_deps ;;
+  run)
+    shift
+    install_deps
+    build build
+    exec ./build/broker/spate "$@"
+    ;;
+  test)
+    install_deps
+    build build
+    meson test -C build --print-errorlogs --num-processes 1
+    ;;
+  asan)
+    install_deps
+    build build-asan -Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Db_lundef=false -Dbenchmarks=disabled
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3
+    ;;
+  *)
+    echo "usage: tools/dev.sh run|test|asan|deps" >&2
+    exit 2
+    ;;
+esac
