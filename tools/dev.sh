@@ -34,6 +34,7 @@ case "${1:-}" in
   deps) install_deps ;;
   run)
     shift
+    [ "${1:-}" = "--" ] && shift
     install_deps
     build build
     exec ./build/broker/spate "$@"

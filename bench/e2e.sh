@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: spate on loopback, measured against what the machine's loopback
+# itself can do, all in the same run (ratios, not absolute numbers, are what compare).
+#
+#   bench/e2e.sh [BUILD_DIR]        default BUILD_DIR: build
+#
+# Measures: iperf3 loopback MB/s, sockperf TCP round-trip p99, spatectl perf produce MB/s
+# (1 KiB records, acks=1, unthrottled), perf consume MB/s, and produce latency p99 at
+# 10k records/s. Prints each figure and the ratios produce/iperf, consume/iperf and
+# p99/sockperf-p99. Every step is bounded by `timeout`; everything started is stopped on
+# exit. Not part of the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=${1:-build}
+spate=$build/broker/spate
+spatectl=$build/tools/spatectl
+for binary in "$spate" "$spatectl"; do
+  [ -x "$binary" ] || { echo "e2e: $binary is missing; build it first" >&2; exit 1; }
+done
+for tool in iperf3 sockperf python3; do
+  command -v "$tool" >/dev/null || { echo "e2e: $tool is not installed" >&2; exit 1; }
+done
+
+records=${RECORDS:-500000}
+record_size=1024
+latency_records=${LATENCY_RECORDS:-50000}
+
+work=$(mktemp -d /tmp/spate-e2e.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {  # wait_port PORT: up to 10 s for something to listen
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "e2e: nothing listens on port $1" >&2
+  return 1
+}
+
+# ---- loopback baselines ----
+iperf_port=$(free_port)
+timeout 20 iperf3 -s -1 -p "$iperf_port" >/dev/null 2>&1 &
+pids+=($!)
+# Not wait_port: `iperf3 -s -1` serves exactly one client, and a probe would be it.
+sleep 0.5
+iperf_mbs=$(timeout 20 iperf3 -c 127.0.0.1 -p "$iperf_port" -t 5 -J |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.1f" % (d["end"]["sum_received"]["bits_per_second"]/8/1048576))')
+
+sockperf_port=$(free_port)
+timeout 20 sockperf sr --tcp -i 127.0.0.1 -p "$sockperf_port" >/dev/null 2>&1 &
+pids+=($!)
+sleep 0.5
+sockperf_p99_us=$(timeout 20 sockperf ping-pong --tcp -i 127.0.0.1 -p "$sockperf_port" -t 5 2>&1 |
+  awk '/percentile 99.000/ {print $NF}')
+# sockperf reports one-way latency (half the round trip); double it for a round trip.
+sockperf_rtt_p99_us=$(python3 -c "print('%.1f' % (2*float('${sockperf_p99_us:-0}')))")
+
+# ---- spate ----
+port=$(free_port)
+"$spate" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/spate.log" 2>&1 &
+pids+=($!)
+wait_port "$port"
+ctl=("$spatectl" --bootstrap-server "127.0.0.1:$port" --timeout 30000)
+"${ctl[@]}" topics create --topic e2e --partitions 1 >/dev/null
+"${ctl[@]}" topics create --topic e2e-latency --partitions 1 >/dev/null
+
+produce_line=$(timeout 300 "${ctl[@]}" perf produce --topic e2e --num-records "$records" \
+  --record-size "$record_size" --throughput -1 --acks 1 --batch-size 262144 --linger-ms 1 \
+  --max-in-flight 8 | tail -1)
+produce_mbs=$(sed -E 's/.*\(([0-9.]+) MB\/sec\).*/\1/' <<<"$produce_line")
+
+consume_out=$(timeout 300 "${ctl[@]}" perf consume --topic e2e --messages "$records" --fetch-size 8388608)
+consume_mbs=$(tail -1 <<<"$consume_out" | sed -E 's/.*\(([0-9.]+) MB\/sec\).*/\1/')
+
+latency_line=$(timeout 300 "${ctl[@]}" perf produce --topic e2e-latency --num-records "$latency_records" \
+  --record-size "$record_size" --throughput 10000 --acks 1 | tail -1)
+latency_p99_ms=$(sed -E 's/.*, ([0-9.]+) ms 99th.*/\1/' <<<"$latency_line")
+latency_p99_us=$(python3 -c "print('%.1f' % (1000*float('$latency_p99_ms')))")
+
+ratio() { python3 -c "a,b=float('$1'),float('$2'); print('%.3f' % (a/b) if b > 0 else 'n/a')"; }
+
+echo "iperf3 loopback:                ${iperf_mbs} MB/s"
+echo "sockperf TCP round trip p99:    ${sockperf_rtt_p99_us} us"
+echo "spatectl perf produce (1 KiB):  ${produce_mbs} MB/s   [$produce_line]"
+echo "spatectl perf consume:          ${consume_mbs} MB/s"
+echo "produce p99 at 10k records/s:   ${latency_p99_us} us   [$latency_line]"
+echo "ratio produce/iperf:            $(ratio "$produce_mbs" "$iperf_mbs")"
+echo "ratio consume/iperf:            $(ratio "$consume_mbs" "$iperf_mbs")"
+echo "ratio p99/sockperf p99:         $(ratio "$latency_p99_us" "$sockperf_rtt_p99_us")"

@@ -1,0 +1,266 @@
+// shard_state and broker: request dispatch, partition ownership, metadata propagation.
+#include "broker/broker.h"
+
+#include <filesystem>
+
+#include "broker/handlers/handlers.h"
+#include "net/log.h"
+
+namespace spate::broker {
+
+namespace fs = std::filesystem;
+
+shard_state::shard_state(broker& owner, net::shard& shard)
+    : _broker(owner), _shard(shard), _metadata(std::make_shared<metadata_snapshot>()) {}
+
+const broker_config& shard_state::config() const { return _broker.config(); }
+
+void shard_state::on_frame(net::connection_ref conn, uint64_t sequence, net::frame_ptr frame) {
+    auto req = std::make_shared<request>();
+    req->shard = this;
+    req->conn = conn;
+    req->sequence = sequence;
+    proto::reader in(frame->bytes.data(), frame->bytes.size());
+    if (!proto::decode_request_header(in, req->header)) {
+        net::log_warn("closing a connection: malformed request header (%s)",
+                      proto::to_string(in.error()));
+        _shard.close_connection(conn);
+        return;
+    }
+    req->body_offset = in.position();
+    req->frame = std::move(frame);
+    dispatch(std::move(req));
+}
+
+void shard_state::on_close(net::connection_ref) {}
+
+void shard_state::dispatch(request_ptr req) {
+    const handler_entry* entry = find_handler(req->header.api_key);
+    const int16_t version = req->header.api_version;
+    // ApiVersions answers an unsupported version itself (v0 body, UNSUPPORTED_VERSION).
+    if (entry != nullptr && entry->key == proto::api_key::api_versions) {
+        entry->handle(std::move(req));
+        return;
+    }
+    if (entry == nullptr || version < entry->version_min || version > entry->version_max) {
+        // Kafka closes the connection here too: the response format of an unknown API or
+        // version is undefined. Clients learn the ranges from ApiVersions first.
+        net::log_warn("closing a connection: unsupported api %d version %d", req->header.api_key,
+                      version);
+        _shard.close_connection(req->conn);
+        return;
+    }
+    entry->handle(std::move(req));
+}
+
+void shard_state::skip_response(const request& req) { _shard.skip_response(req.conn, req.sequence); }
+
+void shard_state::close_connection(const request& req, const char* why) {
+    net::log_warn("closing a connection: %s (api %d v%d)", why, req.header.api_key,
+                  req.header.api_version);
+    _shard.close_connection(req.conn);
+}
+
+partition* shard_state::find_partition(const std::string& topic, int32_t index) {
+    auto found = _partitions.find(topic);
+    if (found == _partitions.end() || index < 0 ||
+        static_cast<size_t>(index) >= found->second.size())
+        return nullptr;
+    return found->second[static_cast<size_t>(index)].get();
+}
+
+void shard_state::change_metadata(metadata_change change,
+                                  std::function<void(result<snapshot_ptr>)> done) {
+    broker* process = &_broker;
+    call_on<std::shared_ptr<result<snapshot_ptr>>>(
+        0,
+        [process, change = std::move(change)](
+            shard_state& controller,
+            std::function<void(std::shared_ptr<result<snapshot_ptr>>)> reply) {
+            auto changed = std::make_shared<result<snapshot_ptr>>(change(process->store()));
+            if (!changed->ok()) {
+                reply(changed);
+                return;
+            }
+            // Install on every shard, then answer: when the caller hears "created", every
+            // shard can serve the new partitions.
+            snapshot_ptr next = changed->value();
+            auto remaining = std::make_shared<uint32_t>(process->shard_count());
+            for (net::shard_id s = 0; s < process->shard_count(); ++s) {
+                controller.call_on<int>(
+                    s,
+                    [next](shard_state& target, std::function<void(int)> installed) {
+                        target.install_snapshot(next);
+                        installed(0);
+                    },
+                    [remaining, changed, reply](int) {
+                        if (--*remaining == 0) reply(changed);
+                    });
+            }
+        },
+        [done = std::move(done)](std::shared_ptr<result<snapshot_ptr>> changed) {
+            done(std::move(*changed));
+        });
+}
+
+void shard_state::install_snapshot(snapshot_ptr next) {
+    const broker_config& cfg = config();
+    // Partitions of topics that are gone (or were re-created with a new id) go first.
+    for (auto it = _partitions.begin(); it != _partitions.end();) {
+        const topic_info* topic = next->find(it->first);
+        bool keep = topic != nullptr;
+        if (keep) {
+            for (const auto& p : it->second)
+                if (p && p->topic_id() != topic->id) keep = false;
+        }
+        if (keep) {
+            ++it;
+            continue;
+        }
+        for (auto& p : it->second) {
+            if (!p) continue;
+            p->wake_waiters();
+            (void)p->log().close();
+            std::error_code ignored;
+            fs::remove_all(fs::path(cfg.data_dir) / (p->topic() + "-" + std::to_string(p->index())),
+                           ignored);
+        }
+        it = _partitions.erase(it);
+    }
+    for (const auto& [name, topic] : next->topics) {
+        auto& owned = _partitions[name];
+        owned.resize(topic->partition_shards.size());
+        const effective_topic_config effective = effective_config(cfg, topic->configs);
+        for (size_t i = 0; i < topic->partition_shards.size(); ++i) {
+            if (topic->partition_shards[i] != id()) continue;
+            if (owned[i]) {
+                owned[i]->set_config(effective);
+                continue;
+            }
+            const auto dir = fs::path(cfg.data_dir) / (name + "-" + std::to_string(i));
+            auto log = storage::partition_log::open(dir, effective.log);
+            if (!log) {
+                net::log_error("cannot open partition %s-%zu: %s", name.c_str(), i,
+                               log.failure().message.c_str());
+                continue;
+            }
+            owned[i] = std::make_unique<partition>(name, static_cast<int32_t>(i), topic->id,
+                                                   std::move(log.value()), effective);
+        }
+    }
+    _metadata = std::move(next);
+}
+
+void shard_state::close_all() {
+    for (auto& [name, owned] : _partitions) {
+        for (auto& p : owned) {
+            if (!p) continue;
+            if (auto closed = p->log().close(); !closed)
+                net::log_error("closing %s-%d: %s", name.c_str(), p->index(),
+                               closed.failure().message.c_str());
+        }
+    }
+    _partitions.clear();
+}
+
+void shard_state::schedule_housekeeping() {
+    // Retention and the flush policy are checked every second, on every shard.
+    _shard.add_timer(std::chrono::milliseconds(1000), [this] {
+        housekeeping();
+        schedule_housekeeping();
+    });
+}
+
+void shard_state::housekeeping() {
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    for (auto& [name, owned] : _partitions) {
+        for (auto& p : owned) {
+            if (!p) continue;
+            if (auto retained = p->log().apply_retention(now_ms); !retained)
+                net::log_error("retention of %s-%d: %s", name.c_str(), p->index(),
+                               retained.failure().message.c_str());
+            if (p->log().flush_due(std::chrono::steady_clock::now())) {
+                if (auto synced = p->log().sync(); !synced)
+                    net::log_error("flush of %s-%d: %s", name.c_str(), p->index(),
+                                   synced.failure().message.c_str());
+            }
+        }
+    }
+}
+
+// ---- broker ----------------------------------------------------------------------
+
+broker::broker(broker_config config) : _config(std::move(config)) {}
+
+broker::~broker() = default;
+
+result<void> broker::start() {
+    for (const handler_entry& entry : handler_list()) {
+        const proto::api_description* described = proto::find_api(static_cast<int16_t>(entry.key));
+        SPATE_ASSERT(described != nullptr, "every handler has a protocol description");
+        SPATE_ASSERT(entry.version_min >= described->version_min, "handler range within codec");
+        SPATE_ASSERT(entry.version_max <= described->version_max, "handler range within codec");
+    }
+    std::error_code failed;
+    fs::create_directories(_config.data_dir, failed);
+    if (failed)
+        return error{failed.value(), "cannot create data_dir \"" + _config.data_dir +
+                                         "\": " + failed.message()};
+    uint32_t shards = _config.shards;
+    if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
+    _store = std::make_unique<metadata_store>(_config.data_dir, shards);
+    if (auto loaded = _store->load(); !loaded) return loaded;
+
+    net::shard_config net_config;
+    net_config.listen_host = _config.listen_host;
+    net_config.listen_port = _config.listen_port;
+    net_config.request_bytes_max = _config.socket_request_max_bytes;
+    net_config.connections_max = _config.connections_max;
+    net_config.in_flight_requests_max = _config.queued_max_requests;
+    _states.resize(shards);
+    _runtime = std::make_unique<net::runtime>(
+        shards, net_config, [this](net::shard& shard) -> net::connection_handler& {
+            _states[shard.id()] = std::make_unique<shard_state>(*this, shard);
+            return *_states[shard.id()];
+        });
+    // Partitions are opened before the listeners accept anything.
+    snapshot_ptr initial = _store->snapshot();
+    if (auto started = _runtime->start(); !started) return started;
+    for (net::shard_id s = 0; s < shards; ++s) {
+        _runtime->shard_at(s).post([this, s, initial] {
+            _states[s]->install_snapshot(initial);
+            _states[s]->schedule_housekeeping();
+        });
+    }
+    return {};
+}
+
+void broker::stop() {
+    if (!_runtime) return;
+    // Each shard closes its logs cleanly (flush, checkpoints, clean-shutdown marker) on
+    // its own thread, then stops its loop once the sends in flight are out.
+    for (net::shard_id s = 0; s < shard_count(); ++s) {
+        _runtime->shard_at(s).post([this, s] {
+            _states[s]->close_all();
+            _runtime->shard_at(s).stop();
+        });
+    }
+}
+
+void broker::wait() {
+    if (_runtime) _runtime->join();
+}
+
+uint16_t broker::bound_port() const { return _runtime ? _runtime->bound_port() : 0; }
+
+std::string broker::advertised_host() const {
+    return _config.advertised_host.empty() ? _config.listen_host : _config.advertised_host;
+}
+
+int32_t broker::advertised_port() const {
+    return _config.advertised_port != 0 ? _config.advertised_port : bound_port();
+}
+
+}  // namespace spate::broker

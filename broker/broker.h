@@ -1,0 +1,165 @@
+#pragma once
+// broker: the process — configuration, the io_uring runtime with one shard per core,
+// and one shard_state per shard. shard_state is the broker's side of a shard: it
+// receives request frames from net/, dispatches them to the handlers, owns the
+// partitions assigned to its shard and holds this shard's copy of the metadata.
+//
+// Threads: shard_state N is touched only by shard N's thread. Work for a partition on
+// another shard goes there with `call_on` (the SPSC queues of net/) and the answer comes
+// back the same way. Shard 0 is also the controller: it alone owns the metadata_store.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/config.h"
+#include "broker/metadata.h"
+#include "broker/partition.h"
+#include "net/runtime.h"
+#include "proto/header.h"
+
+namespace spate::broker {
+
+class broker;
+class shard_state;
+
+// One decoded request on its way through a handler. Owns the frame, so record batches
+// decoded from it (views into it) stay valid while the request is in flight.
+struct request {
+    shard_state* shard = nullptr;
+    net::connection_ref conn;
+    uint64_t sequence = 0;
+    proto::request_header header;
+    net::frame_ptr frame;
+    size_t body_offset = 0;
+
+    int16_t version() const { return header.api_version; }
+    proto::reader body() const {
+        return proto::reader(frame->bytes.data() + body_offset, frame->bytes.size() - body_offset);
+    }
+};
+using request_ptr = std::shared_ptr<request>;
+
+class shard_state final : public net::connection_handler {
+public:
+    shard_state(broker& owner, net::shard& shard);
+
+    void on_frame(net::connection_ref conn, uint64_t sequence, net::frame_ptr frame) override;
+    void on_close(net::connection_ref conn) override;
+
+    broker& owner() { return _broker; }
+    net::shard& net_shard() { return _shard; }
+    net::shard_id id() const { return _shard.id(); }
+    const broker_config& config() const;
+    const snapshot_ptr& metadata() const { return _metadata; }
+
+    // Encodes header + body at the request's version and hands it to net/ for in-order
+    // sending. `pieces` are file ranges for external records (Fetch).
+    template <class Response>
+    void respond(const request& req, const Response& body, std::vector<net::file_piece> pieces = {});
+    void skip_response(const request& req);
+    void close_connection(const request& req, const char* why);
+
+    // Runs `work(owner_state, reply)` on shard `owner`; `reply(value)` (called there,
+    // possibly later) delivers `value` to `done` back on this shard.
+    template <class T>
+    void call_on(net::shard_id owner,
+                 std::function<void(shard_state&, std::function<void(T)>)> work,
+                 std::function<void(T)> done);
+
+    // Partitions owned by this shard.
+    partition* find_partition(const std::string& topic, int32_t index);
+
+    // Control plane (runs on any shard; the change itself happens on shard 0, which then
+    // installs the new snapshot on every shard before `done` is called here).
+    using metadata_change = std::function<result<snapshot_ptr>(metadata_store&)>;
+    void change_metadata(metadata_change change, std::function<void(result<snapshot_ptr>)> done);
+
+    // Installs a new snapshot: opens partitions newly owned here, applies config changes,
+    // closes and removes partitions of deleted topics.
+    void install_snapshot(snapshot_ptr next);
+    // Closes every log cleanly (shutdown).
+    void close_all();
+    // Flush policy and retention, run from a periodic timer.
+    void housekeeping();
+    void schedule_housekeeping();
+
+private:
+    void dispatch(request_ptr req);
+
+    broker& _broker;
+    net::shard& _shard;
+    snapshot_ptr _metadata;
+    std::unordered_map<std::string, std::vector<std::unique_ptr<partition>>> _partitions;
+};
+
+class broker {
+public:
+    explicit broker(broker_config config);
+    ~broker();
+
+    // Loads metadata, opens the runtime and the partitions; errors name what failed.
+    result<void> start();
+    void stop();  // thread-safe
+    void wait();
+
+    const broker_config& config() const { return _config; }
+    uint32_t shard_count() const { return static_cast<uint32_t>(_states.size()); }
+    shard_state& state(net::shard_id id) { return *_states[id]; }
+    // Only on shard 0.
+    metadata_store& store() { return *_store; }
+    uint16_t bound_port() const;
+    std::string advertised_host() const;
+    int32_t advertised_port() const;
+
+private:
+    broker_config _config;
+    std::unique_ptr<metadata_store> _store;
+    std::unique_ptr<net::runtime> _runtime;
+    std::vector<std::unique_ptr<shard_state>> _states;
+};
+
+// ---- templates -------------------------------------------------------------------
+
+template <class Response>
+void shard_state::respond(const request& req, const Response& body,
+                          std::vector<net::file_piece> pieces) {
+    proto::writer out(256);
+    out.int32(0);  // frame size, patched below
+    proto::encode_response_header(
+        out, req.header.correlation_id,
+        proto::response_header_version(req.header.api_key, req.header.api_version));
+    body.encode(out, req.header.api_version);
+    out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
+    net::response message;
+    message.bytes = std::move(out.buffer());
+    message.pieces = std::move(pieces);
+    _shard.respond(req.conn, req.sequence, std::move(message));
+}
+
+template <class T>
+void shard_state::call_on(net::shard_id owner,
+                          std::function<void(shard_state&, std::function<void(T)>)> work,
+                          std::function<void(T)> done) {
+    if (owner == id()) {
+        work(*this, std::move(done));
+        return;
+    }
+    broker* process = &_broker;
+    const net::shard_id origin = id();
+    _shard.submit_to(owner, [process, owner, origin, work = std::move(work),
+                             done = std::move(done)]() mutable {
+        shard_state& target = process->state(owner);
+        work(target, [process, owner, origin, done = std::move(done)](T value) mutable {
+            process->state(owner).net_shard().submit_to(
+                origin, [done = std::move(done), value = std::move(value)]() mutable {
+                    done(std::move(value));
+                });
+        });
+    });
+}
+
+}  // namespace spate::broker

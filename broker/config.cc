@@ -1,0 +1,242 @@
+// Start-up configuration: TOML file (toml++) and command-line flags. Exceptions are
+// allowed here (start-up only) and are turned into result errors naming the key.
+#include "broker/config.h"
+
+#include <charconv>
+#include <cstring>
+#include <functional>
+#include <map>
+
+#include <toml++/toml.h>
+
+namespace spate::broker {
+namespace {
+
+error config_error(const std::string& message) { return error{22, message}; }
+
+result<void> parse_host_port(const std::string& text, const std::string& what, std::string& host,
+                             uint16_t& port) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+        return config_error(what + ": expected HOST:PORT, got \"" + text + "\"");
+    unsigned value = 0;
+    const char* first = text.data() + colon + 1;
+    const char* last = text.data() + text.size();
+    auto [end, ec] = std::from_chars(first, last, value);
+    if (ec != std::errc() || end != last || value > 65535)
+        return config_error(what + ": bad port in \"" + text + "\"");
+    host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    port = static_cast<uint16_t>(value);
+    return {};
+}
+
+template <class T>
+result<void> integer_in(const toml::node& node, const std::string& key, T& out, int64_t low,
+                        int64_t high) {
+    auto value = node.value<int64_t>();
+    if (!value) return config_error("config key \"" + key + "\": expected an integer");
+    if (*value < low || *value > high)
+        return config_error("config key \"" + key + "\": " + std::to_string(*value) +
+                            " is out of range [" + std::to_string(low) + ", " +
+                            std::to_string(high) + "]");
+    out = static_cast<T>(*value);
+    return {};
+}
+
+result<void> boolean_in(const toml::node& node, const std::string& key, bool& out) {
+    auto value = node.value<bool>();
+    if (!value) return config_error("config key \"" + key + "\": expected true or false");
+    out = *value;
+    return {};
+}
+
+result<void> string_in(const toml::node& node, const std::string& key, std::string& out) {
+    auto value = node.value<std::string>();
+    if (!value) return config_error("config key \"" + key + "\": expected a string");
+    out = *value;
+    return {};
+}
+
+using key_setter = std::function<result<void>(const toml::node&, const std::string&, broker_config&)>;
+
+// The one table of TOML keys: every key the example config documents, nothing else.
+const std::map<std::string, key_setter>& key_table() {
+    static const std::map<std::string, key_setter> table = {
+        {"listen", [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
+             std::string text;
+             if (auto r = string_in(n, k, text); !r) return r;
+             return parse_host_port(text, "config key \"" + k + "\"", c.listen_host, c.listen_port);
+         }},
+        {"advertised", [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
+             std::string text;
+             if (auto r = string_in(n, k, text); !r) return r;
+             if (text.empty()) return {};
+             return parse_host_port(text, "config key \"" + k + "\"", c.advertised_host,
+                                    c.advertised_port);
+         }},
+        {"data_dir", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return string_in(n, k, c.data_dir);
+         }},
+        {"shards", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.shards, 0, 1024);
+         }},
+        {"node_id", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.node_id, 0, INT32_MAX);
+         }},
+        {"cluster_id", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return string_in(n, k, c.cluster_id);
+         }},
+        {"auto_create_topics_enable", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return boolean_in(n, k, c.auto_create_topics_enable);
+         }},
+        {"num_partitions", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.num_partitions, 1, 100000);
+         }},
+        {"message_max_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.message_max_bytes, 64, INT32_MAX);
+         }},
+        {"socket_request_max_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.socket_request_max_bytes, 1024, INT32_MAX);
+         }},
+        {"connections_max", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.connections_max, 1, 1000000);
+         }},
+        {"queued_max_requests", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.queued_max_requests, 1, 100000);
+         }},
+        {"acks_all_policy", [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
+             std::string text;
+             if (auto r = string_in(n, k, text); !r) return r;
+             if (text == "page_cache") c.acks_all_policy = ack_policy::page_cache;
+             else if (text == "fsync") c.acks_all_policy = ack_policy::fsync;
+             else return config_error("config key \"" + k + "\": expected \"page_cache\" or \"fsync\"");
+             return {};
+         }},
+        {"log.segment_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.log.segment_bytes, 14, INT32_MAX);
+         }},
+        {"log.segment_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.log.segment_ms, 1, INT64_MAX);
+         }},
+        {"log.index_interval_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.log.index_interval_bytes, 0, INT32_MAX);
+         }},
+        {"log.retention_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.log.retention_ms, -1, INT64_MAX);
+         }},
+        {"log.retention_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.log.retention_bytes, -1, INT64_MAX);
+         }},
+        {"log.flush_messages", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.log.flush_messages, 1, INT64_MAX);
+         }},
+        {"log.flush_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.log.flush_ms, 0, INT64_MAX);
+         }},
+    };
+    return table;
+}
+
+result<void> apply_table(const toml::table& table, const std::string& prefix, broker_config& config) {
+    for (const auto& [key, node] : table) {
+        const std::string full = prefix + std::string(key.str());
+        if (node.is_table()) {
+            if (auto r = apply_table(*node.as_table(), full + ".", config); !r) return r;
+            continue;
+        }
+        const auto& keys = key_table();
+        auto found = keys.find(full);
+        if (found == keys.end()) return config_error("unknown config key \"" + full + "\"");
+        if (auto r = found->second(node, full, config); !r) return r;
+    }
+    return {};
+}
+
+const char* usage_text =
+    "usage: spate [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--shards N]\n"
+    "             [--advertised HOST:PORT] [--node-id N] [--version] [--help]\n"
+    "A Kafka-compatible broker. Flags override the TOML file; see broker/spate.example.toml.\n";
+
+}  // namespace
+
+result<void> apply_toml_text(const std::string& text, const std::string& origin,
+                             broker_config& config) {
+    toml::table table;
+    try {
+        table = toml::parse(text, origin);
+    } catch (const toml::parse_error& failure) {
+        const auto& where = failure.source().begin;
+        return config_error(origin + ":" + std::to_string(where.line) + ":" +
+                            std::to_string(where.column) + ": " +
+                            std::string(failure.description()));
+    }
+    return apply_table(table, "", config);
+}
+
+result<void> apply_toml_file(const std::string& path, broker_config& config) {
+    std::FILE* file = std::fopen(path.c_str(), "rb");
+    if (file == nullptr)
+        return config_error("cannot open config file \"" + path + "\": " + std::strerror(errno));
+    std::string text;
+    char chunk[4096];
+    size_t n;
+    while ((n = std::fread(chunk, 1, sizeof(chunk), file)) > 0) text.append(chunk, n);
+    std::fclose(file);
+    return apply_toml_text(text, path, config);
+}
+
+result<void> validate(const broker_config& config) {
+    if (config.data_dir.empty()) return config_error("data_dir must not be empty");
+    if (config.message_max_bytes > static_cast<int64_t>(config.socket_request_max_bytes))
+        return config_error("message_max_bytes must not exceed socket_request_max_bytes");
+    if (config.log.segment_bytes < config.message_max_bytes)
+        return config_error("log.segment_bytes must be at least message_max_bytes");
+    return {};
+}
+
+result<parsed_command_line> parse_command_line(int argc, char** argv) {
+    parsed_command_line out;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    // The config file first, so that every flag overrides it whatever the order.
+    for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--config") {
+            if (i + 1 >= args.size()) return config_error("--config needs a FILE");
+            if (auto r = apply_toml_file(args[i + 1], out.config); !r) return r.failure();
+        }
+    }
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& flag = args[i];
+        if (flag == "--help" || flag == "-h") {
+            out.exit_now = true;
+            out.exit_text = usage_text;
+            return out;
+        }
+        if (flag == "--version") {
+            out.exit_now = true;
+            out.exit_text = "spate 0.1.0\n";
+            return out;
+        }
+        if (i + 1 >= args.size()) return config_error("unknown flag or missing value: " + flag);
+        const std::string& value = args[++i];
+        result<void> applied;
+        if (flag == "--config") continue;
+        else if (flag == "--listen")
+            applied = parse_host_port(value, "--listen", out.config.listen_host, out.config.listen_port);
+        else if (flag == "--advertised")
+            applied = parse_host_port(value, "--advertised", out.config.advertised_host,
+                                      out.config.advertised_port);
+        else if (flag == "--data-dir") out.config.data_dir = value;
+        else if (flag == "--shards")
+            applied = apply_toml_text("shards = " + value, "--shards", out.config);
+        else if (flag == "--node-id")
+            applied = apply_toml_text("node_id = " + value, "--node-id", out.config);
+        else return config_error("unknown flag: " + flag + "\n" + usage_text);
+        if (!applied) return applied.failure();
+    }
+    if (auto r = validate(out.config); !r) return r.failure();
+    return out;
+}
+
+}  // namespace spate::broker

@@ -1,0 +1,56 @@
+#pragma once
+// broker_config: every start-up setting of the broker, from the TOML file and the
+// command line (flags win). Parsed once in main(), then read-only and copied to
+// every shard: there is no mutable global configuration.
+//
+// The documented, commented example of every key is broker/spate.example.toml.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proto/result.h"
+#include "storage/log.h"
+
+namespace spate::broker {
+
+// Policy for acknowledging acks=all (and acks=1) produce requests on a single node.
+enum class ack_policy : uint8_t {
+    page_cache,    // acknowledge once the write is in the page cache (Kafka's default)
+    fsync,         // group commit: acknowledge after fdatasync of the written batches
+};
+
+struct broker_config {
+    std::string listen_host = "127.0.0.1";
+    uint16_t listen_port = 9092;
+    std::string advertised_host;  // empty: same as listen_host
+    uint16_t advertised_port = 0;  // 0: same as listen_port
+    std::string data_dir = "./data";
+    uint32_t shards = 0;  // 0: one per online core
+    int32_t node_id = 0;
+    std::string cluster_id = "spate-single-node";
+
+    bool auto_create_topics_enable = true;
+    int32_t num_partitions = 1;
+    int32_t message_max_bytes = 1048588;  // Kafka's default: 1 MiB + 12
+    uint32_t socket_request_max_bytes = 100u << 20;
+    uint32_t connections_max = 10000;
+    uint32_t queued_max_requests = 500;  // per connection, as in-flight limit
+    ack_policy acks_all_policy = ack_policy::page_cache;
+    storage::log_config log;  // broker defaults for topic configs
+};
+
+// Parses argv (and the TOML file named by --config, if any). Errors name the key or flag.
+// `--help` and `--version` are reported through `exit_now` with the text to print.
+struct parsed_command_line {
+    broker_config config;
+    bool exit_now = false;
+    std::string exit_text;
+};
+result<parsed_command_line> parse_command_line(int argc, char** argv);
+result<void> apply_toml_file(const std::string& path, broker_config& config);
+result<void> apply_toml_text(const std::string& text, const std::string& origin,
+                             broker_config& config);
+result<void> validate(const broker_config& config);
+
+}  // namespace spate::broker

@@ -1,0 +1,91 @@
+// CreatePartitions (37): raises a topic's partition count (never lowers it); explicit
+// assignments must place every new partition on this broker.
+#include "broker/handlers/handlers.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+
+namespace spate::broker {
+namespace {
+
+using proto::error_code;
+using response_type = proto::create_partitions_response;
+
+struct growth {
+    size_t slot;
+    std::string name;
+    int32_t count;
+};
+
+void grow_next(request_ptr req, std::shared_ptr<response_type> response,
+               std::shared_ptr<std::vector<growth>> plans, size_t next) {
+    if (next == plans->size()) {
+        req->shard->respond(*req, *response);
+        return;
+    }
+    const growth plan = (*plans)[next];
+    req->shard->change_metadata(
+        [plan](metadata_store& store) -> result<snapshot_ptr> {
+            const topic_info* topic = store.snapshot()->find(plan.name);
+            if (topic == nullptr)
+                return error{proto::code(error_code::unknown_topic_or_partition),
+                             "topic \"" + plan.name + "\" does not exist"};
+            if (plan.count <= topic->partition_count())
+                return error{proto::code(error_code::invalid_partitions),
+                             "topic \"" + plan.name + "\" already has " +
+                                 std::to_string(topic->partition_count()) + " partitions"};
+            return store.add_partitions(plan.name, plan.count);
+        },
+        [req, response, plans, next, plan](result<snapshot_ptr> grown) {
+            if (!grown) {
+                auto& out = response->results[plan.slot];
+                out.error_code = static_cast<int16_t>(grown.failure().code);
+                out.error_message = grown.failure().message;
+            }
+            grow_next(req, response, plans, next + 1);
+        });
+}
+
+}  // namespace
+
+void handle_create_partitions(request_ptr req) {
+    proto::create_partitions_request body;
+    proto::reader in = req->body();
+    if (!body.decode(in, req->version())) {
+        req->shard->close_connection(*req, "malformed CreatePartitions request");
+        return;
+    }
+    shard_state& shard = *req->shard;
+    auto response = std::make_shared<response_type>();
+    auto plans = std::make_shared<std::vector<growth>>();
+    for (const auto& topic : body.topics) {
+        response_type::create_partitions_topic_result out;
+        out.name = topic.name;
+        const topic_info* info = shard.metadata()->find(topic.name);
+        auto fail = [&](error_code code, std::string message) {
+            out.error_code = proto::code(code);
+            out.error_message = std::move(message);
+        };
+        if (info == nullptr) {
+            fail(error_code::unknown_topic_or_partition, "topic does not exist");
+        } else if (topic.count <= info->partition_count() || topic.count > 100000) {
+            fail(error_code::invalid_partitions,
+                 "topic \"" + topic.name + "\" has " + std::to_string(info->partition_count()) +
+                     " partitions; the new count must be larger (and at most 100000)");
+        } else if (topic.assignments) {
+            const size_t added = static_cast<size_t>(topic.count - info->partition_count());
+            bool ok = topic.assignments->size() == added;
+            for (const auto& a : *topic.assignments)
+                ok = ok && a.broker_ids.size() == 1 && a.broker_ids[0] == shard.config().node_id;
+            if (!ok)
+                fail(error_code::invalid_replica_assignment,
+                     "assignments must list each new partition on broker " +
+                         std::to_string(shard.config().node_id));
+        }
+        if (out.error_code == 0 && !body.validate_only)
+            plans->push_back({response->results.size(), topic.name, topic.count});
+        response->results.push_back(std::move(out));
+    }
+    grow_next(std::move(req), response, plans, 0);
+}
+
+}  // namespace spate::broker

@@ -1,0 +1,143 @@
+// CreateTopics (19): validates names, partition counts, the replication factor (1, or -1
+// for the default, on a single node), replica assignments and configs, then creates
+// the topics one by one through the controller (shard 0). validate_only checks without
+// creating. v5+ answers with the effective configs.
+#include "broker/handlers/handlers.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+
+namespace spate::broker {
+namespace {
+
+using proto::error_code;
+using response_type = proto::create_topics_response;
+
+struct topic_plan {
+    size_t slot;
+    std::string name;
+    int32_t partitions;
+    topic_configs configs;
+};
+
+void fill_success(const shard_state& shard, const topic_plan& plan, const topic_info* created,
+                  response_type::creatable_topic_result& out) {
+    out.error_code = 0;
+    out.num_partitions = plan.partitions;
+    out.replication_factor = 1;
+    if (created != nullptr) out.topic_id = created->id;
+    out.configs.emplace();
+    for (const auto& entry : describe_topic_configs(shard.config(), plan.configs)) {
+        response_type::creatable_topic_configs c;
+        c.name = entry.name;
+        c.value = entry.value;
+        c.read_only = entry.read_only;
+        c.config_source = entry.is_default ? 5 : 1;  // DEFAULT_CONFIG : TOPIC_CONFIG
+        c.is_sensitive = false;
+        out.configs->push_back(std::move(c));
+    }
+}
+
+void create_next(request_ptr req, std::shared_ptr<response_type> response,
+                 std::shared_ptr<std::vector<topic_plan>> plans, size_t next) {
+    if (next == plans->size()) {
+        req->shard->respond(*req, *response);
+        return;
+    }
+    const topic_plan plan = (*plans)[next];
+    req->shard->change_metadata(
+        [plan](metadata_store& store) -> result<snapshot_ptr> {
+            if (store.snapshot()->find(plan.name) != nullptr)
+                return error{proto::code(error_code::topic_already_exists),
+                             "topic \"" + plan.name + "\" already exists"};
+            return store.create_topic(plan.name, plan.partitions, plan.configs);
+        },
+        [req, response, plans, next, plan](result<snapshot_ptr> created) {
+            auto& out = response->topics[plan.slot];
+            if (!created) {
+                const int code = created.failure().code;
+                out.error_code = code == proto::code(error_code::topic_already_exists)
+                                     ? proto::code(error_code::topic_already_exists)
+                                     : proto::code(error_code::kafka_storage_error);
+                out.error_message = created.failure().message;
+            } else {
+                fill_success(*req->shard, plan, created.value()->find(plan.name), out);
+            }
+            create_next(req, response, plans, next + 1);
+        });
+}
+
+}  // namespace
+
+void handle_create_topics(request_ptr req) {
+    proto::create_topics_request body;
+    proto::reader in = req->body();
+    if (!body.decode(in, req->version())) {
+        req->shard->close_connection(*req, "malformed CreateTopics request");
+        return;
+    }
+    shard_state& shard = *req->shard;
+    const int32_t node = shard.config().node_id;
+    auto response = std::make_shared<response_type>();
+    auto plans = std::make_shared<std::vector<topic_plan>>();
+    std::map<std::string, int> seen;
+    for (const auto& topic : body.topics) seen[topic.name]++;
+    for (const auto& topic : body.topics) {
+        response_type::creatable_topic_result out;
+        out.name = topic.name;
+        out.num_partitions = -1;
+        out.replication_factor = -1;
+        auto fail = [&](error_code code, std::string message) {
+            out.error_code = proto::code(code);
+            out.error_message = std::move(message);
+        };
+        topic_plan plan{response->topics.size(), topic.name, topic.num_partitions, {}};
+        if (plan.partitions == -1) plan.partitions = shard.config().num_partitions;
+        if (seen[topic.name] > 1) {
+            fail(error_code::invalid_request, "topic \"" + topic.name + "\" is listed twice");
+        } else if (!valid_topic_name(topic.name)) {
+            fail(error_code::invalid_topic_exception, "invalid topic name \"" + topic.name + "\"");
+        } else if (shard.metadata()->find(topic.name) != nullptr) {
+            fail(error_code::topic_already_exists, "topic \"" + topic.name + "\" already exists");
+        } else if (topic.replication_factor != -1 && topic.replication_factor != 1) {
+            fail(error_code::invalid_replication_factor,
+                 "replication factor " + std::to_string(topic.replication_factor) +
+                     " is larger than the 1 available broker");
+        } else if (!topic.assignments.empty()) {
+            if (topic.num_partitions != -1 || topic.replication_factor != -1) {
+                fail(error_code::invalid_request,
+                     "both assignments and partitions/replication factor given");
+            } else {
+                plan.partitions = static_cast<int32_t>(topic.assignments.size());
+                for (size_t i = 0; i < topic.assignments.size(); ++i) {
+                    const auto& a = topic.assignments[i];
+                    if (a.partition_index != static_cast<int32_t>(i) || a.broker_ids.size() != 1 ||
+                        a.broker_ids[0] != node)
+                        fail(error_code::invalid_replica_assignment,
+                             "replica assignments must name partitions 0..n-1 on broker " +
+                                 std::to_string(node));
+                }
+            }
+        } else if (plan.partitions < 1 || plan.partitions > 100000) {
+            fail(error_code::invalid_partitions,
+                 "number of partitions must be between 1 and 100000");
+        }
+        if (out.error_code == 0) {
+            for (const auto& config : topic.configs) {
+                if (!config.value) continue;
+                if (auto valid = validate_topic_config(config.name, *config.value); !valid) {
+                    fail(error_code::invalid_config, valid.failure().message);
+                    break;
+                }
+                plan.configs[config.name] = *config.value;
+            }
+        }
+        if (out.error_code == 0) {
+            if (body.validate_only) fill_success(shard, plan, nullptr, out);
+            else plans->push_back(std::move(plan));
+        }
+        response->topics.push_back(std::move(out));
+    }
+    create_next(std::move(req), response, plans, 0);
+}
+
+}  // namespace spate::broker

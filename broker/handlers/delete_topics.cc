@@ -1,0 +1,83 @@
+// DeleteTopics (20): removes topics by name (v0-5) or by id (v6), through the
+// controller; owner shards close the logs and delete the partition directories.
+#include "broker/handlers/handlers.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+
+namespace spate::broker {
+namespace {
+
+using proto::error_code;
+using response_type = proto::delete_topics_response;
+
+void delete_next(request_ptr req, std::shared_ptr<response_type> response,
+                 std::shared_ptr<std::vector<size_t>> slots, size_t next) {
+    if (next == slots->size()) {
+        req->shard->respond(*req, *response);
+        return;
+    }
+    const size_t slot = (*slots)[next];
+    const std::string name = *response->responses[slot].name;
+    req->shard->change_metadata(
+        [name](metadata_store& store) -> result<snapshot_ptr> {
+            if (store.snapshot()->find(name) == nullptr)
+                return error{proto::code(error_code::unknown_topic_or_partition),
+                             "topic \"" + name + "\" does not exist"};
+            return store.delete_topic(name);
+        },
+        [req, response, slots, next, slot](result<snapshot_ptr> deleted) {
+            auto& out = response->responses[slot];
+            if (!deleted) {
+                out.error_code = static_cast<int16_t>(deleted.failure().code > 0
+                                                          ? deleted.failure().code
+                                                          : proto::code(error_code::kafka_storage_error));
+                out.error_message = deleted.failure().message;
+            }
+            delete_next(req, response, slots, next + 1);
+        });
+}
+
+}  // namespace
+
+void handle_delete_topics(request_ptr req) {
+    proto::delete_topics_request body;
+    proto::reader in = req->body();
+    if (!body.decode(in, req->version())) {
+        req->shard->close_connection(*req, "malformed DeleteTopics request");
+        return;
+    }
+    shard_state& shard = *req->shard;
+    const metadata_snapshot& snapshot = *shard.metadata();
+    auto response = std::make_shared<response_type>();
+    auto slots = std::make_shared<std::vector<size_t>>();
+    auto add = [&](std::optional<std::string> name, const proto::uuid& id) {
+        response_type::deletable_topic_result out;
+        out.topic_id = id;
+        const topic_info* topic = nullptr;
+        if (name) {
+            topic = snapshot.find(*name);
+        } else {
+            for (const auto& [topic_name, info] : snapshot.topics)
+                if (info->id == id) topic = info.get();
+        }
+        if (topic == nullptr) {
+            out.name = name;
+            out.error_code = proto::code(name ? error_code::unknown_topic_or_partition
+                                              : error_code::unknown_topic_id);
+            out.error_message = "topic does not exist";
+        } else {
+            out.name = topic->name;
+            out.topic_id = topic->id;
+            slots->push_back(response->responses.size());
+        }
+        response->responses.push_back(std::move(out));
+    };
+    if (req->version() >= 6) {
+        for (const auto& topic : body.topics) add(topic.name, topic.topic_id);
+    } else {
+        for (const auto& name : body.topic_names) add(name, proto::uuid{});
+    }
+    delete_next(std::move(req), response, slots, 0);
+}
+
+}  // namespace spate::broker

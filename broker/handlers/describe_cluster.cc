@@ -1,0 +1,36 @@
+// DescribeCluster (60): this node, as broker and controller.
+#include "broker/handlers/handlers.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+
+namespace spate::broker {
+
+void handle_describe_cluster(request_ptr req) {
+    proto::describe_cluster_request body;
+    proto::reader in = req->body();
+    if (!body.decode(in, req->version())) {
+        req->shard->close_connection(*req, "malformed DescribeCluster request");
+        return;
+    }
+    shard_state& shard = *req->shard;
+    proto::describe_cluster_response response;
+    response.endpoint_type = body.endpoint_type;
+    if (req->version() >= 1 && body.endpoint_type != 1) {
+        // Only broker endpoints exist here (1 = BROKERS, 2 = CONTROLLERS).
+        response.error_code = proto::code(proto::error_code::unsupported_version);
+        response.error_message = "only broker endpoints (endpoint_type 1) are served";
+        shard.respond(*req, response);
+        return;
+    }
+    response.cluster_id = shard.config().cluster_id;
+    response.controller_id = shard.config().node_id;
+    proto::describe_cluster_response::describe_cluster_broker self;
+    self.broker_id = shard.config().node_id;
+    self.host = shard.owner().advertised_host();
+    self.port = shard.owner().advertised_port();
+    response.brokers.push_back(self);
+    response.cluster_authorized_operations = INT32_MIN;
+    shard.respond(*req, response);
+}
+
+}  // namespace spate::broker

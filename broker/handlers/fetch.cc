@@ -1,0 +1,298 @@
+// Fetch (1): reads whole batches from each partition's owner shard as file ranges and
+// sends them with splice (zero-copy). Long polling: when fewer than min_bytes are
+// available the fetch registers a wake-up on every partition it reads and a timer of
+// max_wait_ms; the next append to any of them (or the timer) runs another round.
+// Sessionless: every requested partition is listed in every answer and session_id is
+// always 0 (KIP-227 sessions are optional for clients; a non-zero id is unknown here).
+#include "broker/handlers/handlers.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+
+namespace spate::broker {
+namespace {
+
+using proto::error_code;
+
+struct partition_read {
+    size_t topic_slot;
+    size_t partition_slot;
+    std::string topic;
+    int32_t index;
+    int64_t offset;
+    int32_t max_bytes;
+    // Filled on the owner shard.
+    error_code error = error_code::none;
+    int64_t high_watermark = -1;
+    int64_t log_start_offset = -1;
+    std::vector<storage::file_slice> slices;
+    int64_t bytes = 0;
+};
+using read_list = std::vector<partition_read>;
+
+struct fetch_state : std::enable_shared_from_this<fetch_state> {
+    request_ptr req;
+    proto::fetch_request body;
+    std::map<net::shard_id, read_list> by_owner;  // what to read where (results overwritten each round)
+    std::vector<partition_read> results;           // last round, in request order
+    error_code top_error = error_code::none;
+    bool done = false;
+    bool round_running = false;
+    bool wake_pending = false;
+    bool waiting = false;
+    bool expired = false;  // max_wait_ms has passed: the next round answers whatever it has
+    uint64_t timer_id = 0;
+    std::chrono::steady_clock::time_point deadline;
+};
+using fetch_ptr = std::shared_ptr<fetch_state>;
+
+void run_round(fetch_ptr state);
+
+void read_on_owner(shard_state& owner, read_list& list) {
+    for (partition_read& read : list) {
+        read.slices.clear();
+        read.bytes = 0;
+        read.error = error_code::none;
+        partition* p = owner.find_partition(read.topic, read.index);
+        if (p == nullptr) {
+            read.error = error_code::unknown_topic_or_partition;
+            continue;
+        }
+        read.high_watermark = p->high_watermark();
+        read.log_start_offset = p->log().log_start_offset();
+        if (read.offset < read.log_start_offset || read.offset > read.high_watermark) {
+            read.error = error_code::offset_out_of_range;
+            continue;
+        }
+        if (read.offset == read.high_watermark || read.max_bytes <= 0) continue;
+        auto got = p->log().read(read.offset, read.max_bytes);
+        if (!got) {
+            read.error = error_code::kafka_storage_error;
+            continue;
+        }
+        read.slices = std::move(got->slices);
+        for (const auto& slice : read.slices) read.bytes += slice.length;
+    }
+}
+
+void respond_now(const fetch_ptr& state) {
+    state->done = true;
+    shard_state& shard = *state->req->shard;
+    if (state->timer_id != 0) shard.net_shard().cancel_timer(state->timer_id);
+    proto::fetch_response response;
+    response.error_code = proto::code(state->top_error);
+    response.session_id = 0;
+    for (const auto& topic : state->body.topics) {
+        proto::fetch_response::fetchable_topic_response out;
+        out.topic = topic.topic;
+        for (const auto& part : topic.partitions) {
+            proto::fetch_response::partition_data p;
+            p.partition_index = part.partition;
+            p.high_watermark = -1;
+            p.last_stable_offset = -1;
+            p.log_start_offset = -1;
+            p.preferred_read_replica = -1;
+            p.aborted_transactions.emplace();
+            out.partitions.push_back(std::move(p));
+        }
+        response.responses.push_back(std::move(out));
+    }
+    // Results in request order; the response-wide max_bytes is applied here, always
+    // letting through the first partition with data so a consumer can make progress.
+    std::sort(state->results.begin(), state->results.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.topic_slot, a.partition_slot) < std::tie(b.topic_slot, b.partition_slot);
+    });
+    const int64_t budget = state->req->version() >= 3 ? state->body.max_bytes : INT32_MAX;
+    int64_t used = 0;
+    std::vector<std::vector<storage::file_slice>> external;
+    for (partition_read& read : state->results) {
+        auto& p = response.responses[read.topic_slot].partitions[read.partition_slot];
+        p.error_code = proto::code(read.error);
+        p.high_watermark = read.high_watermark;
+        p.last_stable_offset = read.high_watermark;
+        p.log_start_offset = read.log_start_offset;
+        if (read.error != error_code::none || read.bytes == 0) continue;
+        if (used > 0 && used + read.bytes > budget) continue;
+        used += read.bytes;
+        p.records_.external_length = static_cast<int32_t>(read.bytes);
+        p.records_.external_id = static_cast<uint32_t>(external.size());
+        external.push_back(std::move(read.slices));
+    }
+    // Encode through a writer to learn where each partition's records go, then turn
+    // every gap into file pieces spliced by net/ at that position.
+    proto::writer out(512);
+    out.int32(0);
+    proto::encode_response_header(out, state->req->header.correlation_id,
+                                  proto::response_header_version(state->req->header.api_key,
+                                                                 state->req->version()));
+    response.encode(out, state->req->version());
+    out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
+    net::response message;
+    for (const proto::external_gap& gap : out.gaps()) {
+        for (auto& slice : external[gap.id]) {
+            net::file_piece piece;
+            piece.position = gap.position;
+            piece.fd = slice.file->fd;
+            piece.file_position = slice.position;
+            piece.length = slice.length;
+            piece.keep_alive = slice.file;
+            message.pieces.push_back(std::move(piece));
+        }
+    }
+    message.bytes = std::move(out.buffer());
+    shard.net_shard().respond(state->req->conn, state->req->sequence, std::move(message));
+    state->results.clear();
+}
+
+// Registers a wake-up on every partition of this fetch, on their owner shards.
+void wait_for_data(const fetch_ptr& state) {
+    shard_state& shard = *state->req->shard;
+    broker* process = &shard.owner();
+    const net::shard_id origin = shard.id();
+    std::weak_ptr<fetch_state> weak = state;
+    for (auto& [owner, list] : state->by_owner) {
+        std::vector<std::pair<std::string, int32_t>> keys;
+        for (const auto& read : list) keys.emplace_back(read.topic, read.index);
+        shard.call_on<int>(
+            owner,
+            [keys, weak, process, origin](shard_state& target, std::function<void(int)> reply) {
+                const net::shard_id owner_id = target.id();
+                for (const auto& [topic, index] : keys) {
+                    partition* p = target.find_partition(topic, index);
+                    if (p == nullptr) continue;
+                    p->add_waiter(weak, [weak, process, owner_id, origin] {
+                        process->state(owner_id).net_shard().submit_to(origin, [weak] {
+                            fetch_ptr alive = weak.lock();
+                            if (!alive || alive->done) return;
+                            if (alive->round_running) {
+                                alive->wake_pending = true;
+                                return;
+                            }
+                            run_round(alive);
+                        });
+                    });
+                }
+                reply(0);
+            },
+            [](int) {});
+    }
+}
+
+void finish_round(const fetch_ptr& state) {
+    state->round_running = false;
+    if (state->done) return;
+    int64_t total = 0;
+    bool any_error = false;
+    for (const auto& read : state->results) {
+        total += read.bytes;
+        if (read.error != error_code::none) any_error = true;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (total >= state->body.min_bytes || any_error || state->body.max_wait_ms <= 0 ||
+        state->expired || now >= state->deadline) {
+        respond_now(state);
+        return;
+    }
+    if (state->wake_pending) {
+        state->wake_pending = false;
+        run_round(state);
+        return;
+    }
+    if (!state->waiting) {
+        state->waiting = true;
+        const auto delay =
+            std::chrono::duration_cast<std::chrono::milliseconds>(state->deadline - now);
+        // The timer holds the fetch alive while it waits (wake-ups only hold weak
+        // references); answering cancels the timer, which releases it.
+        state->timer_id = state->req->shard->net_shard().add_timer(delay, [alive = state] {
+            if (alive->done) return;
+            alive->timer_id = 0;
+            // The timer decides the deadline (timers fire by the loop's cached clock, so
+            // comparing clocks here could miss it by a hair and wait forever).
+            alive->expired = true;
+            if (alive->round_running) {
+                alive->wake_pending = true;
+                return;
+            }
+            run_round(alive);
+        });
+    }
+    // Waiters are consumed by each append: register again for the next one.
+    wait_for_data(state);
+}
+
+void run_round(fetch_ptr state) {
+    state->round_running = true;
+    state->results.clear();
+    auto remaining = std::make_shared<size_t>(state->by_owner.size());
+    for (auto& [owner, list] : state->by_owner) {
+        auto shared_list = std::make_shared<read_list>(list);
+        state->req->shard->call_on<read_list>(
+            owner,
+            [shared_list](shard_state& target, std::function<void(read_list)> reply) {
+                read_on_owner(target, *shared_list);
+                reply(std::move(*shared_list));
+            },
+            [state, remaining](read_list done) {
+                for (auto& read : done) state->results.push_back(std::move(read));
+                if (--*remaining == 0) finish_round(state);
+            });
+    }
+}
+
+}  // namespace
+
+void handle_fetch(request_ptr req) {
+    auto state = std::make_shared<fetch_state>();
+    proto::reader in = req->body();
+    if (!state->body.decode(in, req->version())) {
+        req->shard->close_connection(*req, "malformed Fetch request");
+        return;
+    }
+    state->req = req;
+    shard_state& shard = *req->shard;
+    const auto& body = state->body;
+    state->deadline = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(std::max<int32_t>(body.max_wait_ms, 0));
+    if (req->version() >= 7 && body.session_id != 0) {
+        state->top_error = error_code::fetch_session_id_not_found;
+        respond_now(state);
+        return;
+    }
+    for (size_t t = 0; t < body.topics.size(); ++t) {
+        const auto& topic = body.topics[t];
+        const topic_info* info = shard.metadata()->find(topic.topic);
+        for (size_t i = 0; i < topic.partitions.size(); ++i) {
+            const auto& part = topic.partitions[i];
+            partition_read read;
+            read.topic_slot = t;
+            read.partition_slot = i;
+            read.topic = topic.topic;
+            read.index = part.partition;
+            read.offset = part.fetch_offset;
+            read.max_bytes = part.partition_max_bytes;
+            if (info == nullptr || part.partition < 0 || part.partition >= info->partition_count()) {
+                read.error = error_code::unknown_topic_or_partition;
+                state->results.push_back(std::move(read));
+                continue;
+            }
+            state->by_owner[info->partition_shards[static_cast<size_t>(part.partition)]].push_back(
+                std::move(read));
+        }
+    }
+    if (state->by_owner.empty()) {
+        respond_now(state);
+        return;
+    }
+    // Partitions that failed before reading stay in `results` of every round.
+    auto failed_early = std::make_shared<std::vector<partition_read>>(std::move(state->results));
+    state->results.clear();
+    if (!failed_early->empty()) {
+        for (auto& read : *failed_early) {
+            auto& list = state->by_owner.begin()->second;
+            list.push_back(std::move(read));
+        }
+    }
+    run_round(state);
+}
+
+}  // namespace spate::broker

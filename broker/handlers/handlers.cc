@@ -1,0 +1,34 @@
+// The handler list. Version ranges are those of proto/'s descriptions (what the codec
+// can encode and decode), narrowed here only where a handler serves less.
+#include "broker/handlers/handlers.h"
+
+namespace spate::broker {
+
+std::span<const handler_entry> handler_list() {
+    using proto::api_key;
+    static const handler_entry list[] = {
+        {api_key::produce, 0, 9, handle_produce},
+        {api_key::fetch, 0, 12, handle_fetch},
+        {api_key::list_offsets, 0, 7, handle_list_offsets},
+        {api_key::metadata, 0, 12, handle_metadata},
+        {api_key::api_versions, 0, 3, handle_api_versions},
+        {api_key::create_topics, 0, 7, handle_create_topics},
+        {api_key::delete_topics, 0, 6, handle_delete_topics},
+        {api_key::delete_records, 0, 2, handle_delete_records},
+        {api_key::init_producer_id, 0, 4, handle_init_producer_id},
+        {api_key::offset_for_leader_epoch, 0, 4, handle_offset_for_leader_epoch},
+        {api_key::describe_configs, 0, 4, handle_describe_configs},
+        {api_key::create_partitions, 0, 3, handle_create_partitions},
+        {api_key::incremental_alter_configs, 0, 1, handle_incremental_alter_configs},
+        {api_key::describe_cluster, 0, 1, handle_describe_cluster},
+    };
+    return list;
+}
+
+const handler_entry* find_handler(int16_t api_key) {
+    for (const handler_entry& entry : handler_list())
+        if (static_cast<int16_t>(entry.key) == api_key) return &entry;
+    return nullptr;
+}
+
+}  // namespace spate::broker

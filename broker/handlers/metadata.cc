@@ -1,0 +1,103 @@
+// Metadata (3): brokers, topics and partitions (this node leads them all). Topics that
+// do not exist are created first when the request allows it (v4+ flag; always before
+// v4) and the broker's auto_create_topics_enable says so, like Kafka.
+#include "broker/handlers/handlers.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+
+namespace spate::broker {
+namespace {
+
+using response_type = proto::metadata_response;
+
+void add_topic(const request& req, const topic_info* topic, const std::string& name,
+               response_type& response) {
+    response_type::metadata_response_topic out;
+    out.name = name;
+    if (topic == nullptr) {
+        out.error_code = proto::code(valid_topic_name(name)
+                                         ? proto::error_code::unknown_topic_or_partition
+                                         : proto::error_code::invalid_topic_exception);
+        response.topics.push_back(std::move(out));
+        return;
+    }
+    out.topic_id = topic->id;
+    const int32_t node = req.shard->config().node_id;
+    for (int32_t i = 0; i < topic->partition_count(); ++i) {
+        response_type::metadata_response_partition p;
+        p.partition_index = i;
+        p.leader_id = node;
+        p.leader_epoch = 0;
+        p.replica_nodes = {node};
+        p.isr_nodes = {node};
+        out.partitions.push_back(std::move(p));
+    }
+    response.topics.push_back(std::move(out));
+}
+
+void answer(request_ptr req, const std::optional<std::vector<std::string>>& names) {
+    shard_state& shard = *req->shard;
+    response_type response;
+    response_type::metadata_response_broker self;
+    self.node_id = shard.config().node_id;
+    self.host = shard.owner().advertised_host();
+    self.port = shard.owner().advertised_port();
+    response.brokers.push_back(self);
+    response.cluster_id = shard.config().cluster_id;
+    response.controller_id = shard.config().node_id;
+    const metadata_snapshot& snapshot = *shard.metadata();
+    if (!names) {
+        for (const auto& [name, topic] : snapshot.topics) add_topic(*req, topic.get(), name, response);
+    } else {
+        for (const std::string& name : *names) add_topic(*req, snapshot.find(name), name, response);
+    }
+    shard.respond(*req, response);
+}
+
+// Creates the missing topics one after another, then answers.
+void create_then_answer(request_ptr req, std::vector<std::string> missing,
+                        std::optional<std::vector<std::string>> names) {
+    if (missing.empty()) {
+        answer(std::move(req), names);
+        return;
+    }
+    const std::string name = missing.back();
+    missing.pop_back();
+    const int32_t partitions = req->shard->config().num_partitions;
+    req->shard->change_metadata(
+        [name, partitions](metadata_store& store) -> result<snapshot_ptr> {
+            if (store.snapshot()->find(name) != nullptr) return store.snapshot();
+            return store.create_topic(name, partitions, {});
+        },
+        [req, missing = std::move(missing), names = std::move(names)](result<snapshot_ptr>) mutable {
+            create_then_answer(std::move(req), std::move(missing), std::move(names));
+        });
+}
+
+}  // namespace
+
+void handle_metadata(request_ptr req) {
+    proto::metadata_request body;
+    proto::reader in = req->body();
+    if (!body.decode(in, req->version())) {
+        req->shard->close_connection(*req, "malformed Metadata request");
+        return;
+    }
+    // v0: an empty list means all topics; v1+: null means all topics.
+    std::optional<std::vector<std::string>> names;
+    if (body.topics && !(req->version() == 0 && body.topics->empty())) {
+        names.emplace();
+        for (const auto& topic : *body.topics)
+            if (topic.name) names->push_back(*topic.name);
+    }
+    const bool allowed = req->version() < 4 || body.allow_auto_topic_creation;
+    std::vector<std::string> missing;
+    if (names && allowed && req->shard->config().auto_create_topics_enable) {
+        for (const std::string& name : *names)
+            if (req->shard->metadata()->find(name) == nullptr && valid_topic_name(name))
+                missing.push_back(name);
+    }
+    create_then_answer(std::move(req), std::move(missing), std::move(names));
+}
+
+}  // namespace spate::broker

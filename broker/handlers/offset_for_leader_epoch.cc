@@ -1,0 +1,81 @@
+// OffsetForLeaderEpoch (23): a single node has only ever had leader epoch 0, so the
+// end offset of epoch 0 is the log end; a later epoch is unknown (-1/-1), and a client
+// that believes in a newer current leader epoch gets UNKNOWN_LEADER_EPOCH.
+#include "broker/fan_out.h"
+#include "broker/handlers/handlers.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+
+namespace spate::broker {
+namespace {
+
+using proto::error_code;
+constexpr int16_t unknown_leader_epoch = 74;
+
+struct epoch_item {
+    size_t topic_slot;
+    size_t partition_slot;
+    std::string topic;
+    int32_t index;
+    int32_t leader_epoch;
+    error_code error = error_code::none;
+    int64_t end_offset = -1;
+};
+
+void end_offset_on_owner(shard_state& owner, epoch_item& item) {
+    partition* p = owner.find_partition(item.topic, item.index);
+    if (p == nullptr) {
+        item.error = error_code::unknown_topic_or_partition;
+        return;
+    }
+    if (item.leader_epoch == 0) item.end_offset = p->log().log_end_offset();
+}
+
+}  // namespace
+
+void handle_offset_for_leader_epoch(request_ptr req) {
+    proto::offset_for_leader_epoch_request body;
+    proto::reader in = req->body();
+    if (!body.decode(in, req->version())) {
+        req->shard->close_connection(*req, "malformed OffsetForLeaderEpoch request");
+        return;
+    }
+    shard_state& shard = *req->shard;
+    auto response = std::make_shared<proto::offset_for_leader_epoch_response>();
+    std::map<net::shard_id, std::vector<epoch_item>> by_owner;
+    for (const auto& topic : body.topics) {
+        proto::offset_for_leader_epoch_response::offset_for_leader_topic_result topic_out;
+        topic_out.topic = topic.topic;
+        const topic_info* info = shard.metadata()->find(topic.topic);
+        for (const auto& part : topic.partitions) {
+            proto::offset_for_leader_epoch_response::epoch_end_offset out;
+            out.partition = part.partition;
+            out.leader_epoch = -1;
+            out.end_offset = -1;
+            if (info == nullptr || part.partition < 0 || part.partition >= info->partition_count()) {
+                out.error_code = proto::code(error_code::unknown_topic_or_partition);
+            } else if (part.current_leader_epoch > 0) {
+                out.error_code = unknown_leader_epoch;
+            } else {
+                by_owner[info->partition_shards[static_cast<size_t>(part.partition)]].push_back(
+                    {response->topics.size(), topic_out.partitions.size(), topic.topic,
+                     part.partition, part.leader_epoch});
+            }
+            topic_out.partitions.push_back(std::move(out));
+        }
+        response->topics.push_back(std::move(topic_out));
+    }
+    fan_out<epoch_item>(
+        shard, std::move(by_owner), end_offset_on_owner,
+        [response](std::vector<epoch_item>& done) {
+            for (const epoch_item& item : done) {
+                auto& out = response->topics[item.topic_slot].partitions[item.partition_slot];
+                out.error_code = proto::code(item.error);
+                out.end_offset = item.end_offset;
+                out.leader_epoch = item.end_offset >= 0 ? 0 : -1;
+            }
+        },
+        [req, response] { req->shard->respond(*req, *response); });
+}
+
+}  // namespace spate::broker

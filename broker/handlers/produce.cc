@@ -1,0 +1,226 @@
+// Produce (0): validate each partition's record batch here (CRC, size, magic, counts),
+// then append it on the partition's owner shard: idempotent-producer check, offsets
+// assigned by rewriting baseOffset, LogAppendTime stamped if the topic says so. acks=0
+// gets no response at all; acks=1/all are answered when every partition is written
+// (and fdatasync'ed first under acks_all_policy = "fsync").
+#include <chrono>
+
+#include "broker/handlers/handlers.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+#include "proto/record_batch.h"
+
+namespace spate::broker {
+namespace {
+
+using proto::error_code;
+
+// One partition's part of the request, as it travels to the owner and back.
+struct partition_work {
+    size_t topic_slot;      // index into the response's topics
+    size_t partition_slot;  // index into that topic's partitions
+    std::string topic;
+    int32_t index;
+    std::span<uint8_t> batch;
+    proto::batch_header header;
+    // Results, filled in on the owner shard.
+    error_code error = error_code::none;
+    int64_t base_offset = -1;
+    int64_t log_append_time_ms = -1;
+    int64_t log_start_offset = -1;
+};
+using work_list = std::vector<partition_work>;
+
+error_code batch_error_code(proto::batch_error failure) {
+    switch (failure) {
+        case proto::batch_error::none: return error_code::none;
+        case proto::batch_error::bad_crc: return error_code::corrupt_message;
+        case proto::batch_error::legacy_magic: return error_code::unsupported_for_message_format;
+        case proto::batch_error::too_large: return error_code::message_too_large;
+        default: return error_code::invalid_record;
+    }
+}
+
+int64_t wall_clock_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Runs on the owner shard: appends one partition's batch.
+void append_one(shard_state& owner, partition_work& work) {
+    partition* target = owner.find_partition(work.topic, work.index);
+    if (target == nullptr) {
+        work.error = error_code::unknown_topic_or_partition;
+        return;
+    }
+    const proto::batch_header& h = work.header;
+    const int32_t last_sequence =
+        h.base_sequence < 0 ? -1
+                            : static_cast<int32_t>((static_cast<int64_t>(h.base_sequence) +
+                                                    h.last_offset_delta) % (int64_t{INT32_MAX} + 1));
+    const sequence_check check =
+        target->producers().check(h.producer_id, h.producer_epoch, h.base_sequence, last_sequence);
+    switch (check.verdict) {
+        case sequence_verdict::duplicate:
+            work.base_offset = check.original.base_offset;
+            work.log_append_time_ms = check.original.log_append_time_ms;
+            work.log_start_offset = target->log().log_start_offset();
+            return;
+        case sequence_verdict::out_of_order:
+            work.error = error_code::out_of_order_sequence_number;
+            return;
+        case sequence_verdict::invalid_epoch:
+            work.error = error_code::invalid_producer_epoch;
+            return;
+        case sequence_verdict::append: break;
+    }
+    if (target->config().timestamps == timestamp_type::log_append_time) {
+        work.log_append_time_ms = wall_clock_ms();
+        proto::set_log_append_time(work.batch, work.log_append_time_ms);
+    }
+    auto appended = target->log().append(work.batch, h.records_count);
+    if (!appended) {
+        work.error = error_code::kafka_storage_error;
+        return;
+    }
+    work.base_offset = appended->base_offset;
+    work.log_start_offset = target->log().log_start_offset();
+    target->producers().record(h.producer_id, h.producer_epoch,
+                               {h.base_sequence, last_sequence, work.base_offset,
+                                work.log_append_time_ms});
+    target->wake_waiters();
+}
+
+// Runs on the owner shard: appends every partition of `list`, then replies, after an
+// fdatasync of the touched segments when the policy asks for it.
+void append_all(shard_state& owner, work_list list, bool sync_first,
+                std::function<void(work_list)> reply) {
+    std::vector<int> touched;
+    for (partition_work& work : list) {
+        append_one(owner, work);
+        if (work.error == error_code::none && sync_first) {
+            partition* p = owner.find_partition(work.topic, work.index);
+            if (p != nullptr) touched.push_back(p->log().active_fd());
+        }
+    }
+    if (touched.empty()) {
+        reply(std::move(list));
+        return;
+    }
+    std::sort(touched.begin(), touched.end());
+    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+    auto shared = std::make_shared<work_list>(std::move(list));
+    auto remaining = std::make_shared<size_t>(touched.size());
+    auto failed = std::make_shared<bool>(false);
+    for (int fd : touched) {
+        owner.net_shard().submit_fdatasync(fd, [&owner, shared, remaining, failed, reply](int res) {
+            if (res < 0) *failed = true;
+            if (--*remaining != 0) return;
+            for (partition_work& work : *shared) {
+                if (work.error != error_code::none) continue;
+                if (*failed) {
+                    work.error = error_code::kafka_storage_error;
+                    continue;
+                }
+                if (partition* p = owner.find_partition(work.topic, work.index))
+                    p->log().mark_durable(p->log().log_end_offset());
+            }
+            reply(std::move(*shared));
+        });
+    }
+}
+
+}  // namespace
+
+void handle_produce(request_ptr req) {
+    auto body = std::make_shared<proto::produce_request>();
+    proto::reader in = req->body();
+    if (!body->decode(in, req->version())) {
+        req->shard->close_connection(*req, "malformed Produce request");
+        return;
+    }
+    shard_state& shard = *req->shard;
+    const bool acks_valid = body->acks == 0 || body->acks == 1 || body->acks == -1;
+    const bool transactional = body->transactional_id.has_value();
+    auto response = std::make_shared<proto::produce_response>();
+    std::map<net::shard_id, work_list> by_owner;
+    for (auto& topic : body->topic_data) {
+        proto::produce_response::topic_produce_response topic_out;
+        topic_out.name = topic.name;
+        const topic_info* info = shard.metadata()->find(topic.name);
+        const effective_topic_config config =
+            info ? effective_config(shard.config(), info->configs) : effective_topic_config{};
+        for (auto& part : topic.partition_data) {
+            proto::produce_response::partition_produce_response out;
+            out.index = part.index;
+            out.base_offset = -1;
+            out.log_start_offset = -1;
+            out.log_append_time_ms = -1;
+            error_code failure = error_code::none;
+            proto::batch_check checked{};
+            const auto& records = part.records_;
+            if (!acks_valid) failure = error_code::invalid_required_acks;
+            else if (info == nullptr || part.index < 0 || part.index >= info->partition_count())
+                failure = error_code::unknown_topic_or_partition;
+            else if (transactional) failure = error_code::transactional_id_authorization_failed;
+            else if (records.is_null || records.bytes.empty()) failure = error_code::invalid_record;
+            else {
+                checked = proto::validate_batch(records.bytes,
+                                                static_cast<size_t>(config.message_max_bytes), true);
+                failure = batch_error_code(checked.error);
+                // Produce v3+ carries exactly one batch per partition.
+                if (failure == error_code::none &&
+                    checked.header.total_size() != static_cast<int64_t>(records.bytes.size()))
+                    failure = error_code::invalid_record;
+                if (failure == error_code::none &&
+                    (checked.header.is_transactional() || checked.header.is_control()))
+                    failure = error_code::invalid_record;
+            }
+            out.error_code = proto::code(failure);
+            if (failure == error_code::none) {
+                partition_work work;
+                work.topic_slot = response->responses.size();
+                work.partition_slot = topic_out.partition_responses.size();
+                work.topic = topic.name;
+                work.index = part.index;
+                // The frame is ours and lives as long as `req`: offsets are rewritten in place.
+                work.batch = {const_cast<uint8_t*>(records.bytes.data()), records.bytes.size()};
+                work.header = checked.header;
+                by_owner[info->partition_shards[static_cast<size_t>(part.index)]].push_back(
+                    std::move(work));
+            }
+            topic_out.partition_responses.push_back(std::move(out));
+        }
+        response->responses.push_back(std::move(topic_out));
+    }
+    const bool no_response = body->acks == 0;
+    if (no_response) shard.skip_response(*req);
+    if (by_owner.empty()) {
+        if (!no_response) shard.respond(*req, *response);
+        return;
+    }
+    const bool sync_first = body->acks != 0 && shard.config().acks_all_policy == ack_policy::fsync;
+    auto remaining = std::make_shared<size_t>(by_owner.size());
+    for (auto& [owner, list] : by_owner) {
+        auto shared_list = std::make_shared<work_list>(std::move(list));
+        shard.call_on<work_list>(
+            owner,
+            [shared_list, sync_first, req](shard_state& target, std::function<void(work_list)> reply) {
+                append_all(target, std::move(*shared_list), sync_first, std::move(reply));
+            },
+            [req, body, response, remaining, no_response](work_list done) {
+                for (const partition_work& work : done) {
+                    auto& out = response->responses[work.topic_slot]
+                                    .partition_responses[work.partition_slot];
+                    out.error_code = proto::code(work.error);
+                    out.base_offset = work.base_offset;
+                    out.log_append_time_ms = work.log_append_time_ms;
+                    out.log_start_offset = work.log_start_offset;
+                }
+                if (--*remaining == 0 && !no_response) req->shard->respond(*req, *response);
+            });
+    }
+}
+
+}  // namespace spate::broker

@@ -1,0 +1,80 @@
+#pragma once
+// Cluster metadata of a single node: topics, their ids, configs and the owner shard
+// of every partition.
+//
+// Ownership: the `metadata_store` lives on shard 0 (the controller) and is the only
+// writer; every change is persisted to `<data_dir>/metadata.toml` atomically (temp
+// file, fsync, rename, fsync dir) before it is published. Each shard holds an
+// immutable `metadata_snapshot` (shared_ptr to const) that the controller replaces by
+// sending the new one to every shard: Metadata requests are answered locally.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proto/result.h"
+#include "proto/types.h"
+
+namespace spate::broker {
+
+using topic_configs = std::map<std::string, std::string>;  // Kafka config name -> value
+
+struct topic_info {
+    std::string name;
+    proto::uuid id;
+    std::vector<uint32_t> partition_shards;  // partition index -> owner shard
+    topic_configs configs;                    // topic-level overrides only
+
+    int32_t partition_count() const { return static_cast<int32_t>(partition_shards.size()); }
+};
+
+struct metadata_snapshot {
+    uint64_t version = 0;
+    std::map<std::string, std::shared_ptr<const topic_info>> topics;
+
+    const topic_info* find(const std::string& name) const {
+        auto found = topics.find(name);
+        return found == topics.end() ? nullptr : found->second.get();
+    }
+};
+using snapshot_ptr = std::shared_ptr<const metadata_snapshot>;
+
+// Kafka's rules for topic names: 1..249 chars of [a-zA-Z0-9._-], not "." or "..".
+bool valid_topic_name(const std::string& name);
+
+class metadata_store {
+public:
+    metadata_store(std::string data_dir, uint32_t shard_count);
+
+    // Reads metadata.toml if present. Errors name the file and what is wrong.
+    result<void> load();
+    snapshot_ptr snapshot() const { return _current; }
+
+    // Mutations persist before they return; on error nothing changed.
+    result<snapshot_ptr> create_topic(const std::string& name, int32_t partitions,
+                                      const topic_configs& configs);
+    result<snapshot_ptr> delete_topic(const std::string& name);
+    result<snapshot_ptr> add_partitions(const std::string& name, int32_t total_partitions);
+    result<snapshot_ptr> set_topic_configs(const std::string& name, const topic_configs& configs);
+
+    // Which shard owns partition `index` of a new topic: spreads partitions over shards,
+    // starting at a hash of the name so small topics do not all land on shard 0.
+    uint32_t owner_for(const std::string& name, int32_t index) const;
+
+private:
+    result<void> persist(const metadata_snapshot& next) const;
+    result<snapshot_ptr> publish(std::shared_ptr<metadata_snapshot> next);
+
+    std::string _data_dir;
+    uint32_t _shard_count;
+    snapshot_ptr _current;
+};
+
+proto::uuid random_uuid();
+std::string uuid_to_string(const proto::uuid& id);
+std::optional<proto::uuid> uuid_from_string(const std::string& text);
+
+}  // namespace spate::broker

@@ -1,0 +1,78 @@
+#pragma once
+// partition: one topic partition as its owner shard sees it — the log, the effective
+// config, idempotent-producer state and the fetches waiting for new data.
+//
+// Ownership: created, used and destroyed only on its owner shard (recorded in the
+// metadata); other shards reach it by sending work to that shard. Lives from the
+// metadata snapshot that assigns it until the one that deletes its topic.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/producer_state.h"
+#include "broker/topic_config.h"
+#include "proto/types.h"
+#include "storage/log.h"
+
+namespace spate::broker {
+
+class partition {
+public:
+    partition(std::string topic, int32_t index, proto::uuid topic_id,
+              std::unique_ptr<storage::partition_log> log, effective_topic_config config)
+        : _topic(std::move(topic)),
+          _index(index),
+          _topic_id(topic_id),
+          _log(std::move(log)),
+          _config(config) {}
+
+    const std::string& topic() const { return _topic; }
+    int32_t index() const { return _index; }
+    const proto::uuid& topic_id() const { return _topic_id; }
+    storage::partition_log& log() { return *_log; }
+    const storage::partition_log& log() const { return *_log; }
+    const effective_topic_config& config() const { return _config; }
+    void set_config(const effective_topic_config& config) {
+        _config = config;
+        _log->set_config(config.log);
+    }
+    producer_state& producers() { return _producers; }
+
+    // A single node's high watermark is its log end: every written batch is "replicated".
+    int64_t high_watermark() const { return _log->log_end_offset(); }
+
+    // Long polling: a fetch waiting for data registers a wake-up here. Each is called
+    // once, on this (the owner) shard, at the next append, then forgotten. The callback
+    // itself forwards to the fetch's shard. `alive` expires when the fetch has been
+    // answered (by a timeout, say): such waiters are pruned when new ones arrive, so an
+    // idle partition polled by long-waiting consumers does not accumulate them.
+    void add_waiter(std::weak_ptr<void> alive, std::function<void()> wake) {
+        std::erase_if(_waiters, [](const waiter& w) { return w.alive.expired(); });
+        _waiters.push_back({std::move(alive), std::move(wake)});
+    }
+    void wake_waiters() {
+        if (_waiters.empty()) return;
+        auto waiters = std::move(_waiters);
+        _waiters.clear();
+        for (auto& w : waiters)
+            if (!w.alive.expired()) w.wake();
+    }
+    size_t waiter_count() const { return _waiters.size(); }
+
+private:
+    std::string _topic;
+    int32_t _index;
+    proto::uuid _topic_id;
+    std::unique_ptr<storage::partition_log> _log;
+    effective_topic_config _config;
+    producer_state _producers;
+    struct waiter {
+        std::weak_ptr<void> alive;
+        std::function<void()> wake;
+    };
+    std::vector<waiter> _waiters;
+};
+
+}  // namespace spate::broker

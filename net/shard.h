@@ -1,0 +1,298 @@
+#pragma once
+// shard: one thread, one io_uring ring, the connections its listener accepted, its timers
+// and its cross-shard mailboxes. The vocabulary types the broker exchanges with a shard
+// (frames, responses, file pieces, connection references) live here too.
+//
+// Ownership and threads: a runtime (net/runtime.h) creates every shard, runs each one's loop
+// on its own thread and destroys them after all threads have returned. Every method runs on
+// the shard's own thread unless its comment says otherwise; post() and stop() may be called
+// from anywhere.
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "net/spsc_queue.h"
+#include "net/unique_function.h"
+#include "proto/result.h"
+
+struct io_uring;
+struct io_uring_buf_ring;
+struct io_uring_sqe;
+
+namespace spate::net {
+
+using shard_id = uint32_t;
+using task = unique_function<void()>;
+
+// Names one connection of one shard. The generation changes whenever the slot is reused,
+// so a reference kept past the connection's close is detected and ignored.
+struct connection_ref {
+    uint32_t index = 0;
+    uint32_t generation = 0;
+};
+
+// A received request frame: the bytes after the 4-byte size prefix, in one owned buffer.
+struct frame {
+    std::vector<uint8_t> bytes;
+};
+using frame_ptr = std::unique_ptr<frame>;
+
+// File bytes sent without copying them through user space: `length` bytes of `fd` from
+// `file_position`, inserted at byte `position` of the response. `keep_alive` holds the file
+// open until the bytes are on the socket (retention may drop the segment meanwhile).
+struct file_piece {
+    size_t position = 0;
+    int fd = -1;
+    int64_t file_position = 0;
+    int32_t length = 0;
+    std::shared_ptr<void> keep_alive;
+};
+
+// A response: `bytes` including the 4-byte size prefix the caller wrote, and file pieces
+// inserted at ascending positions of `bytes` (several pieces may share a position: they
+// follow one another).
+struct response {
+    std::vector<uint8_t> bytes;
+    std::vector<file_piece> pieces;
+};
+
+// The broker's side of a shard, one per shard, called only on that shard's thread.
+class connection_handler {
+public:
+    virtual ~connection_handler() = default;
+    // Called for each complete frame, in arrival order. `sequence` numbers the requests of
+    // this connection (0, 1, 2, …). The handler must later call shard::respond or
+    // shard::skip_response for that sequence exactly once (unless the connection closed).
+    virtual void on_frame(connection_ref conn, uint64_t sequence, frame_ptr request) = 0;
+    // Called once when the connection starts closing (peer gone, error, close_connection);
+    // responses for it are dropped from then on.
+    virtual void on_close(connection_ref conn) { (void)conn; }
+};
+
+struct shard_config {
+    std::string listen_host = "127.0.0.1";
+    uint16_t listen_port = 9092;
+    // socket.request.max.bytes: a bigger size prefix closes the connection.
+    uint32_t request_bytes_max = 100 << 20;
+    uint32_t connections_max = 10000;
+    // queued.max.requests, per connection: reading pauses while this many requests await
+    // their response (received or not yet fully sent). Frames already received when the
+    // pause takes effect are still delivered, so this is a soft limit by one read batch.
+    uint32_t in_flight_requests_max = 500;
+    bool pin_to_core = true;
+
+    // Submission queue entries of each ring (the completion queue gets 8 times as many).
+    uint32_t ring_entries = 1024;
+    // The provided-buffer ring every connection of a shard receives into: count is a power
+    // of two, at most 32768.
+    uint32_t recv_buffer_count = 256;
+    uint32_t recv_buffer_bytes = 16 << 10;
+    // Slots of each cross-shard queue (per ordered pair of shards); a power of two.
+    uint32_t cross_shard_queue_capacity = 1024;
+    // Posted tasks run per loop turn, so I/O completions are never starved by a busy queue.
+    uint32_t tasks_per_turn_max = 4096;
+    // After stop(), connections still sending are given this long before being cut.
+    std::chrono::milliseconds stop_grace{5000};
+};
+
+class runtime;
+
+class shard {
+public:
+    shard(shard_id id, uint32_t shard_count, const shard_config& config);
+    ~shard();
+    shard(const shard&) = delete;
+    shard& operator=(const shard&) = delete;
+
+    shard_id id() const { return _id; }
+    uint32_t shard_count() const { return _shard_count; }
+    const shard_config& config() const { return _config; }
+
+    // Runs `t` later on this shard's thread, in posting order. Any thread may call it;
+    // from the shard's own thread it is a plain queue push.
+    void post(task t);
+    // From this shard's thread: runs `t` on shard `target`'s thread (on this shard itself
+    // when target == id()). Tasks from one shard to another run in submission order.
+    void submit_to(shard_id target, task t);
+
+    // Runs `t` on this shard after `delay`; returns a non-zero id for cancel_timer. Timers
+    // due in the same turn fire in deadline order, ties in creation order.
+    uint64_t add_timer(std::chrono::milliseconds delay, task t);
+    // Cancels a timer that has not fired; unknown or fired ids are ignored.
+    void cancel_timer(uint64_t id);
+
+    // Queues the response to request `sequence`; responses go out strictly in sequence
+    // order. Responses for a closed connection (stale reference) are dropped.
+    void respond(connection_ref conn, uint64_t sequence, response r);
+    // Request `sequence` gets no response (acks=0 produce).
+    void skip_response(connection_ref conn, uint64_t sequence);
+    // Closes the connection (e.g. garbage from the peer); the shard goes on.
+    void close_connection(connection_ref conn);
+    // Whether `conn` still names an open connection.
+    bool is_open(connection_ref conn) const;
+
+    // fdatasync on the ring (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC); `done(res)` runs on
+    // this shard with 0 or -errno.
+    void submit_fdatasync(int fd, unique_function<void(int)> done);
+
+    // The time at the start of the current loop turn.
+    std::chrono::steady_clock::time_point now() const { return _now; }
+
+    // Any thread: stop accepting and reading, finish the sends in flight (cut after
+    // stop_grace), then return from the loop.
+    void stop();
+
+private:
+    friend class runtime;
+    struct connection;
+    struct pipe_pair {
+        int read_fd = -1;
+        int write_fd = -1;
+    };
+    struct completion {
+        uint64_t user_data;
+        int32_t res;
+        uint32_t flags;
+    };
+    enum class op_kind : uint8_t;
+
+    // Called by runtime, on the shard's thread, before run(): creates the ring (falling back
+    // flag by flag), the provided-buffer ring and arms the listener.
+    result<void> setup(int listen_fd);
+    void set_handler(connection_handler& handler) { _handler = &handler; }
+    void set_peers(std::vector<shard*> peers) { _peers = std::move(peers); }
+    // The loop; returns after stop() once every operation has completed.
+    void run();
+
+    result<void> setup_ring();
+    result<void> setup_buffer_ring();
+
+    // Ring plumbing.
+    io_uring_sqe* next_sqe();
+    static uint64_t encode(op_kind kind, uint32_t index, uint32_t generation);
+    void reap();
+    void handle(const completion& done);
+    void submit_and_wait();
+    bool has_ready_work();
+    void arm_accept();
+    void arm_wake_read();
+    void wake_peers();
+
+    // Work queues.
+    void run_tasks();
+    void drain_inboxes();
+    void flush_overflow();
+    void fire_timers();
+
+    // Connections.
+    connection* lookup(connection_ref conn);
+    const connection* lookup(connection_ref conn) const;
+    void on_accept(const completion& done);
+    void on_recv(connection& conn, const completion& done);
+    void arm_recv(connection& conn);
+    void pause_recv(connection& conn);
+    void parse(connection& conn, const uint8_t* data, size_t size);
+    void resume_input(connection_ref ref);
+    void deliver(connection& conn);
+    void begin_close(connection& conn);
+    void finalize_if_done(connection& conn);
+    void start_output(connection& conn);
+    void pop_finished(connection& conn);
+    bool gather_bytes(connection& conn);
+    void start_splice(connection& conn);
+    void on_send(connection& conn, const completion& done);
+    void on_splice_in(connection& conn, const completion& done);
+    void on_splice_out(connection& conn, const completion& done);
+    void begin_stop();
+    void maybe_finish_stop();
+
+    std::optional<pipe_pair> acquire_pipe();
+    void release_pipe(pipe_pair pipe);
+
+    const shard_id _id;
+    const uint32_t _shard_count;
+    const shard_config _config;
+    connection_handler* _handler = nullptr;
+    std::vector<shard*> _peers;
+
+    std::unique_ptr<io_uring> _ring;
+    bool _ring_ready = false;
+    int _ring_fd = -1;
+    std::vector<completion> _completions;
+    // Operations whose final completion has not arrived; the loop ends only at zero.
+    uint64_t _ops_in_flight = 0;
+
+    io_uring_buf_ring* _buffer_ring = nullptr;
+    size_t _buffer_ring_bytes = 0;
+    uint8_t* _buffer_memory = nullptr;
+    size_t _buffer_memory_bytes = 0;
+    bool _buffer_ring_registered = false;
+
+    int _listen_fd = -1;
+    bool _accept_armed = false;
+
+    std::vector<std::unique_ptr<connection>> _connections;
+    std::vector<uint32_t> _free_connections;
+    uint32_t _open_connections = 0;
+
+    std::vector<pipe_pair> _idle_pipes;
+
+    struct fsync_slot {
+        uint32_t generation = 1;
+        unique_function<void(int)> done;
+    };
+    std::vector<fsync_slot> _fsyncs;
+    std::vector<uint32_t> _free_fsyncs;
+
+    std::deque<task> _tasks;
+
+    struct timer_key {
+        std::chrono::steady_clock::time_point deadline;
+        uint64_t id;
+        bool operator<(const timer_key& other) const {
+            return deadline != other.deadline ? deadline < other.deadline : id < other.id;
+        }
+    };
+    std::map<timer_key, task> _timers;
+    std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> _timer_deadlines;
+    uint64_t _next_timer_id = 1;
+
+    // Cross-shard: _inboxes[s] carries tasks from shard s to this shard (none for s == id).
+    std::vector<std::unique_ptr<spsc_queue<task>>> _inboxes;
+    // Tasks for shard s that found its inbox full, kept here in order and retried each turn.
+    std::vector<std::deque<task>> _overflow;
+    std::vector<uint8_t> _wake_needed;
+    bool _msg_ring_works = true;
+
+    // Sleep/wake protocol: the loop sets _sleeping before blocking and re-checks its inboxes;
+    // a producer publishes, then reads _sleeping (both sequentially consistent), so at least
+    // one side sees the other and no wake-up is lost.
+    std::atomic<bool> _sleeping{false};
+    int _wake_fd = -1;
+    uint64_t _wake_value = 0;
+    bool _wake_read_armed = false;
+
+    std::atomic<std::thread::id> _thread{};
+    std::mutex _foreign_mutex;
+    std::vector<task> _foreign_tasks;
+    std::atomic<bool> _foreign_pending{false};
+    std::atomic<bool> _stop_requested{false};
+    bool _stopping = false;
+    bool _finished = false;
+
+    std::chrono::steady_clock::time_point _now = std::chrono::steady_clock::now();
+};
+
+}  // namespace spate::net

@@ -1,0 +1,346 @@
+// Record batch v2: header access, validation, record decoding and building.
+// The layout is documented in record_batch.h.
+#include "proto/record_batch.h"
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <string>
+
+#include "proto/assert.h"
+#include "proto/crc32c.h"
+#include "proto/reader.h"
+#include "proto/writer.h"
+
+namespace spate::proto {
+namespace {
+
+// The smallest possible record: one byte each for length, attributes,
+// timestamp_delta, offset_delta, key_length, value_length and headers_count.
+constexpr size_t record_size_min = 7;
+// The smallest possible header: key_length and value_length, one byte each.
+constexpr size_t record_header_size_min = 2;
+
+template <class T>
+T load_be(const uint8_t* at) {
+    T value;
+    std::memcpy(&value, at, sizeof(T));
+    if constexpr (sizeof(T) == 2)
+        return static_cast<T>(__builtin_bswap16(static_cast<uint16_t>(value)));
+    if constexpr (sizeof(T) == 4)
+        return static_cast<T>(__builtin_bswap32(static_cast<uint32_t>(value)));
+    if constexpr (sizeof(T) == 8)
+        return static_cast<T>(__builtin_bswap64(static_cast<uint64_t>(value)));
+    return value;
+}
+
+template <class T>
+void store_be(uint8_t* at, T value) {
+    if constexpr (sizeof(T) == 2)
+        value = static_cast<T>(__builtin_bswap16(static_cast<uint16_t>(value)));
+    if constexpr (sizeof(T) == 4)
+        value = static_cast<T>(__builtin_bswap32(static_cast<uint32_t>(value)));
+    if constexpr (sizeof(T) == 8)
+        value = static_cast<T>(__builtin_bswap64(static_cast<uint64_t>(value)));
+    std::memcpy(at, &value, sizeof(T));
+}
+
+bool known_codec(compression_codec codec) {
+    return static_cast<uint8_t>(codec) <= static_cast<uint8_t>(compression_codec::zstd);
+}
+
+// Reads a record's nullable byte field: a zig-zag varint length (-1 = null)
+// followed by that many bytes. A length below -1 or beyond the record fails the
+// reader.
+std::optional<std::span<const uint8_t>> nullable_field(reader& in) {
+    const int32_t length = in.varint();
+    if (!in.ok() || length == -1) return std::nullopt;
+    if (length < -1) {
+        in.fail(decode_error::negative_length);
+        return std::nullopt;
+    }
+    return in.raw(static_cast<size_t>(length));
+}
+
+}  // namespace
+
+const char* to_string(batch_error error) {
+    switch (error) {
+        case batch_error::none:
+            return "none";
+        case batch_error::truncated:
+            return "truncated batch";
+        case batch_error::bad_size:
+            return "batch length too small";
+        case batch_error::legacy_magic:
+            return "legacy message format (magic 0 or 1)";
+        case batch_error::bad_magic:
+            return "unknown magic or codec";
+        case batch_error::bad_crc:
+            return "CRC-32C mismatch";
+        case batch_error::bad_count:
+            return "inconsistent record count or offsets";
+        case batch_error::too_large:
+            return "batch larger than allowed";
+    }
+    return "unknown";
+}
+
+result<batch_header> read_batch_header(std::span<const uint8_t> bytes) {
+    if (bytes.size() < batch_header_size)
+        return error{static_cast<int>(batch_error::truncated), "fewer than 61 bytes"};
+    const uint8_t* at = bytes.data();
+    batch_header header;
+    header.base_offset = load_be<int64_t>(at + batch_base_offset_offset);
+    header.batch_length = load_be<int32_t>(at + batch_length_offset);
+    header.partition_leader_epoch = load_be<int32_t>(at + batch_partition_leader_epoch_offset);
+    header.magic = static_cast<int8_t>(at[batch_magic_offset]);
+    header.crc = load_be<uint32_t>(at + batch_crc_offset);
+    header.attributes = load_be<int16_t>(at + batch_attributes_offset);
+    header.last_offset_delta = load_be<int32_t>(at + batch_last_offset_delta_offset);
+    header.base_timestamp = load_be<int64_t>(at + batch_base_timestamp_offset);
+    header.max_timestamp = load_be<int64_t>(at + batch_max_timestamp_offset);
+    header.producer_id = load_be<int64_t>(at + batch_producer_id_offset);
+    header.producer_epoch = load_be<int16_t>(at + batch_producer_epoch_offset);
+    header.base_sequence = load_be<int32_t>(at + batch_base_sequence_offset);
+    header.records_count = load_be<int32_t>(at + batch_records_count_offset);
+    return header;
+}
+
+batch_check validate_batch(std::span<const uint8_t> bytes, size_t max_batch_bytes,
+                           batch_source source) {
+    batch_check check;
+    if (bytes.size() <= batch_magic_offset) {
+        check.error = batch_error::truncated;
+        return check;
+    }
+    const auto magic = static_cast<int8_t>(bytes[batch_magic_offset]);
+    if (magic == 0 || magic == 1) {
+        check.error = batch_error::legacy_magic;
+        return check;
+    }
+    if (magic != batch_magic_v2) {
+        check.error = batch_error::bad_magic;
+        return check;
+    }
+    const int32_t batch_length = load_be<int32_t>(bytes.data() + batch_length_offset);
+    if (batch_length < static_cast<int32_t>(batch_header_size - batch_log_overhead)) {
+        check.error = batch_error::bad_size;
+        return check;
+    }
+    const uint64_t total = batch_log_overhead + static_cast<uint64_t>(batch_length);
+    if (total > max_batch_bytes) {
+        check.error = batch_error::too_large;
+        return check;
+    }
+    if (total > bytes.size()) {
+        check.error = batch_error::truncated;
+        return check;
+    }
+    check.header = read_batch_header(bytes).value();
+    const batch_header& header = check.header;
+    if (!known_codec(header.codec())) {
+        check.error = batch_error::bad_magic;
+        return check;
+    }
+    const auto covered = bytes.subspan(batch_attributes_offset, total - batch_attributes_offset);
+    if (crc32c(covered) != header.crc) {
+        check.error = batch_error::bad_crc;
+        return check;
+    }
+    const int64_t count = header.records_count;
+    const int64_t offsets_spanned = static_cast<int64_t>(header.last_offset_delta) + 1;
+    bool counts_ok = count >= 0;
+    if (source == batch_source::client) {
+        counts_ok = counts_ok && header.base_offset == 0 && count > 0 && offsets_spanned == count;
+    } else {
+        // Compaction may remove records from a stored batch but keeps its offsets.
+        counts_ok = counts_ok && (count == 0 || offsets_spanned >= count);
+    }
+    if (counts_ok && header.codec() == compression_codec::none) {
+        const uint64_t records_bytes = total - batch_header_size;
+        counts_ok = static_cast<uint64_t>(count) <= records_bytes / record_size_min;
+    }
+    if (!counts_ok) check.error = batch_error::bad_count;
+    return check;
+}
+
+void set_base_offset(std::span<uint8_t> batch, int64_t base_offset) {
+    SPATE_ASSERT(batch.size() >= batch_header_size, "set_base_offset on a short batch");
+    store_be<int64_t>(batch.data() + batch_base_offset_offset, base_offset);
+}
+
+void set_partition_leader_epoch(std::span<uint8_t> batch, int32_t epoch) {
+    SPATE_ASSERT(batch.size() >= batch_header_size, "set_partition_leader_epoch on a short batch");
+    store_be<int32_t>(batch.data() + batch_partition_leader_epoch_offset, epoch);
+}
+
+void update_batch_crc(std::span<uint8_t> batch) {
+    SPATE_ASSERT(batch.size() >= batch_header_size, "update_batch_crc on a short batch");
+    const int32_t batch_length = load_be<int32_t>(batch.data() + batch_length_offset);
+    SPATE_ASSERT(batch_length >= static_cast<int32_t>(batch_header_size - batch_log_overhead),
+                 "update_batch_crc on a batch with a bad length");
+    const size_t total = batch_log_overhead + static_cast<size_t>(batch_length);
+    SPATE_ASSERT(total <= batch.size(), "update_batch_crc on a batch shorter than its length");
+    const auto covered = std::span<const uint8_t>(batch).subspan(batch_attributes_offset,
+                                                                 total - batch_attributes_offset);
+    store_be<uint32_t>(batch.data() + batch_crc_offset, crc32c(covered));
+}
+
+void set_log_append_time(std::span<uint8_t> batch, int64_t timestamp_ms) {
+    SPATE_ASSERT(batch.size() >= batch_header_size, "set_log_append_time on a short batch");
+    const auto attributes = load_be<int16_t>(batch.data() + batch_attributes_offset);
+    store_be<int16_t>(batch.data() + batch_attributes_offset,
+                      static_cast<int16_t>(attributes | batch_attribute_log_append_time));
+    store_be<int64_t>(batch.data() + batch_max_timestamp_offset, timestamp_ms);
+    update_batch_crc(batch);
+}
+
+bool record_decoder::fail(const char* why) {
+    if (_failure == nullptr) _failure = why;
+    return false;
+}
+
+bool record_decoder::next(record_view& out) {
+    if (_failure != nullptr) return false;
+    if (_count_left < 0) return fail("negative record count");
+    if (_count_left == 0) {
+        if (_position != _bytes.size()) return fail("bytes left after the last record");
+        return false;
+    }
+    reader in(_bytes.subspan(_position));
+    const int32_t length = in.varint();
+    if (!in.ok()) return fail("malformed record length");
+    if (length < 0 || static_cast<size_t>(length) > in.remaining())
+        return fail("record length beyond the records section");
+    reader body(in.raw(static_cast<size_t>(length)));
+    out.attributes = body.int8();
+    out.timestamp_delta = body.varlong();
+    out.offset_delta = body.varint();
+    out.key = nullable_field(body);
+    out.value = nullable_field(body);
+    const int32_t headers_count = body.varint();
+    if (!body.ok()) return fail("malformed record");
+    if (headers_count < 0 ||
+        static_cast<size_t>(headers_count) > body.remaining() / record_header_size_min)
+        return fail("record headers count beyond the record");
+    out.headers.clear();
+    for (int32_t i = 0; i < headers_count; ++i) {
+        const int32_t key_length = body.varint();
+        if (!body.ok() || key_length < 0) return fail("malformed record header key");
+        const auto key = body.raw(static_cast<size_t>(key_length));
+        const auto value = nullable_field(body);
+        if (!body.ok()) return fail("malformed record header");
+        out.headers.push_back(
+            {std::string_view(reinterpret_cast<const char*>(key.data()), key.size()), value});
+    }
+    if (body.remaining() != 0) return fail("record length does not match its fields");
+    _position += in.position();
+    --_count_left;
+    return true;
+}
+
+result<void> record_decoder::status() const {
+    if (_failure != nullptr) return error{EINVAL, _failure};
+    return ok_result();
+}
+
+result<std::span<const uint8_t>> batch_records(std::span<const uint8_t> batch,
+                                               size_t decompressed_bytes_max,
+                                               std::vector<uint8_t>& scratch) {
+    auto header = read_batch_header(batch);
+    if (!header) return header.failure();
+    if (header->batch_length < static_cast<int32_t>(batch_header_size - batch_log_overhead) ||
+        static_cast<uint64_t>(header->total_size()) > batch.size())
+        return error{static_cast<int>(batch_error::truncated), "batch shorter than its length"};
+    const auto section = batch.subspan(
+        batch_header_size, static_cast<size_t>(header->total_size()) - batch_header_size);
+    const compression_codec codec = header->codec();
+    if (codec == compression_codec::none) return section;
+    if (!known_codec(codec))
+        return error{ENOTSUP,
+                     "unknown compression codec " + std::to_string(static_cast<int>(codec))};
+    auto decompressed = decompress(codec, section, decompressed_bytes_max);
+    if (!decompressed) return decompressed.failure();
+    scratch = std::move(decompressed).value();
+    return std::span<const uint8_t>(scratch);
+}
+
+batch_builder::batch_builder(compression_codec codec, int64_t base_timestamp, int64_t producer_id,
+                             int16_t producer_epoch, int32_t base_sequence)
+    : _codec(codec),
+      _base_timestamp(base_timestamp),
+      _max_timestamp(-1),
+      _producer_id(producer_id),
+      _producer_epoch(producer_epoch),
+      _base_sequence(base_sequence) {
+    SPATE_ASSERT(known_codec(codec), "batch_builder with an unknown codec");
+}
+
+void batch_builder::add(std::optional<std::span<const uint8_t>> key,
+                        std::optional<std::span<const uint8_t>> value,
+                        std::span<const record_header_view> headers,
+                        std::optional<int64_t> timestamp_ms) {
+    const int64_t timestamp = timestamp_ms.value_or(_base_timestamp);
+    if (timestamp > _max_timestamp) _max_timestamp = timestamp;
+    writer body;
+    body.int8(0);
+    body.varlong(timestamp - _base_timestamp);
+    body.varint(_count);
+    auto nullable = [&body](const std::optional<std::span<const uint8_t>>& field) {
+        if (!field) {
+            body.varint(-1);
+            return;
+        }
+        body.varint(static_cast<int32_t>(field->size()));
+        body.raw(*field);
+    };
+    nullable(key);
+    nullable(value);
+    body.varint(static_cast<int32_t>(headers.size()));
+    for (const auto& header : headers) {
+        body.varint(static_cast<int32_t>(header.key.size()));
+        body.raw(byte_view(header.key));
+        nullable(header.value);
+    }
+    writer framed;
+    framed.varint(static_cast<int32_t>(body.buffer_size()));
+    _records.insert(_records.end(), framed.buffer().begin(), framed.buffer().end());
+    _records.insert(_records.end(), body.buffer().begin(), body.buffer().end());
+    ++_count;
+}
+
+std::vector<uint8_t> batch_builder::build(int64_t base_offset) const {
+    std::vector<uint8_t> compressed;
+    std::span<const uint8_t> section = _records;
+    if (_codec != compression_codec::none) {
+        auto packed = compress(_codec, _records);
+        // Compressing bytes we produced ourselves fails only on allocation failure.
+        SPATE_ASSERT(packed.ok(), "compression of a built batch failed");
+        compressed = std::move(packed).value();
+        section = compressed;
+    }
+    writer out(batch_header_size + section.size());
+    out.int64(base_offset);
+    out.int32(0);   // batch_length, patched below
+    out.int32(-1);  // partition_leader_epoch: producers send -1, the broker sets it
+    out.int8(batch_magic_v2);
+    out.uint32(0);  // crc, computed below
+    out.int16(static_cast<int16_t>(static_cast<int16_t>(_codec) | _extra_attributes));
+    out.int32(_count - 1);
+    out.int64(_base_timestamp);
+    out.int64(_max_timestamp);
+    out.int64(_producer_id);
+    out.int16(_producer_epoch);
+    out.int32(_base_sequence);
+    out.int32(_count);
+    out.raw(section);
+    std::vector<uint8_t> batch = std::move(out.buffer());
+    SPATE_ASSERT(batch.size() - batch_log_overhead <= INT32_MAX, "built batch too large");
+    store_be<int32_t>(batch.data() + batch_length_offset,
+                      static_cast<int32_t>(batch.size() - batch_log_overhead));
+    update_batch_crc(batch);
+    return batch;
+}
+
+}  // namespace spate::proto

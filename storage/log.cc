@@ -1,0 +1,566 @@
+#include "storage/log.h"
+
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <optional>
+#include <string>
+#include <system_error>
+
+#include "proto/assert.h"
+#include "proto/record_batch.h"
+#include "storage/checkpoint.h"
+#include "storage/segment.h"
+
+namespace spate::storage {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The digits of a segment file name: Kafka's zero-padded 20-digit base offset.
+constexpr size_t segment_name_digits = 20;
+
+// The active segment's dirty pages are handed to writeback in chunks of this size.
+constexpr int64_t writeback_chunk_bytes = 4 << 20;
+
+// The vectored write of one group is limited by the kernel's iovec limit.
+constexpr size_t iovecs_per_write_max = IOV_MAX;
+
+int64_t wall_clock_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Parses "<20 digits>" into an offset; nullopt for any other name.
+std::optional<int64_t> parse_base_offset(const std::string& stem) {
+    if (stem.size() != segment_name_digits) return std::nullopt;
+    int64_t value = 0;
+    for (char c : stem) {
+        if (c < '0' || c > '9') return std::nullopt;
+        if (value > (std::numeric_limits<int64_t>::max() - (c - '0')) / 10) return std::nullopt;
+        value = value * 10 + (c - '0');
+    }
+    return value;
+}
+
+log_config sanitized(log_config config) {
+    // Positions in the index are int32, so a segment stays below 2 GiB; a segment must
+    // hold at least one batch header to ever be "full" in a meaningful way.
+    config.segment_bytes = std::clamp<int64_t>(config.segment_bytes,
+                                               static_cast<int64_t>(proto::batch_header_size),
+                                               std::numeric_limits<int32_t>::max());
+    config.segment_ms = std::max<int64_t>(config.segment_ms, 1);
+    config.index_interval_bytes = std::max<int32_t>(config.index_interval_bytes, 0);
+    config.flush_messages = std::max<int64_t>(config.flush_messages, 1);
+    config.flush_ms = std::max<int64_t>(config.flush_ms, 0);
+    return config;
+}
+
+// Writes the iovecs at `position`, resuming short writes mid-vector.
+result<void> pwritev_all(int fd, std::vector<iovec>& vectors, int64_t position,
+                         const fs::path& path) {
+    size_t first = 0;
+    while (first < vectors.size()) {
+        const ssize_t n = ::pwritev(fd, vectors.data() + first,
+                                    static_cast<int>(vectors.size() - first),
+                                    static_cast<off_t>(position));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno_error("pwritev", path);
+        }
+        position += n;
+        auto left = static_cast<size_t>(n);
+        while (first < vectors.size() && left >= vectors[first].iov_len) {
+            left -= vectors[first].iov_len;
+            ++first;
+        }
+        if (first < vectors.size() && left > 0) {
+            vectors[first].iov_base = static_cast<uint8_t*>(vectors[first].iov_base) + left;
+            vectors[first].iov_len -= left;
+        }
+    }
+    return {};
+}
+
+// Decompressing a batch to find a timestamp inside it is bounded by this many bytes;
+// a batch whose records expand beyond it answers with its first offset.
+constexpr size_t timestamp_search_decompressed_bytes_max = 64 << 20;
+
+// The first record of the batch at `location` whose timestamp is >= `timestamp`. For
+// LogAppendTime batches every record carries the batch's timestamp; otherwise the
+// records are decoded (decompressed if needed). A batch whose records cannot be
+// decoded answers with its first offset and largest timestamp: a consumer starting
+// there merely skips the earlier records.
+result<partition_log::offset_and_timestamp> first_record_at_or_after(
+    const segment& seg, const batch_location& location, int64_t timestamp) {
+    const proto::batch_header& h = location.header;
+    partition_log::offset_and_timestamp found{h.base_offset, h.max_timestamp};
+    if (h.has_log_append_time()) return found;
+    auto opened = seg.file();
+    if (!opened) return opened.failure();
+    std::vector<uint8_t> bytes(static_cast<size_t>(h.total_size()));
+    if (auto got = pread_exact((*opened)->fd, bytes, location.position, seg.path()); !got)
+        return got.failure();
+    auto walked = proto::for_each_record(
+        bytes, timestamp_search_decompressed_bytes_max, [&](const proto::record_view& record) {
+            if (h.base_timestamp + record.timestamp_delta < timestamp) return true;
+            found = {h.base_offset + record.offset_delta, h.base_timestamp + record.timestamp_delta};
+            return false;
+        });
+    (void)walked;  // A decoding failure keeps the whole-batch answer, as documented.
+    return found;
+}
+
+}  // namespace
+
+partition_log::partition_log(std::filesystem::path dir, const log_config& config)
+    : _dir(std::move(dir)), _config(sanitized(config)), _last_flush(std::chrono::steady_clock::now()) {}
+
+partition_log::~partition_log() = default;
+
+result<std::unique_ptr<partition_log>> partition_log::open(std::filesystem::path dir,
+                                                           const log_config& config) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return error{ec.value(), "create directory " + dir.string() + ": " + ec.message()};
+    std::unique_ptr<partition_log> log(new partition_log(std::move(dir), config));
+    if (auto recovered = log->recover(); !recovered) return recovered.failure();
+    return log;
+}
+
+result<void> partition_log::recover() {
+    const int64_t now_ms = wall_clock_ms();
+    struct found_segment {
+        int64_t base;
+        int64_t size;
+    };
+    std::vector<found_segment> found;
+    std::vector<std::pair<int64_t, fs::path>> index_files;
+    std::error_code ec;
+    for (const fs::directory_entry& entry : fs::directory_iterator(_dir, ec)) {
+        const fs::path& path = entry.path();
+        const std::string extension = path.extension().string();
+        if (extension == ".tmp") {
+            if (auto removed = remove_file(path); !removed) return removed;
+            continue;
+        }
+        const std::optional<int64_t> base = parse_base_offset(path.stem().string());
+        if (!base) continue;
+        if (extension == ".log") {
+            const auto size = static_cast<int64_t>(entry.file_size(ec));
+            if (ec) return error{ec.value(), "stat " + path.string() + ": " + ec.message()};
+            found.push_back({*base, size});
+        } else if (extension == ".index" || extension == ".timeindex") {
+            index_files.emplace_back(*base, path);
+        }
+    }
+    if (ec) return error{ec.value(), "list " + _dir.string() + ": " + ec.message()};
+    std::sort(found.begin(), found.end(),
+              [](const found_segment& a, const found_segment& b) { return a.base < b.base; });
+    // Index files whose log is gone are leftovers of an interrupted deletion.
+    for (const auto& [base, path] : index_files) {
+        const bool has_log = std::any_of(found.begin(), found.end(),
+                                         [base = base](const found_segment& s) { return s.base == base; });
+        if (!has_log) {
+            if (auto removed = remove_file(path); !removed) return removed;
+        }
+    }
+
+    const std::optional<int64_t> clean_end = read_checkpoint(_dir / clean_shutdown_file_name);
+    const int64_t recovery_point =
+        read_checkpoint(_dir / recovery_point_file_name).value_or(0);
+    const int64_t checkpointed_start =
+        std::max<int64_t>(read_checkpoint(_dir / log_start_file_name).value_or(0), 0);
+    const int64_t preallocate_bytes = _config.preallocate ? _config.segment_bytes : 0;
+
+    if (found.empty()) {
+        auto created = segment::create(_dir, checkpointed_start, now_ms, preallocate_bytes,
+                                       _config.index_interval_bytes);
+        if (!created) return created.failure();
+        _segments.push_back(std::move(*created));
+        _log_end = checkpointed_start;
+    } else {
+        for (const found_segment& s : found)
+            _segments.push_back(
+                segment::attach(_dir, s.base, s.size, now_ms, _config.index_interval_bytes));
+        bool clean = false;
+        if (clean_end) {
+            auto adopted = active().adopt_clean_state(*clean_end);
+            clean = adopted && *adopted;
+        }
+        if (clean) {
+            _log_end = *clean_end;
+        } else {
+            // The segment holding the recovery point and every later one are scanned.
+            size_t first = 0;
+            while (first + 1 < _segments.size() &&
+                   _segments[first + 1]->base_offset() <= recovery_point)
+                ++first;
+            for (size_t i = first; i < _segments.size(); ++i) {
+                segment& seg = *_segments[i];
+                auto outcome = seg.scan(scan_mode::truncate_invalid);
+                if (!outcome) return outcome.failure();
+                _log_end = outcome->next_offset;
+                const bool last = i + 1 == _segments.size();
+                const bool continues =
+                    !last && !outcome->tail_was_invalid &&
+                    _segments[i + 1]->base_offset() == outcome->next_offset;
+                if (!last && !continues) {
+                    // The first invalid byte ends the log: later segments go.
+                    if (auto cut = delete_newest_segments(_segments.size() - i - 1); !cut)
+                        return cut;
+                    break;
+                }
+                if (!last) {
+                    if (auto sealed = seg.seal(); !sealed) return sealed;
+                    seg.release_indexes();
+                }
+            }
+            // What the scan kept (and any truncation) reaches the disk before the log
+            // is considered recovered, since the pages may have come from a crashed
+            // process rather than from the disk.
+            auto opened = active().file();
+            if (!opened) return opened.failure();
+            if (auto synced = sync_data((*opened)->fd, active().path()); !synced) return synced;
+        }
+    }
+
+    // Segments wholly below the checkpointed log start were being deleted.
+    size_t below = 0;
+    while (below + 1 < _segments.size() &&
+           _segments[below + 1]->base_offset() <= checkpointed_start)
+        ++below;
+    if (below > 0) {
+        if (auto deleted = delete_oldest_segments(below); !deleted) return deleted;
+    }
+    _log_start = std::min(std::max(checkpointed_start, _segments.front()->base_offset()), _log_end);
+    _durable = _log_end;
+    check_marks();
+
+    if (clean_end) {
+        if (auto removed = remove_file(_dir / clean_shutdown_file_name); !removed) return removed;
+    }
+    // Writing the recovery point also fsyncs the directory, which makes the marker's
+    // removal and any segment creation or deletion above durable.
+    if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
+        return written;
+    _recovery_point = _log_end;
+    return {};
+}
+
+result<void> partition_log::delete_newest_segments(size_t count) {
+    SPATE_ASSERT(count < _segments.size(), "the active segment is never deleted");
+    while (count-- > 0) {
+        if (auto removed = _segments.back()->remove_files(); !removed) return removed;
+        _segments.pop_back();
+    }
+    return sync_directory(_dir);
+}
+
+result<void> partition_log::delete_oldest_segments(size_t count) {
+    SPATE_ASSERT(count < _segments.size(), "the active segment is never deleted");
+    for (size_t i = 0; i < count; ++i) {
+        if (auto removed = _segments[i]->remove_files(); !removed) return removed;
+    }
+    _segments.erase(_segments.begin(), _segments.begin() + static_cast<std::ptrdiff_t>(count));
+    return sync_directory(_dir);
+}
+
+void partition_log::check_marks() const {
+    SPATE_ASSERT(_log_start <= _log_end, "log start must not pass the log end");
+    SPATE_ASSERT(_durable <= _log_end, "durable offset must not pass the log end");
+    SPATE_ASSERT(!_segments.empty(), "a log always has an active segment");
+    SPATE_ASSERT(active().base_offset() <= _log_end, "the active segment starts at or below the log end");
+}
+
+int partition_log::active_fd() const {
+    auto opened = active().file();
+    SPATE_ASSERT(opened.ok(), "the active segment is always open");
+    return (*opened)->fd;
+}
+
+void partition_log::mark_durable(int64_t offset) {
+    SPATE_ASSERT(offset <= _log_end, "durable offset beyond the log end");
+    if (offset > _durable) _durable = offset;
+    _last_flush = std::chrono::steady_clock::now();
+    check_marks();
+}
+
+result<void> partition_log::sync() {
+    if (!_usable) return error{log_closed, "log " + _dir.string() + " is closed"};
+    const int64_t end = _log_end;
+    if (auto synced = sync_data(active_fd(), active().path()); !synced) return synced;
+    mark_durable(end);
+    return {};
+}
+
+bool partition_log::flush_due(steady now) const {
+    if (_durable >= _log_end) return false;
+    if (_log_end - _durable >= _config.flush_messages) return true;
+    if (_config.flush_ms == std::numeric_limits<int64_t>::max()) return false;
+    const int64_t elapsed_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - _last_flush).count();
+    return elapsed_ms >= _config.flush_ms;
+}
+
+bool partition_log::should_roll(int64_t segment_bytes, int64_t batch_bytes, int64_t last_offset,
+                                int64_t now_ms) const {
+    if (segment_bytes == 0) return false;  // an empty segment takes any one batch
+    const segment& seg = active();
+    return segment_bytes + batch_bytes > _config.segment_bytes ||
+           now_ms - seg.created_ms() >= _config.segment_ms ||
+           last_offset - seg.base_offset() > std::numeric_limits<int32_t>::max();
+}
+
+result<void> partition_log::roll(int64_t now_ms) {
+    const int64_t preallocate_bytes = _config.preallocate ? _config.segment_bytes : 0;
+    auto created = segment::create(_dir, _log_end, now_ms, preallocate_bytes,
+                                   _config.index_interval_bytes);
+    if (!created) return created.failure();
+    // The closed segment's data and indexes reach the disk before the new one exists,
+    // so that every segment but the active one is always durable and recovery can
+    // start at the active segment.
+    if (auto sealed = active().seal(); !sealed) {
+        (void)(*created)->remove_files();
+        return sealed;
+    }
+    active().release_indexes();
+    _segments.push_back(std::move(*created));
+    mark_durable(_log_end);
+    // The checkpoint write fsyncs the directory, which also makes the new segment's
+    // directory entry durable.
+    if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
+        return written;
+    _recovery_point = _log_end;
+    return {};
+}
+
+result<append_result> partition_log::append(std::span<uint8_t> batch, int32_t records_count) {
+    auto header = proto::read_batch_header(batch);
+    if (!header || header->last_offset_delta + 1 != records_count)
+        return error{invalid_batch, "append: records_count does not match the batch"};
+    std::span<uint8_t> one[] = {batch};
+    auto appended = append_many(one);
+    if (!appended) return appended.failure();
+    return appended->front();
+}
+
+result<std::vector<append_result>> partition_log::append_many(
+    std::span<std::span<uint8_t>> batches) {
+    if (!_usable) return error{log_closed, "log " + _dir.string() + " is closed"};
+    for (std::span<uint8_t> batch : batches) {
+        auto header = proto::read_batch_header(batch);
+        if (!header || header->total_size() != static_cast<int64_t>(batch.size()) ||
+            header->last_offset_delta < 0)
+            return error{invalid_batch, "append: not one whole record batch"};
+    }
+    std::vector<append_result> results;
+    results.reserve(batches.size());
+    std::vector<iovec> vectors;
+    const int64_t now_ms = wall_clock_ms();
+    size_t next = 0;
+    while (next < batches.size()) {
+        const auto records_of = [&](size_t i) {
+            return int64_t{proto::read_batch_header(batches[i])->last_offset_delta} + 1;
+        };
+        if (should_roll(active().size_bytes(), static_cast<int64_t>(batches[next].size()),
+                        _log_end + records_of(next) - 1, now_ms)) {
+            if (auto rolled = roll(now_ms); !rolled) return rolled.failure();
+        }
+        // Gather the run of batches that fit in the active segment into one write.
+        segment& seg = active();
+        const int64_t position = seg.size_bytes();
+        int64_t bytes = 0;
+        int64_t offset = _log_end;
+        size_t end = next;
+        vectors.clear();
+        while (end < batches.size() && end - next < iovecs_per_write_max) {
+            const auto size = static_cast<int64_t>(batches[end].size());
+            const int64_t records = records_of(end);
+            if (end > next && should_roll(position + bytes, size, offset + records - 1, now_ms))
+                break;
+            proto::set_base_offset(batches[end], offset);
+            vectors.push_back(iovec{batches[end].data(), batches[end].size()});
+            offset += records;
+            bytes += size;
+            ++end;
+        }
+        auto file = seg.file();
+        if (!file) return file.failure();
+        if (auto written = pwritev_all((*file)->fd, vectors, position, seg.path()); !written) {
+            // Cut off whatever part of the group reached the file, so the segment ends
+            // on a batch boundary; if even that fails the log refuses further appends.
+            if (auto cut = seg.truncate_to(position); !cut) _usable = false;
+            return written.failure();
+        }
+        int64_t at = position;
+        for (size_t i = next; i < end; ++i) {
+            const proto::batch_header h = *proto::read_batch_header(batches[i]);
+            seg.record_append(h, at);
+            at += h.total_size();
+            results.push_back({h.base_offset, h.has_log_append_time() ? h.max_timestamp : -1});
+        }
+        _log_end = offset;
+        seg.start_writeback(writeback_chunk_bytes);
+        next = end;
+    }
+    check_marks();
+    return results;
+}
+
+result<read_result> partition_log::read(int64_t offset, int32_t max_bytes) const {
+    if (offset < _log_start || offset > _log_end)
+        return error{offset_out_of_range, "read: offset " + std::to_string(offset) +
+                                              " outside [" + std::to_string(_log_start) + ", " +
+                                              std::to_string(_log_end) + "]"};
+    read_result out{{}, _log_end, _log_start, 0};
+    if (offset == _log_end) return out;
+    auto it = std::upper_bound(
+        _segments.begin(), _segments.end(), offset,
+        [](int64_t value, const std::unique_ptr<segment>& s) { return value < s->base_offset(); });
+    SPATE_ASSERT(it != _segments.begin(), "the first segment starts at or below the log start");
+    for (--it; it != _segments.end(); ++it) {
+        const segment& seg = **it;
+        auto found = seg.find_batch(offset);
+        if (!found) return found.failure();
+        if (!*found) continue;
+        const batch_location& location = **found;
+        auto end = seg.extent_end(location.position, location.header.total_size(), max_bytes);
+        if (!end) return end.failure();
+        auto file = seg.file();
+        if (!file) return file.failure();
+        const auto length = static_cast<int32_t>(*end - location.position);
+        out.slices.push_back(file_slice{*file, location.position, length});
+        out.bytes = length;
+        return out;
+    }
+    return out;
+}
+
+result<partition_log::offset_and_timestamp> partition_log::offset_for_timestamp(
+    int64_t timestamp_ms) const {
+    constexpr int64_t latest = -1;
+    constexpr int64_t earliest = -2;
+    constexpr int64_t max_timestamp = -3;
+    const offset_and_timestamp none{-1, -1};
+    if (timestamp_ms == latest) return offset_and_timestamp{_log_end, -1};
+    if (timestamp_ms == earliest) return offset_and_timestamp{_log_start, -1};
+    if (timestamp_ms == max_timestamp) {
+        offset_and_timestamp best = none;
+        for (const auto& seg : _segments) {
+            auto largest = seg->max_timestamp();
+            if (!largest) return largest.failure();
+            if (largest->relative_offset < 0 || largest->timestamp <= best.timestamp) continue;
+            const int64_t at = seg->base_offset() + largest->relative_offset;
+            if (at < _log_start) continue;
+            best = {at, largest->timestamp};
+        }
+        return best;
+    }
+    if (timestamp_ms < 0) return none;
+    for (const auto& seg : _segments) {
+        auto largest = seg->max_timestamp();
+        if (!largest) return largest.failure();
+        if (largest->timestamp < timestamp_ms) continue;
+        auto start = seg->scan_start_for_timestamp(timestamp_ms);
+        if (!start) return start.failure();
+        for (int64_t position = *start; position < seg->size_bytes();) {
+            auto header = seg->header_at(position);
+            if (!header) return header.failure();
+            if (header->max_timestamp >= timestamp_ms && header->last_offset() >= _log_start) {
+                auto found = first_record_at_or_after(*seg, batch_location{position, *header},
+                                                      timestamp_ms);
+                if (!found) return found;
+                if (found->offset < _log_start) found->offset = _log_start;
+                return found;
+            }
+            position += header->total_size();
+        }
+    }
+    return none;
+}
+
+result<void> partition_log::advance_log_start(int64_t offset) {
+    if (offset <= _log_start) return {};
+    if (auto written = write_checkpoint(_dir / log_start_file_name, offset); !written)
+        return written;
+    _log_start = offset;
+    check_marks();
+    return {};
+}
+
+result<void> partition_log::delete_records_before(int64_t offset) {
+    if (!_usable) return error{log_closed, "log " + _dir.string() + " is closed"};
+    if (offset < 0 || offset > _log_end)
+        return error{offset_out_of_range, "delete records: offset " + std::to_string(offset) +
+                                              " beyond the log end " + std::to_string(_log_end)};
+    if (auto advanced = advance_log_start(offset); !advanced) return advanced;
+    return apply_retention(wall_clock_ms());
+}
+
+result<void> partition_log::apply_retention(int64_t now_ms) {
+    if (!_usable) return error{log_closed, "log " + _dir.string() + " is closed"};
+    int64_t total_bytes = 0;
+    for (const auto& seg : _segments) total_bytes += seg->size_bytes();
+    size_t doomed = 0;
+    // Only closed segments are candidates, oldest first; the scan stops at the first
+    // segment that must stay, so the log never gets a hole.
+    while (doomed + 1 < _segments.size()) {
+        const segment& seg = *_segments[doomed];
+        bool expired = _segments[doomed + 1]->base_offset() <= _log_start;
+        if (!expired && _config.retention_bytes >= 0)
+            expired = total_bytes - seg.size_bytes() >= _config.retention_bytes;
+        if (!expired && _config.retention_ms >= 0) {
+            auto largest = seg.max_timestamp();
+            if (!largest) return largest.failure();
+            int64_t last_ms = largest->timestamp;
+            if (last_ms < 0) {
+                auto modified = seg.modified_ms();
+                if (!modified) return modified.failure();
+                last_ms = *modified;
+            }
+            expired = now_ms - last_ms > _config.retention_ms;
+        }
+        if (!expired) break;
+        total_bytes -= seg.size_bytes();
+        ++doomed;
+    }
+    if (doomed == 0) return {};
+    // The log start moves (durably) before any file goes, so a crash in between only
+    // leaves files that the next open deletes.
+    if (auto advanced = advance_log_start(_segments[doomed]->base_offset()); !advanced)
+        return advanced;
+    return delete_oldest_segments(doomed);
+}
+
+void partition_log::set_config(const log_config& config) {
+    _config = sanitized(config);
+    for (const auto& seg : _segments) seg->set_index_interval_bytes(_config.index_interval_bytes);
+}
+
+result<void> partition_log::close() {
+    if (!_usable) return {};
+    if (auto synced = sync(); !synced) return synced;
+    if (auto sealed = active().seal(); !sealed) return sealed;
+    if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
+        return written;
+    _recovery_point = _log_end;
+    if (auto written = write_checkpoint(_dir / clean_shutdown_file_name, _log_end); !written)
+        return written;
+    _usable = false;
+    return {};
+}
+
+size_t partition_log::memory_bytes() const {
+    size_t bytes = sizeof(partition_log) + _dir.native().capacity() +
+                   _segments.capacity() * sizeof(std::unique_ptr<segment>);
+    for (const auto& seg : _segments) bytes += seg->memory_bytes();
+    return bytes;
+}
+
+}  // namespace spate::storage

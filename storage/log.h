@@ -1,0 +1,178 @@
+#pragma once
+// partition_log: the log of one partition — segments, offsets, recovery, retention.
+//
+// Directory layout (`<data>/<topic>-<partition>/`, Kafka's):
+//   <20-digit base offset>.log        record batches (storage/segment.h)
+//   <20-digit base offset>.index      sparse offset index (storage/index.h)
+//   <20-digit base offset>.timeindex  sparse time index (storage/index.h)
+//   recovery-point.checkpoint         storage/checkpoint.h
+//   log-start-offset.checkpoint       storage/checkpoint.h
+//   clean-shutdown.checkpoint         storage/checkpoint.h, only between close and open
+//   *.tmp                             a checkpoint or index write cut short; deleted at open
+//
+// Offsets move forward through named marks, asserted on every update:
+//   log_start_offset <= log_end_offset and durable_offset <= log_end_offset
+// (DeleteRecords may move the log start past the durable offset: they are independent).
+//
+// Durability: appends go to the page cache (pwrite/pwritev). Nothing is fdatasync'ed
+// per append unless the flush policy (flush_messages / flush_ms) or the broker asks:
+// the broker may fdatasync active_fd() on its ring and then call mark_durable, or call
+// the blocking sync(). Rolling a segment fdatasyncs the segment it closes, so only the
+// active segment can ever hold non-durable data, and recovery scans only from the
+// segment holding the recovery point.
+//
+// Recovery at open: with a valid clean-shutdown marker, the saved indexes are trusted
+// and nothing is scanned. Otherwise every segment from the one holding the recovery
+// point on is read batch by batch (size, magic, CRC-32C, contiguous offsets); the first
+// invalid byte ends the log: that segment is truncated there and later segments are
+// deleted. A torn tail never prevents start-up.
+//
+// Compaction (cleanup.policy=compact) is not implemented: logs are delete-only.
+//
+// Ownership: exactly one shard owns a partition_log for as long as the partition exists
+// on it; it is not thread-safe and every call is blocking file I/O on that shard (appends
+// hit the page cache; fdatasync happens only in sync(), close(), on roll and at open).
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "proto/result.h"
+#include "storage/file.h"
+
+namespace spate::storage {
+
+class segment;
+
+using steady = std::chrono::steady_clock::time_point;
+
+// Error codes of partition_log results that are not errnos (errnos are positive).
+enum log_error : int {
+    offset_out_of_range = -1,  // read/delete offset outside [log start, log end]
+    invalid_batch = -2,        // append of bytes that are not one well-formed batch
+    log_closed = -3,           // the log was closed or a failed write left it unusable
+};
+
+struct log_config {
+    int64_t segment_bytes = 1 << 30;
+    int64_t segment_ms = 7 * 24 * 3600 * 1000LL;
+    int32_t index_interval_bytes = 4096;
+    int64_t retention_ms = 7 * 24 * 3600 * 1000LL;  // -1: keep forever
+    int64_t retention_bytes = -1;                   // -1: no size limit
+    int64_t flush_messages = std::numeric_limits<int64_t>::max();  // Kafka: no forced fsync
+    int64_t flush_ms = std::numeric_limits<int64_t>::max();
+    bool preallocate = false;  // reserve segment_bytes of blocks when a segment is created
+};
+
+// A byte range of a segment file for a zero-copy transfer. Holding `file` keeps the
+// descriptor open even if retention deletes the segment meanwhile.
+struct file_slice {
+    std::shared_ptr<segment_file> file;
+    int64_t position;
+    int32_t length;
+};
+
+struct read_result {
+    std::vector<file_slice> slices;
+    int64_t high_watermark;
+    int64_t log_start_offset;
+    int32_t bytes;
+};
+
+struct append_result {
+    int64_t base_offset;
+    int64_t log_append_time_ms;  // the batch's max timestamp for LogAppendTime batches, else -1
+};
+
+class partition_log {
+public:
+    // Creates `dir` if needed and recovers whatever it holds.
+    static result<std::unique_ptr<partition_log>> open(std::filesystem::path dir,
+                                                       const log_config& config);
+    ~partition_log();
+    partition_log(const partition_log&) = delete;
+    partition_log& operator=(const partition_log&) = delete;
+
+    // Assigns offsets [log_end, log_end + records_count) by rewriting base_offset in
+    // place and writes the batch to the active segment, rolling first when the segment
+    // is full or old. The caller validated the batch (validate_batch from a client);
+    // records_count must equal last_offset_delta + 1. On a write error the segment is
+    // cut back to where it was and the error (errno) is returned.
+    result<append_result> append(std::span<uint8_t> batch, int32_t records_count);
+    // Several batches in one vectored write (one per segment they land in).
+    result<std::vector<append_result>> append_many(std::span<std::span<uint8_t>> batches);
+
+    // Whole batches, from the one holding `offset`, fitting in max_bytes (at least one
+    // batch when the log has one at `offset`), from one segment and never past the log
+    // end. Offsets outside [log start, log end] fail with log_error::offset_out_of_range.
+    result<read_result> read(int64_t offset, int32_t max_bytes) const;
+
+    int64_t log_start_offset() const { return _log_start; }
+    int64_t log_end_offset() const { return _log_end; }
+    // Every offset below this one has been fdatasync'ed.
+    int64_t durable_offset() const { return _durable; }
+    // The descriptor of the active segment, for an fdatasync submitted by the broker.
+    int active_fd() const;
+    // Records that everything below `offset` (<= log end) reached the disk.
+    void mark_durable(int64_t offset);
+    // Blocking fdatasync of the active segment.
+    result<void> sync();
+    // Whether flush_messages / flush_ms say the log should be synced now.
+    bool flush_due(steady now) const;
+
+    // ListOffsets: -1 latest, -2 earliest, -3 largest timestamp, else the first offset
+    // whose record timestamp is >= timestamp_ms ({-1, -1} when there is none).
+    struct offset_and_timestamp {
+        int64_t offset;
+        int64_t timestamp;
+    };
+    result<offset_and_timestamp> offset_for_timestamp(int64_t timestamp_ms) const;
+
+    // DeleteRecords: moves the log start forward to `offset` (<= log end).
+    result<void> delete_records_before(int64_t offset);
+    // Deletes whole closed segments: older than retention_ms (by their largest
+    // timestamp), beyond retention_bytes, or entirely below the log start.
+    result<void> apply_retention(int64_t now_ms);
+
+    void set_config(const log_config& config);
+    const log_config& config() const { return _config; }
+
+    // Syncs, seals the active segment's indexes, writes the checkpoints and the
+    // clean-shutdown marker. Further appends fail; calling close() again does nothing.
+    result<void> close();
+
+    // Heap bytes held by this log (segments, indexes, paths), for the memory report.
+    size_t memory_bytes() const;
+    size_t segment_count() const { return _segments.size(); }
+
+private:
+    partition_log(std::filesystem::path dir, const log_config& config);
+    result<void> recover();
+    result<void> roll(int64_t now_ms);
+    // Whether a batch of `batch_bytes` ending at `last_offset` must go to a new segment
+    // when the active one already holds `segment_bytes`.
+    bool should_roll(int64_t segment_bytes, int64_t batch_bytes, int64_t last_offset,
+                     int64_t now_ms) const;
+    result<void> delete_oldest_segments(size_t count);
+    result<void> delete_newest_segments(size_t count);
+    result<void> advance_log_start(int64_t offset);
+    void check_marks() const;
+    segment& active() const { return *_segments.back(); }
+
+    std::filesystem::path _dir;
+    log_config _config;
+    // Ascending base offsets; never empty after open; back() is the active segment.
+    std::vector<std::unique_ptr<segment>> _segments;
+    int64_t _log_start = 0;
+    int64_t _log_end = 0;
+    int64_t _durable = 0;
+    int64_t _recovery_point = 0;
+    steady _last_flush;
+    bool _usable = true;
+};
+
+}  // namespace spate::storage

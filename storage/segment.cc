@@ -1,0 +1,367 @@
+#include "storage/segment.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <limits>
+#include <vector>
+
+#include "proto/assert.h"
+
+namespace spate::storage {
+
+namespace {
+
+// Recovery reads the log in chunks of this size; a larger batch grows the buffer to
+// its own size, which is bounded by the bytes left in the file.
+constexpr size_t scan_chunk_bytes = 1 << 20;
+
+// Reads a file front to back through one reusable buffer, so that recovery costs one
+// read per chunk rather than two per batch.
+class chunked_reader {
+public:
+    chunked_reader(int fd, int64_t file_size, const std::filesystem::path& path)
+        : _fd(fd), _file_size(file_size), _path(path) {}
+
+    // The `length` bytes at `position`, which the caller checked lie inside the file.
+    result<std::span<const uint8_t>> get(int64_t position, int64_t length) {
+        SPATE_ASSERT(position + length <= _file_size, "chunked read beyond the file");
+        if (position < _start || position + length > _start + _filled) {
+            const int64_t want = std::min<int64_t>(
+                std::max<int64_t>(length, scan_chunk_bytes), _file_size - position);
+            if (_buffer.size() < static_cast<size_t>(want)) _buffer.resize(static_cast<size_t>(want));
+            auto got = pread_exact(_fd, std::span<uint8_t>(_buffer.data(), static_cast<size_t>(want)),
+                                   position, _path);
+            if (!got) return got.failure();
+            _start = position;
+            _filled = want;
+        }
+        return std::span<const uint8_t>(_buffer.data() + (position - _start),
+                                        static_cast<size_t>(length));
+    }
+
+private:
+    int _fd;
+    int64_t _file_size;
+    const std::filesystem::path& _path;
+    std::vector<uint8_t> _buffer;
+    int64_t _start = 0;
+    int64_t _filled = 0;
+};
+
+int64_t file_size_of(int fd) {
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) return -1;
+    return static_cast<int64_t>(info.st_size);
+}
+
+result<std::vector<uint8_t>> read_index_file(const std::filesystem::path& path, size_t size_max) {
+    auto content = read_small_file(path, size_max);
+    if (!content) return content.failure();
+    return std::vector<uint8_t>(content->begin(), content->end());
+}
+
+}  // namespace
+
+segment::segment(std::filesystem::path log_path, int64_t base_offset, int64_t size_bytes,
+                 int64_t created_ms, int32_t index_interval_bytes)
+    : _log_path(std::move(log_path)),
+      _base_offset(base_offset),
+      _size(size_bytes),
+      _created_ms(created_ms),
+      _index_interval_bytes(index_interval_bytes) {}
+
+std::filesystem::path segment::log_path(const std::filesystem::path& directory,
+                                        int64_t base_offset) {
+    std::array<char, 32> name{};
+    std::snprintf(name.data(), name.size(), "%020lld.log", static_cast<long long>(base_offset));
+    return directory / name.data();
+}
+
+std::filesystem::path segment::index_path() const {
+    std::filesystem::path p = _log_path;
+    p.replace_extension(".index");
+    return p;
+}
+
+std::filesystem::path segment::time_index_path() const {
+    std::filesystem::path p = _log_path;
+    p.replace_extension(".timeindex");
+    return p;
+}
+
+result<std::unique_ptr<segment>> segment::create(const std::filesystem::path& directory,
+                                                 int64_t base_offset, int64_t created_ms,
+                                                 int64_t preallocate_bytes,
+                                                 int32_t index_interval_bytes) {
+    std::filesystem::path path = log_path(directory, base_offset);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return errno_error("create segment", path);
+    auto file = std::make_shared<segment_file>(fd);
+    if (preallocate_bytes > 0) {
+        // KEEP_SIZE reserves blocks without moving the end of file, so recovery and
+        // readers never see the preallocated zeros. Filesystems without fallocate
+        // simply do not preallocate.
+        while (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, preallocate_bytes) != 0) {
+            if (errno == EINTR) continue;
+            if (errno == EOPNOTSUPP || errno == ENOSYS) break;
+            auto failure = errno_error("fallocate", path);
+            (void)remove_file(path);
+            return failure;
+        }
+    }
+    std::unique_ptr<segment> created(new segment(std::move(path), base_offset, 0, created_ms, index_interval_bytes));
+    created->_file = std::move(file);
+    created->_indexes_loaded = true;
+    return created;
+}
+
+std::unique_ptr<segment> segment::attach(const std::filesystem::path& directory,
+                                         int64_t base_offset, int64_t size_bytes,
+                                         int64_t created_ms, int32_t index_interval_bytes) {
+    return std::unique_ptr<segment>(new segment(log_path(directory, base_offset), base_offset,
+                                                size_bytes, created_ms, index_interval_bytes));
+}
+
+result<std::shared_ptr<segment_file>> segment::file() const {
+    if (_file) return _file;
+    const int fd = ::open(_log_path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return errno_error("open segment", _log_path);
+    _file = std::make_shared<segment_file>(fd);
+    return _file;
+}
+
+void segment::release_indexes() const {
+    _index.clear_and_release();
+    _time_index.clear_and_release();
+    _indexes_loaded = false;
+}
+
+result<void> segment::load_indexes() const {
+    if (_indexes_loaded) return {};
+    // An index has at most one entry per batch, and a batch is at least a header.
+    const size_t batches_max = static_cast<size_t>(_size / proto::batch_header_size) + 1;
+    auto offsets = read_index_file(index_path(), batches_max * offset_index_entry_size);
+    auto times = read_index_file(time_index_path(), batches_max * time_index_entry_size);
+    if (offsets && times && _index.parse(*offsets, _size) && _time_index.parse(*times)) {
+        _indexes_loaded = true;
+        return {};
+    }
+    // Missing or insane index files are rebuilt from the log itself; a sealed segment
+    // was fully valid when it was sealed, so this never shortens the log. Segments are
+    // never const objects (the log holds them by unique_ptr<segment>); lookups are const
+    // only because loading an index does not change what the segment holds.
+    auto rebuilt = const_cast<segment*>(this)->scan(scan_mode::rebuild_only);
+    if (!rebuilt) return rebuilt.failure();
+    if (_max_timestamp)
+        _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
+    return save_indexes();
+}
+
+result<scan_outcome> segment::scan(scan_mode mode) {
+    auto opened = file();
+    if (!opened) return opened.failure();
+    const int fd = (*opened)->fd;
+    const int64_t file_size = file_size_of(fd);
+    if (file_size < 0) return errno_error("fstat", _log_path);
+
+    _index.clear_and_release();
+    _time_index.clear_and_release();
+    _max_timestamp.reset();
+    _size = 0;
+    _bytes_since_index_entry = 0;
+    _indexes_loaded = true;
+
+    chunked_reader reader(fd, file_size, _log_path);
+    int64_t position = 0;
+    int64_t next_offset = _base_offset;
+    while (position + static_cast<int64_t>(proto::batch_header_size) <= file_size) {
+        auto header_bytes = reader.get(position, proto::batch_header_size);
+        if (!header_bytes) return header_bytes.failure();
+        auto header = proto::read_batch_header(*header_bytes);
+        if (!header) break;
+        const int64_t total = header->total_size();
+        if (total < static_cast<int64_t>(proto::batch_header_size) ||
+            total > file_size - position)
+            break;
+        auto batch = reader.get(position, total);
+        if (!batch) return batch.failure();
+        const proto::batch_check check =
+            proto::validate_batch(*batch, static_cast<size_t>(total), proto::batch_source::log);
+        if (check.error != proto::batch_error::none) break;
+        const proto::batch_header& h = check.header;
+        // Offsets must continue exactly where the previous batch ended, and stay within
+        // the int32 reach of the indexes' relative offsets.
+        if (h.base_offset != next_offset || h.last_offset_delta < 0 ||
+            h.last_offset() - _base_offset > std::numeric_limits<int32_t>::max())
+            break;
+        record_append(h, position);
+        position += total;
+        next_offset = h.last_offset() + 1;
+    }
+    SPATE_ASSERT(position == _size, "scan bookkeeping must match the scanned bytes");
+    const bool invalid_tail = position < file_size;
+    if (invalid_tail && mode == scan_mode::truncate_invalid) {
+        if (auto cut = truncate_to(position); !cut) return cut.failure();
+    }
+    return scan_outcome{position, next_offset, invalid_tail};
+}
+
+result<bool> segment::adopt_clean_state(int64_t next_offset) {
+    auto opened = file();
+    if (!opened) return opened.failure();
+    const int64_t file_size = file_size_of((*opened)->fd);
+    if (file_size < 0) return errno_error("fstat", _log_path);
+    _size = file_size;
+    if (next_offset < _base_offset) return false;
+    if ((next_offset == _base_offset) != (file_size == 0)) return false;
+    if (next_offset - 1 - _base_offset > std::numeric_limits<int32_t>::max()) return false;
+    if (auto loaded = load_indexes(); !loaded) return loaded.failure();
+    const auto& entries = _index.entries();
+    if (!entries.empty() && entries.back().relative_offset > next_offset - 1 - _base_offset)
+        return false;
+    // The time index of a sealed segment ends with its largest timestamp.
+    if (const time_index_entry* last = _time_index.last())
+        _max_timestamp = time_index_entry{last->timestamp, last->relative_offset};
+    _bytes_since_index_entry = entries.empty() ? file_size : file_size - entries.back().position;
+    return true;
+}
+
+void segment::record_append(const proto::batch_header& header, int64_t position) {
+    SPATE_ASSERT(_indexes_loaded, "appending to a segment whose indexes are not loaded");
+    SPATE_ASSERT(position == _size, "appends go to the end of the segment");
+    const auto relative = static_cast<int32_t>(header.last_offset() - _base_offset);
+    if (!_max_timestamp || header.max_timestamp > _max_timestamp->timestamp)
+        _max_timestamp = time_index_entry{header.max_timestamp, relative};
+    if (_bytes_since_index_entry >= _index_interval_bytes) {
+        _index.append(relative, static_cast<int32_t>(position));
+        _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
+        _bytes_since_index_entry = 0;
+    }
+    _bytes_since_index_entry += header.total_size();
+    _size += header.total_size();
+}
+
+void segment::start_writeback(int64_t chunk_bytes) {
+    if (_size - _writeback_position < chunk_bytes || !_file) return;
+    (void)::sync_file_range(_file->fd, _writeback_position, _size - _writeback_position,
+                            SYNC_FILE_RANGE_WRITE);
+    _writeback_position = _size;
+}
+
+result<void> segment::truncate_to(int64_t size_bytes) {
+    auto opened = file();
+    if (!opened) return opened.failure();
+    while (::ftruncate((*opened)->fd, static_cast<off_t>(size_bytes)) != 0) {
+        if (errno != EINTR) return errno_error("ftruncate", _log_path);
+    }
+    _size = size_bytes;
+    _writeback_position = std::min(_writeback_position, size_bytes);
+    _index.truncate_to_position(size_bytes);
+    return {};
+}
+
+result<void> segment::save_indexes() const {
+    const std::vector<uint8_t> offsets = _index.serialize();
+    if (auto written = write_file_atomically(index_path(), offsets); !written) return written;
+    const std::vector<uint8_t> times = _time_index.serialize();
+    return write_file_atomically(time_index_path(), times);
+}
+
+result<void> segment::seal() {
+    SPATE_ASSERT(_indexes_loaded, "sealing a segment whose indexes are not loaded");
+    if (_max_timestamp) _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
+    if (auto saved = save_indexes(); !saved) return saved;
+    auto opened = file();
+    if (!opened) return opened.failure();
+    return sync_data((*opened)->fd, _log_path);
+}
+
+result<proto::batch_header> segment::header_at(int64_t position) const {
+    auto opened = file();
+    if (!opened) return opened.failure();
+    std::array<uint8_t, proto::batch_header_size> bytes{};
+    if (position + static_cast<int64_t>(bytes.size()) > _size)
+        return error{EIO, "segment " + _log_path.string() + ": batch header beyond the end"};
+    if (auto got = pread_exact((*opened)->fd, bytes, position, _log_path); !got)
+        return got.failure();
+    auto header = proto::read_batch_header(bytes);
+    if (!header || header->total_size() < static_cast<int64_t>(bytes.size()) ||
+        header->total_size() > _size - position)
+        return error{EIO, "segment " + _log_path.string() + ": corrupt batch header"};
+    return header;
+}
+
+result<std::optional<batch_location>> segment::find_batch(int64_t offset) const {
+    if (auto loaded = load_indexes(); !loaded) return loaded.failure();
+    const int64_t relative = std::clamp<int64_t>(offset - _base_offset, 0,
+                                                 std::numeric_limits<int32_t>::max());
+    int64_t position = _index.position_floor(static_cast<int32_t>(relative));
+    while (position < _size) {
+        auto header = header_at(position);
+        if (!header) return header.failure();
+        if (header->last_offset() >= offset)
+            return std::optional<batch_location>(batch_location{position, *header});
+        position += header->total_size();
+    }
+    return std::optional<batch_location>();
+}
+
+result<int64_t> segment::extent_end(int64_t start, int64_t first_size, int64_t max_bytes) const {
+    int64_t end = start + first_size;
+    if (max_bytes <= first_size) return end;
+    // Index entries sit on batch boundaries: everything before the last entry that lies
+    // within the budget is whole batches, so only the tail after it needs headers read.
+    const int64_t indexed = _index.position_at_or_below(start + max_bytes);
+    if (indexed > end) end = indexed;
+    while (end < _size) {
+        auto header = header_at(end);
+        if (!header) return header.failure();
+        if (end + header->total_size() - start > max_bytes) break;
+        end += header->total_size();
+    }
+    return end;
+}
+
+result<time_index_entry> segment::max_timestamp() const {
+    if (_max_timestamp) return *_max_timestamp;
+    if (_size == 0) return time_index_entry{-1, -1};
+    if (auto loaded = load_indexes(); !loaded) return loaded.failure();
+    const time_index_entry* last = _time_index.last();
+    _max_timestamp = last ? *last : time_index_entry{-1, -1};
+    return *_max_timestamp;
+}
+
+result<int64_t> segment::scan_start_for_timestamp(int64_t timestamp) const {
+    if (auto loaded = load_indexes(); !loaded) return loaded.failure();
+    const int32_t relative = _time_index.offset_before(timestamp);
+    if (relative < 0) return int64_t{0};
+    return int64_t{_index.position_floor(relative)};
+}
+
+result<int64_t> segment::modified_ms() const {
+    struct stat info {};
+    if (::stat(_log_path.c_str(), &info) != 0) return errno_error("stat", _log_path);
+    return static_cast<int64_t>(info.st_mtim.tv_sec) * 1000 + info.st_mtim.tv_nsec / 1000000;
+}
+
+result<void> segment::remove_files() const {
+    if (auto removed = remove_file(_log_path); !removed) return removed;
+    if (auto removed = remove_file(index_path()); !removed) return removed;
+    return remove_file(time_index_path());
+}
+
+size_t segment::memory_bytes() const {
+    size_t bytes = sizeof(segment) + _log_path.native().capacity() + _index.memory_bytes() +
+                   _time_index.memory_bytes();
+    // The shared_ptr control block and the segment_file it holds.
+    if (_file) bytes += sizeof(segment_file) + 2 * sizeof(void*);
+    return bytes;
+}
+
+}  // namespace spate::storage

@@ -1,0 +1,160 @@
+#pragma once
+// One segment of a partition log: a .log file plus its two sparse indexes.
+//
+// <20-digit base offset>.log — record batches (Kafka's v2 format, see
+// proto/record_batch.h) stored back to back, byte for byte as the producer sent them
+// except for base_offset (and, for LogAppendTime topics, what the broker stamped before
+// appending). There is no file header, so the file is identical to a Kafka segment:
+//   position 0:           batch whose base_offset is the segment's base offset
+//   position 12 + len0:   next batch, whose base_offset is the previous last offset + 1
+//   ...                   until the end of the file
+// A batch never straddles two segments. Positions fit an int32 (segments stay below
+// 2 GiB), and the offsets of a segment lie within int32 of its base offset, which is
+// what the 4-byte relative offsets of the indexes need.
+//
+// The .index and .timeindex formats are described in storage/index.h.
+//
+// Ownership: a partition_log owns its segments; all of them live on the partition's
+// owner shard and are not thread-safe. The open file is shared (segment_file) with
+// in-flight zero-copy transfers. The last segment of a log is the active one: only it
+// is appended to, and its indexes live in memory until it is sealed (on roll or close).
+// Closed segments open their file and load their indexes lazily, on first use, which
+// keeps an idle partition small.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "proto/record_batch.h"
+#include "proto/result.h"
+#include "storage/file.h"
+#include "storage/index.h"
+
+namespace spate::storage {
+
+// The bytes of a batch header are enough to walk a segment; this is where one lives.
+struct batch_location {
+    int64_t position;
+    proto::batch_header header;
+};
+
+// How a segment scan ended (recovery and index rebuilds).
+struct scan_outcome {
+    int64_t valid_bytes;   // the prefix of the file made of valid, contiguous batches
+    int64_t next_offset;   // the offset after the last valid batch (base offset if none)
+    bool tail_was_invalid; // bytes after valid_bytes existed and were not a valid batch
+};
+
+enum class scan_mode : uint8_t {
+    rebuild_only,       // rebuild indexes from the valid prefix, leave the file alone
+    truncate_invalid,   // also cut the file at the first invalid byte (recovery)
+};
+
+class segment {
+public:
+    // Creates a new, empty segment file at `base_offset` (which must not exist yet).
+    // `index_interval_bytes` is the spacing of offset-index entries (log_config).
+    static result<std::unique_ptr<segment>> create(const std::filesystem::path& directory,
+                                                   int64_t base_offset, int64_t created_ms,
+                                                   int64_t preallocate_bytes,
+                                                   int32_t index_interval_bytes);
+    // Describes an existing segment file of `size_bytes`; nothing is opened or read.
+    static std::unique_ptr<segment> attach(const std::filesystem::path& directory,
+                                           int64_t base_offset, int64_t size_bytes,
+                                           int64_t created_ms, int32_t index_interval_bytes);
+
+    static std::filesystem::path log_path(const std::filesystem::path& directory,
+                                          int64_t base_offset);
+
+    int64_t base_offset() const { return _base_offset; }
+    int64_t size_bytes() const { return _size; }
+    int64_t created_ms() const { return _created_ms; }
+    const std::filesystem::path& path() const { return _log_path; }
+    std::filesystem::path index_path() const;
+    std::filesystem::path time_index_path() const;
+
+    // The open file, opened on first use.
+    result<std::shared_ptr<segment_file>> file() const;
+
+    // Loads both indexes from their files, rebuilding them from the log (and saving
+    // them) when a file is missing or fails its sanity checks.
+    result<void> load_indexes() const;
+    // Frees the in-memory indexes of a closed segment; the next lookup reloads them.
+    void release_indexes() const;
+
+    // Reads every batch from position 0 with full validation (size, magic, CRC-32C,
+    // contiguous offsets starting at the base offset), rebuilds the in-memory indexes
+    // and the append bookkeeping, and in truncate_invalid mode cuts the file at the
+    // first invalid byte.
+    result<scan_outcome> scan(scan_mode mode);
+
+    // Clean-shutdown path: trusts the saved indexes of the active segment and the log
+    // end offset recorded at close. False when the files disagree with it.
+    result<bool> adopt_clean_state(int64_t next_offset);
+
+    // Active segment only: notes a batch just written at `position` (its header already
+    // carries the assigned base offset), updating size, indexes and the max timestamp.
+    void record_append(const proto::batch_header& header, int64_t position);
+    // Applies a new index spacing to the entries added from now on.
+    void set_index_interval_bytes(int32_t bytes) { _index_interval_bytes = bytes; }
+
+    // Active segment only: once `chunk_bytes` were appended since the last call that
+    // acted, asks the kernel to start writing them back (sync_file_range WRITE, which
+    // does not wait). Dirty pages then reach the disk steadily instead of all at once
+    // in the fdatasync of seal() or sync(). A hint: durability is still decided by
+    // fdatasync, which reports any write error, so failures here are ignored.
+    void start_writeback(int64_t chunk_bytes);
+
+    // Active segment only: rolls the file back to `size_bytes` after a failed write.
+    result<void> truncate_to(int64_t size_bytes);
+
+    // Makes the segment a closed one: final time-index entry, index files written
+    // atomically, log data fdatasync'ed. The in-memory indexes stay until released.
+    result<void> seal();
+
+    // The batch containing `offset` (the first batch whose last offset is >= it), or
+    // nullopt when the segment holds no such batch.
+    result<std::optional<batch_location>> find_batch(int64_t offset) const;
+    // The header of the batch at `position` (which must be a batch boundary < size).
+    result<proto::batch_header> header_at(int64_t position) const;
+    // The end of the run of whole batches starting at `start` (a batch boundary whose
+    // batch is `first_size` bytes long) that fits in `max_bytes`, at least one batch.
+    result<int64_t> extent_end(int64_t start, int64_t first_size, int64_t max_bytes) const;
+
+    // The largest batch max_timestamp in the segment and the last offset of that
+    // batch, or -1/-1 without timestamps. Closed segments read it from the time index.
+    result<time_index_entry> max_timestamp() const;
+    // The position from which to scan for the first batch with max_timestamp >= `ts`.
+    result<int64_t> scan_start_for_timestamp(int64_t timestamp) const;
+    // The file's modification time, the retention clock of segments without timestamps.
+    result<int64_t> modified_ms() const;
+
+    // Unlinks the three files. Open descriptors stay valid for their holders.
+    result<void> remove_files() const;
+
+    size_t memory_bytes() const;
+
+private:
+    segment(std::filesystem::path log_path, int64_t base_offset, int64_t size_bytes,
+            int64_t created_ms, int32_t index_interval_bytes);
+    result<void> save_indexes() const;
+
+    std::filesystem::path _log_path;
+    int64_t _base_offset;
+    int64_t _size;
+    int64_t _created_ms;
+    int32_t _index_interval_bytes;
+    // Append bookkeeping of the active segment.
+    int64_t _bytes_since_index_entry = 0;
+    int64_t _writeback_position = 0;  // where the next start_writeback range begins
+    // Mutable: opened, loaded and cached lazily by const lookups.
+    mutable std::shared_ptr<segment_file> _file;
+    mutable offset_index _index;
+    mutable time_index _time_index;
+    mutable bool _indexes_loaded = false;
+    mutable std::optional<time_index_entry> _max_timestamp;
+};
+
+}  // namespace spate::storage

@@ -1,0 +1,97 @@
+#include <doctest/doctest.h>
+
+#include "broker/config.h"
+#include "broker/metadata.h"
+#include "broker/topic_config.h"
+
+using namespace spate::broker;
+
+TEST_CASE("TOML keys set the config; unknown keys and bad values name the key") {
+    broker_config config;
+    REQUIRE(apply_toml_text("listen = \"0.0.0.0:19092\"\nshards = 3\n[log]\nsegment_bytes = 1048576\n",
+                            "test", config));
+    CHECK(config.listen_host == "0.0.0.0");
+    CHECK(config.listen_port == 19092);
+    CHECK(config.shards == 3);
+    CHECK(config.log.segment_bytes == 1048576);
+
+    auto unknown = apply_toml_text("colour = 3\n", "test", config);
+    REQUIRE_FALSE(unknown);
+    CHECK(unknown.failure().message.find("colour") != std::string::npos);
+
+    auto bad = apply_toml_text("shards = \"many\"\n", "test", config);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.failure().message.find("shards") != std::string::npos);
+
+    auto nested_unknown = apply_toml_text("[log]\nsegment_size = 1\n", "test", config);
+    REQUIRE_FALSE(nested_unknown);
+    CHECK(nested_unknown.failure().message.find("log.segment_size") != std::string::npos);
+
+    auto syntax = apply_toml_text("shards = \n", "file.toml", config);
+    REQUIRE_FALSE(syntax);
+    CHECK(syntax.failure().message.find("file.toml:1") != std::string::npos);
+}
+
+TEST_CASE("flags override the file and bad flags are errors") {
+    const char* argv[] = {"spate", "--listen", "127.0.0.1:0", "--shards", "2", "--data-dir", "/tmp/x"};
+    auto parsed = parse_command_line(7, const_cast<char**>(argv));
+    REQUIRE(parsed);
+    CHECK(parsed->config.listen_port == 0);
+    CHECK(parsed->config.shards == 2);
+    CHECK(parsed->config.data_dir == "/tmp/x");
+
+    const char* bad_port[] = {"spate", "--listen", "localhost:99999"};
+    CHECK_FALSE(parse_command_line(3, const_cast<char**>(bad_port)));
+    const char* unknown[] = {"spate", "--colour", "red"};
+    CHECK_FALSE(parse_command_line(3, const_cast<char**>(unknown)));
+    const char* version[] = {"spate", "--version"};
+    auto v = parse_command_line(2, const_cast<char**>(version));
+    REQUIRE(v);
+    CHECK(v->exit_now);
+}
+
+TEST_CASE("topic names follow Kafka's rules") {
+    CHECK(valid_topic_name("orders.v1_eu-west"));
+    CHECK_FALSE(valid_topic_name(""));
+    CHECK_FALSE(valid_topic_name("."));
+    CHECK_FALSE(valid_topic_name(".."));
+    CHECK_FALSE(valid_topic_name("has space"));
+    CHECK_FALSE(valid_topic_name(std::string(250, 'a')));
+}
+
+TEST_CASE("topic configs: only honoured names, validated values, overrides win") {
+    CHECK(validate_topic_config("retention.ms", "1000"));
+    CHECK(validate_topic_config("retention.ms", "-1"));
+    CHECK_FALSE(validate_topic_config("retention.ms", "soon"));
+    CHECK_FALSE(validate_topic_config("segment.bytes", "1"));
+    CHECK_FALSE(validate_topic_config("cleanup.policy", "compact"));
+    CHECK_FALSE(validate_topic_config("no.such.config", "1"));
+    CHECK(validate_topic_config("message.timestamp.type", "LogAppendTime"));
+
+    broker_config broker;
+    auto effective = effective_config(broker, {{"retention.ms", "5000"},
+                                               {"message.timestamp.type", "LogAppendTime"}});
+    CHECK(effective.log.retention_ms == 5000);
+    CHECK(effective.timestamps == timestamp_type::log_append_time);
+    CHECK(effective.log.segment_bytes == broker.log.segment_bytes);
+
+    auto described = describe_topic_configs(broker, {{"retention.ms", "5000"}});
+    bool found = false;
+    for (const auto& c : described) {
+        if (c.name != "retention.ms") continue;
+        found = true;
+        CHECK(c.value == "5000");
+        CHECK_FALSE(c.is_default);
+    }
+    CHECK(found);
+}
+
+TEST_CASE("uuids round-trip through their text form") {
+    auto id = random_uuid();
+    CHECK_FALSE(id.is_zero());
+    auto text = uuid_to_string(id);
+    auto back = uuid_from_string(text);
+    REQUIRE(back);
+    CHECK(*back == id);
+    CHECK_FALSE(uuid_from_string("xyz"));
+}

@@ -1,0 +1,54 @@
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "broker/metadata.h"
+
+using namespace spate::broker;
+namespace fs = std::filesystem;
+
+TEST_CASE("metadata survives a reload with ids, configs and owners") {
+    const fs::path dir = fs::temp_directory_path() / ("spate-metadata-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    {
+        metadata_store store(dir.string(), 2);
+        REQUIRE(store.load());
+        auto created = store.create_topic("orders", 3, {{"retention.ms", "1000"}});
+        REQUIRE(created);
+        REQUIRE(store.create_topic("audit", 1, {}));
+        REQUIRE(store.add_partitions("audit", 4));
+        REQUIRE(store.delete_topic("orders"));
+        REQUIRE(store.create_topic("orders", 2, {}));
+    }
+    metadata_store reloaded(dir.string(), 2);
+    REQUIRE(reloaded.load());
+    auto snapshot = reloaded.snapshot();
+    REQUIRE(snapshot->find("audit") != nullptr);
+    CHECK(snapshot->find("audit")->partition_count() == 4);
+    REQUIRE(snapshot->find("orders") != nullptr);
+    CHECK(snapshot->find("orders")->partition_count() == 2);
+    CHECK(snapshot->find("orders")->configs.empty());
+    CHECK_FALSE(snapshot->find("orders")->id.is_zero());
+    CHECK(snapshot->find("orders")->id != snapshot->find("audit")->id);
+    for (uint32_t owner : snapshot->find("audit")->partition_shards) CHECK(owner < 2);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("a damaged metadata file is an error naming the file") {
+    const fs::path dir = fs::temp_directory_path() / ("spate-metadata-bad-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    {
+        FILE* f = std::fopen((dir / "metadata.toml").c_str(), "w");
+        std::fputs("[[topic]]\nname = \"x\"\nid = \"nothex\"\nshards = [0]\n", f);
+        std::fclose(f);
+    }
+    metadata_store store(dir.string(), 1);
+    auto loaded = store.load();
+    REQUIRE_FALSE(loaded);
+    CHECK(loaded.failure().message.find("metadata.toml") != std::string::npos);
+    fs::remove_all(dir);
+}

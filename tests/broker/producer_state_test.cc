@@ -1,0 +1,52 @@
+#include <doctest/doctest.h>
+
+#include "broker/producer_state.h"
+
+using namespace spate::broker;
+
+TEST_CASE("a non-idempotent producer always appends") {
+    producer_state state;
+    CHECK(state.check(-1, -1, -1, -1).verdict == sequence_verdict::append);
+    state.record(-1, -1, {-1, -1, 0, -1});
+    CHECK(state.producer_count() == 0);
+}
+
+TEST_CASE("sequences must follow one another within an epoch") {
+    producer_state state;
+    CHECK(state.check(7, 0, 0, 4).verdict == sequence_verdict::append);
+    state.record(7, 0, {0, 4, 100, -1});
+    CHECK(state.check(7, 0, 5, 9).verdict == sequence_verdict::append);
+    CHECK(state.check(7, 0, 6, 9).verdict == sequence_verdict::out_of_order);
+    CHECK(state.check(7, 0, 10, 12).verdict == sequence_verdict::out_of_order);
+}
+
+TEST_CASE("a retried batch among the last five is a duplicate with its original offset") {
+    producer_state state;
+    for (int i = 0; i < 6; ++i) state.record(9, 2, {i * 10, i * 10 + 9, 1000 + i * 10, -1});
+    auto dup = state.check(9, 2, 30, 39);
+    CHECK(dup.verdict == sequence_verdict::duplicate);
+    CHECK(dup.original.base_offset == 1030);
+    // The first batch fell out of the window of five: it is now simply out of order.
+    CHECK(state.check(9, 2, 0, 9).verdict == sequence_verdict::out_of_order);
+}
+
+TEST_CASE("epochs fence older producers and a new epoch restarts at zero") {
+    producer_state state;
+    state.record(5, 3, {0, 0, 0, -1});
+    CHECK(state.check(5, 2, 1, 1).verdict == sequence_verdict::invalid_epoch);
+    CHECK(state.check(5, 4, 1, 1).verdict == sequence_verdict::out_of_order);
+    CHECK(state.check(5, 4, 0, 3).verdict == sequence_verdict::append);
+    state.record(5, 4, {0, 3, 1, -1});
+    CHECK(state.check(5, 3, 4, 4).verdict == sequence_verdict::invalid_epoch);
+}
+
+TEST_CASE("an unknown producer id may start at any sequence") {
+    producer_state state;
+    CHECK(state.check(11, 0, 42, 50).verdict == sequence_verdict::append);
+}
+
+TEST_CASE("sequence numbers wrap from INT32_MAX to zero") {
+    producer_state state;
+    state.record(1, 0, {INT32_MAX - 1, INT32_MAX, 0, -1});
+    CHECK(state.check(1, 0, 0, 5).verdict == sequence_verdict::append);
+}

@@ -1,0 +1,631 @@
+// Tests of partition_log: appends, reads, rolls, reopen (clean and after a crash),
+// recovery from damaged files, retention, timestamps, DeleteRecords, and a randomized
+// comparison against an in-memory model.
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <fstream>
+#include <random>
+
+#include "proto/record_batch.h"
+#include "storage/checkpoint.h"
+#include "storage/log.h"
+#include "tests/storage/test_support.h"
+
+namespace {
+
+using namespace spate::storage;
+using namespace spate::storage::testing;
+namespace fs = std::filesystem;
+
+log_config test_config() {
+    log_config config;
+    config.retention_ms = -1;
+    return config;
+}
+
+std::unique_ptr<partition_log> open_log(const fs::path& dir, const log_config& config) {
+    auto opened = partition_log::open(dir, config);
+    if (!opened) FAIL("open failed: ", opened.failure().message);
+    return std::move(opened).value();
+}
+
+// The log as the tests expect it: every appended batch with its assigned offsets.
+struct model {
+    std::vector<stored_batch> batches;
+
+    int64_t end() const { return batches.empty() ? 0 : batches.back().last_offset + 1; }
+
+    // Index of the batch holding `offset`.
+    size_t holding(int64_t offset) const {
+        for (size_t i = 0; i < batches.size(); ++i)
+            if (batches[i].last_offset >= offset) return i;
+        return batches.size();
+    }
+};
+
+int64_t append_batch(partition_log& log, model& expected, int32_t records, int64_t timestamp,
+                     size_t value_bytes) {
+    std::vector<uint8_t> batch =
+        make_batch(records, timestamp, value_bytes, static_cast<uint8_t>(expected.batches.size()));
+    auto appended = log.append(batch, records);
+    REQUIRE(appended.ok());
+    CHECK(appended->base_offset == expected.end());
+    CHECK(appended->log_append_time_ms == -1);
+    expected.batches.push_back({appended->base_offset, appended->base_offset + records - 1, batch});
+    return appended->base_offset;
+}
+
+void check_matches(const partition_log& log, const model& expected, size_t first_batch = 0) {
+    auto all = read_all(log);
+    REQUIRE_MESSAGE(all.ok(), (all.ok() ? "" : all.failure().message));
+    REQUIRE(all->size() == expected.batches.size() - first_batch);
+    for (size_t i = 0; i < all->size(); ++i) {
+        CHECK((*all)[i].base_offset == expected.batches[first_batch + i].base_offset);
+        CHECK((*all)[i].bytes == expected.batches[first_batch + i].bytes);
+    }
+    CHECK(log.log_end_offset() == expected.end());
+}
+
+size_t count_files(const fs::path& dir, const std::string& extension) {
+    size_t count = 0;
+    for (const auto& entry : fs::directory_iterator(dir))
+        if (entry.path().extension() == extension) ++count;
+    return count;
+}
+
+fs::path last_log_file(const fs::path& dir) {
+    fs::path last;
+    for (const auto& entry : fs::directory_iterator(dir))
+        if (entry.path().extension() == ".log" && entry.path() > last) last = entry.path();
+    return last;
+}
+
+}  // namespace
+
+TEST_CASE("append and read round trip") {
+    temp_dir dir("roundtrip");
+    auto log = open_log(dir.path(), test_config());
+    model expected;
+    for (int i = 0; i < 20; ++i) append_batch(*log, expected, 1 + i % 5, 1000 + i, 50 + i);
+    CHECK(log->log_start_offset() == 0);
+    check_matches(*log, expected);
+
+    // A read of one byte still hands out the whole batch holding the offset.
+    for (int64_t offset = 0; offset < expected.end(); ++offset) {
+        auto got = log->read(offset, 1);
+        REQUIRE(got.ok());
+        CHECK(got->high_watermark == expected.end());
+        CHECK(slice_bytes(*got) == expected.batches[expected.holding(offset)].bytes);
+    }
+    auto at_end = log->read(expected.end(), 1000);
+    REQUIRE(at_end.ok());
+    CHECK(at_end->slices.empty());
+    auto beyond = log->read(expected.end() + 1, 1000);
+    REQUIRE(!beyond.ok());
+    CHECK(beyond.failure().code == offset_out_of_range);
+    auto negative = log->read(-1, 1000);
+    REQUIRE(!negative.ok());
+    CHECK(negative.failure().code == offset_out_of_range);
+}
+
+TEST_CASE("append_many writes several batches at once and assigns contiguous offsets") {
+    temp_dir dir("many");
+    log_config config = test_config();
+    config.segment_bytes = 2000;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    append_batch(*log, expected, 2, 10, 20);
+    std::vector<std::vector<uint8_t>> owned;
+    for (int i = 0; i < 12; ++i) owned.push_back(make_batch(3, 100 + i, 300, static_cast<uint8_t>(i)));
+    std::vector<std::span<uint8_t>> spans(owned.begin(), owned.end());
+    auto appended = log->append_many(spans);
+    REQUIRE(appended.ok());
+    REQUIRE(appended->size() == owned.size());
+    for (size_t i = 0; i < owned.size(); ++i) {
+        CHECK((*appended)[i].base_offset == expected.end());
+        expected.batches.push_back({expected.end(), expected.end() + 2, owned[i]});
+    }
+    CHECK(log->segment_count() > 1);
+    check_matches(*log, expected);
+}
+
+TEST_CASE("append refuses a records count that disagrees with the batch") {
+    temp_dir dir("mismatch");
+    auto log = open_log(dir.path(), test_config());
+    std::vector<uint8_t> batch = make_batch(3, 1, 10, 0);
+    auto appended = log->append(batch, 2);
+    REQUIRE(!appended.ok());
+    CHECK(appended.failure().code == invalid_batch);
+    CHECK(log->log_end_offset() == 0);
+}
+
+TEST_CASE("segments roll by size and reads cross them") {
+    temp_dir dir("roll");
+    log_config config = test_config();
+    config.segment_bytes = 4096;
+    config.index_interval_bytes = 256;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    for (int i = 0; i < 30; ++i) append_batch(*log, expected, 2, 1000 + i, 900);
+    CHECK(log->segment_count() >= 7);
+    CHECK(count_files(dir.path(), ".log") == log->segment_count());
+    // Closed segments have their indexes on disk.
+    CHECK(count_files(dir.path(), ".index") == log->segment_count() - 1);
+    check_matches(*log, expected);
+    // A read never spans two segments, and a batch larger than a segment goes alone.
+    append_batch(*log, expected, 1, 5000, 9000);
+    auto big = log->read(expected.batches.back().base_offset, INT32_MAX);
+    REQUIRE(big.ok());
+    CHECK(slice_bytes(*big) == expected.batches.back().bytes);
+    check_matches(*log, expected);
+}
+
+TEST_CASE("a read from the middle of a segment returns whole batches within max_bytes") {
+    temp_dir dir("middle");
+    log_config config = test_config();
+    config.index_interval_bytes = 128;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    for (int i = 0; i < 200; ++i) append_batch(*log, expected, 1 + i % 3, 1000 + i, 20 + (i * 7) % 90);
+    std::mt19937 random(7);
+    for (int round = 0; round < 300; ++round) {
+        const int64_t offset = std::uniform_int_distribution<int64_t>(0, expected.end() - 1)(random);
+        const int32_t max_bytes = std::uniform_int_distribution<int32_t>(1, 2000)(random);
+        auto got = log->read(offset, max_bytes);
+        REQUIRE(got.ok());
+        const std::vector<uint8_t> bytes = slice_bytes(*got);
+        // Expected: batches from the one holding `offset` while they fit, at least one.
+        std::vector<uint8_t> want;
+        for (size_t i = expected.holding(offset); i < expected.batches.size(); ++i) {
+            const auto& b = expected.batches[i].bytes;
+            if (!want.empty() && want.size() + b.size() > static_cast<size_t>(max_bytes)) break;
+            want.insert(want.end(), b.begin(), b.end());
+        }
+        CHECK(bytes == want);
+        CHECK(got->bytes == static_cast<int32_t>(want.size()));
+    }
+}
+
+TEST_CASE("reopen after a clean close trusts the saved state") {
+    temp_dir dir("clean");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    config.index_interval_bytes = 200;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        for (int i = 0; i < 25; ++i) append_batch(*log, expected, 3, 2000 + i, 400);
+        REQUIRE(log->close().ok());
+        REQUIRE(log->close().ok());  // a second close does nothing
+        CHECK(fs::exists(dir.path() / clean_shutdown_file_name));
+        CHECK(log->durable_offset() == expected.end());
+    }
+    auto log = open_log(dir.path(), config);
+    CHECK(!fs::exists(dir.path() / clean_shutdown_file_name));
+    CHECK(log->log_end_offset() == expected.end());
+    CHECK(log->durable_offset() == expected.end());
+    check_matches(*log, expected);
+    for (int i = 0; i < 5; ++i) append_batch(*log, expected, 2, 3000 + i, 100);
+    check_matches(*log, expected);
+    // An idle partition holds little memory: no per-segment buffers, no loaded indexes
+    // for segments nobody reads.
+    REQUIRE(log->close().ok());
+    auto idle = open_log(dir.path(), config);
+    MESSAGE("memory_bytes of an idle partition with ", idle->segment_count(),
+            " segments: ", idle->memory_bytes());
+    CHECK(idle->memory_bytes() < 512 * idle->segment_count() + 1024);
+}
+
+TEST_CASE("reopen without close scans the tail and keeps everything written") {
+    temp_dir dir("unclean");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        for (int i = 0; i < 25; ++i) append_batch(*log, expected, 3, 2000 + i, 400);
+    }
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    append_batch(*log, expected, 1, 1, 1);
+    check_matches(*log, expected);
+}
+
+TEST_CASE("missing or damaged index files are rebuilt from the log") {
+    temp_dir dir("index-damage");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    config.index_interval_bytes = 100;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        for (int i = 0; i < 25; ++i) append_batch(*log, expected, 3, 2000 + i, 400);
+        REQUIRE(log->close().ok());
+    }
+    int damaged = 0;
+    for (const auto& entry : fs::directory_iterator(dir.path())) {
+        if (entry.path().extension() == ".index" && damaged++ % 2 == 0) {
+            std::ofstream out(entry.path(), std::ios::binary | std::ios::trunc);
+            out << "garbage!garbage!xyz";
+        } else if (entry.path().extension() == ".timeindex") {
+            fs::remove(entry.path());
+        }
+    }
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    auto largest = log->offset_for_timestamp(-3);
+    REQUIRE(largest.ok());
+    CHECK(largest->timestamp == 2024 + 2);
+}
+
+namespace {
+
+// Builds a log of several segments without closing it (as after a crash) and returns
+// the model; the active segment holds the last few batches.
+model build_unclosed(const fs::path& dir, const log_config& config, int batches) {
+    model expected;
+    auto log = open_log(dir, config);
+    for (int i = 0; i < batches; ++i) append_batch(*log, expected, 1 + i % 4, 100 + i, 150 + (i * 13) % 200);
+    return expected;
+}
+
+// The batches of `expected` that lie entirely below `cut` bytes into the last segment.
+model prefix_before(const model& expected, const fs::path& last_file, int64_t cut) {
+    const int64_t base = std::stoll(last_file.stem().string());
+    model kept;
+    int64_t position = 0;
+    for (const auto& b : expected.batches) {
+        if (b.base_offset < base) {
+            kept.batches.push_back(b);
+            continue;
+        }
+        position += static_cast<int64_t>(b.bytes.size());
+        if (position > cut) break;
+        kept.batches.push_back(b);
+    }
+    return kept;
+}
+
+}  // namespace
+
+TEST_CASE("recovery truncates a torn tail at any byte") {
+    log_config config = test_config();
+    config.segment_bytes = 4000;
+    config.index_interval_bytes = 300;
+    std::mt19937 random(11);
+    for (int round = 0; round < 25; ++round) {
+        temp_dir dir("torn");
+        const model expected = build_unclosed(dir.path(), config, 40);
+        const fs::path last = last_log_file(dir.path());
+        const auto size = static_cast<int64_t>(fs::file_size(last));
+        const int64_t cut = std::uniform_int_distribution<int64_t>(0, size)(random);
+        fs::resize_file(last, static_cast<uintmax_t>(cut));
+        const model kept = prefix_before(expected, last, cut);
+        auto log = open_log(dir.path(), config);
+        check_matches(*log, kept);
+        // The log goes on from the recovered end.
+        model grown = kept;
+        append_batch(*log, grown, 2, 9999, 10);
+        check_matches(*log, grown);
+    }
+}
+
+TEST_CASE("recovery stops at a flipped bit and drops everything after it") {
+    log_config config = test_config();
+    config.segment_bytes = 4000;
+    std::mt19937 random(5);
+    for (int round = 0; round < 25; ++round) {
+        temp_dir dir("bitflip");
+        const model expected = build_unclosed(dir.path(), config, 40);
+        const fs::path last = last_log_file(dir.path());
+        const auto size = static_cast<int64_t>(fs::file_size(last));
+        REQUIRE(size > 0);
+        const int64_t at = std::uniform_int_distribution<int64_t>(0, size - 1)(random);
+        {
+            std::fstream file(last, std::ios::binary | std::ios::in | std::ios::out);
+            file.seekg(at);
+            char byte = 0;
+            file.read(&byte, 1);
+            byte = static_cast<char>(byte ^ (1 << std::uniform_int_distribution<int>(0, 7)(random)));
+            file.seekp(at);
+            file.write(&byte, 1);
+        }
+        // Every batch that ends at or before the damaged byte survives; the damaged
+        // batch and everything after it go. (A flip inside partition_leader_epoch is
+        // the one change no check can see: neither the CRC nor the offsets cover it.)
+        const model kept = prefix_before(expected, last, at);
+        auto log = open_log(dir.path(), config);
+        const int64_t base = std::stoll(last.stem().string());
+        int64_t position = 0;
+        bool epoch_flip = false;
+        for (const auto& b : expected.batches) {
+            if (b.base_offset < base) continue;
+            if (at >= position + 12 && at < position + 16) epoch_flip = true;
+            position += static_cast<int64_t>(b.bytes.size());
+            if (position > at) break;
+        }
+        if (epoch_flip) {
+            CHECK(log->log_end_offset() == expected.end());
+        } else {
+            CHECK(log->log_end_offset() == kept.end());
+            check_matches(*log, kept);
+        }
+    }
+}
+
+TEST_CASE("recovery drops garbage appended after the last batch") {
+    log_config config = test_config();
+    config.segment_bytes = 4000;
+    temp_dir dir("garbage");
+    const model expected = build_unclosed(dir.path(), config, 30);
+    const fs::path last = last_log_file(dir.path());
+    const auto size = fs::file_size(last);
+    {
+        std::ofstream out(last, std::ios::binary | std::ios::app);
+        std::mt19937 random(3);
+        for (int i = 0; i < 777; ++i) out.put(static_cast<char>(random()));
+    }
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    CHECK(fs::file_size(last) == size);
+    // Zeros (a preallocated or sparse tail) are garbage too.
+    log.reset();
+    fs::resize_file(last, size + 4096);
+    auto again = open_log(dir.path(), config);
+    check_matches(*again, expected);
+}
+
+TEST_CASE("retention by bytes deletes the oldest closed segments") {
+    temp_dir dir("retain-bytes");
+    log_config config = test_config();
+    config.segment_bytes = 4096;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    for (int i = 0; i < 40; ++i) append_batch(*log, expected, 2, 1000 + i, 900);
+    const size_t segments_before = log->segment_count();
+    REQUIRE(log->apply_retention(1'000'000).ok());  // nothing configured: nothing goes
+    CHECK(log->segment_count() == segments_before);
+
+    config.retention_bytes = 10'000;
+    log->set_config(config);
+    REQUIRE(log->apply_retention(1'000'000).ok());
+    CHECK(log->segment_count() < segments_before);
+    CHECK(count_files(dir.path(), ".log") == log->segment_count());
+    const size_t first = expected.holding(log->log_start_offset());
+    CHECK(expected.batches[first].base_offset == log->log_start_offset());
+    int64_t kept_bytes = 0;
+    for (size_t i = first; i < expected.batches.size(); ++i)
+        kept_bytes += static_cast<int64_t>(expected.batches[i].bytes.size());
+    CHECK(kept_bytes >= 10'000 - 4096);
+    CHECK(kept_bytes < 10'000 + 4096);
+    check_matches(*log, expected, first);
+    auto below = log->read(log->log_start_offset() - 1, 100);
+    REQUIRE(!below.ok());
+    CHECK(below.failure().code == offset_out_of_range);
+
+    // The new log start survives a reopen, clean or not.
+    const int64_t start = log->log_start_offset();
+    log.reset();
+    auto reopened = open_log(dir.path(), config);
+    CHECK(reopened->log_start_offset() == start);
+    check_matches(*reopened, expected, first);
+}
+
+TEST_CASE("retention by time deletes closed segments whose newest record is too old") {
+    temp_dir dir("retain-time");
+    log_config config = test_config();
+    config.segment_bytes = 4096;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    // Batch i carries timestamps around i seconds.
+    for (int i = 0; i < 40; ++i) append_batch(*log, expected, 2, int64_t{i} * 1000, 900);
+    config.retention_ms = 10'000;
+    log->set_config(config);
+    const int64_t now_ms = 30'000;
+    REQUIRE(log->apply_retention(now_ms).ok());
+    // Batch i is expired when i * 1000 + 1 < 20'000, so batches 0..18 are; segments hold
+    // about four batches, and a segment goes only when all of its batches are expired.
+    const size_t first = expected.holding(log->log_start_offset());
+    CHECK(expected.batches[first].base_offset == log->log_start_offset());
+    CHECK(first >= 14);
+    CHECK(first <= 20);
+    check_matches(*log, expected, first);
+    // The active segment is never deleted, even when everything is expired.
+    REQUIRE(log->apply_retention(10'000'000).ok());
+    CHECK(log->segment_count() == 1);
+    CHECK(log->log_start_offset() <= expected.end());
+    append_batch(*log, expected, 1, 1, 1);
+    CHECK(log->log_end_offset() == expected.end());
+}
+
+TEST_CASE("offset_for_timestamp finds the first record at or after a time") {
+    temp_dir dir("timestamps");
+    log_config config = test_config();
+    config.segment_bytes = 2000;
+    config.index_interval_bytes = 100;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        // Batch i holds 4 records with timestamps 100*i + 0..3.
+        for (int i = 0; i < 40; ++i) append_batch(*log, expected, 4, int64_t{i} * 100, 200);
+        REQUIRE(log->close().ok());
+    }
+    auto log = open_log(dir.path(), config);
+    auto latest = log->offset_for_timestamp(-1);
+    REQUIRE(latest.ok());
+    CHECK(latest->offset == expected.end());
+    auto earliest = log->offset_for_timestamp(-2);
+    REQUIRE(earliest.ok());
+    CHECK(earliest->offset == 0);
+    auto largest = log->offset_for_timestamp(-3);
+    REQUIRE(largest.ok());
+    CHECK(largest->timestamp == 39 * 100 + 3);
+    CHECK(largest->offset == expected.end() - 1);
+    for (int i = 0; i < 40; ++i) {
+        for (int j = 0; j < 4; ++j) {
+            auto found = log->offset_for_timestamp(int64_t{i} * 100 + j);
+            REQUIRE(found.ok());
+            CHECK(found->offset == int64_t{i} * 4 + j);
+            CHECK(found->timestamp == int64_t{i} * 100 + j);
+        }
+        // Between batches: the first record of the next batch.
+        auto between = log->offset_for_timestamp(int64_t{i} * 100 + 50);
+        REQUIRE(between.ok());
+        CHECK(between->offset == (i == 39 ? -1 : int64_t{i + 1} * 4));
+    }
+    auto none = log->offset_for_timestamp(1'000'000);
+    REQUIRE(none.ok());
+    CHECK(none->offset == -1);
+    // After DeleteRecords, no answer lies below the log start.
+    REQUIRE(log->delete_records_before(10).ok());
+    auto early = log->offset_for_timestamp(0);
+    REQUIRE(early.ok());
+    CHECK(early->offset == 10);
+}
+
+TEST_CASE("delete_records_before moves the log start and deletes whole segments below it") {
+    temp_dir dir("delete-records");
+    log_config config = test_config();
+    config.segment_bytes = 4096;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    for (int i = 0; i < 30; ++i) append_batch(*log, expected, 3, 1000 + i, 900);
+    const size_t segments_before = log->segment_count();
+    const int64_t target = expected.batches[13].base_offset + 1;  // inside a batch
+    REQUIRE(log->delete_records_before(target).ok());
+    CHECK(log->log_start_offset() == target);
+    CHECK(log->segment_count() < segments_before);
+    auto below = log->read(target - 1, 100);
+    REQUIRE(!below.ok());
+    CHECK(below.failure().code == offset_out_of_range);
+    auto at = log->read(target, 1);
+    REQUIRE(at.ok());
+    CHECK(slice_bytes(*at) == expected.batches[13].bytes);
+    // Moving backwards is a no-op, beyond the end an error.
+    REQUIRE(log->delete_records_before(2).ok());
+    CHECK(log->log_start_offset() == target);
+    auto beyond = log->delete_records_before(expected.end() + 1);
+    REQUIRE(!beyond.ok());
+    CHECK(beyond.failure().code == offset_out_of_range);
+    REQUIRE(log->close().ok());
+    log.reset();
+    auto reopened = open_log(dir.path(), config);
+    CHECK(reopened->log_start_offset() == target);
+    check_matches(*reopened, expected, 13);
+    // Up to the log end: the log is empty but keeps its offsets.
+    REQUIRE(reopened->delete_records_before(expected.end()).ok());
+    CHECK(reopened->log_start_offset() == expected.end());
+    append_batch(*reopened, expected, 1, 5, 5);
+    check_matches(*reopened, expected, expected.batches.size() - 1);
+}
+
+TEST_CASE("durability marks and the flush policy") {
+    temp_dir dir("flush");
+    log_config config = test_config();
+    config.flush_messages = 5;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    const auto now = std::chrono::steady_clock::now();
+    CHECK(!log->flush_due(now));
+    append_batch(*log, expected, 3, 1, 10);
+    CHECK(log->durable_offset() == 0);
+    CHECK(!log->flush_due(now));
+    append_batch(*log, expected, 3, 1, 10);
+    CHECK(log->flush_due(now));
+    REQUIRE(log->sync().ok());
+    CHECK(log->durable_offset() == 6);
+    CHECK(!log->flush_due(now));
+    append_batch(*log, expected, 1, 1, 10);
+    CHECK(::fdatasync(log->active_fd()) == 0);
+    log->mark_durable(log->log_end_offset());
+    CHECK(log->durable_offset() == 7);
+
+    config.flush_messages = INT64_MAX;
+    config.flush_ms = 1000;
+    log->set_config(config);
+    append_batch(*log, expected, 1, 1, 10);
+    CHECK(!log->flush_due(std::chrono::steady_clock::now()));
+    CHECK(log->flush_due(std::chrono::steady_clock::now() + std::chrono::seconds(2)));
+}
+
+TEST_CASE("preallocated segments keep their logical size") {
+    temp_dir dir("prealloc");
+    log_config config = test_config();
+    config.segment_bytes = 1 << 20;
+    config.preallocate = true;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        for (int i = 0; i < 10; ++i) append_batch(*log, expected, 2, i, 100);
+    }
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+}
+
+TEST_CASE("property: random appends, rolls, reopens and reads match a model") {
+    std::mt19937 random(20240611);
+    for (int trial = 0; trial < 6; ++trial) {
+        temp_dir dir("property");
+        log_config config = test_config();
+        config.segment_bytes = std::uniform_int_distribution<int64_t>(500, 6000)(random);
+        config.index_interval_bytes = std::uniform_int_distribution<int32_t>(0, 800)(random);
+        auto log = open_log(dir.path(), config);
+        model expected;
+        for (int step = 0; step < 300; ++step) {
+            const int action = std::uniform_int_distribution<int>(0, 99)(random);
+            if (action < 50) {
+                append_batch(*log, expected, std::uniform_int_distribution<int32_t>(1, 6)(random),
+                             step, std::uniform_int_distribution<size_t>(0, 700)(random));
+            } else if (action < 60) {
+                std::vector<std::vector<uint8_t>> owned;
+                const int count = std::uniform_int_distribution<int>(1, 6)(random);
+                for (int i = 0; i < count; ++i)
+                    owned.push_back(make_batch(2, step, std::uniform_int_distribution<size_t>(0, 500)(random),
+                                               static_cast<uint8_t>(i)));
+                std::vector<std::span<uint8_t>> spans(owned.begin(), owned.end());
+                auto appended = log->append_many(spans);
+                REQUIRE(appended.ok());
+                for (size_t i = 0; i < owned.size(); ++i) {
+                    CHECK((*appended)[i].base_offset == expected.end());
+                    expected.batches.push_back({expected.end(), expected.end() + 1, owned[i]});
+                }
+            } else if (action < 64) {
+                REQUIRE(log->close().ok());
+                log.reset();
+                log = open_log(dir.path(), config);
+            } else if (action < 68) {
+                log.reset();  // as if the process died: no close
+                log = open_log(dir.path(), config);
+            } else if (!expected.batches.empty()) {
+                const int64_t offset =
+                    std::uniform_int_distribution<int64_t>(0, expected.end() - 1)(random);
+                const int32_t max_bytes = std::uniform_int_distribution<int32_t>(1, 4000)(random);
+                auto got = log->read(offset, max_bytes);
+                REQUIRE(got.ok());
+                const std::vector<uint8_t> bytes = slice_bytes(*got);
+                // Whole consecutive batches from the one holding the offset, at least one,
+                // within max_bytes unless it is only one.
+                size_t i = expected.holding(offset);
+                size_t used = 0;
+                int batches = 0;
+                while (used < bytes.size() && i < expected.batches.size()) {
+                    const auto& b = expected.batches[i].bytes;
+                    REQUIRE(used + b.size() <= bytes.size());
+                    CHECK(std::equal(b.begin(), b.end(), bytes.begin() + static_cast<std::ptrdiff_t>(used)));
+                    used += b.size();
+                    ++i;
+                    ++batches;
+                }
+                CHECK(batches >= 1);
+                CHECK((batches == 1 || used <= static_cast<size_t>(max_bytes)));
+            }
+            CHECK(log->log_end_offset() == expected.end());
+        }
+        check_matches(*log, expected);
+    }
+}

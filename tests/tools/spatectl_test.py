@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""spatectl against a real spate: every command, its error paths and dump-log.
+
+Run by meson (test 'integration-spatectl') with SPATESTL_BIN (spatectl) and SPATE_BIN
+(the broker) set; uses tests/integration/harness.py to start the broker.
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import Broker, free_port  # noqa: E402
+
+SPATECTL = os.environ.get("SPATESTL_BIN") or os.environ.get("SPATECTL_BIN", "build/tools/spatectl")
+
+
+def run(bootstrap, *args, stdin=None, timeout=60):
+    command = [SPATECTL, "--bootstrap-server", bootstrap, "--timeout", "5000"] + list(args)
+    done = subprocess.run(command, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout)
+    return done.returncode, done.stdout, done.stderr.decode(errors="replace")
+
+
+def ok(bootstrap, *args, stdin=None):
+    code, out, err = run(bootstrap, *args, stdin=stdin)
+    assert code == 0, "spatectl %s exited %d: %s" % (" ".join(args), code, err)
+    return out
+
+
+def fails(bootstrap, expected_code, *args, stdin=None):
+    code, out, err = run(bootstrap, *args, stdin=stdin)
+    assert code == expected_code, "spatectl %s: expected exit %d, got %d (%s)" % (
+        " ".join(args), expected_code, code, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines, "spatectl %s: no error message" % " ".join(args)
+    return err
+
+
+def test_topics(b):
+    assert b"Created topic orders." in ok(b, "topics", "create", "--topic", "orders",
+                                           "--partitions", "3", "--replication-factor", "1",
+                                           "--config", "retention.ms=86400000")
+    ok(b, "topics", "create", "--topic", "single")
+    names = ok(b, "topics", "list").decode().split()
+    assert "orders" in names and "single" in names, names
+    assert json.loads(ok(b, "--json", "topics", "list")) == sorted(names)
+
+    described = ok(b, "topics", "describe", "--topic", "orders").decode().splitlines()
+    head = described[0].split("\t")
+    assert head[0] == "Topic: orders", described
+    assert head[1].startswith("TopicId: ") and len(head[1]) == len("TopicId: ") + 22, head
+    assert head[2] == "PartitionCount: 3", head
+    assert head[3] == "ReplicationFactor: 1", head
+    assert head[4].startswith("Configs:"), head
+    assert len(described) == 4, described
+    for p, line in enumerate(described[1:]):
+        fields = line.split("\t")
+        assert fields[0] == "" and fields[1] == "Topic: orders", fields
+        assert fields[2] == "Partition: %d" % p, fields
+        assert fields[3].startswith("Leader: ") and fields[4].startswith("Replicas: "), fields
+        assert fields[5].startswith("Isr: "), fields
+    as_json = json.loads(ok(b, "--json", "topics", "describe", "--topic", "orders"))
+    assert as_json["partition_count"] == 3 and len(as_json["partitions"]) == 3, as_json
+
+    err = fails(b, 1, "topics", "create", "--topic", "orders", "--partitions", "1")
+    assert "TOPIC_ALREADY_EXISTS" in err and '"orders"' in err, err
+    ok(b, "topics", "create", "--topic", "orders", "--if-not-exists")
+
+    err = fails(b, 1, "topics", "describe", "--topic", "nope")
+    assert 'topic "nope" does not exist (UNKNOWN_TOPIC_OR_PARTITION)' in err, err
+
+    ok(b, "topics", "alter", "--topic", "single", "--partitions", "2")
+    assert "PartitionCount: 2" in ok(b, "topics", "describe", "--topic", "single").decode()
+
+    assert b"Deleted topic single." in ok(b, "topics", "delete", "--topic", "single")
+    assert "single" not in ok(b, "topics", "list").decode().split()
+    err = fails(b, 1, "topics", "delete", "--topic", "single")
+    assert "UNKNOWN_TOPIC_OR_PARTITION" in err, err
+
+
+def test_produce_consume(b):
+    ok(b, "topics", "create", "--topic", "lines", "--partitions", "1")
+    lines = [b"plain value", b"k1:v1", b"k2:with:colons", b"", b"\xc3\xa9t\xc3\xa9 \x01 bytes"]
+    ok(b, "produce", "--topic", "lines", "--key-separator", ":", stdin=b"\n".join(lines) + b"\n")
+    out = ok(b, "consume", "--topic", "lines", "--from-beginning", "--max-messages", "5",
+             "--format", "kv")
+    expected = b"null\tplain value\nk1\tv1\nk2\twith:colons\nnull\t\nnull\t\xc3\xa9t\xc3\xa9 \x01 bytes\n"
+    assert out == expected, out
+
+    # Values without a key separator round-trip byte for byte, across compression codecs.
+    payload = b"".join(b"record %05d %s\n" % (i, b"x" * (i % 50)) for i in range(2000))
+    for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+        topic = "round-" + codec
+        ok(b, "topics", "create", "--topic", topic, "--partitions", "1")
+        ok(b, "produce", "--topic", topic, "--compression", codec, "--acks", "all", stdin=payload)
+        out = ok(b, "consume", "--topic", topic, "--from-beginning", "--max-messages", "2000")
+        assert out == payload, "%s: %d bytes back, %d sent" % (codec, len(out), len(payload))
+
+    # Keys spread records over partitions; reading them all back loses nothing.
+    ok(b, "topics", "create", "--topic", "keyed", "--partitions", "3")
+    keyed = b"".join(b"key%d=value%d\n" % (i, i) for i in range(300))
+    ok(b, "produce", "--topic", "keyed", "--key-separator", "=", stdin=keyed)
+    out = ok(b, "consume", "--topic", "keyed", "--from-beginning", "--max-messages", "300",
+             "--format", "kv")
+    assert sorted(out.splitlines()) == sorted(line.replace(b"=", b"\t") for line in keyed.splitlines())
+
+    # Offsets, partition selection, JSON lines and the idle timeout.
+    out = ok(b, "consume", "--topic", "lines", "--partition", "0", "--offset", "1",
+             "--max-messages", "1", "--format", "offsets").decode()
+    fields = out.rstrip("\n").split("\t")
+    assert fields[0].startswith("CreateTime:") and fields[1:] == ["Partition:0", "Offset:1", "k1", "v1"], fields
+    out = ok(b, "consume", "--topic", "lines", "--from-beginning", "--max-messages", "2",
+             "--format", "json").decode().splitlines()
+    first = json.loads(out[0])
+    assert first["offset"] == 0 and first["key"] is None and first["value"] == "plain value", first
+    assert json.loads(out[1])["key"] == "k1"
+    # Starts at the end, so nothing arrives and --timeout-ms ends it. Long polling is off
+    # here because spate does not yet answer an empty fetch when max_wait_ms expires.
+    out = ok(b, "-X", "fetch.max.wait.ms=0", "consume", "--topic", "lines", "--timeout-ms", "700")
+    assert out == b"", out
+
+    err = fails(b, 1, "consume", "--topic", "missing", "--max-messages", "1")
+    assert 'topic "missing" does not exist (UNKNOWN_TOPIC_OR_PARTITION)' in err, err
+    err = fails(b, 1, "produce", "--topic", "missing", stdin=b"x\n")
+    assert "UNKNOWN_TOPIC_OR_PARTITION" in err, err
+    err = fails(b, 1, "produce", "--topic", "lines", "--partition", "7", stdin=b"x\n")
+    assert "partition 7" in err, err
+
+
+def test_groups(b):
+    # spate serves no consumer-group APIs yet; ApiVersions says so and spatectl reports it.
+    code, out, err = run(b, "groups", "list")
+    if code != 0:
+        assert code == 1 and "does not support" in err, err
+    code, out, err = run(b, "consume", "--topic", "lines", "--group", "g", "--max-messages", "1")
+    assert code == 1 and err.strip(), err
+
+
+def test_perf(b):
+    ok(b, "topics", "create", "--topic", "perf", "--partitions", "2")
+    out = ok(b, "perf", "produce", "--topic", "perf", "--num-records", "20000", "--record-size", "100",
+             "--throughput", "-1", "--acks", "1", "--batch-size", "16384", "--linger-ms", "2").decode()
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("20000 records sent, ") and "ms avg latency" in last and "ms 99.9th." in last, last
+    out = ok(b, "perf", "produce", "--topic", "perf", "--num-records", "500", "--record-size", "10",
+             "--throughput", "1000", "--acks", "all", "--compression", "lz4").decode()
+    assert out.strip().splitlines()[-1].startswith("500 records sent, "), out
+    out = ok(b, "perf", "consume", "--topic", "perf", "--messages", "20500").decode().splitlines()
+    assert out[0].startswith("start.time, end.time, data.consumed.in.MB"), out
+    assert out[-1].startswith("20500 records received, ") and "MB/sec" in out[-1], out
+
+
+def test_dump_log(b, data_dir):
+    files = sorted(glob.glob(os.path.join(data_dir, "lines-0", "*.log")))
+    assert files, os.listdir(data_dir)
+    assert all(len(os.path.basename(f)) == len("00000000000000000000.log") for f in files), files
+    out = ok(b, "dump-log", "--print-data-log", *files).decode()
+    assert "baseOffset: 0 " in out and "isvalid: true" in out, out
+    assert "payload: plain value" in out and "key: k1 payload: v1" in out, out
+    zstd = sorted(glob.glob(os.path.join(data_dir, "round-zstd-0", "*.log")))
+    out = ok(b, "dump-log", *zstd).decode()
+    assert "compresscodec: zstd" in out and "isvalid: false" not in out, out
+    err = fails(b, 1, "dump-log", os.path.join(data_dir, "no-such.log"))
+    assert "no-such.log" in err, err
+
+
+def test_usage_errors(b):
+    fails(b, 2, "topics", "list", "--bogus")
+    fails(b, 2, "frobnicate")
+    fails(b, 2, "topics", "create")
+    fails(b, 2, "consume", "--topic", "lines", "--format", "xml")
+    fails(b, 2, "perf", "produce", "--topic", "perf", "--num-records", "ten")
+
+
+def test_broker_down():
+    down = "127.0.0.1:%d" % free_port()
+    err = fails(down, 1, "topics", "list")
+    assert "cannot connect to " + down in err, err
+    err = fails(down, 1, "produce", "--topic", "x", stdin=b"x\n")
+    assert down in err, err
+
+
+def main():
+    with Broker() as broker:
+        b = broker.bootstrap
+        for test in (test_topics, test_produce_consume, test_groups, test_perf, test_usage_errors):
+            test(b)
+            print("ok", test.__name__)
+        test_dump_log(b, broker.data_dir)
+        print("ok test_dump_log")
+    test_broker_down()
+    print("ok test_broker_down")
+
+
+if __name__ == "__main__":
+    main()

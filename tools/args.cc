@@ -1,0 +1,346 @@
+#include "tools/args.h"
+
+#include <charconv>
+#include <fstream>
+
+namespace spate::tools {
+
+namespace {
+
+error usage(std::string message) { return error{usage_error_code, std::move(message)}; }
+
+// The table behind command_specs(). Commands that talk to a broker share the global
+// flags, which parse_command_line handles before it looks at this table.
+const std::vector<command_spec>& specs() {
+    static const std::vector<command_spec> table = {
+        {"topics list", {}, false, "list topic names"},
+        {"topics describe", {{"--topic", true}}, false,
+         "show partitions, leaders, replicas and configs (all topics without --topic)"},
+        {"topics create",
+         {{"--topic", true}, {"--partitions", true}, {"--replication-factor", true},
+          {"--config", true}, {"--if-not-exists", false}},
+         false, "create a topic"},
+        {"topics delete", {{"--topic", true}}, false, "delete a topic"},
+        {"topics alter",
+         {{"--topic", true}, {"--partitions", true}, {"--config", true},
+          {"--delete-config", true}},
+         false, "grow partitions, set or delete topic configs"},
+        {"produce",
+         {{"--topic", true}, {"--partition", true}, {"--key-separator", true},
+          {"--acks", true}, {"--compression", true}, {"--batch-size", true},
+          {"--linger-ms", true}},
+         false, "send stdin lines as records"},
+        {"consume",
+         {{"--topic", true}, {"--partition", true}, {"--offset", true},
+          {"--from-beginning", false}, {"--max-messages", true}, {"--format", true},
+          {"--timeout-ms", true}, {"--group", true}},
+         false, "print records (formats: value, kv, offsets, json)"},
+        {"groups list", {}, false, "list consumer groups"},
+        {"groups describe", {{"--group", true}}, false, "show a group's offsets and lag"},
+        {"groups delete", {{"--group", true}}, false, "delete a consumer group"},
+        {"groups reset-offsets", {{"--group", true}, {"--topic", true}, {"--to-offset", true}},
+         false, "move a group's committed offsets"},
+        {"perf produce",
+         {{"--topic", true}, {"--num-records", true}, {"--record-size", true},
+          {"--throughput", true}, {"--acks", true}, {"--batch-size", true},
+          {"--linger-ms", true}, {"--compression", true}, {"--max-in-flight", true},
+          {"--histogram", true}},
+         false, "producer benchmark (kafka-producer-perf-test)"},
+        {"perf consume",
+         {{"--topic", true}, {"--messages", true}, {"--fetch-size", true},
+          {"--timeout-ms", true}},
+         false, "consumer benchmark (kafka-consumer-perf-test)"},
+        {"dump-log", {{"--print-data-log", false}}, true,
+         "decode segment files (like kafka-dump-log)"},
+    };
+    return table;
+}
+
+const command_spec* find_command(std::string_view path) {
+    for (const auto& spec : specs())
+        if (spec.path == path) return &spec;
+    return nullptr;
+}
+
+const flag_spec* find_flag(const command_spec& spec, std::string_view name) {
+    for (const auto& flag : spec.flags)
+        if (flag.name == name) return &flag;
+    return nullptr;
+}
+
+bool is_group_word(std::string_view word) {
+    return word == "topics" || word == "groups" || word == "perf";
+}
+
+result<void> read_command_config(const std::string& path, global_options& global) {
+    std::ifstream in(path);
+    if (!in) return usage("cannot read --command-config file \"" + path + "\"");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        auto pair = parse_key_value(line, "--command-config");
+        if (!pair) return pair.failure();
+        global.client_settings.push_back(std::move(pair.value()));
+    }
+    return ok_result();
+}
+
+}  // namespace
+
+std::span<const command_spec> command_specs() { return specs(); }
+
+result<endpoint> parse_endpoint(std::string_view text) {
+    std::string_view host;
+    std::string_view port_text;
+    if (!text.empty() && text.front() == '[') {
+        const size_t close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+            return usage("bad address \"" + std::string(text) + "\" (expected [HOST]:PORT)");
+        host = text.substr(1, close - 1);
+        port_text = text.substr(close + 2);
+    } else {
+        const size_t colon = text.rfind(':');
+        if (colon == std::string_view::npos)
+            return usage("bad address \"" + std::string(text) + "\" (expected HOST:PORT)");
+        host = text.substr(0, colon);
+        port_text = text.substr(colon + 1);
+    }
+    unsigned port = 0;
+    const auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (host.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
+        port == 0 || port > 65535)
+        return usage("bad address \"" + std::string(text) + "\" (expected HOST:PORT)");
+    return endpoint{std::string(host), static_cast<uint16_t>(port)};
+}
+
+result<std::vector<endpoint>> parse_bootstrap(std::string_view text) {
+    std::vector<endpoint> out;
+    while (!text.empty()) {
+        const size_t comma = text.find(',');
+        auto one = parse_endpoint(text.substr(0, comma));
+        if (!one) return one.failure();
+        out.push_back(std::move(one.value()));
+        if (comma == std::string_view::npos) break;
+        text.remove_prefix(comma + 1);
+    }
+    if (out.empty()) return usage("--bootstrap-server needs at least one HOST:PORT");
+    return out;
+}
+
+result<std::pair<std::string, std::string>> parse_key_value(std::string_view text,
+                                                            std::string_view flag) {
+    const size_t equals = text.find('=');
+    if (equals == std::string_view::npos || equals == 0)
+        return usage(std::string(flag) + " expects key=value, got \"" + std::string(text) + "\"");
+    return std::pair<std::string, std::string>(std::string(text.substr(0, equals)),
+                                               std::string(text.substr(equals + 1)));
+}
+
+bool command_line::has(std::string_view flag) const { return _flags.find(flag) != _flags.end(); }
+
+std::optional<std::string> command_line::value(std::string_view flag) const {
+    auto [first, last] = _flags.equal_range(flag);
+    if (first == last) return std::nullopt;
+    return std::prev(last)->second;
+}
+
+std::vector<std::string> command_line::values(std::string_view flag) const {
+    std::vector<std::string> out;
+    auto [first, last] = _flags.equal_range(flag);
+    for (auto it = first; it != last; ++it) out.push_back(it->second);
+    return out;
+}
+
+result<int64_t> command_line::integer(std::string_view flag, int64_t fallback, int64_t min,
+                                      int64_t max) const {
+    const auto text = value(flag);
+    if (!text) return fallback;
+    int64_t number = 0;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), number);
+    if (text->empty() || ec != std::errc() || end != text->data() + text->size())
+        return usage(std::string(flag) + " expects an integer, got \"" + *text + "\"");
+    if (number < min || number > max)
+        return usage(std::string(flag) + " must be between " + std::to_string(min) + " and " +
+                     std::to_string(max) + ", got " + *text);
+    return number;
+}
+
+result<std::string> command_line::required(std::string_view flag) const {
+    auto text = value(flag);
+    if (!text || text->empty())
+        return usage(std::string(command->path) + " needs " + std::string(flag));
+    return std::move(*text);
+}
+
+std::optional<std::string> command_line::setting(std::string_view key) const {
+    std::optional<std::string> found;
+    for (const auto& [name, setting_value] : global.client_settings)
+        if (name == key) found = setting_value;
+    return found;
+}
+
+void command_line::add(std::string_view flag, std::string flag_value) {
+    _flags.emplace(std::string(flag), std::move(flag_value));
+}
+
+result<command_line> parse_command_line(std::span<const std::string_view> arguments) {
+    command_line out;
+    std::vector<std::string_view> words;
+    // First pass: global flags anywhere, and the command words. Command flags are
+    // checked in the second pass, once the command (and so its flag table) is known;
+    // command flags therefore belong after the command words.
+    for (size_t i = 0; i < arguments.size(); ++i) {
+        std::string_view argument = arguments[i];
+        auto take_value = [&](std::string_view name) -> result<std::string_view> {
+            if (i + 1 >= arguments.size()) return usage(std::string(name) + " needs a value");
+            return arguments[++i];
+        };
+        if (argument == "-X") {
+            auto text = take_value("-X");
+            if (!text) return text.failure();
+            auto pair = parse_key_value(text.value(), "-X");
+            if (!pair) return pair.failure();
+            out.global.client_settings.push_back(std::move(pair.value()));
+            continue;
+        }
+        if (argument.size() > 2 && argument.substr(0, 2) == "-X") {
+            auto pair = parse_key_value(argument.substr(2), "-X");
+            if (!pair) return pair.failure();
+            out.global.client_settings.push_back(std::move(pair.value()));
+            continue;
+        }
+        if (argument.size() > 2 && argument.substr(0, 2) == "--") {
+            std::optional<std::string_view> inline_value;
+            const size_t equals = argument.find('=');
+            if (equals != std::string_view::npos) {
+                inline_value = argument.substr(equals + 1);
+                argument = argument.substr(0, equals);
+            }
+            if (argument == "--help") return usage(usage_text());
+            if (argument == "--json") {
+                if (inline_value) return usage("--json takes no value");
+                out.global.json = true;
+                continue;
+            }
+            if (argument == "--bootstrap-server" || argument == "--timeout" ||
+                argument == "--command-config") {
+                std::string_view text;
+                if (inline_value) {
+                    text = *inline_value;
+                } else {
+                    auto taken = take_value(argument);
+                    if (!taken) return taken.failure();
+                    text = taken.value();
+                }
+                if (argument == "--bootstrap-server") {
+                    auto list = parse_bootstrap(text);
+                    if (!list) return list.failure();
+                    out.global.bootstrap = std::move(list.value());
+                } else if (argument == "--timeout") {
+                    int32_t timeout = 0;
+                    const auto [end, ec] =
+                        std::from_chars(text.data(), text.data() + text.size(), timeout);
+                    if (ec != std::errc() || end != text.data() + text.size() || timeout <= 0)
+                        return usage("--timeout expects a positive number of milliseconds");
+                    out.global.timeout_ms = timeout;
+                } else {
+                    auto loaded = read_command_config(std::string(text), out.global);
+                    if (!loaded) return loaded.failure();
+                }
+                continue;
+            }
+            continue;
+        }
+        words.push_back(argument);
+    }
+
+    if (words.empty()) return usage("no command given\n" + usage_text());
+    std::string path(words[0]);
+    size_t used = 1;
+    if (is_group_word(words[0])) {
+        if (words.size() < 2) return usage("\"" + path + "\" needs a subcommand");
+        path += " ";
+        path += words[1];
+        used = 2;
+    }
+    out.command = find_command(path);
+    if (out.command == nullptr) return usage("unknown command \"" + path + "\"");
+
+    // Re-walk the arguments to pair command flags with their values: a flag that takes a
+    // value consumes the next word (even one that was counted as a positional above).
+    words.clear();
+    for (size_t i = 0; i < arguments.size(); ++i) {
+        std::string_view argument = arguments[i];
+        if (argument == "-X") {
+            ++i;
+            continue;
+        }
+        if (argument.size() > 2 && argument.substr(0, 2) == "-X") continue;
+        if (argument.size() > 2 && argument.substr(0, 2) == "--") {
+            std::optional<std::string_view> inline_value;
+            const size_t equals = argument.find('=');
+            if (equals != std::string_view::npos) {
+                inline_value = argument.substr(equals + 1);
+                argument = argument.substr(0, equals);
+            }
+            if (argument == "--json") continue;
+            if (argument == "--bootstrap-server" || argument == "--timeout" ||
+                argument == "--command-config") {
+                if (!inline_value) ++i;
+                continue;
+            }
+            const flag_spec* flag = find_flag(*out.command, argument);
+            if (flag == nullptr)
+                return usage("unknown flag " + std::string(argument) + " for \"" +
+                             std::string(out.command->path) + "\"");
+            if (!flag->takes_value) {
+                if (inline_value) return usage(std::string(argument) + " takes no value");
+                out.add(argument, "");
+                continue;
+            }
+            if (inline_value) {
+                out.add(argument, std::string(*inline_value));
+                continue;
+            }
+            if (i + 1 >= arguments.size())
+                return usage(std::string(argument) + " needs a value");
+            out.add(argument, std::string(arguments[++i]));
+            continue;
+        }
+        words.push_back(argument);
+    }
+    for (size_t i = used; i < words.size(); ++i) {
+        if (!out.command->takes_positionals)
+            return usage("unexpected argument \"" + std::string(words[i]) + "\" for \"" +
+                         std::string(out.command->path) + "\"");
+        out.positionals.emplace_back(words[i]);
+    }
+    if (out.command->takes_positionals && out.positionals.empty())
+        return usage("\"" + std::string(out.command->path) + "\" needs at least one FILE");
+    return out;
+}
+
+std::string usage_text() {
+    std::string text =
+        "usage: spatectl [--bootstrap-server HOST:PORT[,…]] [-X key=value] [--timeout MS]\n"
+        "                [--json] COMMAND [flags]\n"
+        "commands:\n";
+    for (const auto& spec : specs()) {
+        text += "  ";
+        text += spec.path;
+        for (const auto& flag : spec.flags) {
+            text += " [";
+            text += flag.name;
+            if (flag.takes_value) text += " V";
+            text += "]";
+        }
+        if (spec.takes_positionals) text += " FILE…";
+        text += "\n      ";
+        text += spec.summary;
+        text += "\n";
+    }
+    return text;
+}
+
+}  // namespace spate::tools

@@ -1,0 +1,38 @@
+#pragma once
+// Producer-side settings shared by `produce` and `perf produce`, parsed from flags (and
+// their -X spellings, e.g. -X acks=all), plus Kafka's default partitioner hash.
+// Stateless free functions; any thread may call them.
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "proto/compression.h"
+#include "proto/result.h"
+#include "tools/args.h"
+
+namespace spate::tools {
+
+// "all" / "-1" -> -1, "0" -> 0, "1" -> 1; anything else is a usage error.
+result<int16_t> parse_acks(std::string_view text);
+// Kafka's compression.type names: none, gzip, snappy, lz4, zstd.
+result<proto::compression_codec> parse_compression(std::string_view text);
+
+struct producer_settings {
+    int16_t acks = 1;
+    proto::compression_codec codec = proto::compression_codec::none;
+    int32_t batch_bytes = 16384;  // batch.size
+    int32_t linger_ms = 0;        // linger.ms
+    int32_t max_in_flight = 5;    // max.in.flight.requests.per.connection
+};
+
+// Reads --acks, --compression, --batch-size, --linger-ms and --max-in-flight (those the
+// command declares), falling back to -X acks=…, compression.type=…, batch.size=…,
+// linger.ms=…, max.in.flight.requests.per.connection=….
+result<producer_settings> parse_producer_settings(const command_line& line, int16_t default_acks);
+
+// Kafka's murmur2 (the Java client's default partitioner hash), made positive as the
+// partitioner does before taking it modulo the partition count.
+uint32_t kafka_key_hash(std::span<const uint8_t> key);
+
+}  // namespace spate::tools

@@ -1,0 +1,109 @@
+#pragma once
+// Output formats of spatectl: the layouts Kafka's stock tools print (so that scripts and
+// habits carry over) and JSON lines for --json. Pure functions from values to text, so
+// the tests can pin every layout; any thread may call them.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "proto/record_batch.h"
+#include "proto/result.h"
+#include "proto/types.h"
+#include "tools/histogram.h"
+
+namespace spate::tools {
+
+// A topic id as Kafka prints it: URL-safe base64 of the 16 bytes, without padding.
+std::string format_topic_id(const proto::uuid& id);
+
+// A JSON string literal for `bytes` (quotes included). Bytes are taken as UTF-8; control
+// characters, quotes and backslashes are escaped; invalid UTF-8 bytes become U+FFFD.
+std::string json_string(std::span<const uint8_t> bytes);
+inline std::string json_string(std::string_view text) { return json_string(proto::byte_view(text)); }
+
+struct partition_row {
+    int32_t partition = 0;
+    int32_t leader = -1;
+    std::vector<int32_t> replicas;
+    std::vector<int32_t> isr;
+    int16_t error_code = 0;
+};
+
+struct topic_row {
+    std::string name;
+    proto::uuid topic_id;
+    std::vector<partition_row> partitions;
+    std::vector<std::pair<std::string, std::string>> configs;  // non-default configs only
+};
+
+// kafka-topics.sh --describe layout: a topic line, then one tab-indented line per partition.
+std::string format_topic_describe(const topic_row& topic);
+// One JSON object per topic (one line).
+std::string format_topic_describe_json(const topic_row& topic);
+
+enum class record_format : uint8_t {
+    value,    // the value only
+    kv,       // key TAB value
+    offsets,  // CreateTime:T TAB Partition:P TAB Offset:O TAB key TAB value
+    json,     // one JSON object per record
+};
+result<record_format> parse_record_format(std::string_view text);
+
+struct consumed_record {
+    std::string_view topic;
+    int32_t partition = 0;
+    int64_t offset = 0;
+    int64_t timestamp_ms = 0;
+    bool log_append_time = false;
+    std::optional<std::span<const uint8_t>> key;
+    std::optional<std::span<const uint8_t>> value;
+    std::span<const proto::record_header_view> headers;
+};
+
+// Appends one record and its newline to `out` (raw bytes for value/kv/offsets, so a
+// produce -> consume round trip is byte-identical; "null" stands for a null key/value).
+void format_record(std::string& out, const consumed_record& record, record_format format);
+
+struct produce_summary {
+    uint64_t records = 0;
+    uint64_t bytes = 0;
+    double seconds = 0;
+    const latency_histogram* latency_us = nullptr;
+};
+// kafka-producer-perf-test's lines, with latencies kept to the microsecond: e.g.
+// "1000 records sent, 5000.0 records/sec (4.88 MB/sec), 0.512 ms avg latency, 3.200 ms max
+// latency, 0.400 ms 50th, 0.900 ms 95th, 1.200 ms 99th, 3.100 ms 99.9th."
+std::string format_produce_summary(const produce_summary& summary);
+// The 5-second progress line: "N records sent, X records/sec (Y MB/sec), A ms avg latency,
+// M ms max latency."
+std::string format_produce_progress(const produce_summary& summary);
+
+struct consume_summary {
+    uint64_t records = 0;
+    uint64_t bytes = 0;
+    int64_t start_ms = 0;     // wall clock, for the CSV's start.time/end.time
+    int64_t end_ms = 0;
+    double seconds = 0;       // measured fetch time
+};
+// kafka-consumer-perf-test's CSV header and data line.
+std::string format_consume_summary(const consume_summary& summary);
+
+// "YYYY-MM-DD HH:MM:SS:mmm" in local time, as kafka-consumer-perf-test prints times.
+std::string format_wall_time(int64_t unix_ms);
+
+// dump-log: one line per batch and per record, in kafka-dump-log.sh's words.
+std::string format_batch_line(const proto::batch_header& header, int64_t position, bool crc_valid);
+std::string format_record_line(const proto::batch_header& header, const proto::record_view& record,
+                               bool print_payload);
+
+// `topic "x" does not exist (UNKNOWN_TOPIC_OR_PARTITION)`-style phrasing for a Kafka error
+// code about a topic: `<what> (<ERROR_NAME>)`, with a friendlier <what> for common codes.
+std::string describe_topic_error(std::string_view topic, int16_t code,
+                                 const std::optional<std::string>& broker_message);
+
+}  // namespace spate::tools
