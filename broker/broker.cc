@@ -11,7 +11,19 @@ namespace spate::broker {
 namespace fs = std::filesystem;
 
 shard_state::shard_state(broker& owner, net::shard& shard)
-    : _broker(owner), _shard(shard), _metadata(std::make_shared<metadata_snapshot>()) {}
+    : _broker(owner),
+      _shard(shard),
+      _metadata(std::make_shared<metadata_snapshot>()),
+      _group_environment(shard) {
+    group::coordinator_config groups_config;
+    groups_config.initial_rebalance_delay_ms = owner.config().group_initial_rebalance_delay_ms;
+    groups_config.sync_commits = owner.config().acks_all_policy == ack_policy::fsync;
+    _groups = std::make_unique<group::group_coordinator>(groups_config, _group_environment);
+}
+
+void shard_state::start_groups(group::offset_table offsets, group::offset_log log) {
+    _groups->load(std::move(offsets), std::move(log));
+}
 
 const broker_config& shard_state::config() const { return _broker.config(); }
 
@@ -144,17 +156,22 @@ void shard_state::install_snapshot(snapshot_ptr next) {
                                log.failure().message.c_str());
                 continue;
             }
-            owned[i] = std::make_unique<partition>(name, static_cast<int32_t>(i), topic->id,
+            owned[i] = std::make_unique<partition>(name, static_cast<int32_t>(i), topic->id, dir,
                                                    std::move(log.value()), effective);
+            owned[i]->restore_producer_state();
         }
     }
     _metadata = std::move(next);
 }
 
 void shard_state::close_all() {
+    _groups->close();
     for (auto& [name, owned] : _partitions) {
         for (auto& p : owned) {
             if (!p) continue;
+            if (auto saved = p->save_producer_state(); !saved)
+                net::log_error("producer state of %s-%d: %s", name.c_str(), p->index(),
+                               saved.failure().message.c_str());
             if (auto closed = p->log().close(); !closed)
                 net::log_error("closing %s-%d: %s", name.c_str(), p->index(),
                                closed.failure().message.c_str());
@@ -175,12 +192,19 @@ void shard_state::housekeeping() {
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
+    const bool snapshot_due = ++_snapshot_ticks % producer_snapshot_period_ticks == 0;
     for (auto& [name, owned] : _partitions) {
         for (auto& p : owned) {
             if (!p) continue;
             if (auto retained = p->log().apply_retention(now_ms); !retained)
                 net::log_error("retention of %s-%d: %s", name.c_str(), p->index(),
                                retained.failure().message.c_str());
+            if (p->producers().producer_count() > 0 && p->producer_state_dirty() &&
+                snapshot_due) {
+                if (auto saved = p->save_producer_state(); !saved)
+                    net::log_error("producer state of %s-%d: %s", name.c_str(), p->index(),
+                                   saved.failure().message.c_str());
+            }
             if (p->log().flush_due(std::chrono::steady_clock::now())) {
                 if (auto synced = p->log().sync(); !synced)
                     net::log_error("flush of %s-%d: %s", name.c_str(), p->index(),
@@ -212,6 +236,16 @@ result<void> broker::start() {
     if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
     _store = std::make_unique<metadata_store>(_config.data_dir, shards);
     if (auto loaded = _store->load(); !loaded) return loaded;
+    // Committed offsets are replayed before any shard serves (broker/group/offset_store.h).
+    auto offsets = group::recover_offsets(_config.data_dir, shards);
+    if (!offsets) return offsets.failure();
+    auto recovered = std::make_shared<group::recovered_offsets>(std::move(offsets.value()));
+    auto offset_logs = std::make_shared<std::vector<group::offset_log>>();
+    for (uint32_t s = 0; s < shards; ++s) {
+        auto log = group::offset_log::open(group::offsets_file_path(_config.data_dir, recovered->epoch, s));
+        if (!log) return log.failure();
+        offset_logs->push_back(std::move(log.value()));
+    }
 
     net::shard_config net_config;
     net_config.listen_host = _config.listen_host;
@@ -229,8 +263,10 @@ result<void> broker::start() {
     snapshot_ptr initial = _store->snapshot();
     if (auto started = _runtime->start(); !started) return started;
     for (net::shard_id s = 0; s < shards; ++s) {
-        _runtime->shard_at(s).post([this, s, initial] {
+        _runtime->shard_at(s).post([this, s, initial, recovered, offset_logs] {
             _states[s]->install_snapshot(initial);
+            _states[s]->start_groups(std::move(recovered->per_shard[s]),
+                                     std::move((*offset_logs)[s]));
             _states[s]->schedule_housekeeping();
         });
     }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "broker/config.h"
+#include "broker/group/coordinator.h"
 #include "broker/metadata.h"
 #include "broker/partition.h"
 #include "net/runtime.h"
@@ -70,6 +71,11 @@ public:
                  std::function<void(shard_state&, std::function<void(T)>)> work,
                  std::function<void(T)> done);
 
+    // The consumer groups this shard coordinates (broker/group/coordinator.h).
+    group::group_coordinator& groups() { return *_groups; }
+    // Installs this shard's committed offsets recovered at start-up and its offsets file.
+    void start_groups(group::offset_table offsets, group::offset_log log);
+
     // Partitions owned by this shard.
     partition* find_partition(const std::string& topic, int32_t index);
 
@@ -93,7 +99,13 @@ private:
     broker& _broker;
     net::shard& _shard;
     snapshot_ptr _metadata;
+    // Producer-state snapshots of busy partitions are refreshed every this many
+    // housekeeping ticks (seconds), bounding the log a restart must re-read.
+    static constexpr uint64_t producer_snapshot_period_ticks = 30;
+    uint64_t _snapshot_ticks = 0;
     std::unordered_map<std::string, std::vector<std::unique_ptr<partition>>> _partitions;
+    group::shard_environment _group_environment;
+    std::unique_ptr<group::group_coordinator> _groups;
 };
 
 class broker {

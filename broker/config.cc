@@ -106,6 +106,9 @@ const std::map<std::string, key_setter>& key_table() {
         {"queued_max_requests", [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.queued_max_requests, 1, 100000);
          }},
+        {"group_initial_rebalance_delay_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.group_initial_rebalance_delay_ms, 0, 300000);
+         }},
         {"acks_all_policy", [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
              std::string text;
              if (auto r = string_in(n, k, text); !r) return r;

@@ -37,6 +37,9 @@ struct broker_config {
     uint32_t connections_max = 10000;
     uint32_t queued_max_requests = 500;  // per connection, as in-flight limit
     ack_policy acks_all_policy = ack_policy::page_cache;
+    // Kafka's group.initial.rebalance.delay.ms: the first rebalance of an empty group
+    // waits this long for more members to arrive.
+    int32_t group_initial_rebalance_delay_ms = 3000;
     storage::log_config log;  // broker defaults for topic configs
 };
 

@@ -13,47 +13,9 @@
 
 #include <toml++/toml.h>
 
+#include "storage/file.h"
+
 namespace spate::broker {
-namespace {
-
-error io_error(const std::string& what, int code) {
-    return error{code, what + ": " + std::strerror(code)};
-}
-
-// Writes `text` to `path` atomically: temp file, fsync, rename, fsync of the directory.
-result<void> write_atomically(const std::string& dir, const std::string& path,
-                              const std::string& text) {
-    const std::string temp = path + ".tmp";
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return io_error("cannot create " + temp, errno);
-    size_t written = 0;
-    while (written < text.size()) {
-        const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int code = errno;
-            ::close(fd);
-            return io_error("cannot write " + temp, code);
-        }
-        written += static_cast<size_t>(n);
-    }
-    if (::fsync(fd) != 0) {
-        const int code = errno;
-        ::close(fd);
-        return io_error("cannot fsync " + temp, code);
-    }
-    ::close(fd);
-    if (::rename(temp.c_str(), path.c_str()) != 0) return io_error("cannot rename " + temp, errno);
-    const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0) return io_error("cannot open " + dir, errno);
-    const int synced = ::fsync(dir_fd);
-    const int code = errno;
-    ::close(dir_fd);
-    if (synced != 0) return io_error("cannot fsync " + dir, code);
-    return {};
-}
-
-}  // namespace
 
 bool valid_topic_name(const std::string& name) {
     if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
@@ -178,7 +140,10 @@ result<void> metadata_store::persist(const metadata_snapshot& next) const {
     std::ostringstream text;
     text << "# spate cluster metadata: written by the broker, do not edit while it runs.\n";
     text << root << "\n";
-    return write_atomically(_data_dir, _data_dir + "/metadata.toml", text.str());
+    const std::string bytes = text.str();
+    return storage::write_file_atomically(
+        std::filesystem::path(_data_dir) / "metadata.toml",
+        {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
 }
 
 result<snapshot_ptr> metadata_store::publish(std::shared_ptr<metadata_snapshot> next) {

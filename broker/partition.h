@@ -6,6 +6,7 @@
 // metadata); other shards reach it by sending work to that shard. Lives from the
 // metadata snapshot that assigns it until the one that deletes its topic.
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,13 +21,22 @@ namespace spate::broker {
 
 class partition {
 public:
-    partition(std::string topic, int32_t index, proto::uuid topic_id,
+    partition(std::string topic, int32_t index, proto::uuid topic_id, std::filesystem::path dir,
               std::unique_ptr<storage::partition_log> log, effective_topic_config config)
         : _topic(std::move(topic)),
           _index(index),
           _topic_id(topic_id),
+          _dir(std::move(dir)),
           _log(std::move(log)),
           _config(config) {}
+
+    // Idempotent-producer state survives restarts: a snapshot file in the partition's
+    // directory (saved at clean shutdown and periodically), then the batches written
+    // after it, read back from the log. A missing or damaged snapshot means a scan
+    // from the log start.
+    void restore_producer_state();
+    result<void> save_producer_state();
+    bool producer_state_dirty() const { return _producers_saved_at != _log->log_end_offset(); }
 
     const std::string& topic() const { return _topic; }
     int32_t index() const { return _index; }
@@ -65,6 +75,8 @@ private:
     std::string _topic;
     int32_t _index;
     proto::uuid _topic_id;
+    std::filesystem::path _dir;
+    int64_t _producers_saved_at = 0;
     std::unique_ptr<storage::partition_log> _log;
     effective_topic_config _config;
     producer_state _producers;

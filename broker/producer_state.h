@@ -10,7 +10,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <span>
 #include <unordered_map>
+#include <vector>
+
+#include "proto/record_batch.h"
+#include "proto/result.h"
 
 namespace spate::broker {
 
@@ -42,7 +47,22 @@ public:
                          int32_t last_sequence) const;
     // Records a written batch. Call only after `check` said `append`.
     void record(int64_t producer_id, int16_t epoch, const producer_batch& batch);
+    // Rebuilding from the log: records the batch if it came from an idempotent producer.
+    void observe(const proto::batch_header& header);
     size_t producer_count() const { return _producers.size(); }
+
+    // Snapshot file (written atomically beside the partition's segments):
+    //   int32  magic "SPPS" (0x53505053), int32 format version (1),
+    //   int64  log offset the snapshot is valid up to (batches below it are included),
+    //   int32  producer count, then per producer:
+    //     int64 producer id, int16 epoch, int8 batch count (<= 5), then per batch:
+    //       int32 first sequence, int32 last sequence, int64 base offset,
+    //       int64 log-append time (-1 if none),
+    //   uint32 CRC-32C of every byte before it. All integers big-endian.
+    std::vector<uint8_t> encode_snapshot(int64_t offset) const;
+    // Replaces this state with the snapshot's; returns the offset it is valid up to.
+    // A damaged snapshot is an error (the caller rebuilds from the log instead).
+    result<int64_t> load_snapshot(std::span<const uint8_t> bytes);
 
 private:
     struct entry {

@@ -24,6 +24,19 @@ install_deps() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 }
 
+# kafkajs for the integration tests, from the npm registry (node and npm from Debian if
+# the machine has none).
+install_js_deps() {
+  if ! command -v npm >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm
+  fi
+  [ -d tests/integration/js/node_modules/kafkajs ] ||
+    (cd tests/integration/js && npm install --no-audit --no-fund --silent)
+}
+
 build() {  # build DIR [meson options…]
   local dir=$1; shift
   [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
@@ -41,11 +54,13 @@ case "${1:-}" in
     ;;
   test)
     install_deps
+    install_js_deps
     build build
     meson test -C build --print-errorlogs --num-processes 1
     ;;
   asan)
     install_deps
+    install_js_deps
     build build-asan -Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Db_lundef=false -Dbenchmarks=disabled
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3

@@ -21,6 +21,17 @@ std::span<const handler_entry> handler_list() {
         {api_key::create_partitions, 0, 3, handle_create_partitions},
         {api_key::incremental_alter_configs, 0, 1, handle_incremental_alter_configs},
         {api_key::describe_cluster, 0, 1, handle_describe_cluster},
+        {api_key::find_coordinator, 0, 4, handle_find_coordinator},
+        {api_key::join_group, 0, 9, handle_join_group},
+        {api_key::sync_group, 0, 5, handle_sync_group},
+        {api_key::heartbeat, 0, 4, handle_heartbeat},
+        {api_key::leave_group, 0, 5, handle_leave_group},
+        {api_key::offset_commit, 0, 8, handle_offset_commit},
+        {api_key::offset_fetch, 0, 8, handle_offset_fetch},
+        {api_key::list_groups, 0, 4, handle_list_groups},
+        {api_key::describe_groups, 0, 5, handle_describe_groups},
+        {api_key::delete_groups, 0, 2, handle_delete_groups},
+        {api_key::offset_delete, 0, 0, handle_offset_delete},
     };
     return list;
 }

@@ -37,5 +37,16 @@ void handle_init_producer_id(request_ptr req);
 void handle_describe_cluster(request_ptr req);
 void handle_delete_records(request_ptr req);
 void handle_offset_for_leader_epoch(request_ptr req);
+void handle_find_coordinator(request_ptr req);
+void handle_join_group(request_ptr req);
+void handle_sync_group(request_ptr req);
+void handle_heartbeat(request_ptr req);
+void handle_leave_group(request_ptr req);
+void handle_offset_commit(request_ptr req);
+void handle_offset_fetch(request_ptr req);
+void handle_list_groups(request_ptr req);
+void handle_describe_groups(request_ptr req);
+void handle_delete_groups(request_ptr req);
+void handle_offset_delete(request_ptr req);
 
 }  // namespace spate::broker

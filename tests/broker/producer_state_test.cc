@@ -50,3 +50,47 @@ TEST_CASE("sequence numbers wrap from INT32_MAX to zero") {
     state.record(1, 0, {INT32_MAX - 1, INT32_MAX, 0, -1});
     CHECK(state.check(1, 0, 0, 5).verdict == sequence_verdict::append);
 }
+
+TEST_CASE("a snapshot round-trips and a damaged one is refused") {
+    producer_state state;
+    for (int i = 0; i < 7; ++i) state.record(21, 1, {i * 2, i * 2 + 1, 500 + i, -1});
+    state.record(22, 0, {0, 0, 900, 1234});
+    const auto bytes = state.encode_snapshot(1000);
+    producer_state loaded;
+    auto offset = loaded.load_snapshot(bytes);
+    REQUIRE(offset);
+    CHECK(*offset == 1000);
+    CHECK(loaded.producer_count() == 2);
+    auto dup = loaded.check(21, 1, 12, 13);
+    CHECK(dup.verdict == sequence_verdict::duplicate);
+    CHECK(dup.original.base_offset == 506);
+    CHECK(loaded.check(21, 1, 14, 14).verdict == sequence_verdict::append);
+    CHECK(loaded.check(22, 0, 0, 0).original.log_append_time_ms == 1234);
+
+    for (size_t i = 0; i < bytes.size(); i += 7) {
+        auto damaged = bytes;
+        damaged[i] ^= 0x40;
+        producer_state victim;
+        CHECK_FALSE(victim.load_snapshot(damaged));
+    }
+    producer_state victim;
+    CHECK_FALSE(victim.load_snapshot(std::span<const uint8_t>(bytes).first(bytes.size() - 1)));
+}
+
+TEST_CASE("rebuilding from batch headers restores sequences") {
+    producer_state state;
+    spate::proto::batch_header header{};
+    header.producer_id = 77;
+    header.producer_epoch = 3;
+    header.base_sequence = 10;
+    header.last_offset_delta = 4;
+    header.base_offset = 40;
+    state.observe(header);
+    CHECK(state.check(77, 3, 15, 15).verdict == sequence_verdict::append);
+    auto dup = state.check(77, 3, 10, 14);
+    CHECK(dup.verdict == sequence_verdict::duplicate);
+    CHECK(dup.original.base_offset == 40);
+    header.producer_id = -1;
+    state.observe(header);
+    CHECK(state.producer_count() == 1);
+}

@@ -1,0 +1,215 @@
+#pragma once
+// group_coordinator: the classic consumer-group protocol and committed offsets for the
+// groups one shard coordinates (group id -> shard by shard_of_group).
+//
+// Ownership and threads: one group_coordinator per shard, owned by that shard's
+// shard_state and called only on its thread. Requests for a group reach it through
+// call_on from whichever shard read them. Time comes from a coordinator_environment,
+// so the unit tests drive the state machine with a fake clock; in the broker the
+// environment is the shard's timer list and ring (shard_environment).
+//
+// State machine of a group (Kafka's classic protocol):
+//
+//   Empty --join--> PreparingRebalance --all joined / rebalance timeout-->
+//   CompletingRebalance --leader's SyncGroup--> Stable
+//   Stable/CompletingRebalance --join with new metadata, leave, session expiry-->
+//   PreparingRebalance; a rebalance that ends with no members --> Empty.
+//   Dead is reported for groups that do not exist (DescribeGroups); such groups
+//   are simply absent from the table.
+//
+// Callbacks given to join/sync/commit may run later (when the rebalance completes or
+// the commit is durable), always on this shard.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "broker/group/offset_store.h"
+#include "net/shard.h"
+#include "proto/error_code.h"
+#include "proto/messages.h"
+
+namespace spate::broker::group {
+
+enum class group_state : uint8_t {
+    empty,
+    preparing_rebalance,
+    completing_rebalance,
+    stable,
+    dead,
+};
+// Kafka's names, as DescribeGroups and ListGroups report them ("Stable", ...).
+const char* state_name(group_state state);
+
+// Time, timers and durability, as the coordinator sees them.
+class coordinator_environment {
+public:
+    virtual ~coordinator_environment() = default;
+    // Wall-clock milliseconds (commit timestamps).
+    virtual int64_t wall_clock_ms() = 0;
+    // Runs `fire` after `delay_ms`; the id may be given to cancel_timer.
+    virtual uint64_t add_timer(int64_t delay_ms, std::function<void()> fire) = 0;
+    virtual void cancel_timer(uint64_t id) = 0;
+    // Makes what was written to `fd` durable, then calls done(0 or -errno).
+    virtual void sync_file(int fd, std::function<void(int)> done) = 0;
+};
+
+// The environment of a real shard: its timer list and fdatasync on its ring.
+class shard_environment final : public coordinator_environment {
+public:
+    explicit shard_environment(net::shard& shard) : _shard(shard) {}
+    int64_t wall_clock_ms() override;
+    uint64_t add_timer(int64_t delay_ms, std::function<void()> fire) override;
+    void cancel_timer(uint64_t id) override;
+    void sync_file(int fd, std::function<void(int)> done) override;
+
+private:
+    net::shard& _shard;
+};
+
+struct coordinator_config {
+    // Kafka's group.min.session.timeout.ms / group.max.session.timeout.ms.
+    int32_t session_timeout_min_ms = 6000;
+    int32_t session_timeout_max_ms = 1800000;
+    // Kafka's group.initial.rebalance.delay.ms: how long the first rebalance of an empty
+    // group waits for more members, so a starting fleet does not rebalance N times.
+    int32_t initial_rebalance_delay_ms = 3000;
+    // Kafka's offset.metadata.max.bytes.
+    int32_t offset_metadata_bytes_max = 4096;
+    // Acknowledge commits only after fdatasync (acks_all_policy = "fsync").
+    bool sync_commits = false;
+    // Longest group id, member id and instance id accepted (bounded before storing).
+    size_t id_bytes_max = 1024;
+};
+
+// Who sent a request (DescribeGroups shows it) and at which version.
+struct member_context {
+    std::string client_id;
+    std::string client_host;
+    int16_t version = 0;
+};
+
+// A requested topic of OffsetFetch, in the same form for v0-7 and v8.
+struct fetch_topic {
+    std::string name;
+    std::vector<int32_t> partitions;
+};
+
+class group_coordinator {
+public:
+    using join_callback = std::function<void(proto::join_group_response)>;
+    using sync_callback = std::function<void(proto::sync_group_response)>;
+    using commit_callback = std::function<void(proto::offset_commit_response)>;
+    using error_callback = std::function<void(proto::error_code)>;
+    using offset_delete_callback = std::function<void(proto::offset_delete_response)>;
+
+    group_coordinator(coordinator_config config, coordinator_environment& environment);
+    ~group_coordinator();
+    group_coordinator(const group_coordinator&) = delete;
+    group_coordinator& operator=(const group_coordinator&) = delete;
+
+    // Installs the offsets recovered at start-up and the file new records go to.
+    void load(offset_table offsets, offset_log log);
+    // Cancels the timers and closes the offsets file (shutdown).
+    void close();
+
+    void join(const proto::join_group_request& request, const member_context& context,
+              join_callback done);
+    void sync(const proto::sync_group_request& request, int16_t version, sync_callback done);
+    proto::error_code heartbeat(const proto::heartbeat_request& request);
+    // `members` in the v3+ form; the handler turns v0-2's single member id into one entry.
+    proto::leave_group_response leave(
+        const std::string& group_id,
+        const std::vector<proto::leave_group_request::member_identity>& members);
+    void commit(const proto::offset_commit_request& request, commit_callback done);
+    // Committed offsets of one group; `topics` null means every committed partition.
+    proto::offset_fetch_response::offset_fetch_response_group fetch(
+        const std::string& group_id, const std::optional<std::vector<fetch_topic>>& topics) const;
+    std::vector<proto::list_groups_response::listed_group> list(
+        const std::vector<std::string>& states_filter) const;
+    proto::describe_groups_response::described_group describe(const std::string& group_id) const;
+    void delete_group(const std::string& group_id, error_callback done);
+    void delete_offsets(const proto::offset_delete_request& request, offset_delete_callback done);
+
+    // Inspection, for tests and tools.
+    std::optional<group_state> state_of(const std::string& group_id) const;
+    int32_t generation_of(const std::string& group_id) const;
+    size_t member_count(const std::string& group_id) const;
+    std::string leader_of(const std::string& group_id) const;
+
+private:
+    struct member {
+        std::string id;
+        std::optional<std::string> instance_id;
+        std::string client_id;
+        std::string client_host;
+        int32_t session_timeout_ms = 0;
+        int32_t rebalance_timeout_ms = 0;
+        std::string protocol_type;
+        std::vector<std::pair<std::string, std::vector<uint8_t>>> protocols;
+        std::vector<uint8_t> assignment;
+        join_callback awaiting_join;
+        int16_t join_version = 0;
+        sync_callback awaiting_sync;
+        int16_t sync_version = 0;
+        uint64_t session_timer = 0;
+        uint64_t session_epoch = 0;
+    };
+    struct group {
+        std::string id;
+        group_state state = group_state::empty;
+        int32_t generation = 0;
+        std::string protocol_type;
+        std::optional<std::string> protocol_name;
+        std::string leader_id;
+        std::map<std::string, member> members;
+        // group.instance.id -> member id of the static members.
+        std::map<std::string, std::string> static_members;
+        // Member ids handed out with MEMBER_ID_REQUIRED, not yet back; the rebalance
+        // waits for them too. Value: the timer that forgets them.
+        std::map<std::string, uint64_t> pending_members;
+        uint64_t rebalance_timer = 0;
+        uint64_t rebalance_epoch = 0;
+        bool initial_delay = false;
+        group_offsets offsets;
+    };
+
+    group* find(const std::string& group_id);
+    const group* find(const std::string& group_id) const;
+    group& find_or_create(const std::string& group_id);
+    void drop_if_unused(const std::string& group_id);
+
+    std::string new_member_id(const std::string& client_id);
+    bool protocols_compatible(const group& g, const std::string& protocol_type,
+                              const proto::join_group_request& request) const;
+    std::optional<std::string> select_protocol(const group& g) const;
+    const std::vector<uint8_t>* selected_metadata(const group& g, const member& m) const;
+
+    void add_member_and_rebalance(group& g, member m, join_callback done, int16_t version);
+    void update_member_and_rebalance(group& g, member& m, const proto::join_group_request& request,
+                                     join_callback done, int16_t version);
+    void prepare_rebalance(group& g);
+    void maybe_complete_join(group& g);
+    void complete_join(group& g);
+    void remove_member(group& g, const std::string& member_id, proto::error_code why);
+    void answer_join(group& g, member& m, proto::error_code error);
+    void schedule_session(group& g, member& m);
+    void schedule_rebalance_timer(group& g, int64_t delay_ms);
+    void on_session_expired(const std::string& group_id, const std::string& member_id,
+                            uint64_t epoch);
+    void on_rebalance_timer(const std::string& group_id, uint64_t epoch);
+    // Writes records to the offsets file, then calls done(error) once durable.
+    void persist(const std::vector<offset_record>& records, error_callback done);
+
+    coordinator_config _config;
+    coordinator_environment& _environment;
+    std::map<std::string, group> _groups;
+    offset_log _log;
+    uint64_t _member_counter = 0;
+};
+
+}  // namespace spate::broker::group

@@ -1,0 +1,266 @@
+// The committed-offsets table, its record format and start-up recovery.
+#include "broker/group/offset_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cinttypes>
+
+#include "proto/crc32c.h"
+#include "proto/reader.h"
+#include "proto/writer.h"
+#include "storage/file.h"
+
+namespace spate::broker::group {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t record_prefix_bytes = 8;  // body_length + crc
+constexpr size_t state_file_bytes_max = 64;
+
+fs::path offsets_dir(const fs::path& data_dir) { return data_dir / "__consumer_offsets"; }
+
+// Parses "<epoch> <shard_count>\n".
+bool parse_state(const std::string& text, uint64_t& epoch, uint32_t& shard_count) {
+    const char* begin = text.data();
+    const char* end = text.data() + text.size();
+    auto first = std::from_chars(begin, end, epoch);
+    if (first.ec != std::errc() || first.ptr == end || *first.ptr != ' ') return false;
+    auto second = std::from_chars(first.ptr + 1, end, shard_count);
+    return second.ec == std::errc() && shard_count > 0;
+}
+
+result<std::vector<uint8_t>> read_whole_file(const fs::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return storage::errno_error("open", path);
+    storage::segment_file holder(fd);
+    std::vector<uint8_t> bytes;
+    uint8_t chunk[64 * 1024];
+    int64_t position = 0;
+    for (;;) {
+        auto got = storage::pread_some(fd, chunk, position, path);
+        if (!got) return got.failure();
+        if (got.value() == 0) break;
+        bytes.insert(bytes.end(), chunk, chunk + got.value());
+        position += static_cast<int64_t>(got.value());
+    }
+    return bytes;
+}
+
+}  // namespace
+
+uint32_t shard_of_group(std::string_view group_id, uint32_t shard_count) {
+    uint32_t hash = 2166136261u;
+    for (char c : group_id) {
+        hash ^= static_cast<uint8_t>(c);
+        hash *= 16777619u;
+    }
+    return shard_count == 0 ? 0 : hash % shard_count;
+}
+
+void encode_record(const offset_record& record, std::vector<uint8_t>& out) {
+    proto::writer body(64);
+    body.int8(static_cast<int8_t>(record.kind));
+    body.int64(record.value.commit_timestamp_ms);
+    body.string(record.group_id, false);
+    if (record.kind != record_kind::group_deleted) {
+        body.string(record.where.topic, false);
+        body.int32(record.where.partition);
+    }
+    if (record.kind == record_kind::commit) {
+        body.int64(record.value.offset);
+        body.int32(record.value.leader_epoch);
+        body.nullable_string(record.value.metadata, false);
+    }
+    const std::vector<uint8_t>& bytes = body.buffer();
+    proto::writer prefix(record_prefix_bytes);
+    prefix.uint32(static_cast<uint32_t>(bytes.size()));
+    prefix.uint32(proto::crc32c(bytes));
+    out.insert(out.end(), prefix.buffer().begin(), prefix.buffer().end());
+    out.insert(out.end(), bytes.begin(), bytes.end());
+}
+
+decoded_records decode_records(std::span<const uint8_t> bytes) {
+    decoded_records decoded;
+    size_t position = 0;
+    while (bytes.size() - position >= record_prefix_bytes) {
+        proto::reader prefix(bytes.data() + position, record_prefix_bytes);
+        const uint32_t length = prefix.uint32();
+        const uint32_t crc = prefix.uint32();
+        if (length > record_body_bytes_max) break;
+        if (bytes.size() - position - record_prefix_bytes < length) break;
+        const std::span<const uint8_t> body = bytes.subspan(position + record_prefix_bytes, length);
+        if (proto::crc32c(body) != crc) break;
+        proto::reader in(body);
+        offset_record record;
+        const int8_t kind = in.int8();
+        if (kind < 1 || kind > 3) break;
+        record.kind = static_cast<record_kind>(kind);
+        record.value.commit_timestamp_ms = in.int64();
+        record.group_id = in.string(false);
+        if (record.kind != record_kind::group_deleted) {
+            record.where.topic = in.string(false);
+            record.where.partition = in.int32();
+        }
+        if (record.kind == record_kind::commit) {
+            record.value.offset = in.int64();
+            record.value.leader_epoch = in.int32();
+            record.value.metadata = in.nullable_string(false);
+        }
+        if (!in.ok() || in.remaining() != 0) break;
+        decoded.records.push_back(std::move(record));
+        position += record_prefix_bytes + length;
+    }
+    decoded.valid_bytes = position;
+    return decoded;
+}
+
+void apply_record(offset_table& table, const offset_record& record) {
+    switch (record.kind) {
+        case record_kind::commit:
+            table[record.group_id][record.where] = record.value;
+            return;
+        case record_kind::offset_deleted: {
+            auto found = table.find(record.group_id);
+            if (found == table.end()) return;
+            found->second.erase(record.where);
+            if (found->second.empty()) table.erase(found);
+            return;
+        }
+        case record_kind::group_deleted:
+            table.erase(record.group_id);
+            return;
+    }
+}
+
+fs::path offsets_file_path(const fs::path& data_dir, uint64_t epoch, uint32_t shard) {
+    return offsets_dir(data_dir) /
+           ("offsets-" + std::to_string(epoch) + "-" + std::to_string(shard) + ".log");
+}
+
+result<recovered_offsets> recover_offsets(const fs::path& data_dir, uint32_t shard_count) {
+    const fs::path dir = offsets_dir(data_dir);
+    std::error_code failed;
+    fs::create_directories(dir, failed);
+    if (failed) return error{failed.value(), "cannot create " + dir.string() + ": " + failed.message()};
+
+    uint64_t old_epoch = 0;
+    uint32_t old_shards = 0;
+    auto state = storage::read_small_file(dir / "state", state_file_bytes_max);
+    if (state) {
+        if (!parse_state(state.value(), old_epoch, old_shards))
+            return error{EINVAL, "malformed " + (dir / "state").string()};
+    } else if (state.failure().code != ENOENT) {
+        return state.failure();
+    }
+
+    // Replay the current epoch. Within one epoch a group's records are all in the file
+    // of the shard it hashed to, so the order between files does not matter.
+    offset_table merged;
+    for (uint32_t s = 0; s < old_shards; ++s) {
+        const fs::path path = offsets_file_path(data_dir, old_epoch, s);
+        auto bytes = read_whole_file(path);
+        if (!bytes) {
+            if (bytes.failure().code == ENOENT) continue;
+            return bytes.failure();
+        }
+        decoded_records decoded = decode_records(bytes.value());
+        for (const offset_record& record : decoded.records) apply_record(merged, record);
+    }
+
+    recovered_offsets recovered;
+    recovered.epoch = old_epoch + 1;
+    recovered.per_shard.resize(shard_count);
+    for (auto& [group_id, offsets] : merged)
+        recovered.per_shard[shard_of_group(group_id, shard_count)][group_id] = std::move(offsets);
+
+    for (uint32_t s = 0; s < shard_count; ++s) {
+        std::vector<uint8_t> bytes;
+        for (const auto& [group_id, offsets] : recovered.per_shard[s]) {
+            for (const auto& [where, value] : offsets)
+                encode_record({record_kind::commit, group_id, where, value}, bytes);
+        }
+        if (auto written = storage::write_file_atomically(
+                offsets_file_path(data_dir, recovered.epoch, s), bytes);
+            !written)
+            return written.failure();
+    }
+    const std::string next_state =
+        std::to_string(recovered.epoch) + " " + std::to_string(shard_count) + "\n";
+    if (auto written = storage::write_file_atomically(
+            dir / "state", std::span(reinterpret_cast<const uint8_t*>(next_state.data()),
+                                     next_state.size()));
+        !written)
+        return written.failure();
+    // The old epoch is unreachable now; its files are only garbage.
+    for (const auto& entry : fs::directory_iterator(dir, failed)) {
+        const std::string name = entry.path().filename().string();
+        const std::string current = "offsets-" + std::to_string(recovered.epoch) + "-";
+        if (name.rfind("offsets-", 0) == 0 && name.rfind(current, 0) != 0) {
+            if (auto removed = storage::remove_file(entry.path()); !removed)
+                return removed.failure();
+        }
+    }
+    return recovered;
+}
+
+// ---- offset_log --------------------------------------------------------------------
+
+offset_log::~offset_log() { close(); }
+
+offset_log::offset_log(offset_log&& other) noexcept
+    : _fd(other._fd), _size(other._size), _path(std::move(other._path)) {
+    other._fd = -1;
+}
+
+offset_log& offset_log::operator=(offset_log&& other) noexcept {
+    if (this != &other) {
+        close();
+        _fd = other._fd;
+        _size = other._size;
+        _path = std::move(other._path);
+        other._fd = -1;
+    }
+    return *this;
+}
+
+result<offset_log> offset_log::open(const fs::path& path) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return storage::errno_error("open", path);
+    const off_t end = ::lseek(fd, 0, SEEK_END);
+    if (end < 0) {
+        error failure = storage::errno_error("lseek", path);
+        ::close(fd);
+        return failure;
+    }
+    offset_log log;
+    log._fd = fd;
+    log._size = end;
+    log._path = path;
+    return log;
+}
+
+result<void> offset_log::append(std::span<const uint8_t> bytes) {
+    if (_fd < 0) return error{EBADF, "offsets file " + _path.string() + " is closed"};
+    auto written = storage::pwrite_all(_fd, bytes, _size, _path);
+    if (!written) {
+        // A partial record may be on disk; the next append overwrites it, and replay
+        // stops at it if the process dies first.
+        return written;
+    }
+    _size += static_cast<int64_t>(bytes.size());
+    return {};
+}
+
+void offset_log::close() {
+    if (_fd < 0) return;
+    (void)storage::sync_data(_fd, _path);
+    ::close(_fd);
+    _fd = -1;
+}
+
+}  // namespace spate::broker::group

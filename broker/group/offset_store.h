@@ -1,0 +1,140 @@
+#pragma once
+// Committed offsets of consumer groups: the in-memory table and its on-disk log.
+//
+// Every shard coordinates the groups that hash to it (shard_of_group) and appends
+// their commits to its own file, so no file is shared between threads. The files
+// live in `<data_dir>/__consumer_offsets/`:
+//
+//   state                    text "<epoch> <shard_count>\n", replaced atomically
+//   offsets-<epoch>-<shard>.log
+//                            the records of the groups shard <shard> coordinates
+//
+// Start-up (recover_offsets, single-threaded, before any shard serves) reads the
+// files of the epoch named by `state`, replays them into one table, then writes a
+// compacted file per shard for epoch + 1 (fsync'ed), and only then replaces
+// `state` and removes the old files. A crash at any point leaves one complete
+// epoch, and the shard count may change between runs because every start-up
+// redistributes the groups.
+//
+// Record layout (big-endian, Kafka primitive encodings of proto::writer):
+//
+//   uint32  body_length        bytes after the crc field
+//   uint32  crc                CRC-32C of the body
+//   body:
+//     int8    kind             1 commit, 2 offset deleted, 3 group deleted
+//     int64   timestamp_ms     wall clock of the commit
+//     string  group_id         int16 length + bytes
+//     kinds 1 and 2:
+//       string  topic
+//       int32   partition
+//     kind 1:
+//       int64   offset
+//       int32   leader_epoch
+//       string  metadata       nullable (length -1 = null)
+//
+// A torn or corrupt record ends the replay of its file: everything before it was
+// acknowledged, nothing after it can have been (appends are sequential).
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/result.h"
+
+namespace spate::broker::group {
+
+// The shard that coordinates `group_id`. FNV-1a, so the placement is the same in every
+// build and run (std::hash makes no such promise).
+uint32_t shard_of_group(std::string_view group_id, uint32_t shard_count);
+
+struct topic_partition {
+    std::string topic;
+    int32_t partition = 0;
+    auto operator<=>(const topic_partition&) const = default;
+};
+
+struct committed_offset {
+    int64_t offset = -1;
+    int32_t leader_epoch = -1;
+    std::optional<std::string> metadata;
+    int64_t commit_timestamp_ms = -1;
+};
+
+using group_offsets = std::map<topic_partition, committed_offset>;
+// group id -> its committed offsets.
+using offset_table = std::map<std::string, group_offsets>;
+
+enum class record_kind : int8_t {
+    commit = 1,
+    offset_deleted = 2,
+    group_deleted = 3,
+};
+
+struct offset_record {
+    record_kind kind = record_kind::commit;
+    std::string group_id;
+    topic_partition where;
+    committed_offset value;
+};
+
+// Appends the framed encoding of `record` to `out`.
+void encode_record(const offset_record& record, std::vector<uint8_t>& out);
+
+struct decoded_records {
+    std::vector<offset_record> records;
+    size_t valid_bytes = 0;  // the prefix that decoded cleanly
+};
+// Decodes records until the end or the first torn/corrupt one.
+decoded_records decode_records(std::span<const uint8_t> bytes);
+
+// Applies one record to the table (tombstones erase).
+void apply_record(offset_table& table, const offset_record& record);
+
+// Longest record body accepted on replay; commits carry at most
+// offset_metadata_bytes_max of metadata plus names bounded by the protocol's int16.
+inline constexpr uint32_t record_body_bytes_max = 1u << 20;
+
+// Start-up recovery (see the top of this file). Returns one table per shard; after it
+// returns, offsets-<epoch>-<shard>.log exist for every shard and are compacted.
+struct recovered_offsets {
+    std::vector<offset_table> per_shard;
+    uint64_t epoch = 0;
+};
+result<recovered_offsets> recover_offsets(const std::filesystem::path& data_dir,
+                                          uint32_t shard_count);
+
+// The path of shard `shard`'s file in `epoch`.
+std::filesystem::path offsets_file_path(const std::filesystem::path& data_dir, uint64_t epoch,
+                                        uint32_t shard);
+
+// One shard's append-only offsets file. Owned by that shard's group_coordinator and
+// touched only on its thread; writes are blocking appends (like the partition logs'),
+// and durability comes from fdatasync on the ring when the policy asks for it.
+class offset_log {
+public:
+    offset_log() = default;
+    ~offset_log();
+    offset_log(const offset_log&) = delete;
+    offset_log& operator=(const offset_log&) = delete;
+    offset_log(offset_log&& other) noexcept;
+    offset_log& operator=(offset_log&& other) noexcept;
+
+    // Opens `path` for appending (creating it if missing).
+    static result<offset_log> open(const std::filesystem::path& path);
+    result<void> append(std::span<const uint8_t> bytes);
+    bool is_open() const { return _fd >= 0; }
+    int fd() const { return _fd; }
+    void close();
+
+private:
+    int _fd = -1;
+    int64_t _size = 0;
+    std::filesystem::path _path;
+};
+
+}  // namespace spate::broker::group

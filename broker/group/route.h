@@ -1,0 +1,41 @@
+#pragma once
+// Routing of group requests: every group lives on the shard shard_of_group names, so a
+// handler runs its group work there with call_on and answers on the request's shard.
+
+#include <functional>
+#include <string>
+
+#include "broker/broker.h"
+#include "broker/group/coordinator.h"
+#include "broker/group/offset_store.h"
+
+namespace spate::broker::group {
+
+// The shard that coordinates `group_id` in this process.
+inline net::shard_id coordinator_shard(shard_state& shard, const std::string& group_id) {
+    return shard_of_group(group_id, shard.owner().shard_count());
+}
+
+// Runs `work(coordinator, reply)` on the group's shard; `reply(response)` (possibly
+// later, e.g. when a rebalance completes) sends `response` for `req`.
+template <class Response>
+void on_group_shard(const request_ptr& req, const std::string& group_id,
+                    std::function<void(group_coordinator&, std::function<void(Response)>)> work) {
+    shard_state& shard = *req->shard;
+    shard.call_on<Response>(
+        coordinator_shard(shard, group_id),
+        [work = std::move(work)](shard_state& target, std::function<void(Response)> reply) {
+            work(target.groups(), std::move(reply));
+        },
+        [req](Response response) { req->shard->respond(*req, response); });
+}
+
+// The requesting client, for DescribeGroups (the peer address is not known here).
+inline member_context context_of(const request& req) {
+    member_context context;
+    context.client_id = req.header.client_id.value_or(std::string());
+    context.version = req.version();
+    return context;
+}
+
+}  // namespace spate::broker::group

@@ -1,0 +1,64 @@
+// partition: producer-state snapshots and their rebuild from the log.
+#include "broker/partition.h"
+
+#include <unistd.h>
+
+#include "net/log.h"
+#include "storage/file.h"
+
+namespace spate::broker {
+namespace {
+
+constexpr const char* snapshot_name = "producer_state.snapshot";
+constexpr size_t snapshot_bytes_max = 64u << 20;
+constexpr int32_t scan_chunk_bytes = 1 << 20;
+
+}  // namespace
+
+void partition::restore_producer_state() {
+    int64_t from = _log->log_start_offset();
+    auto bytes = storage::read_small_file(_dir / snapshot_name, snapshot_bytes_max);
+    if (bytes) {
+        std::span<const uint8_t> view(reinterpret_cast<const uint8_t*>(bytes->data()),
+                                      bytes->size());
+        auto loaded = _producers.load_snapshot(view);
+        if (loaded && *loaded <= _log->log_end_offset()) from = std::max(from, *loaded);
+        else _producers = producer_state{};
+    }
+    // Re-read every batch written after the snapshot: whole batches come back as file
+    // ranges, whose headers are all we need.
+    std::vector<uint8_t> buffer;
+    while (from < _log->log_end_offset()) {
+        auto got = _log->read(from, scan_chunk_bytes);
+        if (!got || got->slices.empty()) break;
+        const int64_t before = from;
+        for (const auto& slice : got->slices) {
+            buffer.resize(static_cast<size_t>(slice.length));
+            const ssize_t n = ::pread(slice.file->fd, buffer.data(), buffer.size(), slice.position);
+            if (n != static_cast<ssize_t>(buffer.size())) break;
+            (void)proto::for_each_batch(buffer, [&](std::span<const uint8_t>,
+                                                    const proto::batch_header& header) {
+                if (header.last_offset() < from) return;
+                _producers.observe(header);
+                from = header.last_offset() + 1;
+            });
+        }
+        if (from == before) {
+            net::log_warn("%s-%d: producer state rebuild stopped at offset %lld", _topic.c_str(),
+                          _index, static_cast<long long>(from));
+            break;
+        }
+    }
+    _producers_saved_at = -1;
+}
+
+result<void> partition::save_producer_state() {
+    const int64_t offset = _log->log_end_offset();
+    const std::vector<uint8_t> bytes = _producers.encode_snapshot(offset);
+    if (auto written = storage::write_file_atomically(_dir / snapshot_name, bytes); !written)
+        return written;
+    _producers_saved_at = offset;
+    return {};
+}
+
+}  // namespace spate::broker
