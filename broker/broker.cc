@@ -18,6 +18,7 @@ shard_state::shard_state(broker& owner, net::shard& shard)
     group::coordinator_config groups_config;
     groups_config.initial_rebalance_delay_ms = owner.config().group_initial_rebalance_delay_ms;
     groups_config.sync_commits = owner.config().acks_all_policy == ack_policy::fsync;
+    groups_config.offsets_retention_ms = owner.config().offsets_retention_minutes * 60 * 1000;
     _groups = std::make_unique<group::group_coordinator>(groups_config, _group_environment);
 }
 
@@ -79,6 +80,22 @@ partition* shard_state::find_partition(const std::string& topic, int32_t index) 
         static_cast<size_t>(index) >= found->second.size())
         return nullptr;
     return found->second[static_cast<size_t>(index)].get();
+}
+
+void shard_state::submit_log_syncs(partition& p) {
+    if (!p.log().has_sync_requests()) return;
+    for (storage::sync_request& request : p.log().take_sync_requests()) {
+        const int fd = request.file->fd;
+        _shard.submit_fdatasync(fd, [this, topic = p.topic(), index = p.index(),
+                                     request = std::move(request)](int res) {
+            partition* owner = find_partition(topic, index);
+            if (owner == nullptr) return;  // deleted meanwhile: nothing left to make durable
+            if (auto done = owner->log().complete_sync(request.durable_offset, res); !done)
+                net::log_error("sync of %s-%d up to %lld: %s", topic.c_str(), index,
+                               static_cast<long long>(request.durable_offset),
+                               done.failure().message.c_str());
+        });
+    }
 }
 
 void shard_state::change_metadata(metadata_change change,
@@ -189,6 +206,7 @@ void shard_state::schedule_housekeeping() {
 }
 
 void shard_state::housekeeping() {
+    _groups->expire_offsets();
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
@@ -196,6 +214,7 @@ void shard_state::housekeeping() {
     for (auto& [name, owned] : _partitions) {
         for (auto& p : owned) {
             if (!p) continue;
+            submit_log_syncs(*p);
             if (auto retained = p->log().apply_retention(now_ms); !retained)
                 net::log_error("retention of %s-%d: %s", name.c_str(), p->index(),
                                retained.failure().message.c_str());
@@ -255,18 +274,21 @@ result<void> broker::start() {
     net_config.in_flight_requests_max = _config.queued_max_requests;
     _states.resize(shards);
     _runtime = std::make_unique<net::runtime>(
-        shards, net_config, [this](net::shard& shard) -> net::connection_handler& {
+        shards, net_config,
+        [this, recovered, offset_logs](net::shard& shard) -> net::connection_handler& {
             _states[shard.id()] = std::make_unique<shard_state>(*this, shard);
+            // Offsets are in place before the shard's thread starts, so no request can
+            // see a coordinator without them.
+            _states[shard.id()]->start_groups(std::move(recovered->per_shard[shard.id()]),
+                                              std::move((*offset_logs)[shard.id()]));
             return *_states[shard.id()];
         });
     // Partitions are opened before the listeners accept anything.
     snapshot_ptr initial = _store->snapshot();
     if (auto started = _runtime->start(); !started) return started;
     for (net::shard_id s = 0; s < shards; ++s) {
-        _runtime->shard_at(s).post([this, s, initial, recovered, offset_logs] {
+        _runtime->shard_at(s).post([this, s, initial] {
             _states[s]->install_snapshot(initial);
-            _states[s]->start_groups(std::move(recovered->per_shard[s]),
-                                     std::move((*offset_logs)[s]));
             _states[s]->schedule_housekeeping();
         });
     }

@@ -78,6 +78,9 @@ public:
 
     // Partitions owned by this shard.
     partition* find_partition(const std::string& topic, int32_t index);
+    // Submits on the ring the fdatasyncs the log queued (segments closed by a roll) and
+    // reports their completion to the log, which then advances its recovery point.
+    void submit_log_syncs(partition& p);
 
     // Control plane (runs on any shard; the change itself happens on shard 0, which then
     // installs the new snapshot on every shard before `done` is called here).

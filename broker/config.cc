@@ -109,6 +109,9 @@ const std::map<std::string, key_setter>& key_table() {
         {"group_initial_rebalance_delay_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.group_initial_rebalance_delay_ms, 0, 300000);
          }},
+        {"offsets_retention_minutes", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.offsets_retention_minutes, 1, int64_t{100} * 365 * 24 * 60);
+         }},
         {"acks_all_policy", [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
              std::string text;
              if (auto r = string_in(n, k, text); !r) return r;

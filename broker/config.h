@@ -40,6 +40,8 @@ struct broker_config {
     // Kafka's group.initial.rebalance.delay.ms: the first rebalance of an empty group
     // waits this long for more members to arrive.
     int32_t group_initial_rebalance_delay_ms = 3000;
+    // Kafka's offsets.retention.minutes: committed offsets of an empty group expire.
+    int64_t offsets_retention_minutes = 10080;
     storage::log_config log;  // broker defaults for topic configs
 };
 

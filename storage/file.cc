@@ -92,6 +92,20 @@ result<void> write_file_atomically(const std::filesystem::path& path,
     return sync_directory(path.parent_path());
 }
 
+result<void> replace_file_unsynced(const std::filesystem::path& path,
+                                   std::span<const uint8_t> bytes) {
+    std::filesystem::path temporary = path;
+    temporary += ".tmp";
+    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return errno_error("create", temporary);
+    {
+        segment_file holder(fd);
+        if (auto written = pwrite_all(fd, bytes, 0, temporary); !written) return written;
+    }
+    if (::rename(temporary.c_str(), path.c_str()) != 0) return errno_error("rename", temporary);
+    return {};
+}
+
 result<std::string> read_small_file(const std::filesystem::path& path, size_t size_max) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno_error("open", path);

@@ -59,6 +59,14 @@ result<void> sync_directory(const std::filesystem::path& directory);
 result<void> write_file_atomically(const std::filesystem::path& path,
                                    std::span<const uint8_t> bytes);
 
+// Writes `bytes` to `path` through a temporary file and a rename, without fsync: a
+// crash of the process leaves either the old or the new content, but a crash of the
+// machine may leave the new file empty or holding a prefix. Only derived data that is
+// checked when loaded and rebuilt when found wanting (segment indexes) may use it; it
+// keeps fsyncs off the paths that must not block (a segment roll).
+result<void> replace_file_unsynced(const std::filesystem::path& path,
+                                   std::span<const uint8_t> bytes);
+
 // Reads a whole small file of at most `size_max` bytes. A missing file is an error
 // with code ENOENT; a larger file is an error with code EFBIG.
 result<std::string> read_small_file(const std::filesystem::path& path, size_t size_max);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -23,9 +24,6 @@ namespace fs = std::filesystem;
 
 // The digits of a segment file name: Kafka's zero-padded 20-digit base offset.
 constexpr size_t segment_name_digits = 20;
-
-// The active segment's dirty pages are handed to writeback in chunks of this size.
-constexpr int64_t writeback_chunk_bytes = 4 << 20;
 
 // The vectored write of one group is limited by the kernel's iovec limit.
 constexpr size_t iovecs_per_write_max = IOV_MAX;
@@ -219,6 +217,7 @@ result<void> partition_log::recover() {
                 if (!last) {
                     if (auto sealed = seg.seal(); !sealed) return sealed;
                     seg.release_indexes();
+                    seg.release_file();
                 }
             }
             // What the scan kept (and any truncation) reaches the disk before the log
@@ -240,7 +239,7 @@ result<void> partition_log::recover() {
     }
     _log_start = std::min(std::max(checkpointed_start, _segments.front()->base_offset()), _log_end);
     _durable = _log_end;
-    check_marks();
+    _active_synced = _log_end;
 
     if (clean_end) {
         if (auto removed = remove_file(_dir / clean_shutdown_file_name); !removed) return removed;
@@ -250,6 +249,7 @@ result<void> partition_log::recover() {
     if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
         return written;
     _recovery_point = _log_end;
+    check_marks();
     return {};
 }
 
@@ -276,6 +276,11 @@ void partition_log::check_marks() const {
     SPATE_ASSERT(_durable <= _log_end, "durable offset must not pass the log end");
     SPATE_ASSERT(!_segments.empty(), "a log always has an active segment");
     SPATE_ASSERT(active().base_offset() <= _log_end, "the active segment starts at or below the log end");
+    SPATE_ASSERT(_recovery_point <= _durable, "the recovery point must not pass the durable offset");
+    SPATE_ASSERT(_syncs.empty() || _syncs.front().segment_base <= _recovery_point,
+                 "the recovery point must not pass an unsynced segment");
+    SPATE_ASSERT(_syncs.empty() || _recovery_point <= _syncs.front().durable_offset,
+                 "the oldest outstanding sync request is the next step of the recovery point");
 }
 
 int partition_log::active_fd() const {
@@ -286,16 +291,114 @@ int partition_log::active_fd() const {
 
 void partition_log::mark_durable(int64_t offset) {
     SPATE_ASSERT(offset <= _log_end, "durable offset beyond the log end");
-    if (offset > _durable) _durable = offset;
+    _active_synced = std::max(_active_synced, offset);
     _last_flush = std::chrono::steady_clock::now();
+    update_durable();
+}
+
+void partition_log::update_durable() {
+    // Data in the active segment counts only once every older segment is synced and the
+    // directory entries of the newer ones are durable: both hold when no request is
+    // outstanding, because the checkpoint write of the last completion fsynced the
+    // directory after the active segment was created.
+    const int64_t reachable =
+        _syncs.empty() ? std::max(_recovery_point, _active_synced) : _recovery_point;
+    _durable = std::max(_durable, reachable);
     check_marks();
 }
 
 result<void> partition_log::sync() {
     if (!_usable) return error{log_closed, "log " + _dir.string() + " is closed"};
+    if (auto ran = run_sync_requests(); !ran) return ran;
     const int64_t end = _log_end;
     if (auto synced = sync_data(active_fd(), active().path()); !synced) return synced;
     mark_durable(end);
+    return {};
+}
+
+std::vector<sync_request> partition_log::take_sync_requests() {
+    std::vector<sync_request> taken;
+    for (pending_sync& pending : _syncs) {
+        if (pending.state != sync_state::queued) continue;
+        pending.state = sync_state::taken;
+        taken.push_back(sync_request{pending.file, pending.durable_offset});
+    }
+    return taken;
+}
+
+bool partition_log::has_sync_requests() const {
+    return std::any_of(_syncs.begin(), _syncs.end(), [](const pending_sync& pending) {
+        return pending.state == sync_state::queued;
+    });
+}
+
+result<void> partition_log::fail_sync(size_t request, int errno_value) {
+    pending_sync& pending = _syncs[request];
+    const std::string what = "fdatasync " +
+                             segment::log_path(_dir, pending.segment_base).string() + ": " +
+                             std::strerror(errno_value);
+    const bool retryable = errno_value == EINTR || errno_value == EAGAIN ||
+                           errno_value == ECANCELED || errno_value == ENOMEM;
+    if (retryable) {
+        // The kernel did not get to write anything back: the same request can simply
+        // be submitted again.
+        pending.state = sync_state::queued;
+        return error{errno_value, what + " (will be retried)"};
+    }
+    // After a writeback error the kernel may have marked the lost pages clean, so a
+    // second fdatasync could report success over data that never reached the disk.
+    // The request stays taken forever, which pins the recovery point and the durable
+    // offset below this segment, and the log takes no more appends.
+    pending.state = sync_state::taken;
+    _usable = false;
+    return error{errno_value, what + " (the log refuses appends until it is reopened)"};
+}
+
+result<void> partition_log::complete_sync(int64_t durable_offset, int res) {
+    SPATE_ASSERT(res <= 0, "an fdatasync result is 0 or -errno");
+    auto it = std::find_if(_syncs.begin(), _syncs.end(), [&](const pending_sync& pending) {
+        return pending.durable_offset == durable_offset && pending.state != sync_state::done;
+    });
+    if (it != _syncs.end()) {
+        if (res < 0) return fail_sync(static_cast<size_t>(it - _syncs.begin()), -res);
+        it->state = sync_state::done;
+    }
+    return advance_recovery_point();
+}
+
+result<void> partition_log::run_sync_requests() {
+    for (size_t i = 0; i < _syncs.size(); ++i) {
+        if (_syncs[i].state == sync_state::done) continue;
+        const fs::path path = segment::log_path(_dir, _syncs[i].segment_base);
+        if (auto synced = sync_data(_syncs[i].file->fd, path); !synced)
+            return fail_sync(i, synced.failure().code);
+        _syncs[i].state = sync_state::done;
+    }
+    return advance_recovery_point();
+}
+
+result<void> partition_log::advance_recovery_point() {
+    size_t completed = 0;
+    while (completed < _syncs.size() && _syncs[completed].state == sync_state::done) ++completed;
+    if (completed == 0) return {};
+    const int64_t point = _syncs[completed - 1].durable_offset;
+    // A failed write leaves the requests done and the recovery point where it was; the
+    // next completion, sync() or close() writes it again.
+    if (auto written = write_checkpoint(_dir / recovery_point_file_name, point); !written)
+        return written;
+    for (size_t i = 0; i < completed; ++i) {
+        // The synced segment keeps no descriptor unless someone reads it again.
+        auto it = std::lower_bound(
+            _segments.begin(), _segments.end(), _syncs[i].segment_base,
+            [](const std::unique_ptr<segment>& s, int64_t base) { return s->base_offset() < base; });
+        if (it != _segments.end() && (*it)->base_offset() == _syncs[i].segment_base &&
+            it->get() != &active())
+            (*it)->release_file();
+    }
+    _syncs.erase(_syncs.begin(), _syncs.begin() + static_cast<std::ptrdiff_t>(completed));
+    if (_syncs.empty()) _syncs.shrink_to_fit();
+    _recovery_point = point;
+    update_durable();
     return {};
 }
 
@@ -322,21 +425,24 @@ result<void> partition_log::roll(int64_t now_ms) {
     auto created = segment::create(_dir, _log_end, now_ms, preallocate_bytes,
                                    _config.index_interval_bytes);
     if (!created) return created.failure();
-    // The closed segment's data and indexes reach the disk before the new one exists,
-    // so that every segment but the active one is always durable and recovery can
-    // start at the active segment.
-    if (auto sealed = active().seal(); !sealed) {
+    // Nothing here waits for the disk: the closed segment's data is synced through a
+    // sync request, and the recovery point stays below it until that completes, so a
+    // crash meanwhile makes recovery scan it (and the new segment) again.
+    segment& closed = active();
+    auto file = closed.file();
+    if (!file) {
+        (void)(*created)->remove_files();
+        return file.failure();
+    }
+    if (auto sealed = closed.seal_without_sync(); !sealed) {
         (void)(*created)->remove_files();
         return sealed;
     }
-    active().release_indexes();
+    closed.release_indexes();
+    _syncs.push_back(pending_sync{std::move(*file), closed.base_offset(), _log_end,
+                                  sync_state::queued});
     _segments.push_back(std::move(*created));
-    mark_durable(_log_end);
-    // The checkpoint write fsyncs the directory, which also makes the new segment's
-    // directory entry durable.
-    if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
-        return written;
-    _recovery_point = _log_end;
+    check_marks();
     return {};
 }
 
@@ -406,7 +512,6 @@ result<std::vector<append_result>> partition_log::append_many(
             results.push_back({h.base_offset, h.has_log_append_time() ? h.max_timestamp : -1});
         }
         _log_end = offset;
-        seg.start_writeback(writeback_chunk_bytes);
         next = end;
     }
     check_marks();
@@ -558,9 +663,24 @@ result<void> partition_log::close() {
 
 size_t partition_log::memory_bytes() const {
     size_t bytes = sizeof(partition_log) + _dir.native().capacity() +
-                   _segments.capacity() * sizeof(std::unique_ptr<segment>);
+                   _segments.capacity() * sizeof(std::unique_ptr<segment>) +
+                   _syncs.capacity() * sizeof(pending_sync);
     for (const auto& seg : _segments) bytes += seg->memory_bytes();
     return bytes;
+}
+
+size_t partition_log::open_file_count() const {
+    size_t count = 0;
+    for (const auto& seg : _segments)
+        if (seg->file_open()) ++count;
+    // A request whose segment released its file (or was deleted) holds one more.
+    for (const pending_sync& pending : _syncs) {
+        const bool shared = std::any_of(_segments.begin(), _segments.end(), [&](const auto& seg) {
+            return seg->holds_file(pending.file.get());
+        });
+        if (!shared) ++count;
+    }
+    return count;
 }
 
 }  // namespace spate::storage

@@ -17,9 +17,28 @@
 // Durability: appends go to the page cache (pwrite/pwritev). Nothing is fdatasync'ed
 // per append unless the flush policy (flush_messages / flush_ms) or the broker asks:
 // the broker may fdatasync active_fd() on its ring and then call mark_durable, or call
-// the blocking sync(). Rolling a segment fdatasyncs the segment it closes, so only the
-// active segment can ever hold non-durable data, and recovery scans only from the
-// segment holding the recovery point.
+// the blocking sync().
+//
+// Rolling a segment never waits for the disk (a blocking fdatasync of a just-closed
+// 1 GiB segment would stall every connection of the shard for up to seconds). The roll
+// writes the closed segment's indexes unsynced and queues a sync request: the closed
+// segment's file (kept open by the request) and the offset that becomes durable once it
+// is fdatasync'ed, the new segment's base offset. The owner hands the requests to its
+// ring (take_sync_requests) and reports each completion (complete_sync), in any order.
+// Kafka does the same: the old segment is flushed in the background after a roll.
+//
+// The marks, each asserted on every update:
+//   recovery_point <= durable_offset <= log_end_offset,
+//   recovery_point == base offset of the oldest segment with an unfinished sync request
+//                     (or of the active segment when there is none).
+// The recovery point advances only over a contiguous prefix of completed requests and
+// is then checkpointed (a small atomic file write whose directory fsync also makes the
+// newer segments' directory entries durable). Recovery scans every segment from the
+// one holding the recovery point, so it never trusts data that was not synced. The
+// durable offset (what may be acknowledged as on disk) may pass the recovery point
+// only when no sync request is outstanding: otherwise an unsynced older segment could
+// be torn by a machine crash, and recovery would cut the log there, losing the newer
+// data even though its own segment was synced.
 //
 // Recovery at open: with a valid clean-shutdown marker, the saved indexes are trusted
 // and nothing is scanned. Otherwise every segment from the one holding the recovery
@@ -31,7 +50,8 @@
 //
 // Ownership: exactly one shard owns a partition_log for as long as the partition exists
 // on it; it is not thread-safe and every call is blocking file I/O on that shard (appends
-// hit the page cache; fdatasync happens only in sync(), close(), on roll and at open).
+// hit the page cache; fdatasync happens only in sync(), run_sync_requests(), close() and
+// at open; complete_sync() writes the small recovery-point checkpoint).
 
 #include <chrono>
 #include <cstdint>
@@ -83,6 +103,16 @@ struct read_result {
     int32_t bytes;
 };
 
+// A closed segment waiting for its fdatasync. Holding `file` keeps the descriptor open
+// even if retention deletes the segment meanwhile (the sync then costs nothing useful
+// but stays harmless). Once the fdatasync of `file` succeeded, every offset below
+// `durable_offset` (the next segment's base offset) is on disk, as far as this segment
+// is concerned.
+struct sync_request {
+    std::shared_ptr<segment_file> file;
+    int64_t durable_offset;
+};
+
 struct append_result {
     int64_t base_offset;
     int64_t log_append_time_ms;  // the batch's max timestamp for LogAppendTime batches, else -1
@@ -115,12 +145,45 @@ public:
     int64_t log_end_offset() const { return _log_end; }
     // Every offset below this one has been fdatasync'ed.
     int64_t durable_offset() const { return _durable; }
+    // Recovery after a crash scans from the segment holding this offset (checkpointed).
+    int64_t recovery_point() const { return _recovery_point; }
     // The descriptor of the active segment, for an fdatasync submitted by the broker.
     int active_fd() const;
-    // Records that everything below `offset` (<= log end) reached the disk.
+    // Records that an fdatasync of the active segment's descriptor, submitted when the
+    // log end was `offset` (<= log end now), completed. The durable offset follows at
+    // once if no sync request is outstanding, else when the requests complete. The
+    // caller must capture `offset` when it submits the fdatasync, not when it completes:
+    // appends made in between are not covered.
     void mark_durable(int64_t offset);
-    // Blocking fdatasync of the active segment.
+    // Blocking: fdatasyncs every closed segment with an outstanding sync request and the
+    // active segment, then advances the durable offset and the recovery point to the
+    // log end. For close() and the flush policy; the hot path uses sync requests.
     result<void> sync();
+
+    // Sync work the owner should submit (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC on
+    // its ring), oldest first; each request is handed out once (again only after a
+    // retryable failure was reported). Requests are queued by rolls only, so at most one
+    // exists per closed segment.
+    std::vector<sync_request> take_sync_requests();
+    // Whether a request is waiting to be taken.
+    bool has_sync_requests() const;
+    // Reports the completion of the fdatasync of the request for `durable_offset`: `res`
+    // is 0 or -errno, as in the CQE. Completions may arrive in any order; the recovery
+    // point (checkpointed) and the durable offset advance only over the contiguous prefix
+    // of completed requests. A completion of a request that is no longer outstanding
+    // (sync() did it meanwhile) only retries a failed checkpoint write.
+    // Errors: -EINTR, -EAGAIN, -ECANCELED, -ENOMEM put the request back to be taken
+    // again and return that errno. Any other errno (EIO, ENOSPC, EDQUOT, ...) means the
+    // kernel may have dropped the dirty pages, so a later fdatasync could succeed over
+    // lost data: the log stops accepting appends (log_closed) and the error is returned;
+    // the partition must be reopened, which recovers from the recovery point. A failed
+    // checkpoint write is returned as well and retried by the next completion or sync.
+    result<void> complete_sync(int64_t durable_offset, int res);
+    // For tests and tools without a ring: fdatasyncs every outstanding request inline
+    // (including taken ones: a second fdatasync is harmless) and completes them.
+    result<void> run_sync_requests();
+    // Requests queued and not yet completed (taken or not).
+    size_t outstanding_sync_count() const { return _syncs.size(); }
     // Whether flush_messages / flush_ms say the log should be synced now.
     bool flush_due(steady now) const;
 
@@ -148,6 +211,9 @@ public:
     // Heap bytes held by this log (segments, indexes, paths), for the memory report.
     size_t memory_bytes() const;
     size_t segment_count() const { return _segments.size(); }
+    // Descriptors this log holds open (the active segment, closed segments being read
+    // or waiting for their sync), for the resource report.
+    size_t open_file_count() const;
 
 private:
     partition_log(std::filesystem::path dir, const log_config& config);
@@ -161,6 +227,11 @@ private:
     result<void> delete_newest_segments(size_t count);
     result<void> advance_log_start(int64_t offset);
     void check_marks() const;
+    // Completes the requests from the front that are done: checkpoints the recovery
+    // point, closes their segments' descriptors and recomputes the durable offset.
+    result<void> advance_recovery_point();
+    void update_durable();
+    result<void> fail_sync(size_t request, int errno_value);
     segment& active() const { return *_segments.back(); }
 
     std::filesystem::path _dir;
@@ -171,6 +242,21 @@ private:
     int64_t _log_end = 0;
     int64_t _durable = 0;
     int64_t _recovery_point = 0;
+    // The largest offset mark_durable reported for the active segment; it becomes the
+    // durable offset once no sync request is outstanding.
+    int64_t _active_synced = 0;
+
+    enum class sync_state : uint8_t { queued, taken, done };
+    struct pending_sync {
+        std::shared_ptr<segment_file> file;
+        int64_t segment_base;    // base offset of the closed segment
+        int64_t durable_offset;  // the next segment's base offset
+        sync_state state;
+    };
+    // Outstanding requests, ascending offsets; front().segment_base == _recovery_point.
+    // One entry per closed segment not yet synced and checkpointed, so it is as short as
+    // the disk is behind, and a vector (not a deque) costs nothing while empty.
+    std::vector<pending_sync> _syncs;
     steady _last_flush;
     bool _usable = true;
 };

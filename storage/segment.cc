@@ -149,8 +149,19 @@ result<void> segment::load_indexes() const {
     auto offsets = read_index_file(index_path(), batches_max * offset_index_entry_size);
     auto times = read_index_file(time_index_path(), batches_max * time_index_entry_size);
     if (offsets && times && _index.parse(*offsets, _size) && _time_index.parse(*times)) {
-        _indexes_loaded = true;
-        return {};
+        // Index files written at a roll are not fsync'ed, so a machine crash can leave
+        // them empty. A sealed non-empty segment always has a time-index entry (seal
+        // adds its largest timestamp), and an empty offset index is genuine only when
+        // everything before the last batch is below one index interval: so an empty
+        // index over more than that is rebuilt, which costs little when it was genuine.
+        const bool plausible =
+            (_size == 0 || _time_index.entry_count() > 0) &&
+            (_index.entry_count() > 0 || _size <= std::max<int64_t>(_index_interval_bytes, 0) +
+                                                      static_cast<int64_t>(proto::batch_header_size));
+        if (plausible) {
+            _indexes_loaded = true;
+            return {};
+        }
     }
     // Missing or insane index files are rebuilt from the log itself; a sealed segment
     // was fully valid when it was sealed, so this never shortens the log. Segments are
@@ -160,7 +171,7 @@ result<void> segment::load_indexes() const {
     if (!rebuilt) return rebuilt.failure();
     if (_max_timestamp)
         _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
-    return save_indexes();
+    return save_indexes(index_durability::synced);
 }
 
 result<scan_outcome> segment::scan(scan_mode mode) {
@@ -247,13 +258,6 @@ void segment::record_append(const proto::batch_header& header, int64_t position)
     _size += header.total_size();
 }
 
-void segment::start_writeback(int64_t chunk_bytes) {
-    if (_size - _writeback_position < chunk_bytes || !_file) return;
-    (void)::sync_file_range(_file->fd, _writeback_position, _size - _writeback_position,
-                            SYNC_FILE_RANGE_WRITE);
-    _writeback_position = _size;
-}
-
 result<void> segment::truncate_to(int64_t size_bytes) {
     auto opened = file();
     if (!opened) return opened.failure();
@@ -261,25 +265,35 @@ result<void> segment::truncate_to(int64_t size_bytes) {
         if (errno != EINTR) return errno_error("ftruncate", _log_path);
     }
     _size = size_bytes;
-    _writeback_position = std::min(_writeback_position, size_bytes);
     _index.truncate_to_position(size_bytes);
     return {};
 }
 
-result<void> segment::save_indexes() const {
+result<void> segment::save_indexes(index_durability durability) const {
+    const auto write = durability == index_durability::synced ? write_file_atomically
+                                                              : replace_file_unsynced;
     const std::vector<uint8_t> offsets = _index.serialize();
-    if (auto written = write_file_atomically(index_path(), offsets); !written) return written;
+    if (auto written = write(index_path(), offsets); !written) return written;
     const std::vector<uint8_t> times = _time_index.serialize();
-    return write_file_atomically(time_index_path(), times);
+    return write(time_index_path(), times);
+}
+
+void segment::append_final_time_entry() {
+    SPATE_ASSERT(_indexes_loaded, "sealing a segment whose indexes are not loaded");
+    if (_max_timestamp) _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
 }
 
 result<void> segment::seal() {
-    SPATE_ASSERT(_indexes_loaded, "sealing a segment whose indexes are not loaded");
-    if (_max_timestamp) _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
-    if (auto saved = save_indexes(); !saved) return saved;
+    append_final_time_entry();
+    if (auto saved = save_indexes(index_durability::synced); !saved) return saved;
     auto opened = file();
     if (!opened) return opened.failure();
     return sync_data((*opened)->fd, _log_path);
+}
+
+result<void> segment::seal_without_sync() {
+    append_final_time_entry();
+    return save_indexes(index_durability::unsynced);
 }
 
 result<proto::batch_header> segment::header_at(int64_t position) const {

@@ -100,19 +100,24 @@ public:
     // Applies a new index spacing to the entries added from now on.
     void set_index_interval_bytes(int32_t bytes) { _index_interval_bytes = bytes; }
 
-    // Active segment only: once `chunk_bytes` were appended since the last call that
-    // acted, asks the kernel to start writing them back (sync_file_range WRITE, which
-    // does not wait). Dirty pages then reach the disk steadily instead of all at once
-    // in the fdatasync of seal() or sync(). A hint: durability is still decided by
-    // fdatasync, which reports any write error, so failures here are ignored.
-    void start_writeback(int64_t chunk_bytes);
-
     // Active segment only: rolls the file back to `size_bytes` after a failed write.
     result<void> truncate_to(int64_t size_bytes);
 
     // Makes the segment a closed one: final time-index entry, index files written
     // atomically, log data fdatasync'ed. The in-memory indexes stay until released.
+    // Blocking; used by recovery and close.
     result<void> seal();
+    // The same without waiting for the disk (a roll on the owner shard): the index
+    // files are replaced unsynced and the log data's fdatasync is left to the caller
+    // (partition_log queues it as a sync request). Index files are derived data that
+    // load_indexes checks, so losing them to a machine crash costs a rebuild only.
+    result<void> seal_without_sync();
+    // Drops the segment's reference to its open file (a closed, synced segment nobody
+    // reads), so an idle partition keeps one descriptor; file() reopens it on demand.
+    // Transfers and sync requests holding the file keep it open until they finish.
+    void release_file() const { _file.reset(); }
+    bool file_open() const { return _file != nullptr; }
+    bool holds_file(const segment_file* file) const { return _file.get() == file; }
 
     // The batch containing `offset` (the first batch whose last offset is >= it), or
     // nullopt when the segment holds no such batch.
@@ -139,7 +144,9 @@ public:
 private:
     segment(std::filesystem::path log_path, int64_t base_offset, int64_t size_bytes,
             int64_t created_ms, int32_t index_interval_bytes);
-    result<void> save_indexes() const;
+    enum class index_durability : uint8_t { synced, unsynced };
+    result<void> save_indexes(index_durability durability) const;
+    void append_final_time_entry();
 
     std::filesystem::path _log_path;
     int64_t _base_offset;
@@ -148,7 +155,6 @@ private:
     int32_t _index_interval_bytes;
     // Append bookkeeping of the active segment.
     int64_t _bytes_since_index_entry = 0;
-    int64_t _writeback_position = 0;  // where the next start_writeback range begins
     // Mutable: opened, loaded and cached lazily by const lookups.
     mutable std::shared_ptr<segment_file> _file;
     mutable offset_index _index;

@@ -18,8 +18,7 @@ using proto::error_code;
 namespace {
 
 bool equal_ignoring_case(const std::string& a, const std::string& b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
                return std::tolower(static_cast<unsigned char>(x)) ==
                       std::tolower(static_cast<unsigned char>(y));
            });
@@ -39,6 +38,10 @@ std::vector<std::string> subscribed_topics(const std::vector<uint8_t>& metadata)
     return topics;
 }
 
+// Kafka's GROUP_MAX_SIZE_REACHED (81). proto/error_code.h does not name it yet; the
+// value is the protocol's.
+constexpr error_code group_max_size_reached = static_cast<error_code>(81);
+
 proto::join_group_response join_error(error_code error, const std::string& member_id) {
     proto::join_group_response response;
     response.error_code = proto::code(error);
@@ -57,11 +60,16 @@ proto::sync_group_response sync_error(error_code error) {
 
 const char* state_name(group_state state) {
     switch (state) {
-        case group_state::empty: return "Empty";
-        case group_state::preparing_rebalance: return "PreparingRebalance";
-        case group_state::completing_rebalance: return "CompletingRebalance";
-        case group_state::stable: return "Stable";
-        case group_state::dead: return "Dead";
+        case group_state::empty:
+            return "Empty";
+        case group_state::preparing_rebalance:
+            return "PreparingRebalance";
+        case group_state::completing_rebalance:
+            return "CompletingRebalance";
+        case group_state::stable:
+            return "Stable";
+        case group_state::dead:
+            return "Dead";
     }
     return "Dead";
 }
@@ -94,7 +102,8 @@ group_coordinator::group_coordinator(coordinator_config config,
 group_coordinator::~group_coordinator() { close(); }
 
 void group_coordinator::load(offset_table offsets, offset_log log) {
-    for (auto& [group_id, committed] : offsets) find_or_create(group_id).offsets = std::move(committed);
+    for (auto& [group_id, committed] : offsets)
+        find_or_create(group_id).offsets = std::move(committed);
     _log = std::move(log);
 }
 
@@ -257,6 +266,14 @@ void group_coordinator::join(const proto::join_group_request& request,
         done(join_error(error_code::inconsistent_group_protocol, request.member_id));
         return;
     }
+    if (const group* existing = find(request.group_id);
+        existing != nullptr && request.member_id.empty() &&
+        !(request.group_instance_id &&
+          existing->static_members.count(*request.group_instance_id) != 0) &&
+        existing->members.size() + existing->pending_members.size() >= _config.group_members_max) {
+        done(join_error(group_max_size_reached, request.member_id));
+        return;
+    }
     if (find(request.group_id) == nullptr && !request.member_id.empty() &&
         !request.group_instance_id) {
         done(join_error(error_code::unknown_member_id, request.member_id));
@@ -290,7 +307,7 @@ void group_coordinator::join(const proto::join_group_request& request,
             if (known == g.static_members.end()) {
                 // A new static member joins directly: its instance id already names it.
                 add_member_and_rebalance(g, make_member(new_member_id(context.client_id)),
-                                         std::move(done), version);
+                                         std::move(done));
                 return;
             }
             // A static member restarted: it takes over its old slot under a new member
@@ -310,7 +327,8 @@ void group_coordinator::join(const proto::join_group_request& request,
                 replacement.awaiting_sync = nullptr;
                 callback(sync_error(error_code::fenced_instance_id));
             }
-            if (replacement.session_timer != 0) _environment.cancel_timer(replacement.session_timer);
+            if (replacement.session_timer != 0)
+                _environment.cancel_timer(replacement.session_timer);
             replacement.session_timer = 0;
             const auto previous_protocols = replacement.protocols;
             member fresh = make_member(new_member_id(context.client_id));
@@ -324,11 +342,10 @@ void group_coordinator::join(const proto::join_group_request& request,
                 auto [it, inserted] = g.members.emplace(new_id, std::move(fresh));
                 schedule_session(g, it->second);
                 it->second.awaiting_join = std::move(done);
-                it->second.join_version = version;
                 answer_join(g, it->second, error_code::none);
                 return;
             }
-            add_member_and_rebalance(g, std::move(fresh), std::move(done), version);
+            add_member_and_rebalance(g, std::move(fresh), std::move(done));
             return;
         }
         std::string id = new_member_id(context.client_id);
@@ -336,8 +353,8 @@ void group_coordinator::join(const proto::join_group_request& request,
             // KIP-394: the member must come back with this id; until it does (or its
             // session timeout passes) a rebalance in progress waits for it.
             const std::string group_id = g.id;
-            const uint64_t timer = _environment.add_timer(
-                request.session_timeout_ms, [this, group_id, id] {
+            const uint64_t timer =
+                _environment.add_timer(request.session_timeout_ms, [this, group_id, id] {
                     group* target = find(group_id);
                     if (target == nullptr) return;
                     target->pending_members.erase(id);
@@ -348,7 +365,7 @@ void group_coordinator::join(const proto::join_group_request& request,
             done(join_error(error_code::member_id_required, id));
             return;
         }
-        add_member_and_rebalance(g, make_member(std::move(id)), std::move(done), version);
+        add_member_and_rebalance(g, make_member(std::move(id)), std::move(done));
         return;
     }
 
@@ -356,7 +373,7 @@ void group_coordinator::join(const proto::join_group_request& request,
         pending != g.pending_members.end()) {
         _environment.cancel_timer(pending->second);
         g.pending_members.erase(pending);
-        add_member_and_rebalance(g, make_member(request.member_id), std::move(done), version);
+        add_member_and_rebalance(g, make_member(request.member_id), std::move(done));
         return;
     }
     if (request.group_instance_id) {
@@ -378,22 +395,21 @@ void group_coordinator::join(const proto::join_group_request& request,
     const bool same_protocols = offered == m.protocols;
     switch (g.state) {
         case group_state::preparing_rebalance:
-            update_member_and_rebalance(g, m, request, std::move(done), version);
+            update_member_and_rebalance(g, m, request, std::move(done));
             return;
         case group_state::completing_rebalance:
         case group_state::stable:
             // A member that rejoins with what it had (e.g. it missed the join answer)
             // gets the current generation again; the leader or a changed subscription
             // starts a new rebalance.
-            if (same_protocols && (g.state == group_state::completing_rebalance ||
-                                   m.id != g.leader_id)) {
+            if (same_protocols &&
+                (g.state == group_state::completing_rebalance || m.id != g.leader_id)) {
                 schedule_session(g, m);
                 m.awaiting_join = std::move(done);
-                m.join_version = version;
                 answer_join(g, m, error_code::none);
                 return;
             }
-            update_member_and_rebalance(g, m, request, std::move(done), version);
+            update_member_and_rebalance(g, m, request, std::move(done));
             return;
         case group_state::empty:
         case group_state::dead:
@@ -402,22 +418,22 @@ void group_coordinator::join(const proto::join_group_request& request,
     }
 }
 
-void group_coordinator::add_member_and_rebalance(group& g, member m, join_callback done,
-                                                 int16_t version) {
+void group_coordinator::add_member_and_rebalance(group& g, member m, join_callback done) {
     if (g.members.empty()) g.protocol_type = m.protocol_type;
     m.awaiting_join = std::move(done);
-    m.join_version = version;
     if (m.instance_id) g.static_members[*m.instance_id] = m.id;
     auto [it, inserted] = g.members.emplace(m.id, std::move(m));
     SPATE_ASSERT(inserted, "member ids are unique");
     schedule_session(g, it->second);
-    if (g.state == group_state::preparing_rebalance) maybe_complete_join(g);
-    else prepare_rebalance(g);
+    if (g.state == group_state::preparing_rebalance)
+        maybe_complete_join(g);
+    else
+        prepare_rebalance(g);
 }
 
 void group_coordinator::update_member_and_rebalance(group& g, member& m,
                                                     const proto::join_group_request& request,
-                                                    join_callback done, int16_t version) {
+                                                    join_callback done) {
     m.protocols.clear();
     for (const auto& p : request.protocols) m.protocols.emplace_back(p.name, p.metadata);
     m.session_timeout_ms = request.session_timeout_ms;
@@ -429,10 +445,11 @@ void group_coordinator::update_member_and_rebalance(group& g, member& m,
         previous(join_error(error_code::rebalance_in_progress, m.id));
     }
     m.awaiting_join = std::move(done);
-    m.join_version = version;
     schedule_session(g, m);
-    if (g.state == group_state::preparing_rebalance) maybe_complete_join(g);
-    else prepare_rebalance(g);
+    if (g.state == group_state::preparing_rebalance)
+        maybe_complete_join(g);
+    else
+        prepare_rebalance(g);
 }
 
 void group_coordinator::prepare_rebalance(group& g) {
@@ -474,8 +491,7 @@ void group_coordinator::schedule_rebalance_timer(group& g, int64_t delay_ms) {
 
 void group_coordinator::on_rebalance_timer(const std::string& group_id, uint64_t epoch) {
     group* g = find(group_id);
-    if (g == nullptr || g->rebalance_epoch != epoch ||
-        g->state != group_state::preparing_rebalance)
+    if (g == nullptr || g->rebalance_epoch != epoch || g->state != group_state::preparing_rebalance)
         return;
     g->rebalance_timer = 0;
     if (g->initial_delay) {
@@ -523,6 +539,7 @@ void group_coordinator::complete_join(group& g) {
     ++g.generation;
     if (g.members.empty()) {
         g.state = group_state::empty;
+        g.empty_since_ms = _environment.wall_clock_ms();
         g.protocol_name.reset();
         g.leader_id.clear();
         return;
@@ -577,10 +594,9 @@ void group_coordinator::schedule_session(group& g, member& m) {
     const uint64_t epoch = ++m.session_epoch;
     const std::string group_id = g.id;
     const std::string member_id = m.id;
-    m.session_timer = _environment.add_timer(m.session_timeout_ms, [this, group_id, member_id,
-                                                                    epoch] {
-        on_session_expired(group_id, member_id, epoch);
-    });
+    m.session_timer = _environment.add_timer(
+        m.session_timeout_ms,
+        [this, group_id, member_id, epoch] { on_session_expired(group_id, member_id, epoch); });
 }
 
 void group_coordinator::on_session_expired(const std::string& group_id,
@@ -619,10 +635,15 @@ void group_coordinator::remove_member(group& g, const std::string& member_id, er
     if (sync_waiting) sync_waiting(sync_error(why));
     switch (g.state) {
         case group_state::stable:
-        case group_state::completing_rebalance: prepare_rebalance(g); return;
-        case group_state::preparing_rebalance: maybe_complete_join(g); return;
+        case group_state::completing_rebalance:
+            prepare_rebalance(g);
+            return;
+        case group_state::preparing_rebalance:
+            maybe_complete_join(g);
+            return;
         case group_state::empty:
-        case group_state::dead: return;
+        case group_state::dead:
+            return;
     }
 }
 
@@ -644,10 +665,12 @@ proto::leave_group_response group_coordinator::leave(
         error_code failure = error_code::none;
         if (identity.group_instance_id) {
             auto known = g->static_members.find(*identity.group_instance_id);
-            if (known == g->static_members.end()) failure = error_code::unknown_member_id;
+            if (known == g->static_members.end())
+                failure = error_code::unknown_member_id;
             else if (!member_id.empty() && known->second != member_id)
                 failure = error_code::fenced_instance_id;
-            else member_id = known->second;
+            else
+                member_id = known->second;
         }
         if (failure == error_code::none) {
             if (auto pending = g->pending_members.find(member_id);
@@ -670,9 +693,7 @@ proto::leave_group_response group_coordinator::leave(
 
 // ---- SyncGroup and Heartbeat ---------------------------------------------------------
 
-void group_coordinator::sync(const proto::sync_group_request& request, int16_t version,
-                             sync_callback done) {
-    (void)version;
+void group_coordinator::sync(const proto::sync_group_request& request, sync_callback done) {
     group* g = find(request.group_id);
     if (g == nullptr || g->members.count(request.member_id) == 0) {
         done(sync_error(error_code::unknown_member_id));
@@ -706,7 +727,9 @@ void group_coordinator::sync(const proto::sync_group_request& request, int16_t v
     };
     switch (g->state) {
         case group_state::empty:
-        case group_state::dead: done(sync_error(error_code::unknown_member_id)); return;
+        case group_state::dead:
+            done(sync_error(error_code::unknown_member_id));
+            return;
         case group_state::preparing_rebalance:
             done(sync_error(error_code::rebalance_in_progress));
             return;
@@ -714,7 +737,8 @@ void group_coordinator::sync(const proto::sync_group_request& request, int16_t v
             schedule_session(*g, m);
             answer(m, done);
             return;
-        case group_state::completing_rebalance: break;
+        case group_state::completing_rebalance:
+            break;
     }
     if (m.awaiting_sync) {
         auto previous = std::move(m.awaiting_sync);
@@ -747,7 +771,8 @@ error_code group_coordinator::heartbeat(const proto::heartbeat_request& request)
     if (request.generation_id != g->generation) return error_code::illegal_generation;
     switch (g->state) {
         case group_state::empty:
-        case group_state::dead: return error_code::unknown_member_id;
+        case group_state::dead:
+            return error_code::unknown_member_id;
         case group_state::preparing_rebalance:
             schedule_session(*g, found->second);
             return error_code::rebalance_in_progress;
@@ -773,9 +798,15 @@ void group_coordinator::persist(const std::vector<offset_record>& records, error
         group* g = find(record.group_id);
         if (g == nullptr) continue;
         switch (record.kind) {
-            case record_kind::commit: g->offsets[record.where] = record.value; break;
-            case record_kind::offset_deleted: g->offsets.erase(record.where); break;
-            case record_kind::group_deleted: g->offsets.clear(); break;
+            case record_kind::commit:
+                g->offsets[record.where] = record.value;
+                break;
+            case record_kind::offset_deleted:
+                g->offsets.erase(record.where);
+                break;
+            case record_kind::group_deleted:
+                g->offsets.clear();
+                break;
         }
     }
     if (!_config.sync_commits) {
@@ -787,8 +818,7 @@ void group_coordinator::persist(const std::vector<offset_record>& records, error
     });
 }
 
-void group_coordinator::commit(const proto::offset_commit_request& request,
-                               commit_callback done) {
+void group_coordinator::commit(const proto::offset_commit_request& request, commit_callback done) {
     auto response = std::make_shared<proto::offset_commit_response>();
     for (const auto& topic : request.topics) {
         proto::offset_commit_response::offset_commit_response_topic topic_out;
@@ -1076,6 +1106,33 @@ void group_coordinator::delete_offsets(const proto::offset_delete_request& reque
         drop_if_unused(group_id);
         done(std::move(*response));
     });
+}
+
+void group_coordinator::expire_offsets() {
+    const int64_t now_ms = _environment.wall_clock_ms();
+    if (now_ms - _last_expiry_check_ms < _config.offsets_retention_check_interval_ms) return;
+    _last_expiry_check_ms = now_ms;
+    std::vector<offset_record> tombstones;
+    std::vector<std::string> touched;
+    for (const auto& [group_id, g] : _groups) {
+        // Offsets of a group with members stay: the members may still need them.
+        if (g.state != group_state::empty || g.offsets.empty()) continue;
+        for (const auto& [where, value] : g.offsets) {
+            const int64_t since_ms = std::max(value.commit_timestamp_ms, g.empty_since_ms);
+            if (now_ms - since_ms < _config.offsets_retention_ms) continue;
+            offset_record record;
+            record.kind = record_kind::offset_deleted;
+            record.group_id = group_id;
+            record.where = where;
+            record.value.commit_timestamp_ms = now_ms;
+            tombstones.push_back(std::move(record));
+        }
+        touched.push_back(group_id);
+    }
+    if (tombstones.empty()) return;
+    net::log_info("offsets: %zu committed offsets expired", tombstones.size());
+    persist(tombstones, [](error_code) {});
+    for (const std::string& group_id : touched) drop_if_unused(group_id);
 }
 
 }  // namespace spate::broker::group

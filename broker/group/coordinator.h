@@ -84,6 +84,14 @@ struct coordinator_config {
     bool sync_commits = false;
     // Longest group id, member id and instance id accepted (bounded before storing).
     size_t id_bytes_max = 1024;
+    // Kafka's group.max.size, bounded here: members plus pending member ids per group,
+    // so a peer cannot grow a group without limit.
+    size_t group_members_max = 10000;
+    // Kafka's offsets.retention.minutes (in ms) and offsets.retention.check.interval.ms:
+    // committed offsets of an Empty group expire this long after the later of their
+    // commit and the moment the group became empty.
+    int64_t offsets_retention_ms = int64_t{7} * 24 * 60 * 60 * 1000;
+    int64_t offsets_retention_check_interval_ms = 600000;
 };
 
 // Who sent a request (DescribeGroups shows it) and at which version.
@@ -119,7 +127,7 @@ public:
 
     void join(const proto::join_group_request& request, const member_context& context,
               join_callback done);
-    void sync(const proto::sync_group_request& request, int16_t version, sync_callback done);
+    void sync(const proto::sync_group_request& request, sync_callback done);
     proto::error_code heartbeat(const proto::heartbeat_request& request);
     // `members` in the v3+ form; the handler turns v0-2's single member id into one entry.
     proto::leave_group_response leave(
@@ -134,6 +142,9 @@ public:
     proto::describe_groups_response::described_group describe(const std::string& group_id) const;
     void delete_group(const std::string& group_id, error_callback done);
     void delete_offsets(const proto::offset_delete_request& request, offset_delete_callback done);
+    // Removes expired offsets (see coordinator_config); cheap to call often, it scans at
+    // most once per check interval. Called from the shard's housekeeping.
+    void expire_offsets();
 
     // Inspection, for tests and tools.
     std::optional<group_state> state_of(const std::string& group_id) const;
@@ -153,9 +164,7 @@ private:
         std::vector<std::pair<std::string, std::vector<uint8_t>>> protocols;
         std::vector<uint8_t> assignment;
         join_callback awaiting_join;
-        int16_t join_version = 0;
         sync_callback awaiting_sync;
-        int16_t sync_version = 0;
         uint64_t session_timer = 0;
         uint64_t session_epoch = 0;
     };
@@ -175,6 +184,8 @@ private:
         uint64_t rebalance_timer = 0;
         uint64_t rebalance_epoch = 0;
         bool initial_delay = false;
+        // Wall-clock time the group last became Empty; -1 when unknown (recovered).
+        int64_t empty_since_ms = -1;
         group_offsets offsets;
     };
 
@@ -189,9 +200,9 @@ private:
     std::optional<std::string> select_protocol(const group& g) const;
     const std::vector<uint8_t>* selected_metadata(const group& g, const member& m) const;
 
-    void add_member_and_rebalance(group& g, member m, join_callback done, int16_t version);
+    void add_member_and_rebalance(group& g, member m, join_callback done);
     void update_member_and_rebalance(group& g, member& m, const proto::join_group_request& request,
-                                     join_callback done, int16_t version);
+                                     join_callback done);
     void prepare_rebalance(group& g);
     void maybe_complete_join(group& g);
     void complete_join(group& g);
@@ -210,6 +221,7 @@ private:
     std::map<std::string, group> _groups;
     offset_log _log;
     uint64_t _member_counter = 0;
+    int64_t _last_expiry_check_ms = 0;
 };
 
 }  // namespace spate::broker::group

@@ -146,7 +146,8 @@ result<recovered_offsets> recover_offsets(const fs::path& data_dir, uint32_t sha
     const fs::path dir = offsets_dir(data_dir);
     std::error_code failed;
     fs::create_directories(dir, failed);
-    if (failed) return error{failed.value(), "cannot create " + dir.string() + ": " + failed.message()};
+    if (failed)
+        return error{failed.value(), "cannot create " + dir.string() + ": " + failed.message()};
 
     uint64_t old_epoch = 0;
     uint32_t old_shards = 0;
@@ -192,8 +193,8 @@ result<recovered_offsets> recover_offsets(const fs::path& data_dir, uint32_t sha
     const std::string next_state =
         std::to_string(recovered.epoch) + " " + std::to_string(shard_count) + "\n";
     if (auto written = storage::write_file_atomically(
-            dir / "state", std::span(reinterpret_cast<const uint8_t*>(next_state.data()),
-                                     next_state.size()));
+            dir / "state",
+            std::span(reinterpret_cast<const uint8_t*>(next_state.data()), next_state.size()));
         !written)
         return written.failure();
     // The old epoch is unreachable now; its files are only garbage.

@@ -33,7 +33,9 @@ void handle_describe_groups(request_ptr req) {
     }
     fan_out<describe_query>(
         shard, std::move(by_owner),
-        [](shard_state& owner, describe_query& q) { q.answer = owner.groups().describe(q.group_id); },
+        [](shard_state& owner, describe_query& q) {
+            q.answer = owner.groups().describe(q.group_id);
+        },
         [response](std::vector<describe_query>& done) {
             for (describe_query& q : done) response->groups[q.slot] = std::move(q.answer);
         },

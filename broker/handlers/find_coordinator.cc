@@ -1,7 +1,9 @@
 // FindCoordinator (10): this single node coordinates every group, so the answer is
 // always this broker (the group's shard is chosen inside the process). Transactions are
-// not supported: key type 1 gets COORDINATOR_NOT_AVAILABLE, which clients treat as
-// "no transaction coordinator here". v4 answers a batch of keys.
+// not supported: key type 1 gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as InitProducerId
+// answers a transactional id, so a transactional producer fails at once with a clear,
+// fatal error instead of retrying COORDINATOR_NOT_AVAILABLE until it times out. v4
+// answers a batch of keys.
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
 #include "proto/messages.h"
@@ -18,7 +20,7 @@ void handle_find_coordinator(request_ptr req) {
     shard_state& shard = *req->shard;
     const broker& process = shard.owner();
     auto error_for = [&](const std::string& key) {
-        if (body.key_type == 1) return proto::error_code::coordinator_not_available;
+        if (body.key_type == 1) return proto::error_code::transactional_id_authorization_failed;
         if (body.key_type != 0) return proto::error_code::invalid_request;
         if (key.empty()) return proto::error_code::invalid_group_id;
         return proto::error_code::none;

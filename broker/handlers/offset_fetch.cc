@@ -77,8 +77,10 @@ void handle_offset_fetch(request_ptr req) {
         },
         [response, multi_group](std::vector<group_query>& done) {
             for (group_query& q : done) {
-                if (multi_group) response->groups[q.slot] = std::move(q.answer);
-                else fill_single_group_form(*response, q.answer);
+                if (multi_group)
+                    response->groups[q.slot] = std::move(q.answer);
+                else
+                    fill_single_group_form(*response, q.answer);
             }
         },
         [req, response] { req->shard->respond(*req, *response); });

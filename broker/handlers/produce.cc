@@ -92,42 +92,83 @@ void append_one(shard_state& owner, partition_work& work) {
     target->wake_waiters();
 }
 
+// A partition whose appends must be on disk before the answer: the log end and the
+// file to fdatasync are captured when the sync is submitted, so appends made while it
+// runs are not claimed durable by it.
+struct sync_target {
+    std::string topic;
+    int32_t index;
+    int fd;
+    int64_t end;
+};
+
+// Waits until every target's log reports its end durable. Normally that is true right
+// after the fdatasync; while a rolled segment's own background sync is still running the
+// durable mark cannot pass it yet, so this checks again shortly (bounded).
+void when_durable(shard_state& owner, std::shared_ptr<work_list> list,
+                  std::shared_ptr<std::vector<sync_target>> targets, int attempts_left,
+                  std::function<void(work_list)> reply) {
+    bool all = true;
+    for (const sync_target& t : *targets) {
+        partition* p = owner.find_partition(t.topic, t.index);
+        if (p != nullptr && p->log().durable_offset() < t.end) all = false;
+    }
+    if (!all && attempts_left > 0) {
+        owner.net_shard().add_timer(std::chrono::milliseconds(1), [&owner, list, targets,
+                                                                   attempts_left, reply] {
+            when_durable(owner, list, targets, attempts_left - 1, reply);
+        });
+        return;
+    }
+    if (!all) {
+        for (partition_work& work : *list)
+            if (work.error == error_code::none) work.error = error_code::kafka_storage_error;
+    }
+    reply(std::move(*list));
+}
+
 // Runs on the owner shard: appends every partition of `list`, then replies, after an
-// fdatasync of the touched segments when the policy asks for it.
+// fdatasync of the touched segments when the policy asks for it (one per partition per
+// request: the appends of the request are the group that one sync commits).
 void append_all(shard_state& owner, work_list list, bool sync_first,
                 std::function<void(work_list)> reply) {
-    std::vector<int> touched;
+    auto targets = std::make_shared<std::vector<sync_target>>();
     for (partition_work& work : list) {
         append_one(owner, work);
-        if (work.error == error_code::none && sync_first) {
-            partition* p = owner.find_partition(work.topic, work.index);
-            if (p != nullptr) touched.push_back(p->log().active_fd());
-        }
+        partition* p = owner.find_partition(work.topic, work.index);
+        if (p == nullptr) continue;
+        owner.submit_log_syncs(*p);
+        if (work.error != error_code::none || !sync_first) continue;
+        const bool seen = std::any_of(targets->begin(), targets->end(), [&](const sync_target& t) {
+            return t.topic == work.topic && t.index == work.index;
+        });
+        if (!seen)
+            targets->push_back({work.topic, work.index, p->log().active_fd(), p->log().log_end_offset()});
     }
-    if (touched.empty()) {
+    if (targets->empty()) {
         reply(std::move(list));
         return;
     }
-    std::sort(touched.begin(), touched.end());
-    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
     auto shared = std::make_shared<work_list>(std::move(list));
-    auto remaining = std::make_shared<size_t>(touched.size());
+    auto remaining = std::make_shared<size_t>(targets->size());
     auto failed = std::make_shared<bool>(false);
-    for (int fd : touched) {
-        owner.net_shard().submit_fdatasync(fd, [&owner, shared, remaining, failed, reply](int res) {
-            if (res < 0) *failed = true;
-            if (--*remaining != 0) return;
-            for (partition_work& work : *shared) {
-                if (work.error != error_code::none) continue;
+    for (const sync_target& target : *targets) {
+        owner.net_shard().submit_fdatasync(
+            target.fd, [&owner, shared, targets, target, remaining, failed, reply](int res) {
+                if (res < 0) *failed = true;
+                else if (partition* p = owner.find_partition(target.topic, target.index))
+                    p->log().mark_durable(target.end);
+                if (--*remaining != 0) return;
                 if (*failed) {
-                    work.error = error_code::kafka_storage_error;
-                    continue;
+                    for (partition_work& work : *shared)
+                        if (work.error == error_code::none)
+                            work.error = error_code::kafka_storage_error;
+                    reply(std::move(*shared));
+                    return;
                 }
-                if (partition* p = owner.find_partition(work.topic, work.index))
-                    p->log().mark_durable(p->log().log_end_offset());
-            }
-            reply(std::move(*shared));
-        });
+                constexpr int durable_checks_max = 30000;  // 1 ms apart: 30 s, Kafka's request timeout
+                when_durable(owner, shared, targets, durable_checks_max, reply);
+            });
     }
 }
 

@@ -13,12 +13,11 @@ void handle_sync_group(request_ptr req) {
         req->shard->close_connection(*req, "malformed SyncGroup request");
         return;
     }
-    const int16_t version = req->version();
     group::on_group_shard<proto::sync_group_response>(
         req, body->group_id,
-        [body, version](group::group_coordinator& groups,
-                        std::function<void(proto::sync_group_response)> reply) {
-            groups.sync(*body, version, std::move(reply));
+        [body](group::group_coordinator& groups,
+               std::function<void(proto::sync_group_response)> reply) {
+            groups.sync(*body, std::move(reply));
         });
 }
 

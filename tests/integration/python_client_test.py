@@ -125,7 +125,29 @@ def test_restart_clean_and_after_kill():
         b.__exit__(None, None, None)
 
 
+def test_fsync_policy_with_small_segments():
+    # Group commit (acks wait for fdatasync) while segments roll every 128 KiB, so the
+    # background syncs of rolled segments run alongside; everything comes back.
+    import os
+    import tempfile
+    config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    config.write('acks_all_policy = "fsync"\nmessage_max_bytes = 65536\n'
+                 '[log]\nsegment_bytes = 131072\n')
+    config.close()
+    try:
+        with Broker(extra=["--config", config.name]) as b:
+            records = [(b"k%d" % i, b"v" * 700) for i in range(3000)]
+            produce(b, "synced", records, partition=0, **{"batch.size": 16384})
+            got = consume_all(b, "synced", 1, len(records))
+            assert [(k, v) for _, _, k, v in got] == records
+            segments = [f for f in os.listdir(os.path.join(b.data_dir, "synced-0")) if f.endswith(".log")]
+            assert len(segments) > 10, segments
+    finally:
+        os.unlink(config.name)
+
+
 if __name__ == "__main__":
     Runner().run([test_admin_create_describe_alter_delete,
                   test_idempotent_produce_and_consume_in_order,
-                  test_restart_clean_and_after_kill])
+                  test_restart_clean_and_after_kill,
+                  test_fsync_policy_with_small_segments])

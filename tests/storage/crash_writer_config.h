@@ -8,8 +8,9 @@ namespace spate::storage::testing {
 
 inline log_config crash_log_config() {
     log_config config;
-    // Small segments so that kills land during rolls as well as plain appends.
-    config.segment_bytes = 128 * 1024;
+    // Small segments (a roll every few appends) so that kills land during rolls, with
+    // sync requests outstanding, as well as during plain appends.
+    config.segment_bytes = 24 * 1024;
     config.index_interval_bytes = 1024;
     config.retention_ms = -1;
     return config;

@@ -629,3 +629,219 @@ TEST_CASE("property: random appends, rolls, reopens and reads match a model") {
         check_matches(*log, expected);
     }
 }
+
+namespace {
+
+// Appends small batches until the log has rolled `rolls` more times.
+void append_until_rolls(partition_log& log, model& expected, size_t rolls) {
+    const size_t target = log.segment_count() + rolls;
+    while (log.segment_count() < target) append_batch(log, expected, 2, 7, 300);
+}
+
+int64_t checkpointed_recovery_point(const fs::path& dir) {
+    return read_checkpoint(dir / recovery_point_file_name).value_or(-1);
+}
+
+}  // namespace
+
+TEST_CASE("a roll queues a sync request instead of syncing, completions advance in order") {
+    temp_dir dir("sync-requests");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    append_until_rolls(*log, expected, 2);
+    // Nothing was synced by the rolls: the marks stay at the open.
+    CHECK(log->recovery_point() == 0);
+    CHECK(log->durable_offset() == 0);
+    CHECK(checkpointed_recovery_point(dir.path()) == 0);
+    CHECK(log->outstanding_sync_count() == 2);
+    CHECK(log->has_sync_requests());
+    std::vector<sync_request> requests = log->take_sync_requests();
+    REQUIRE(requests.size() == 2);
+    CHECK(!log->has_sync_requests());
+    CHECK(log->take_sync_requests().empty());  // each request is handed out once
+    CHECK(requests[0].durable_offset < requests[1].durable_offset);
+    CHECK(requests[1].durable_offset <= log->log_end_offset());
+
+    // The active segment synced: still not durable while older segments are not.
+    const int64_t end = log->log_end_offset();
+    REQUIRE(::fdatasync(log->active_fd()) == 0);
+    log->mark_durable(end);
+    CHECK(log->durable_offset() == 0);
+
+    // The newer request completes first: no contiguous prefix yet.
+    REQUIRE(::fdatasync(requests[1].file->fd) == 0);
+    REQUIRE(log->complete_sync(requests[1].durable_offset, 0).ok());
+    CHECK(log->recovery_point() == 0);
+    CHECK(log->durable_offset() == 0);
+    CHECK(checkpointed_recovery_point(dir.path()) == 0);
+
+    // The older one completes: both are done, the checkpoint moves to the active
+    // segment's base, and the earlier mark_durable of the active segment counts.
+    REQUIRE(::fdatasync(requests[0].file->fd) == 0);
+    REQUIRE(log->complete_sync(requests[0].durable_offset, 0).ok());
+    CHECK(log->recovery_point() == requests[1].durable_offset);
+    CHECK(checkpointed_recovery_point(dir.path()) == requests[1].durable_offset);
+    CHECK(log->durable_offset() == end);
+    CHECK(log->outstanding_sync_count() == 0);
+    // A completion reported twice (or after sync() did the work) changes nothing.
+    REQUIRE(log->complete_sync(requests[0].durable_offset, 0).ok());
+    CHECK(log->recovery_point() == requests[1].durable_offset);
+    check_matches(*log, expected);
+}
+
+TEST_CASE("mark_durable counts inside a segment once the older segments are synced") {
+    temp_dir dir("sync-partial");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    auto log = open_log(dir.path(), config);
+    model expected;
+    append_until_rolls(*log, expected, 1);
+    auto requests = log->take_sync_requests();
+    REQUIRE(requests.size() == 1);
+    append_until_rolls(*log, expected, 1);
+    // The first request completes; the second segment's is outstanding, so the durable
+    // offset stops at the base of that segment even though the active one was synced.
+    REQUIRE(log->complete_sync(requests[0].durable_offset, 0).ok());
+    const int64_t end = log->log_end_offset();
+    REQUIRE(::fdatasync(log->active_fd()) == 0);
+    log->mark_durable(end);
+    CHECK(log->durable_offset() == requests[0].durable_offset);
+    CHECK(log->recovery_point() == requests[0].durable_offset);
+    REQUIRE(log->run_sync_requests().ok());
+    CHECK(log->durable_offset() == end);
+    CHECK(log->outstanding_sync_count() == 0);
+}
+
+TEST_CASE("a retryable sync failure requeues the request, a write-back error stops the log") {
+    temp_dir dir("sync-failure");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        append_until_rolls(*log, expected, 2);
+        auto requests = log->take_sync_requests();
+        REQUIRE(requests.size() == 2);
+        auto again = log->complete_sync(requests[0].durable_offset, -EAGAIN);
+        REQUIRE(!again.ok());
+        CHECK(again.failure().code == EAGAIN);
+        auto retaken = log->take_sync_requests();
+        REQUIRE(retaken.size() == 1);
+        CHECK(retaken[0].durable_offset == requests[0].durable_offset);
+        CHECK(log->recovery_point() == 0);
+
+        // EIO: a later fdatasync could succeed over lost pages, so nothing past this
+        // segment may ever count as durable, and appends stop.
+        auto broken = log->complete_sync(requests[0].durable_offset, -EIO);
+        REQUIRE(!broken.ok());
+        CHECK(broken.failure().code == EIO);
+        REQUIRE(log->complete_sync(requests[1].durable_offset, 0).ok());
+        CHECK(log->recovery_point() == 0);
+        CHECK(log->durable_offset() == 0);
+        std::vector<uint8_t> batch = make_batch(1, 1, 10, 1);
+        auto refused = log->append(batch, 1);
+        REQUIRE(!refused.ok());
+        CHECK(refused.failure().code == log_closed);
+        CHECK(!log->sync().ok());
+        CHECK(log->take_sync_requests().empty());
+        REQUIRE(log->close().ok());  // nothing to do: the next open recovers
+    }
+    // Reopening recovers from the recovery point and keeps every batch.
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    CHECK(log->durable_offset() == expected.end());
+}
+
+TEST_CASE("sync() and close() finish outstanding requests; recovery rescans unsynced segments") {
+    temp_dir dir("sync-close");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        append_until_rolls(*log, expected, 3);
+        (void)log->take_sync_requests();  // taken, never completed: the ring is gone
+        REQUIRE(log->sync().ok());
+        CHECK(log->outstanding_sync_count() == 0);
+        CHECK(log->durable_offset() == expected.end());
+        append_until_rolls(*log, expected, 2);
+        CHECK(log->outstanding_sync_count() == 2);
+        REQUIRE(log->close().ok());
+        CHECK(log->outstanding_sync_count() == 0);
+        CHECK(log->recovery_point() == expected.end());
+        CHECK(checkpointed_recovery_point(dir.path()) == expected.end());
+    }
+    {
+        auto log = open_log(dir.path(), config);
+        check_matches(*log, expected);
+        // Rolls with their requests never completed, then a crash: the recovery point
+        // is several segments back and recovery scans all of them.
+        const int64_t point = log->recovery_point();
+        append_until_rolls(*log, expected, 3);
+        CHECK(checkpointed_recovery_point(dir.path()) == point);
+    }
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    CHECK(log->recovery_point() == expected.end());
+}
+
+TEST_CASE("an index file emptied by a machine crash is rebuilt, not trusted") {
+    temp_dir dir("index-emptied");
+    log_config config = test_config();
+    config.segment_bytes = 20000;
+    config.index_interval_bytes = 500;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        append_until_rolls(*log, expected, 1);
+        REQUIRE(log->close().ok());
+    }
+    // Index files written at a roll are not fsync'ed: after a power cut they may be
+    // empty although their directory entries survived.
+    const fs::path first = dir.path() / "00000000000000000000.index";
+    const fs::path first_time = dir.path() / "00000000000000000000.timeindex";
+    REQUIRE(fs::file_size(first) > 0);
+    fs::resize_file(first, 0);
+    fs::resize_file(first_time, 0);
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    CHECK(fs::file_size(first) > 0);
+    CHECK(fs::file_size(first_time) > 0);
+}
+
+TEST_CASE("memory and descriptors of an idle partition") {
+    temp_dir dir("idle");
+    log_config config = test_config();
+    config.segment_bytes = 64 * 1024;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        append_until_rolls(*log, expected, 4);
+        // Synced closed segments give their descriptors back.
+        CHECK(log->open_file_count() == 5);
+        REQUIRE(log->run_sync_requests().ok());
+        CHECK(log->open_file_count() == 1);
+        MESSAGE("busy partition with ", log->segment_count(), " segments after its syncs: ",
+                log->memory_bytes(), " bytes, ", log->open_file_count(), " descriptors");
+        REQUIRE(log->close().ok());
+    }
+    auto idle = open_log(dir.path(), config);
+    MESSAGE("idle partition with ", idle->segment_count(), " segments: ", idle->memory_bytes(),
+            " bytes, ", idle->open_file_count(), " descriptors");
+    CHECK(idle->memory_bytes() < 64 * 1024);
+    CHECK(idle->open_file_count() == 1);
+    temp_dir single_dir("idle-single");
+    {
+        auto log = open_log(single_dir.path(), config);
+        model one;
+        for (int i = 0; i < 20; ++i) append_batch(*log, one, 2, i, 300);
+        REQUIRE(log->close().ok());
+    }
+    auto single = open_log(single_dir.path(), config);
+    MESSAGE("idle partition with 1 segment: ", single->memory_bytes(), " bytes, ",
+            single->open_file_count(), " descriptors");
+    CHECK(single->memory_bytes() < 64 * 1024);
+    CHECK(single->open_file_count() == 1);
+}
