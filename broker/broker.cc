@@ -22,8 +22,8 @@ shard_state::shard_state(broker& owner, net::shard& shard)
     _groups = std::make_unique<group::group_coordinator>(groups_config, _group_environment);
 }
 
-void shard_state::start_groups(group::offset_table offsets, group::offset_log log) {
-    _groups->load(std::move(offsets), std::move(log));
+void shard_state::start_groups(group::recovered_groups recovered, group::offset_log log) {
+    _groups->load(std::move(recovered), std::move(log));
 }
 
 const broker_config& shard_state::config() const { return _broker.config(); }
@@ -273,25 +273,23 @@ result<void> broker::start() {
     net_config.connections_max = _config.connections_max;
     net_config.in_flight_requests_max = _config.queued_max_requests;
     _states.resize(shards);
+    snapshot_ptr initial = _store->snapshot();
     _runtime = std::make_unique<net::runtime>(
         shards, net_config,
-        [this, recovered, offset_logs](net::shard& shard) -> net::connection_handler& {
+        [this, recovered, offset_logs, initial](net::shard& shard) -> net::connection_handler& {
             _states[shard.id()] = std::make_unique<shard_state>(*this, shard);
             // Offsets are in place before the shard's thread starts, so no request can
             // see a coordinator without them.
             _states[shard.id()]->start_groups(std::move(recovered->per_shard[shard.id()]),
                                               std::move((*offset_logs)[shard.id()]));
+            // Partitions too are opened here, before any shard thread runs or accepts:
+            // a client reconnecting right after a restart finds them all.
+            _states[shard.id()]->install_snapshot(initial);
             return *_states[shard.id()];
         });
-    // Partitions are opened before the listeners accept anything.
-    snapshot_ptr initial = _store->snapshot();
     if (auto started = _runtime->start(); !started) return started;
-    for (net::shard_id s = 0; s < shards; ++s) {
-        _runtime->shard_at(s).post([this, s, initial] {
-            _states[s]->install_snapshot(initial);
-            _states[s]->schedule_housekeeping();
-        });
-    }
+    for (net::shard_id s = 0; s < shards; ++s)
+        _runtime->shard_at(s).post([this, s] { _states[s]->schedule_housekeeping(); });
     return {};
 }
 

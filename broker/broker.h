@@ -73,8 +73,8 @@ public:
 
     // The consumer groups this shard coordinates (broker/group/coordinator.h).
     group::group_coordinator& groups() { return *_groups; }
-    // Installs this shard's committed offsets recovered at start-up and its offsets file.
-    void start_groups(group::offset_table offsets, group::offset_log log);
+    // Installs this shard's offsets and groups recovered at start-up and its offsets file.
+    void start_groups(group::recovered_groups recovered, group::offset_log log);
 
     // Partitions owned by this shard.
     partition* find_partition(const std::string& topic, int32_t index);

@@ -1,6 +1,8 @@
 // spate: the broker executable. Parses the configuration, starts one shard per core,
 // and waits for SIGTERM/SIGINT to shut down cleanly (stop accepting, finish in-flight
 // requests, flush, checkpoints, clean-shutdown marker), exiting 0.
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -16,6 +18,13 @@ int main(int argc, char** argv) {
     if (parsed->exit_now) {
         std::fputs(parsed->exit_text.c_str(), stdout);
         return 0;
+    }
+    // Each partition keeps its active segment open: raise the descriptor limit to the
+    // hard maximum so thousands of partitions fit, as Kafka's packaging does.
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &files);
     }
     // Block the shutdown signals before any thread starts, so every shard inherits the
     // mask and only this thread receives them, through sigwait.

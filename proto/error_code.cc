@@ -69,6 +69,7 @@ const char* error_name(error_code code) {
         case error_code::fetch_session_id_not_found: return "FETCH_SESSION_ID_NOT_FOUND";
         case error_code::invalid_fetch_session_epoch: return "INVALID_FETCH_SESSION_EPOCH";
         case error_code::member_id_required: return "MEMBER_ID_REQUIRED";
+        case error_code::group_max_size_reached: return "GROUP_MAX_SIZE_REACHED";
         case error_code::fenced_instance_id: return "FENCED_INSTANCE_ID";
         case error_code::group_subscribed_to_topic: return "GROUP_SUBSCRIBED_TO_TOPIC";
         case error_code::unstable_offset_commit: return "UNSTABLE_OFFSET_COMMIT";

@@ -71,6 +71,7 @@ enum class error_code : int16_t {
     fetch_session_id_not_found = 70,
     invalid_fetch_session_epoch = 71,
     member_id_required = 79,
+    group_max_size_reached = 81,        // a join beyond the group's member limit
     fenced_instance_id = 82,
     group_subscribed_to_topic = 86,
     unstable_offset_commit = 88,

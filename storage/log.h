@@ -46,7 +46,8 @@
 // invalid byte ends the log: that segment is truncated there and later segments are
 // deleted. A torn tail never prevents start-up.
 //
-// Compaction (cleanup.policy=compact) is not implemented: logs are delete-only.
+// Compaction (cleanup.policy=compact) is not supported yet: logs are delete-only, and the
+// broker refuses the config with INVALID_CONFIG (see README).
 //
 // Ownership: exactly one shard owns a partition_log for as long as the partition exists
 // on it; it is not thread-safe and every call is blocking file I/O on that shard (appends

@@ -38,9 +38,6 @@ std::vector<std::string> subscribed_topics(const std::vector<uint8_t>& metadata)
     return topics;
 }
 
-// Kafka's GROUP_MAX_SIZE_REACHED (81). proto/error_code.h does not name it yet; the
-// value is the protocol's.
-constexpr error_code group_max_size_reached = static_cast<error_code>(81);
 
 proto::join_group_response join_error(error_code error, const std::string& member_id) {
     proto::join_group_response response;
@@ -93,6 +90,10 @@ void shard_environment::sync_file(int fd, std::function<void(int)> done) {
     _shard.submit_fdatasync(fd, [done = std::move(done)](int res) { done(res); });
 }
 
+void shard_environment::run_soon(std::function<void()> work) {
+    _shard.post([work = std::move(work)] { work(); });
+}
+
 // ---- group_coordinator: lifetime and lookup -----------------------------------------
 
 group_coordinator::group_coordinator(coordinator_config config,
@@ -101,10 +102,39 @@ group_coordinator::group_coordinator(coordinator_config config,
 
 group_coordinator::~group_coordinator() { close(); }
 
-void group_coordinator::load(offset_table offsets, offset_log log) {
-    for (auto& [group_id, committed] : offsets)
+void group_coordinator::load(recovered_groups recovered, offset_log log) {
+    for (auto& [group_id, committed] : recovered.offsets)
         find_or_create(group_id).offsets = std::move(committed);
+    for (auto& [group_id, snapshot] : recovered.snapshots) {
+        group& g = find_or_create(group_id);
+        g.protocol_type = snapshot.protocol_type;
+        g.generation = snapshot.generation;
+        if (snapshot.members.empty()) continue;
+        g.state = group_state::stable;
+        g.protocol_name = snapshot.protocol_name;
+        g.leader_id = snapshot.leader_id;
+        for (member_snapshot& saved : snapshot.members) {
+            member m;
+            m.id = saved.member_id;
+            m.instance_id = saved.instance_id;
+            m.client_id = std::move(saved.client_id);
+            m.client_host = std::move(saved.client_host);
+            m.session_timeout_ms = saved.session_timeout_ms;
+            m.rebalance_timeout_ms = saved.rebalance_timeout_ms;
+            m.protocol_type = g.protocol_type;
+            m.protocols.emplace_back(g.protocol_name.value_or(""), std::move(saved.metadata));
+            m.assignment = std::move(saved.assignment);
+            if (m.instance_id) g.static_members[*m.instance_id] = m.id;
+            g.members.emplace(saved.member_id, std::move(m));
+        }
+    }
     _log = std::move(log);
+    // Restored members get a fresh session from the moment the shard runs.
+    _environment.run_soon([this] {
+        for (auto& [group_id, g] : _groups)
+            for (auto& [member_id, m] : g.members)
+                if (m.session_timer == 0) schedule_session(g, m);
+    });
 }
 
 void group_coordinator::close() {
@@ -271,7 +301,7 @@ void group_coordinator::join(const proto::join_group_request& request,
         !(request.group_instance_id &&
           existing->static_members.count(*request.group_instance_id) != 0) &&
         existing->members.size() + existing->pending_members.size() >= _config.group_members_max) {
-        done(join_error(group_max_size_reached, request.member_id));
+        done(join_error(error_code::group_max_size_reached, request.member_id));
         return;
     }
     if (find(request.group_id) == nullptr && !request.member_id.empty() &&
@@ -542,6 +572,7 @@ void group_coordinator::complete_join(group& g) {
         g.empty_since_ms = _environment.wall_clock_ms();
         g.protocol_name.reset();
         g.leader_id.clear();
+        persist_snapshot(g);
         return;
     }
     g.protocol_name = select_protocol(g);
@@ -754,6 +785,7 @@ void group_coordinator::sync(const proto::sync_group_request& request, sync_call
         if (target != g->members.end()) target->second.assignment = given.assignment;
     }
     g->state = group_state::stable;
+    persist_snapshot(*g);
     for (auto& [id, other] : g->members)
         if (other.awaiting_sync) answer(other, other.awaiting_sync);
 }
@@ -786,6 +818,32 @@ error_code group_coordinator::heartbeat(const proto::heartbeat_request& request)
 
 // ---- offsets -------------------------------------------------------------------------
 
+void group_coordinator::persist_snapshot(const group& g) {
+    offset_record record;
+    record.kind = record_kind::group_metadata;
+    record.group_id = g.id;
+    record.value.commit_timestamp_ms = _environment.wall_clock_ms();
+    group_snapshot& s = record.snapshot;
+    s.protocol_type = g.protocol_type;
+    s.protocol_name = g.protocol_name;
+    s.generation = g.generation;
+    s.leader_id = g.leader_id;
+    for (const auto& [id, m] : g.members) {
+        member_snapshot saved;
+        saved.member_id = id;
+        saved.instance_id = m.instance_id;
+        saved.client_id = m.client_id;
+        saved.client_host = m.client_host;
+        saved.session_timeout_ms = m.session_timeout_ms;
+        saved.rebalance_timeout_ms = m.rebalance_timeout_ms;
+        if (const auto* metadata = selected_metadata(g, m)) saved.metadata = *metadata;
+        saved.assignment = m.assignment;
+        s.members.push_back(std::move(saved));
+    }
+    // Losing a snapshot costs only a rebalance after a restart, so nobody waits for it.
+    persist({record}, [](error_code) {});
+}
+
 void group_coordinator::persist(const std::vector<offset_record>& records, error_callback done) {
     std::vector<uint8_t> bytes;
     for (const offset_record& record : records) encode_record(record, bytes);
@@ -806,6 +864,8 @@ void group_coordinator::persist(const std::vector<offset_record>& records, error
                 break;
             case record_kind::group_deleted:
                 g->offsets.clear();
+                break;
+            case record_kind::group_metadata:
                 break;
         }
     }

@@ -56,6 +56,9 @@ public:
     virtual void cancel_timer(uint64_t id) = 0;
     // Makes what was written to `fd` durable, then calls done(0 or -errno).
     virtual void sync_file(int fd, std::function<void(int)> done) = 0;
+    // Runs `work` on the coordinator's thread once it runs (start-up work that needs
+    // timers: load() itself runs before the shard's thread starts).
+    virtual void run_soon(std::function<void()> work) = 0;
 };
 
 // The environment of a real shard: its timer list and fdatasync on its ring.
@@ -66,6 +69,7 @@ public:
     uint64_t add_timer(int64_t delay_ms, std::function<void()> fire) override;
     void cancel_timer(uint64_t id) override;
     void sync_file(int fd, std::function<void(int)> done) override;
+    void run_soon(std::function<void()> work) override;
 
 private:
     net::shard& _shard;
@@ -120,8 +124,10 @@ public:
     group_coordinator(const group_coordinator&) = delete;
     group_coordinator& operator=(const group_coordinator&) = delete;
 
-    // Installs the offsets recovered at start-up and the file new records go to.
-    void load(offset_table offsets, offset_log log);
+    // Installs the offsets and group snapshots recovered at start-up and the file new
+    // records go to. Groups that were Stable come back Stable with their members, whose
+    // sessions start when the shard runs: a broker restart costs no rebalance.
+    void load(recovered_groups recovered, offset_log log);
     // Cancels the timers and closes the offsets file (shutdown).
     void close();
 
@@ -213,6 +219,8 @@ private:
     void on_session_expired(const std::string& group_id, const std::string& member_id,
                             uint64_t epoch);
     void on_rebalance_timer(const std::string& group_id, uint64_t epoch);
+    // Records the group as it is now (Stable or Empty) for recovery; not awaited.
+    void persist_snapshot(const group& g);
     // Writes records to the offsets file, then calls done(error) once durable.
     void persist(const std::vector<offset_record>& records, error_callback done);
 

@@ -67,7 +67,7 @@ void encode_record(const offset_record& record, std::vector<uint8_t>& out) {
     body.int8(static_cast<int8_t>(record.kind));
     body.int64(record.value.commit_timestamp_ms);
     body.string(record.group_id, false);
-    if (record.kind != record_kind::group_deleted) {
+    if (record.kind == record_kind::commit || record.kind == record_kind::offset_deleted) {
         body.string(record.where.topic, false);
         body.int32(record.where.partition);
     }
@@ -75,6 +75,24 @@ void encode_record(const offset_record& record, std::vector<uint8_t>& out) {
         body.int64(record.value.offset);
         body.int32(record.value.leader_epoch);
         body.nullable_string(record.value.metadata, false);
+    }
+    if (record.kind == record_kind::group_metadata) {
+        const group_snapshot& s = record.snapshot;
+        body.string(s.protocol_type, false);
+        body.nullable_string(s.protocol_name, false);
+        body.int32(s.generation);
+        body.string(s.leader_id, false);
+        body.int32(static_cast<int32_t>(s.members.size()));
+        for (const member_snapshot& m : s.members) {
+            body.string(m.member_id, false);
+            body.nullable_string(m.instance_id, false);
+            body.string(m.client_id, false);
+            body.string(m.client_host, false);
+            body.int32(m.session_timeout_ms);
+            body.int32(m.rebalance_timeout_ms);
+            body.bytes(m.metadata, false);
+            body.bytes(m.assignment, false);
+        }
     }
     const std::vector<uint8_t>& bytes = body.buffer();
     proto::writer prefix(record_prefix_bytes);
@@ -98,11 +116,11 @@ decoded_records decode_records(std::span<const uint8_t> bytes) {
         proto::reader in(body);
         offset_record record;
         const int8_t kind = in.int8();
-        if (kind < 1 || kind > 3) break;
+        if (kind < 1 || kind > 4) break;
         record.kind = static_cast<record_kind>(kind);
         record.value.commit_timestamp_ms = in.int64();
         record.group_id = in.string(false);
-        if (record.kind != record_kind::group_deleted) {
+        if (record.kind == record_kind::commit || record.kind == record_kind::offset_deleted) {
             record.where.topic = in.string(false);
             record.where.partition = in.int32();
         }
@@ -110,6 +128,29 @@ decoded_records decode_records(std::span<const uint8_t> bytes) {
             record.value.offset = in.int64();
             record.value.leader_epoch = in.int32();
             record.value.metadata = in.nullable_string(false);
+        }
+        if (record.kind == record_kind::group_metadata) {
+            group_snapshot& s = record.snapshot;
+            s.protocol_type = in.string(false);
+            s.protocol_name = in.nullable_string(false);
+            s.generation = in.int32();
+            s.leader_id = in.string(false);
+            // Each member takes at least 24 bytes: the count is bounded by what is left.
+            const int32_t count = in.int32();
+            if (count < 0 || static_cast<size_t>(count) > in.remaining() / 24) break;
+            s.members.resize(static_cast<size_t>(count));
+            for (member_snapshot& m : s.members) {
+                m.member_id = in.string(false);
+                m.instance_id = in.nullable_string(false);
+                m.client_id = in.string(false);
+                m.client_host = in.string(false);
+                m.session_timeout_ms = in.int32();
+                m.rebalance_timeout_ms = in.int32();
+                const auto metadata = in.bytes(false);
+                m.metadata.assign(metadata.begin(), metadata.end());
+                const auto assignment = in.bytes(false);
+                m.assignment.assign(assignment.begin(), assignment.end());
+            }
         }
         if (!in.ok() || in.remaining() != 0) break;
         decoded.records.push_back(std::move(record));
@@ -119,7 +160,8 @@ decoded_records decode_records(std::span<const uint8_t> bytes) {
     return decoded;
 }
 
-void apply_record(offset_table& table, const offset_record& record) {
+void apply_record(recovered_groups& groups, const offset_record& record) {
+    offset_table& table = groups.offsets;
     switch (record.kind) {
         case record_kind::commit:
             table[record.group_id][record.where] = record.value;
@@ -133,6 +175,10 @@ void apply_record(offset_table& table, const offset_record& record) {
         }
         case record_kind::group_deleted:
             table.erase(record.group_id);
+            groups.snapshots.erase(record.group_id);
+            return;
+        case record_kind::group_metadata:
+            groups.snapshots[record.group_id] = record.snapshot;
             return;
     }
 }
@@ -161,7 +207,7 @@ result<recovered_offsets> recover_offsets(const fs::path& data_dir, uint32_t sha
 
     // Replay the current epoch. Within one epoch a group's records are all in the file
     // of the shard it hashed to, so the order between files does not matter.
-    offset_table merged;
+    recovered_groups merged;
     for (uint32_t s = 0; s < old_shards; ++s) {
         const fs::path path = offsets_file_path(data_dir, old_epoch, s);
         auto bytes = read_whole_file(path);
@@ -176,14 +222,25 @@ result<recovered_offsets> recover_offsets(const fs::path& data_dir, uint32_t sha
     recovered_offsets recovered;
     recovered.epoch = old_epoch + 1;
     recovered.per_shard.resize(shard_count);
-    for (auto& [group_id, offsets] : merged)
-        recovered.per_shard[shard_of_group(group_id, shard_count)][group_id] = std::move(offsets);
+    for (auto& [group_id, offsets] : merged.offsets)
+        recovered.per_shard[shard_of_group(group_id, shard_count)].offsets[group_id] =
+            std::move(offsets);
+    for (auto& [group_id, snapshot] : merged.snapshots)
+        recovered.per_shard[shard_of_group(group_id, shard_count)].snapshots[group_id] =
+            std::move(snapshot);
 
     for (uint32_t s = 0; s < shard_count; ++s) {
         std::vector<uint8_t> bytes;
-        for (const auto& [group_id, offsets] : recovered.per_shard[s]) {
+        for (const auto& [group_id, offsets] : recovered.per_shard[s].offsets) {
             for (const auto& [where, value] : offsets)
-                encode_record({record_kind::commit, group_id, where, value}, bytes);
+                encode_record({record_kind::commit, group_id, where, value, {}}, bytes);
+        }
+        for (const auto& [group_id, snapshot] : recovered.per_shard[s].snapshots) {
+            offset_record record;
+            record.kind = record_kind::group_metadata;
+            record.group_id = group_id;
+            record.snapshot = snapshot;
+            encode_record(record, bytes);
         }
         if (auto written = storage::write_file_atomically(
                 offsets_file_path(data_dir, recovered.epoch, s), bytes);

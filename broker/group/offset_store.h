@@ -21,7 +21,8 @@
 //   uint32  body_length        bytes after the crc field
 //   uint32  crc                CRC-32C of the body
 //   body:
-//     int8    kind             1 commit, 2 offset deleted, 3 group deleted
+//     int8    kind             1 commit, 2 offset deleted, 3 group deleted,
+//                              4 group metadata
 //     int64   timestamp_ms     wall clock of the commit
 //     string  group_id         int16 length + bytes
 //     kinds 1 and 2:
@@ -31,6 +32,21 @@
 //       int64   offset
 //       int32   leader_epoch
 //       string  metadata       nullable (length -1 = null)
+//     kind 4 (the group as of its last Stable or Empty state):
+//       string  protocol_type
+//       string  protocol_name  nullable
+//       int32   generation
+//       string  leader_id
+//       int32   member_count
+//       member_count times:
+//         string  member_id
+//         string  group_instance_id   nullable
+//         string  client_id
+//         string  client_host
+//         int32   session_timeout_ms
+//         int32   rebalance_timeout_ms
+//         bytes   metadata            int32 length; the selected protocol's
+//         bytes   assignment
 //
 // A torn or corrupt record ends the replay of its file: everything before it was
 // acknowledged, nothing after it can have been (appends are sequential).
@@ -73,6 +89,28 @@ enum class record_kind : int8_t {
     commit = 1,
     offset_deleted = 2,
     group_deleted = 3,
+    group_metadata = 4,
+};
+
+// A member as a group snapshot keeps it: enough to resume after a restart without a
+// rebalance (the members keep heartbeating with their ids and generation).
+struct member_snapshot {
+    std::string member_id;
+    std::optional<std::string> instance_id;
+    std::string client_id;
+    std::string client_host;
+    int32_t session_timeout_ms = 0;
+    int32_t rebalance_timeout_ms = 0;
+    std::vector<uint8_t> metadata;
+    std::vector<uint8_t> assignment;
+};
+
+struct group_snapshot {
+    std::string protocol_type;
+    std::optional<std::string> protocol_name;
+    int32_t generation = 0;
+    std::string leader_id;
+    std::vector<member_snapshot> members;
 };
 
 struct offset_record {
@@ -80,6 +118,13 @@ struct offset_record {
     std::string group_id;
     topic_partition where;
     committed_offset value;
+    group_snapshot snapshot;  // kind group_metadata only
+};
+
+// What one shard coordinates after recovery: offsets and the last group snapshots.
+struct recovered_groups {
+    offset_table offsets;
+    std::map<std::string, group_snapshot> snapshots;
 };
 
 // Appends the framed encoding of `record` to `out`.
@@ -92,8 +137,8 @@ struct decoded_records {
 // Decodes records until the end or the first torn/corrupt one.
 decoded_records decode_records(std::span<const uint8_t> bytes);
 
-// Applies one record to the table (tombstones erase).
-void apply_record(offset_table& table, const offset_record& record);
+// Applies one record (tombstones erase; a group deletion drops its snapshot too).
+void apply_record(recovered_groups& groups, const offset_record& record);
 
 // Longest record body accepted on replay; commits carry at most
 // offset_metadata_bytes_max of metadata plus names bounded by the protocol's int16.
@@ -102,7 +147,7 @@ inline constexpr uint32_t record_body_bytes_max = 1u << 20;
 // Start-up recovery (see the top of this file). Returns one table per shard; after it
 // returns, offsets-<epoch>-<shard>.log exist for every shard and are compacted.
 struct recovered_offsets {
-    std::vector<offset_table> per_shard;
+    std::vector<recovered_groups> per_shard;
     uint64_t epoch = 0;
 };
 result<recovered_offsets> recover_offsets(const std::filesystem::path& data_dir,

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 
@@ -35,6 +36,7 @@ public:
         ++syncs;
         done(0);
     }
+    void run_soon(std::function<void()> work) override { work(); }
     // Moves the clock forward, firing every timer that comes due, in deadline order.
     void advance(int64_t ms) {
         const int64_t until = _now_ms + ms;
@@ -687,4 +689,47 @@ TEST_CASE("a group refuses new members beyond its maximum size") {
     pending_join third;
     f.groups.join(join_request(""), context(), third.callback());
     CHECK(third.get().error_code == 81);  // GROUP_MAX_SIZE_REACHED
+}
+
+TEST_CASE("a Stable group comes back Stable after a restart: same members, no rebalance") {
+    temp_dir dir;
+    std::string a;
+    {
+        fixture f;
+        a = stable_single_member(f);
+        CHECK(commit(f, commit_request(a, 1, 33)) == 0);
+        // Move the fixture's log where recovery looks for it.
+        f.groups.close();
+        std::filesystem::create_directories(dir.path / "__consumer_offsets");
+        std::filesystem::copy_file(f.dir.path / "offsets.log", offsets_file_path(dir.path, 0, 0));
+        std::ofstream(dir.path / "__consumer_offsets" / "state") << "0 1\n";
+    }
+    auto recovered = recover_offsets(dir.path, 1);
+    REQUIRE(recovered.ok());
+    CHECK(recovered.value().per_shard[0].offsets.count("g") == 1);
+    REQUIRE(recovered.value().per_shard[0].snapshots.count("g") == 1);
+    fake_environment env;
+    group_coordinator groups(fixture::make_config(false), env);
+    auto log = offset_log::open(offsets_file_path(dir.path, recovered.value().epoch, 0));
+    REQUIRE(log.ok());
+    groups.load(std::move(recovered.value().per_shard[0]), std::move(log.value()));
+    CHECK(groups.state_of("g") == group_state::stable);
+    CHECK(groups.generation_of("g") == 1);
+    CHECK(groups.leader_of("g") == a);
+    proto::heartbeat_request beat;
+    beat.group_id = std::string("g");
+    beat.member_id = a;
+    beat.generation_id = 1;
+    CHECK(groups.heartbeat(beat) == error_code::none);
+    std::optional<proto::sync_group_response> synced;
+    groups.sync(sync_request(a, 1), [&](proto::sync_group_response r) { synced = std::move(r); });
+    REQUIRE(synced.has_value());
+    CHECK(synced->assignment == std::vector<uint8_t>{7});
+    auto described = groups.describe("g");
+    REQUIRE(described.members.size() == 1);
+    CHECK(described.members[0].member_metadata == std::vector<uint8_t>{1, 2, 5});
+    // The restored member's session runs: silence removes it.
+    env.advance(session_ms + 1);
+    CHECK(groups.member_count("g") == 0);
+    CHECK(groups.state_of("g") == group_state::empty);
 }

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "broker/group/offset_store.h"
+#include "proto/crc32c.h"
 
 using namespace spate::broker::group;
 namespace fs = std::filesystem;
@@ -46,7 +47,8 @@ void append_records(const fs::path& path, const std::vector<offset_record>& reco
 
 int64_t offset_in(const recovered_offsets& recovered, const std::string& group,
                   const std::string& topic, int32_t partition) {
-    for (const auto& table : recovered.per_shard) {
+    for (const auto& shard : recovered.per_shard) {
+        const offset_table& table = shard.offsets;
         auto g = table.find(group);
         if (g == table.end()) continue;
         auto p = g->second.find({topic, partition});
@@ -79,8 +81,9 @@ TEST_CASE("records round-trip, including tombstones and null metadata") {
     CHECK(!decoded.records[1].value.metadata.has_value());
     CHECK(decoded.records[2].kind == record_kind::offset_deleted);
     CHECK(decoded.records[3].kind == record_kind::group_deleted);
-    offset_table table;
-    for (const auto& r : decoded.records) apply_record(table, r);
+    recovered_groups groups;
+    for (const auto& r : decoded.records) apply_record(groups, r);
+    offset_table& table = groups.offsets;
     REQUIRE(table.count("g") == 1);
     CHECK(table["g"].size() == 1);
     CHECK(table["g"].begin()->second.offset == 7);
@@ -125,7 +128,7 @@ TEST_CASE("recovery replays the last epoch, compacts, and survives a shard count
     for (int i = 0; i < 20; ++i) {
         const std::string group = "group-" + std::to_string(i);
         CHECK(offset_in(second.value(), group, "t", 0) == i + 100);
-        CHECK(second.value().per_shard[shard_of_group(group, 3)].count(group) == 1);
+        CHECK(second.value().per_shard[shard_of_group(group, 3)].offsets.count(group) == 1);
     }
     CHECK(!fs::exists(offsets_file_path(dir.path, 1, 0)));
     // A crash before the state file names a new epoch leaves the old one authoritative:
@@ -135,10 +138,62 @@ TEST_CASE("recovery replays the last epoch, compacts, and survives a shard count
     REQUIRE(third.ok());
     CHECK(offset_in(third.value(), "group-1", "t", 0) == 101);
     CHECK(third.value().per_shard.size() == 1);
-    CHECK(third.value().per_shard[0].size() == 20);
+    CHECK(third.value().per_shard[0].offsets.size() == 20);
 }
 
 TEST_CASE("shard_of_group is stable and within range") {
     CHECK(shard_of_group("abc", 4) == shard_of_group("abc", 4));
     for (int i = 0; i < 100; ++i) CHECK(shard_of_group(std::to_string(i), 3) < 3);
+}
+
+TEST_CASE("group snapshots round-trip and a group deletion drops them") {
+    offset_record saved;
+    saved.kind = record_kind::group_metadata;
+    saved.group_id = std::string("g");
+    saved.snapshot.protocol_type = std::string("consumer");
+    saved.snapshot.protocol_name = std::string("range");
+    saved.snapshot.generation = 4;
+    saved.snapshot.leader_id = std::string("m1");
+    member_snapshot m;
+    m.member_id = std::string("m1");
+    m.instance_id = std::string("i1");
+    m.client_id = std::string("c");
+    m.session_timeout_ms = 10000;
+    m.rebalance_timeout_ms = 30000;
+    m.metadata = {1, 2};
+    m.assignment = {3};
+    saved.snapshot.members.push_back(m);
+    std::vector<uint8_t> bytes;
+    encode_record(saved, bytes);
+    encode_record(commit_of("g", "t", 0, 5), bytes);
+    decoded_records decoded = decode_records(bytes);
+    REQUIRE(decoded.records.size() == 2);
+    const group_snapshot& back = decoded.records[0].snapshot;
+    CHECK(back.generation == 4);
+    CHECK(back.protocol_name == "range");
+    REQUIRE(back.members.size() == 1);
+    CHECK(back.members[0].instance_id == "i1");
+    CHECK(back.members[0].assignment == std::vector<uint8_t>{3});
+    recovered_groups groups;
+    for (const auto& r : decoded.records) apply_record(groups, r);
+    CHECK(groups.snapshots.count("g") == 1);
+    offset_record deleted;
+    deleted.kind = record_kind::group_deleted;
+    deleted.group_id = "g";
+    apply_record(groups, deleted);
+    CHECK(groups.snapshots.empty());
+    CHECK(groups.offsets.empty());
+    // A member count larger than the bytes left is refused before allocating.
+    std::vector<uint8_t> lying;
+    offset_record empty_group = saved;
+    empty_group.snapshot.members.clear();
+    encode_record(empty_group, lying);
+    REQUIRE(decode_records(lying).records.size() == 1);
+    // The member count is the body's last field: claim INT32_MAX and fix up the CRC.
+    const size_t end = lying.size();
+    lying[end - 4] = 0x7f;
+    lying[end - 3] = lying[end - 2] = lying[end - 1] = 0xff;
+    const uint32_t crc = spate::proto::crc32c(std::span<const uint8_t>(lying).subspan(8));
+    for (int i = 0; i < 4; ++i) lying[4 + i] = static_cast<uint8_t>(crc >> (24 - 8 * i));
+    CHECK(decode_records(lying).records.empty());
 }
