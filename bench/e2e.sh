@@ -88,6 +88,26 @@ latency_line=$(timeout 300 "${ctl[@]}" perf produce --topic e2e-latency --num-re
 latency_p99_ms=$(sed -E 's/.*, ([0-9.]+) ms 99th.*/\1/' <<<"$latency_line")
 latency_p99_us=$(python3 -c "print('%.1f' % (1000*float('$latency_p99_ms')))")
 
+# ---- acks=all with fsync group commit, against fdatasync itself ----
+fsync_p99_us=n/a
+group_commit_p99_us=n/a
+if command -v fio >/dev/null; then
+  fsync_p99_us=$(timeout 60 fio --name=fdatasync --directory="$work" --rw=write --bs=4k --size=16m \
+      --fdatasync=1 --output-format=json 2>/dev/null |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.1f" % (d["jobs"][0]["sync"]["lat_ns"]["percentile"]["99.000000"]/1000))')
+  fsync_port=$(free_port)
+  printf 'acks_all_policy = "fsync"\n' >"$work/fsync.toml"
+  "$spate" --config "$work/fsync.toml" --listen "127.0.0.1:$fsync_port" --data-dir "$work/data-fsync" \
+    >"$work/spate-fsync.log" 2>&1 &
+  pids+=($!)
+  wait_port "$fsync_port"
+  fsync_ctl=("$spatectl" --bootstrap-server "127.0.0.1:$fsync_port" --timeout 30000)
+  "${fsync_ctl[@]}" topics create --topic e2e-fsync --partitions 1 >/dev/null
+  fsync_line=$(timeout 120 "${fsync_ctl[@]}" perf produce --topic e2e-fsync --num-records 5000 \
+    --record-size "$record_size" --throughput 1000 --acks -1 | tail -1)
+  group_commit_p99_us=$(python3 -c "print('%.1f' % (1000*float('$(sed -E 's/.*, ([0-9.]+) ms 99th.*/\1/' <<<"$fsync_line")')))")
+fi
+
 ratio() { python3 -c "a,b=float('$1'),float('$2'); print('%.3f' % (a/b) if b > 0 else 'n/a')"; }
 
 echo "iperf3 loopback:                ${iperf_mbs} MB/s"
@@ -98,3 +118,6 @@ echo "produce p99 at 10k records/s:   ${latency_p99_us} us   [$latency_line]"
 echo "ratio produce/iperf:            $(ratio "$produce_mbs" "$iperf_mbs")"
 echo "ratio consume/iperf:            $(ratio "$consume_mbs" "$iperf_mbs")"
 echo "ratio p99/sockperf p99:         $(ratio "$latency_p99_us" "$sockperf_rtt_p99_us")"
+echo "fdatasync p99 (fio, 4 KiB):     ${fsync_p99_us} us"
+echo "acks=all fsync p99 (1k rec/s):  ${group_commit_p99_us} us"
+echo "ratio fsync-produce/fdatasync:  $(ratio "$group_commit_p99_us" "$fsync_p99_us" 2>/dev/null || echo n/a)"

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "net/log.h"
+#include "proto/assert.h"
 #include "storage/file.h"
 
 namespace spate::broker {
@@ -59,6 +60,52 @@ result<void> partition::save_producer_state() {
         return written;
     _producers_saved_at = offset;
     return {};
+}
+
+void partition::wait_durable(net::shard& shard, int64_t end, std::function<void(bool)> done) {
+    if (_log->durable_offset() >= end) {
+        done(true);
+        return;
+    }
+    _durability_waiters.push_back({end, std::move(done)});
+    if (!_sync_in_flight) start_sync(shard);
+}
+
+void partition::start_sync(net::shard& shard) {
+    SPATE_ASSERT(!_sync_in_flight, "one group-commit sync per partition at a time");
+    _sync_in_flight = true;
+    const int64_t end = _log->log_end_offset();
+    std::weak_ptr<bool> alive = _alive;
+    shard.submit_fdatasync(_log->active_fd(), [this, &shard, alive, end](int res) {
+        if (alive.expired()) return;
+        finish_sync(shard, end, res);
+    });
+}
+
+void partition::finish_sync(net::shard& shard, int64_t end, int res) {
+    _sync_in_flight = false;
+    if (res == 0) _log->mark_durable(end);
+    const int64_t durable = _log->durable_offset();
+    std::vector<durability_waiter> waiting;
+    waiting.swap(_durability_waiters);
+    for (durability_waiter& w : waiting) {
+        if (w.end <= durable) w.done(true);
+        else if (res < 0 && w.end <= end) w.done(false);
+        else _durability_waiters.push_back(std::move(w));
+    }
+    if (_durability_waiters.empty()) return;
+    if (durable < end && res == 0) {
+        // The synced data is held back by a rolled segment whose own background sync
+        // is still running (the durable mark cannot pass it): look again shortly.
+        std::weak_ptr<bool> alive = _alive;
+        _sync_in_flight = true;
+        shard.add_timer(std::chrono::milliseconds(1), [this, &shard, alive, end] {
+            if (alive.expired()) return;
+            finish_sync(shard, end, 0);
+        });
+        return;
+    }
+    start_sync(shard);
 }
 
 }  // namespace spate::broker

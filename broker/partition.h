@@ -14,6 +14,7 @@
 
 #include "broker/producer_state.h"
 #include "broker/topic_config.h"
+#include "net/shard.h"
 #include "proto/types.h"
 #include "storage/log.h"
 
@@ -37,6 +38,19 @@ public:
     void restore_producer_state();
     result<void> save_producer_state();
     bool producer_state_dirty() const { return _producers_saved_at != _log->log_end_offset(); }
+
+    // Group commit: calls `done(true)` once everything below `end` is on disk, or
+    // `done(false)` if the fdatasync failed. At most one fdatasync of the active segment
+    // is in flight per partition; it covers every append made before it was submitted,
+    // and the waiters that arrive meanwhile share the next one.
+    void wait_durable(net::shard& shard, int64_t end, std::function<void(bool)> done);
+
+    // A partition deleted with produce requests waiting for its sync fails them rather
+    // than leaving them unanswered.
+    ~partition() {
+        *_alive = false;
+        for (auto& w : _durability_waiters) w.done(false);
+    }
 
     const std::string& topic() const { return _topic; }
     int32_t index() const { return _index; }
@@ -80,6 +94,19 @@ private:
     std::unique_ptr<storage::partition_log> _log;
     effective_topic_config _config;
     producer_state _producers;
+    void start_sync(net::shard& shard);
+    void finish_sync(net::shard& shard, int64_t end, int res);
+
+    struct durability_waiter {
+        int64_t end;
+        std::function<void(bool)> done;
+    };
+    std::vector<durability_waiter> _durability_waiters;
+    bool _sync_in_flight = false;
+    // Set while the partition is alive; sync completions check it, since the partition
+    // may be deleted while its fdatasync is in flight.
+    std::shared_ptr<bool> _alive = std::make_shared<bool>(true);
+
     struct waiter {
         std::weak_ptr<void> alive;
         std::function<void()> wake;

@@ -3,6 +3,7 @@
 #   tools/dev.sh run [spate flags…]   build (release) and start a single-node broker
 #   tools/dev.sh test                 build and run every test (unit + integration)
 #   tools/dev.sh asan                 the same tests under AddressSanitizer + UBSan
+#   tools/dev.sh bench                end-to-end benchmark ratios (iperf3, sockperf, fio baselines)
 #   tools/dev.sh deps                 only install the packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,8 +66,19 @@ case "${1:-}" in
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3
     ;;
+  bench)
+    install_deps
+    missing=()
+    for p in iperf3 sockperf fio; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+    build build
+    bench/e2e.sh build
+    bench/idle_partitions.sh build 4000
+    ;;
   *)
-    echo "usage: tools/dev.sh run|test|asan|deps" >&2
+    echo "usage: tools/dev.sh run|test|asan|bench|deps" >&2
     exit 2
     ;;
 esac

@@ -92,83 +92,40 @@ void append_one(shard_state& owner, partition_work& work) {
     target->wake_waiters();
 }
 
-// A partition whose appends must be on disk before the answer: the log end and the
-// file to fdatasync are captured when the sync is submitted, so appends made while it
-// runs are not claimed durable by it.
-struct sync_target {
-    std::string topic;
-    int32_t index;
-    int fd;
-    int64_t end;
-};
-
-// Waits until every target's log reports its end durable. Normally that is true right
-// after the fdatasync; while a rolled segment's own background sync is still running the
-// durable mark cannot pass it yet, so this checks again shortly (bounded).
-void when_durable(shard_state& owner, std::shared_ptr<work_list> list,
-                  std::shared_ptr<std::vector<sync_target>> targets, int attempts_left,
-                  std::function<void(work_list)> reply) {
-    bool all = true;
-    for (const sync_target& t : *targets) {
-        partition* p = owner.find_partition(t.topic, t.index);
-        if (p != nullptr && p->log().durable_offset() < t.end) all = false;
-    }
-    if (!all && attempts_left > 0) {
-        owner.net_shard().add_timer(std::chrono::milliseconds(1), [&owner, list, targets,
-                                                                   attempts_left, reply] {
-            when_durable(owner, list, targets, attempts_left - 1, reply);
-        });
-        return;
-    }
-    if (!all) {
-        for (partition_work& work : *list)
-            if (work.error == error_code::none) work.error = error_code::kafka_storage_error;
-    }
-    reply(std::move(*list));
-}
-
-// Runs on the owner shard: appends every partition of `list`, then replies, after an
-// fdatasync of the touched segments when the policy asks for it (one per partition per
-// request: the appends of the request are the group that one sync commits).
+// Runs on the owner shard: appends every partition of `list`, then replies — after the
+// partitions' group commit (partition::wait_durable) when the policy asks for fsync.
 void append_all(shard_state& owner, work_list list, bool sync_first,
                 std::function<void(work_list)> reply) {
-    auto targets = std::make_shared<std::vector<sync_target>>();
+    std::vector<std::pair<partition*, int64_t>> targets;
     for (partition_work& work : list) {
         append_one(owner, work);
         partition* p = owner.find_partition(work.topic, work.index);
         if (p == nullptr) continue;
         owner.submit_log_syncs(*p);
         if (work.error != error_code::none || !sync_first) continue;
-        const bool seen = std::any_of(targets->begin(), targets->end(), [&](const sync_target& t) {
-            return t.topic == work.topic && t.index == work.index;
-        });
-        if (!seen)
-            targets->push_back({work.topic, work.index, p->log().active_fd(), p->log().log_end_offset()});
+        const int64_t end = p->log().log_end_offset();
+        auto seen = std::find_if(targets.begin(), targets.end(),
+                                 [&](const auto& t) { return t.first == p; });
+        if (seen == targets.end()) targets.emplace_back(p, end);
+        else seen->second = end;
     }
-    if (targets->empty()) {
+    if (targets.empty()) {
         reply(std::move(list));
         return;
     }
     auto shared = std::make_shared<work_list>(std::move(list));
-    auto remaining = std::make_shared<size_t>(targets->size());
+    auto remaining = std::make_shared<size_t>(targets.size());
     auto failed = std::make_shared<bool>(false);
-    for (const sync_target& target : *targets) {
-        owner.net_shard().submit_fdatasync(
-            target.fd, [&owner, shared, targets, target, remaining, failed, reply](int res) {
-                if (res < 0) *failed = true;
-                else if (partition* p = owner.find_partition(target.topic, target.index))
-                    p->log().mark_durable(target.end);
-                if (--*remaining != 0) return;
-                if (*failed) {
-                    for (partition_work& work : *shared)
-                        if (work.error == error_code::none)
-                            work.error = error_code::kafka_storage_error;
-                    reply(std::move(*shared));
-                    return;
-                }
-                constexpr int durable_checks_max = 30000;  // 1 ms apart: 30 s, Kafka's request timeout
-                when_durable(owner, shared, targets, durable_checks_max, reply);
-            });
+    for (const auto& [p, end] : targets) {
+        p->wait_durable(owner.net_shard(), end, [shared, remaining, failed, reply](bool ok) {
+            if (!ok) *failed = true;
+            if (--*remaining != 0) return;
+            if (*failed) {
+                for (partition_work& work : *shared)
+                    if (work.error == error_code::none) work.error = error_code::kafka_storage_error;
+            }
+            reply(std::move(*shared));
+        });
     }
 }
 
