@@ -1,5 +1,6 @@
 #include "tools/format.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -325,6 +326,89 @@ std::string format_record_line(const proto::batch_header& header, const proto::r
         out += " payload: ";
         if (record.value) out += as_text(*record.value);
     }
+    return out;
+}
+
+namespace {
+
+std::string optional_text(const std::optional<int64_t>& value) {
+    return value ? std::to_string(*value) : std::string("-");
+}
+
+std::string optional_json(const std::optional<int64_t>& value) {
+    return value ? std::to_string(*value) : std::string("null");
+}
+
+// Every cell holds a word, so that the columns split on whitespace.
+std::string dash_if_empty(const std::string& text) { return text.empty() ? "-" : text; }
+
+std::optional<int64_t> lag_of(const group_partition_row& row) {
+    if (!row.current_offset || !row.log_end_offset) return std::nullopt;
+    return std::max<int64_t>(0, *row.log_end_offset - *row.current_offset);
+}
+
+}  // namespace
+
+std::string format_group_describe(const group_description& group) {
+    std::vector<std::vector<std::string>> table;
+    table.push_back({"GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
+                     "CONSUMER-ID", "HOST", "CLIENT-ID"});
+    for (const auto& row : group.partitions) {
+        const bool owned = !row.consumer_id.empty();
+        table.push_back({group.group, row.topic, std::to_string(row.partition),
+                         optional_text(row.current_offset), optional_text(row.log_end_offset),
+                         optional_text(lag_of(row)), dash_if_empty(row.consumer_id),
+                         owned ? dash_if_empty(row.host) : "-",
+                         owned ? dash_if_empty(row.client_id) : "-"});
+    }
+    std::vector<size_t> widths(table[0].size(), 0);
+    for (const auto& cells : table)
+        for (size_t i = 0; i < cells.size(); ++i) widths[i] = std::max(widths[i], cells[i].size());
+    std::string out = "Consumer group '" + group.group + "' is " + group.state + " with " +
+                      std::to_string(group.members.size()) + " member(s).\n\n";
+    for (const auto& cells : table) {
+        std::string line;
+        for (size_t i = 0; i < cells.size(); ++i) {
+            line += cells[i];
+            if (i + 1 < cells.size()) line += std::string(widths[i] - cells[i].size() + 1, ' ');
+        }
+        out += line + "\n";
+    }
+    return out;
+}
+
+std::string format_group_describe_json(const group_description& group) {
+    std::string out = "{\"group\":" + json_string(group.group) + ",\"state\":" +
+                      json_string(group.state) + ",\"protocol_type\":" +
+                      json_string(group.protocol_type) + ",\"protocol\":" +
+                      json_string(group.protocol) + ",\"members\":[";
+    for (size_t i = 0; i < group.members.size(); ++i) {
+        const auto& member = group.members[i];
+        if (i > 0) out += ",";
+        out += "{\"member_id\":" + json_string(member.member_id) + ",\"client_id\":" +
+               json_string(member.client_id) + ",\"host\":" + json_string(member.host) +
+               ",\"assignment\":[";
+        for (size_t j = 0; j < member.assignment.size(); ++j) {
+            if (j > 0) out += ",";
+            out += "{\"topic\":" + json_string(member.assignment[j].first) +
+                   ",\"partitions\":" + json_ids(member.assignment[j].second) + "}";
+        }
+        out += "]}";
+    }
+    out += "],\"partitions\":[";
+    for (size_t i = 0; i < group.partitions.size(); ++i) {
+        const auto& row = group.partitions[i];
+        if (i > 0) out += ",";
+        const bool owned = !row.consumer_id.empty();
+        out += "{\"topic\":" + json_string(row.topic) + ",\"partition\":" +
+               std::to_string(row.partition) + ",\"current_offset\":" +
+               optional_json(row.current_offset) + ",\"log_end_offset\":" +
+               optional_json(row.log_end_offset) + ",\"lag\":" + optional_json(lag_of(row)) +
+               ",\"consumer_id\":" + (owned ? json_string(row.consumer_id) : "null") +
+               ",\"host\":" + (owned ? json_string(row.host) : "null") +
+               ",\"client_id\":" + (owned ? json_string(row.client_id) : "null") + "}";
+    }
+    out += "]}\n";
     return out;
 }
 

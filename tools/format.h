@@ -101,6 +101,41 @@ std::string format_batch_line(const proto::batch_header& header, int64_t positio
 std::string format_record_line(const proto::batch_header& header, const proto::record_view& record,
                                bool print_payload);
 
+// One row of `groups describe`: a partition the group has a committed offset for or
+// that a member owns. Absent values print as "-" (text) or null (JSON).
+struct group_partition_row {
+    std::string topic;
+    int32_t partition = 0;
+    std::optional<int64_t> current_offset;
+    std::optional<int64_t> log_end_offset;
+    std::string consumer_id;  // empty: no member owns the partition
+    std::string host;
+    std::string client_id;
+};
+
+struct group_member_row {
+    std::string member_id;
+    std::string client_id;
+    std::string host;
+    std::vector<std::pair<std::string, std::vector<int32_t>>> assignment;  // topic, partitions
+};
+
+struct group_description {
+    std::string group;
+    std::string state;
+    std::string protocol_type;
+    std::string protocol;
+    std::vector<group_member_row> members;
+    std::vector<group_partition_row> partitions;  // sorted by topic, partition
+};
+
+// A state line, a blank line, then kafka-consumer-groups.sh --describe's table: GROUP
+// TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID, columns
+// padded to their widest value. LAG is log end minus committed, "-" without both.
+std::string format_group_describe(const group_description& group);
+// The same as one JSON object (one line), members with their assignments included.
+std::string format_group_describe_json(const group_description& group);
+
 // `topic "x" does not exist (UNKNOWN_TOPIC_OR_PARTITION)`-style phrasing for a Kafka error
 // code about a topic: `<what> (<ERROR_NAME>)`, with a friendlier <what> for common codes.
 std::string describe_topic_error(std::string_view topic, int16_t code,

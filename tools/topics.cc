@@ -1,4 +1,4 @@
-// topics create|list|describe|delete|alter, groups …, and the command dispatcher.
+// topics create|list|describe|delete|alter, and the command dispatcher.
 
 #include <algorithm>
 #include <cstdio>
@@ -231,32 +231,6 @@ result<void> run_topics(const command_line& line) {
     if (path == "topics describe") return topics_describe(brokers.value(), line);
     if (path == "topics delete") return topics_delete(brokers.value(), line);
     return topics_alter(brokers.value(), line);
-}
-
-result<void> run_groups(const command_line& line) {
-    auto connection = broker_connection::open_any(line.global.bootstrap, line.global.timeout_ms);
-    if (!connection) return connection.failure();
-    // Every groups subcommand starts at a group coordinator; a broker that does not
-    // advertise the group APIs cannot serve any of them, and ApiVersions says so.
-    auto version = connection->version_for<proto::list_groups_request>();
-    if (!version) return error{1, "groups: " + version.failure().message};
-    auto find_version = connection->version_for<proto::find_coordinator_request>();
-    if (!find_version) return error{1, "groups: " + find_version.failure().message};
-    if (line.command->path != "groups list")
-        return error{1, std::string(line.command->path) +
-                            ": spatectl speaks only ListGroups so far; use Kafka's "
-                            "kafka-consumer-groups.sh for this"};
-    proto::list_groups_request request;
-    proto::list_groups_response response;
-    std::vector<uint8_t> frame;
-    auto called = connection->call(request, version.value(), response, frame);
-    if (!called) return called;
-    if (response.error_code != 0)
-        return error{1, std::string("listing groups failed (") + proto::error_name(response.error_code) + ")"};
-    std::string out;
-    for (const auto& group : response.groups) out += group.group_id + "\n";
-    print(out);
-    return ok_result();
 }
 
 int run_command(const command_line& line) {

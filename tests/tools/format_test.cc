@@ -127,3 +127,27 @@ TEST_CASE("topic errors read as a sentence with Kafka's error name") {
     CHECK(describe_topic_error("x", exists, std::string("Topic 'x' already exists.")) ==
           "topic \"x\" already exists: Topic 'x' already exists. (TOPIC_ALREADY_EXISTS)");
 }
+
+TEST_CASE("groups describe prints kafka-consumer-groups' table and JSON") {
+    group_description group;
+    group.group = "g";
+    group.state = "Stable";
+    group.protocol_type = "consumer";
+    group.protocol = "range";
+    group.members.push_back({"m1", "spatectl", "/127.0.0.1", {{"t", {0}}}});
+    group.partitions.push_back({"t", 0, 3, 10, "m1", "/127.0.0.1", "spatectl"});
+    group.partitions.push_back({"t", 1, std::nullopt, 5, "", "", ""});
+    CHECK(format_group_describe(group) ==
+          "Consumer group 'g' is Stable with 1 member(s).\n\n"
+          "GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST       CLIENT-ID\n"
+          "g     t     0         3              10             7   m1          /127.0.0.1 spatectl\n"
+          "g     t     1         -              5              -   -           -          -\n");
+    CHECK(format_group_describe_json(group) ==
+          "{\"group\":\"g\",\"state\":\"Stable\",\"protocol_type\":\"consumer\",\"protocol\":\"range\","
+          "\"members\":[{\"member_id\":\"m1\",\"client_id\":\"spatectl\",\"host\":\"/127.0.0.1\","
+          "\"assignment\":[{\"topic\":\"t\",\"partitions\":[0]}]}],\"partitions\":["
+          "{\"topic\":\"t\",\"partition\":0,\"current_offset\":3,\"log_end_offset\":10,\"lag\":7,"
+          "\"consumer_id\":\"m1\",\"host\":\"/127.0.0.1\",\"client_id\":\"spatectl\"},"
+          "{\"topic\":\"t\",\"partition\":1,\"current_offset\":null,\"log_end_offset\":5,\"lag\":null,"
+          "\"consumer_id\":null,\"host\":null,\"client_id\":null}]}\n");
+}

@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import Broker, free_port  # noqa: E402
@@ -129,13 +131,91 @@ def test_produce_consume(b):
     assert "partition 7" in err, err
 
 
+def describe_group(b, group):
+    """The group's describe table as dicts keyed by the column names."""
+    lines = ok(b, "groups", "describe", "--group", group).decode().splitlines()
+    assert lines[0].startswith("Consumer group '%s' is " % group), lines
+    header = lines[2].split()
+    assert header == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
+                      "CONSUMER-ID", "HOST", "CLIENT-ID"], lines
+    return lines[0], [dict(zip(header, line.split())) for line in lines[3:]]
+
+
 def test_groups(b):
-    # spate serves no consumer-group APIs yet; ApiVersions says so and spatectl reports it.
-    code, out, err = run(b, "groups", "list")
-    if code != 0:
-        assert code == 1 and "does not support" in err, err
-    code, out, err = run(b, "consume", "--topic", "lines", "--group", "g", "--max-messages", "1")
-    assert code == 1 and err.strip(), err
+    ok(b, "topics", "create", "--topic", "grouped", "--partitions", "2")
+    payload = b"".join(b"k%d:v%d\n" % (i, i) for i in range(40))
+    ok(b, "produce", "--topic", "grouped", "--key-separator", ":", stdin=payload)
+    everything = sorted(b"v%d" % i for i in range(40))
+
+    # The first member reads 15 records and commits where it stopped.
+    first = ok(b, "consume", "--topic", "grouped", "--group", "g1", "--from-beginning",
+               "--max-messages", "15").splitlines()
+    assert len(first) == 15, first
+    assert "g1" in ok(b, "groups", "list").decode().split()
+    assert "g1" in json.loads(ok(b, "--json", "groups", "list"))
+    state, rows = describe_group(b, "g1")
+    assert "is Empty" in state, state
+    assert len(rows) == 2, rows
+    assert sum(int(r["CURRENT-OFFSET"]) for r in rows) == 15, rows
+    assert sum(int(r["LOG-END-OFFSET"]) for r in rows) == 40, rows
+    assert sum(int(r["LAG"]) for r in rows) == 25, rows
+    described = json.loads(ok(b, "--json", "groups", "describe", "--group", "g1"))
+    assert described["state"] == "Empty" and described["members"] == [], described
+    assert sum(p["lag"] for p in described["partitions"]) == 25, described
+
+    # The second run resumes exactly there: together they saw every record once.
+    second = ok(b, "consume", "--topic", "grouped", "--group", "g1", "--from-beginning",
+                "--max-messages", "25").splitlines()
+    assert sorted(first + second) == everything, (first, second)
+    _, rows = describe_group(b, "g1")
+    assert all(r["LAG"] == "0" for r in rows), rows
+
+    # Reset to the beginning; the next run reads everything again.
+    out = ok(b, "groups", "reset-offsets", "--group", "g1", "--topic", "grouped", "--to-earliest")
+    assert out.decode().splitlines()[0].split() == ["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"], out
+    _, rows = describe_group(b, "g1")
+    assert all(r["CURRENT-OFFSET"] == "0" for r in rows), rows
+    again = ok(b, "consume", "--topic", "grouped", "--group", "g1", "--max-messages", "40").splitlines()
+    assert sorted(again) == everything, again
+    ok(b, "groups", "reset-offsets", "--group", "g1", "--topic", "grouped", "--to-offset", "3")
+    _, rows = describe_group(b, "g1")
+    assert all(r["CURRENT-OFFSET"] == "3" for r in rows), rows
+    fails(b, 2, "groups", "reset-offsets", "--group", "g1", "--topic", "grouped")
+
+    # A live member: describe shows it owning both partitions, and the group cannot be
+    # deleted or reset until it leaves.
+    member = subprocess.Popen(
+        [SPATECTL, "--bootstrap-server", b, "-X", "fetch.max.wait.ms=0", "consume", "--topic",
+         "grouped", "--group", "g1", "--timeout-ms", "4000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 20
+        while True:
+            state, rows = describe_group(b, "g1")
+            if "is Stable" in state and all(r["CONSUMER-ID"] != "-" for r in rows):
+                break
+            assert time.time() < deadline, (state, rows)
+            time.sleep(0.1)
+        assert all(r["CLIENT-ID"] == "spatectl" for r in rows), rows
+        err = fails(b, 1, "groups", "delete", "--group", "g1")
+        assert "NON_EMPTY_GROUP" in err, err
+        err = fails(b, 1, "groups", "reset-offsets", "--group", "g1", "--topic", "grouped",
+                    "--to-latest")
+        assert "inactive" in err, err
+        out, err = member.communicate(timeout=60)
+        assert member.returncode == 0, err
+        # It started at offset 3 of each partition.
+        assert len(out.splitlines()) == 34, out
+    finally:
+        if member.poll() is None:
+            member.kill()
+            member.wait()
+    state, _ = describe_group(b, "g1")
+    assert "is Empty" in state, state
+    assert b"was successful" in ok(b, "groups", "delete", "--group", "g1")
+    assert "g1" not in ok(b, "groups", "list").decode().split()
+    err = fails(b, 1, "groups", "describe", "--group", "g1")
+    assert "GROUP_ID_NOT_FOUND" in err, err
 
 
 def test_perf(b):
@@ -183,13 +263,18 @@ def test_broker_down():
 
 
 def main():
-    with Broker() as broker:
+    # Kafka's 3 s initial rebalance delay would only slow the group tests down.
+    config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    config.write("group_initial_rebalance_delay_ms = 0\n")
+    config.close()
+    with Broker(extra=["--config", config.name]) as broker:
         b = broker.bootstrap
         for test in (test_topics, test_produce_consume, test_groups, test_perf, test_usage_errors):
             test(b)
             print("ok", test.__name__)
         test_dump_log(b, broker.data_dir)
         print("ok test_dump_log")
+    os.unlink(config.name)
     test_broker_down()
     print("ok test_broker_down")
 
