@@ -77,6 +77,27 @@ result<producer_settings> parse_producer_settings(const command_line& line, int1
     return settings;
 }
 
+result<std::vector<header_setting>> parse_header_settings(std::string_view text) {
+    // The text comes from argv, which the kernel already bounds, so no count limit is
+    // needed beyond what the string holds.
+    std::vector<header_setting> out;
+    for (;;) {
+        const size_t comma = text.find(',');
+        const std::string_view entry = text.substr(0, comma);
+        const size_t colon = entry.find(':');
+        const std::string_view key = entry.substr(0, colon);
+        if (key.empty())
+            return usage("--headers expects k1:v1,k2:v2 with non-empty keys, got \"" +
+                         std::string(text) + "\"");
+        header_setting header{std::string(key), std::nullopt};
+        if (colon != std::string_view::npos) header.value = std::string(entry.substr(colon + 1));
+        out.push_back(std::move(header));
+        if (comma == std::string_view::npos) break;
+        text.remove_prefix(comma + 1);
+    }
+    return out;
+}
+
 uint32_t kafka_key_hash(std::span<const uint8_t> key) {
     constexpr uint32_t seed = 0x9747b28c;
     constexpr uint32_t multiplier = 0x5bd1e995;

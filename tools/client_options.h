@@ -4,8 +4,11 @@
 // Stateless free functions; any thread may call them.
 
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "proto/compression.h"
 #include "proto/result.h"
@@ -30,6 +33,17 @@ struct producer_settings {
 // command declares), falling back to -X acks=…, compression.type=…, batch.size=…,
 // linger.ms=…, max.in.flight.requests.per.connection=….
 result<producer_settings> parse_producer_settings(const command_line& line, int16_t default_acks);
+
+// One record header given on the command line; a header without ':' has a null value.
+struct header_setting {
+    std::string key;
+    std::optional<std::string> value;
+    bool operator==(const header_setting&) const = default;
+};
+
+// `produce --headers "k1:v1,k2:v2"`: headers split at ',' and each at its first ':'
+// (so values may contain ':'). An empty entry or an empty key is a usage error.
+result<std::vector<header_setting>> parse_header_settings(std::string_view text);
 
 // Kafka's murmur2 (the Java client's default partitioner hash), made positive as the
 // partitioner does before taking it modulo the partition count.

@@ -14,6 +14,7 @@ result<void> run_consume(const command_line& line);
 result<void> run_groups(const command_line& line);
 result<void> run_perf_produce(const command_line& line);
 result<void> run_perf_consume(const command_line& line);
+result<void> run_perf_e2e(const command_line& line);
 result<void> run_dump_log(const command_line& line);
 
 // Dispatches on line.command, prints a failure as "spatectl: <message>" on stderr and

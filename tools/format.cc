@@ -188,7 +188,18 @@ result<record_format> parse_record_format(std::string_view text) {
     return error{2, "--format must be value, kv, offsets or json, got \"" + std::string(text) + "\""};
 }
 
-void format_record(std::string& out, const consumed_record& record, record_format format) {
+void format_record(std::string& out, const consumed_record& record, record_format format,
+                   bool print_headers) {
+    if (print_headers && format != record_format::json) {
+        if (record.headers.empty()) out += "NO_HEADERS";
+        for (size_t i = 0; i < record.headers.size(); ++i) {
+            if (i > 0) out += ',';
+            out += record.headers[i].key;
+            out += ':';
+            append_optional(out, record.headers[i].value);
+        }
+        out += '\t';
+    }
     switch (format) {
         case record_format::value:
             append_optional(out, record.value);

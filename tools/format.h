@@ -67,7 +67,11 @@ struct consumed_record {
 
 // Appends one record and its newline to `out` (raw bytes for value/kv/offsets, so a
 // produce -> consume round trip is byte-identical; "null" stands for a null key/value).
-void format_record(std::string& out, const consumed_record& record, record_format format);
+// With `print_headers` the text formats start with the headers as `produce --headers`
+// takes them ("k1:v1,k2:v2", "NO_HEADERS" when there are none, as Kafka's console
+// consumer prints them) and a TAB; json always carries the headers.
+void format_record(std::string& out, const consumed_record& record, record_format format,
+                   bool print_headers = false);
 
 struct produce_summary {
     uint64_t records = 0;

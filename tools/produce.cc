@@ -179,6 +179,19 @@ result<void> run_produce(const command_line& line) {
     const auto separator = line.value("--key-separator");
     if (separator && separator->empty())
         return error{usage_error_code, "--key-separator must not be empty"};
+    std::vector<header_setting> header_settings;
+    if (auto text = line.value("--headers")) {
+        auto parsed = parse_header_settings(*text);
+        if (!parsed) return parsed.failure();
+        header_settings = std::move(parsed.value());
+    }
+    // Views of the parsed headers, built once: every record carries the same ones.
+    std::vector<proto::record_header_view> headers;
+    for (const auto& header : header_settings) {
+        proto::record_header_view view{header.key, std::nullopt};
+        if (header.value) view.value = proto::byte_view(*header.value);
+        headers.push_back(view);
+    }
 
     auto brokers = cluster::connect(line.global);
     if (!brokers) return brokers.failure();
@@ -221,7 +234,7 @@ result<void> run_produce(const command_line& line) {
             else if (key) partition = static_cast<int32_t>(kafka_key_hash(*key) % static_cast<uint32_t>(partition_count));
             auto& state = pending[topic->partitions[static_cast<size_t>(partition)].partition];
             if (!state.builder) state.builder.emplace(settings->codec, wall_ms());
-            state.builder->add(key, value);
+            state.builder->add(key, value, headers);
             ++state.records;
             ++gathered;
             ++total;
@@ -276,12 +289,55 @@ struct open_partition {
     std::optional<proto::batch_builder> builder;
     std::vector<int64_t> created_us;
     int64_t first_record_us = 0;
+    int32_t next_sequence = 0;  // idempotent producer: the next batch's base sequence
 };
+
+// The producer id and epoch of an idempotent producer (both -1 when not idempotent).
+struct producer_identity {
+    int64_t id = -1;
+    int16_t epoch = -1;
+};
+
+// InitProducerId without a transactional id: any broker hands out a producer id.
+result<producer_identity> init_producer_id(cluster& brokers) {
+    auto& connection = brokers.bootstrap();
+    proto::init_producer_id_request request;
+    request.transaction_timeout_ms = -1;
+    proto::init_producer_id_response response;
+    std::vector<uint8_t> frame;
+    auto called = connection.call(request, response, frame);
+    if (!called) return error{1, "InitProducerId failed: " + called.failure().message};
+    if (response.error_code != 0)
+        return error{1, std::string("InitProducerId failed (") + proto::error_name(response.error_code) + ")"};
+    return producer_identity{response.producer_id, response.producer_epoch};
+}
+
+// Records of `perf produce --payload-file`: the file's lines (empty ones skipped), as
+// kafka-producer-perf-test splits its payload file at its default delimiter '\n'.
+result<std::vector<std::string>> read_payload_file(const std::string& path) {
+    // The whole file is held in memory, so it is bounded first.
+    constexpr std::uintmax_t payload_file_bytes_max = 1u << 30;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return error{1, "cannot read --payload-file \"" + path + "\""};
+    in.seekg(0, std::ios::end);
+    const auto size = static_cast<std::uintmax_t>(in.tellg());
+    if (size > payload_file_bytes_max)
+        return error{1, "--payload-file \"" + path + "\" is larger than " +
+                            std::to_string(payload_file_bytes_max) + " bytes"};
+    in.seekg(0, std::ios::beg);
+    std::vector<std::string> payloads;
+    std::string line_text;
+    while (std::getline(in, line_text))
+        if (!line_text.empty()) payloads.push_back(line_text);
+    if (payloads.empty()) return error{1, "--payload-file \"" + path + "\" holds no records"};
+    return payloads;
+}
 
 class perf_producer {
 public:
-    perf_producer(std::string topic, const producer_settings& settings, int32_t timeout_ms)
-        : _topic(std::move(topic)), _settings(settings), _timeout_ms(timeout_ms) {}
+    perf_producer(std::string topic, const producer_settings& settings, int32_t timeout_ms,
+                  producer_identity identity)
+        : _topic(std::move(topic)), _settings(settings), _timeout_ms(timeout_ms), _identity(identity) {}
 
     result<void> open(cluster& brokers, const topic_layout& layout) {
         for (const auto& partition : layout.partitions) {
@@ -302,7 +358,7 @@ public:
                 state.connection = std::make_unique<pipelined_connection>(negotiated->release_fd(), *address);
                 _leaders.emplace(partition.leader, std::move(state));
             }
-            _partitions.push_back({partition.partition, partition.leader, std::nullopt, {}, 0});
+            _partitions.push_back({partition.partition, partition.leader, std::nullopt, {}, 0, 0});
         }
         return ok_result();
     }
@@ -311,7 +367,13 @@ public:
     void add(std::span<const uint8_t> value, int64_t now) {
         auto& partition = _partitions[_sticky];
         if (!partition.builder) {
-            partition.builder.emplace(_settings.codec, wall_ms());
+            // An idempotent producer numbers its records per partition; batches of one
+            // partition leave in order on one connection, so the numbering holds.
+            if (_identity.id >= 0)
+                partition.builder.emplace(_settings.codec, wall_ms(), _identity.id, _identity.epoch,
+                                          partition.next_sequence);
+            else
+                partition.builder.emplace(_settings.codec, wall_ms());
             partition.first_record_us = now;
             partition.created_us = take_time_vector();
         }
@@ -406,6 +468,9 @@ private:
         batch.partition = partition.partition;
         batch.bytes = partition.builder->build();
         batch.created_us = std::move(partition.created_us);
+        // Sequences wrap from INT32_MAX to 0, as Kafka's do.
+        const int64_t next = int64_t{partition.next_sequence} + partition.builder->records_count();
+        partition.next_sequence = static_cast<int32_t>(next > INT32_MAX ? next - INT32_MAX - 1 : next);
         partition.builder.reset();
         _leaders[partition.leader].ready.push_back(std::move(batch));
         ++_ready_count;
@@ -492,6 +557,7 @@ private:
     std::string _topic;
     producer_settings _settings;
     int32_t _timeout_ms;
+    producer_identity _identity;
     std::map<int32_t, leader_state> _leaders;
     std::vector<open_partition> _partitions;
     size_t _sticky = 0;
@@ -513,26 +579,58 @@ result<void> run_perf_produce(const command_line& line) {
     auto throughput = line.integer("--throughput", -1, -1, INT32_MAX);
     if (!throughput) return throughput.failure();
     if (throughput.value() == 0) return error{usage_error_code, "--throughput must be -1 or positive"};
-    auto settings = parse_producer_settings(line, 1);
+    const bool idempotent = line.has("--idempotence") || line.setting("enable.idempotence") == "true";
+    // An idempotent producer defaults to acks=all and needs it, as Kafka's does.
+    auto settings = parse_producer_settings(line, idempotent ? -1 : 1);
     if (!settings) return settings.failure();
+    if (idempotent && settings->acks != -1)
+        return error{usage_error_code, "--idempotence needs --acks all (-1)"};
+    if (idempotent && settings->max_in_flight > 5)
+        return error{usage_error_code, "--idempotence allows at most 5 requests in flight"};
+    if (line.has("--payload-file") && line.has("--record-size"))
+        return error{usage_error_code, "--payload-file and --record-size exclude each other"};
+
+    // Either a fixed payload of printable random bytes, as the Kafka tool uses, or the
+    // payload file's lines, picked at random for each record.
+    std::vector<std::string> payloads;
+    std::mt19937 random(12345);
+    if (auto path = line.value("--payload-file")) {
+        auto read = read_payload_file(*path);
+        if (!read) return read.failure();
+        payloads = std::move(read.value());
+    } else {
+        std::string payload(static_cast<size_t>(record_size.value()), 'A');
+        for (auto& byte : payload) byte = static_cast<char>('A' + random() % 26);
+        payloads.push_back(std::move(payload));
+    }
 
     auto brokers = cluster::connect(line.global);
     if (!brokers) return brokers.failure();
     auto layout = brokers->topic(topic_name.value());
     if (!layout) return layout.failure();
-    perf_producer producer(topic_name.value(), settings.value(), line.global.timeout_ms);
+    producer_identity identity;
+    if (idempotent) {
+        auto initialised = init_producer_id(brokers.value());
+        if (!initialised) return initialised.failure();
+        identity = initialised.value();
+    }
+    perf_producer producer(topic_name.value(), settings.value(), line.global.timeout_ms, identity);
     auto opened = producer.open(brokers.value(), layout.value());
     if (!opened) return opened;
-
-    // A fixed payload of printable random bytes, as the Kafka tool uses.
-    std::vector<uint8_t> payload(static_cast<size_t>(record_size.value()));
-    std::mt19937 random(12345);
-    for (auto& byte : payload) byte = static_cast<uint8_t>('A' + random() % 26);
 
     latency_histogram latency;
     uint64_t created = 0;
     uint64_t acked = 0;
     uint64_t failed = 0;
+    // Bytes of the records created so far, and of those acknowledged (sizes vary with a
+    // payload file; records are acknowledged in creation order per partition, so the
+    // running average of created sizes stands for the acknowledged ones).
+    uint64_t created_bytes = 0;
+    auto acked_bytes = [&](uint64_t records) {
+        return created == 0 ? 0 : static_cast<uint64_t>(static_cast<double>(created_bytes) *
+                                                        static_cast<double>(records) /
+                                                        static_cast<double>(created));
+    };
     const auto total = static_cast<uint64_t>(records_total.value());
     const int64_t start = now_us();
     int64_t window_start = start;
@@ -549,7 +647,10 @@ result<void> run_perf_produce(const command_line& line) {
         // Create records in bounded bursts so I/O is serviced between them.
         uint64_t burst = 0;
         while (created < allowed && producer.has_room() && burst < 4096) {
-            producer.add(payload, now);
+            const auto& payload =
+                payloads.size() == 1 ? payloads.front() : payloads[random() % payloads.size()];
+            producer.add(proto::byte_view(payload), now);
+            created_bytes += payload.size();
             ++created;
             ++burst;
             if ((burst & 255) == 0) now = now_us();
@@ -572,8 +673,7 @@ result<void> run_perf_produce(const command_line& line) {
         if (now - last_progress_us > deadline_slack_us && !producer.idle())
             return error{1, "no produce acknowledgement for " + std::to_string(line.global.timeout_ms) + " ms"};
         if (now - window_start >= 5000000) {
-            produce_summary progress{acked - window_acked,
-                                     (acked - window_acked) * static_cast<uint64_t>(record_size.value()),
+            produce_summary progress{acked - window_acked, acked_bytes(acked - window_acked),
                                      static_cast<double>(now - window_start) / 1e6, &latency};
             std::printf("%s\n", format_produce_progress(progress).c_str());
             std::fflush(stdout);
@@ -582,7 +682,7 @@ result<void> run_perf_produce(const command_line& line) {
         }
     }
     const double seconds = static_cast<double>(now_us() - start) / 1e6;
-    produce_summary summary{acked, acked * static_cast<uint64_t>(record_size.value()), seconds, &latency};
+    produce_summary summary{acked, acked_bytes(acked), seconds, &latency};
     std::printf("%s\n", format_produce_summary(summary).c_str());
     if (auto path = line.value("--histogram")) {
         std::ofstream out(*path);

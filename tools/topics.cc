@@ -242,6 +242,7 @@ int run_command(const command_line& line) {
     else if (path.substr(0, 7) == "groups ") outcome = run_groups(line);
     else if (path == "perf produce") outcome = run_perf_produce(line);
     else if (path == "perf consume") outcome = run_perf_consume(line);
+    else if (path == "perf e2e") outcome = run_perf_e2e(line);
     else outcome = run_dump_log(line);
     std::fflush(stdout);
     if (outcome) return 0;

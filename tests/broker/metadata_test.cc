@@ -34,7 +34,9 @@ TEST_CASE("metadata survives a reload with ids, configs and owners") {
     CHECK(snapshot->find("orders")->configs.empty());
     CHECK_FALSE(snapshot->find("orders")->id.is_zero());
     CHECK(snapshot->find("orders")->id != snapshot->find("audit")->id);
-    for (uint32_t owner : snapshot->find("audit")->partition_shards) CHECK(owner < 2);
+    const topic_info* audit = snapshot->find("audit");
+    REQUIRE(audit != nullptr);
+    for (uint32_t owner : audit->partition_shards) CHECK(owner < 2);
     fs::remove_all(dir);
 }
 

@@ -149,6 +149,29 @@ TEST_CASE("producer settings: flags win over -X, bad values are usage errors") {
     CHECK(rejected.failure().code == usage_error_code);
 }
 
+TEST_CASE("--headers splits at ',' and each header at its first ':'") {
+    auto headers = parse_header_settings("k1:v1,k2:a:b,bare,empty:");
+    REQUIRE(headers);
+    CHECK(headers.value() == std::vector<header_setting>{{"k1", "v1"}, {"k2", "a:b"},
+                                                        {"bare", std::nullopt}, {"empty", ""}});
+    for (std::string_view bad : {"", ":v", "k:v,", "k:v,,x:y"}) {
+        auto rejected = parse_header_settings(bad);
+        REQUIRE_FALSE(rejected);
+        CHECK(rejected.failure().code == usage_error_code);
+    }
+}
+
+TEST_CASE("the new perf flags belong to their commands") {
+    CHECK(parse({"produce", "--topic", "t", "--headers", "a:1"}));
+    CHECK(parse({"consume", "--topic", "t", "--print-headers"}));
+    CHECK(parse({"perf", "produce", "--topic", "t", "--payload-file", "f", "--idempotence"}));
+    CHECK(parse({"perf", "consume", "--topic", "t", "--threads", "4"}));
+    auto e2e = parse({"perf", "e2e", "--topic", "t", "--num-records", "10", "--acks", "all"});
+    REQUIRE(e2e);
+    CHECK(e2e->command->path == "perf e2e");
+    CHECK_FALSE(parse({"perf", "e2e", "--threads", "2"}));
+}
+
 TEST_CASE("the key hash is Kafka's murmur2, made positive") {
     // Reference values of Kafka's murmur2 (signed), from its own unit tests.
     auto positive = [](int32_t signed_hash) { return static_cast<uint32_t>(signed_hash) & 0x7fffffffu; };

@@ -72,6 +72,31 @@ TEST_CASE("consumed records in each format") {
     CHECK_FALSE(parse_record_format("xml"));
 }
 
+TEST_CASE("--print-headers puts the headers first, as produce --headers takes them") {
+    consumed_record record;
+    record.topic = "t";
+    record.key = byte_view("k");
+    record.value = byte_view("v");
+    std::string out;
+    format_record(out, record, record_format::kv, true);
+    CHECK(out == "NO_HEADERS\tk\tv\n");
+    const std::vector<spate::proto::record_header_view> headers = {
+        {"h1", byte_view("a:b")}, {"h2", std::nullopt}, {"h3", byte_view("")}};
+    record.headers = headers;
+    out.clear();
+    format_record(out, record, record_format::value, true);
+    CHECK(out == "h1:a:b,h2:null,h3:\tv\n");
+    out.clear();
+    format_record(out, record, record_format::kv);
+    CHECK(out == "k\tv\n");
+    out.clear();
+    // JSON carries the headers whether asked or not, and nothing in front.
+    format_record(out, record, record_format::json, true);
+    CHECK(out == "{\"topic\":\"t\",\"partition\":0,\"offset\":0,\"timestamp\":0,\"key\":\"k\","
+                 "\"value\":\"v\",\"headers\":[{\"key\":\"h1\",\"value\":\"a:b\"},"
+                 "{\"key\":\"h2\",\"value\":null},{\"key\":\"h3\",\"value\":\"\"}]}\n");
+}
+
 TEST_CASE("perf produce lines follow Kafka's format with microsecond latencies") {
     latency_histogram latency;
     for (int i = 0; i < 100; ++i) latency.record(500);

@@ -131,6 +131,52 @@ def test_produce_consume(b):
     assert "partition 7" in err, err
 
 
+def test_headers(b):
+    """produce --headers -> consume --print-headers is byte-identical, keys included."""
+    ok(b, "topics", "create", "--topic", "headed", "--partitions", "3")
+    headers = b"trace:abc-123,url:http://x/y,empty:"
+    lines = [b"k%d=value %d \xc3\xa9" % (i, i) for i in range(60)] + [b"no separator here"]
+    ok(b, "produce", "--topic", "headed", "--key-separator", "=", "--headers", headers.decode(),
+       stdin=b"\n".join(lines) + b"\n")
+    out = ok(b, "consume", "--topic", "headed", "--from-beginning", "--max-messages", str(len(lines)),
+             "--format", "kv", "--print-headers")
+    expected = []
+    for line in lines:
+        key, sep, value = line.partition(b"=")
+        expected.append(headers + b"\t" + (key + b"\t" + value if sep else b"null\t" + line))
+    assert sorted(out.splitlines()) == sorted(expected), out
+    # One partition read alone keeps produce order, so the bytes match exactly.
+    ok(b, "topics", "create", "--topic", "headed-one", "--partitions", "1")
+    ok(b, "produce", "--topic", "headed-one", "--key-separator", "=", "--headers", headers.decode(),
+       stdin=b"\n".join(lines) + b"\n")
+    out = ok(b, "consume", "--topic", "headed-one", "--from-beginning", "--max-messages",
+             str(len(lines)), "--format", "kv", "--print-headers")
+    assert out == b"".join(e + b"\n" for e in expected), out
+    # Without --print-headers the text formats are unchanged; value format with headers.
+    out = ok(b, "consume", "--topic", "headed-one", "--from-beginning", "--max-messages", "1")
+    assert out == b"value 0 \xc3\xa9\n", out
+    out = ok(b, "consume", "--topic", "headed-one", "--from-beginning", "--max-messages", "1",
+             "--print-headers")
+    assert out == headers + b"\tvalue 0 \xc3\xa9\n", out
+    # JSON lines carry the headers; a header without ':' has a null value.
+    ok(b, "produce", "--topic", "headed-one", "--headers", "bare,k:v", stdin=b"last\n")
+    out = ok(b, "consume", "--topic", "headed-one", "--offset", "0", "--partition", "0",
+             "--max-messages", str(len(lines) + 1), "--format", "json").decode().splitlines()
+    first = json.loads(out[0])
+    assert first["key"] == "k0" and first["value"] == "value 0 \u00e9", first
+    assert first["headers"] == [{"key": "trace", "value": "abc-123"},
+                                {"key": "url", "value": "http://x/y"},
+                                {"key": "empty", "value": ""}], first
+    last = json.loads(out[-1])
+    assert last["value"] == "last" and last["headers"] == [{"key": "bare", "value": None},
+                                                            {"key": "k", "value": "v"}], last
+    out = ok(b, "consume", "--topic", "lines", "--from-beginning", "--max-messages", "1",
+             "--print-headers")
+    assert out == b"NO_HEADERS\tplain value\n", out
+    fails(b, 2, "produce", "--topic", "headed", "--headers", ":novalue", stdin=b"x\n")
+    fails(b, 2, "produce", "--topic", "headed", "--headers", "a:1,,b:2", stdin=b"x\n")
+
+
 def describe_group(b, group):
     """The group's describe table as dicts keyed by the column names."""
     lines = ok(b, "groups", "describe", "--group", group).decode().splitlines()
@@ -230,6 +276,60 @@ def test_perf(b):
     out = ok(b, "perf", "consume", "--topic", "perf", "--messages", "20500").decode().splitlines()
     assert out[0].startswith("start.time, end.time, data.consumed.in.MB"), out
     assert out[-1].startswith("20500 records received, ") and "MB/sec" in out[-1], out
+    # Two threads with a partition each read the same records.
+    out = ok(b, "perf", "consume", "--topic", "perf", "--messages", "20500", "--threads", "2").decode().splitlines()
+    assert out[-1].startswith("20500 records received, "), out
+    # More threads than partitions: the extra ones are not started.
+    out = ok(b, "perf", "consume", "--topic", "perf", "--messages", "20500", "--threads", "8").decode().splitlines()
+    assert out[-1].startswith("20500 records received, "), out
+    fails(b, 2, "perf", "consume", "--topic", "perf", "--messages", "1", "--threads", "0")
+
+    # --payload-file: records are the file's lines.
+    with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as payload_file:
+        payload_lines = [b"payload line %d %s" % (i, b"z" * i) for i in range(7)]
+        payload_file.write(b"\n".join(payload_lines) + b"\n\n")
+    try:
+        ok(b, "topics", "create", "--topic", "payloads", "--partitions", "2")
+        out = ok(b, "perf", "produce", "--topic", "payloads", "--num-records", "400",
+                 "--payload-file", payload_file.name, "--throughput", "-1").decode()
+        assert out.strip().splitlines()[-1].startswith("400 records sent, "), out
+        got = ok(b, "consume", "--topic", "payloads", "--from-beginning", "--max-messages", "400").splitlines()
+        assert len(got) == 400 and set(got) <= set(payload_lines), got[:10]
+        assert len(set(got)) > 1, "every record was the same line"
+        fails(b, 2, "perf", "produce", "--topic", "payloads", "--num-records", "1",
+              "--payload-file", payload_file.name, "--record-size", "10")
+    finally:
+        os.unlink(payload_file.name)
+    err = fails(b, 1, "perf", "produce", "--topic", "payloads", "--num-records", "1",
+                "--payload-file", "/nonexistent/payloads.txt")
+    assert "payloads.txt" in err, err
+
+    # --idempotence: a producer id from InitProducerId, sequences per partition, acks=all.
+    ok(b, "topics", "create", "--topic", "idempotent", "--partitions", "2")
+    out = ok(b, "perf", "produce", "--topic", "idempotent", "--num-records", "6000", "--record-size",
+             "50", "--throughput", "-1", "--idempotence", "--batch-size", "4096").decode()
+    assert out.strip().splitlines()[-1].startswith("6000 records sent, "), out
+    got = ok(b, "consume", "--topic", "idempotent", "--from-beginning", "--max-messages", "6000").splitlines()
+    assert len(got) == 6000, len(got)
+    err = fails(b, 2, "perf", "produce", "--topic", "idempotent", "--num-records", "1", "--idempotence",
+                "--acks", "1")
+    assert "acks" in err, err
+
+    # perf e2e: one record at a time, latency percentiles in microseconds.
+    ok(b, "topics", "create", "--topic", "e2e", "--partitions", "1")
+    out = ok(b, "perf", "e2e", "--topic", "e2e", "--num-records", "200", "--record-size", "64").decode()
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("200 records, avg latency: ") and lines[0].endswith(" µs"), lines
+    fields = lines[1].split(", ")
+    assert lines[1].startswith("Percentiles: 50th = ") and len(fields) == 3, lines
+    p50, p99, p999 = (int(f.split(" = ")[1].split()[0]) for f in fields)
+    assert 0 < p50 <= p99 <= p999, lines
+    out = ok(b, "perf", "e2e", "--topic", "e2e", "--num-records", "20", "--acks", "all").decode()
+    assert out.startswith("20 records, "), out
+    assert len(ok(b, "consume", "--topic", "e2e", "--from-beginning", "--max-messages", "220").splitlines()) == 220
+    err = fails(b, 1, "perf", "e2e", "--topic", "nope", "--num-records", "1")
+    assert "UNKNOWN_TOPIC_OR_PARTITION" in err, err
+    fails(b, 2, "perf", "e2e", "--topic", "e2e")
 
 
 def test_dump_log(b, data_dir):
@@ -239,6 +339,17 @@ def test_dump_log(b, data_dir):
     out = ok(b, "dump-log", "--print-data-log", *files).decode()
     assert "baseOffset: 0 " in out and "isvalid: true" in out, out
     assert "payload: plain value" in out and "key: k1 payload: v1" in out, out
+    # The idempotent producer's batches carry its producer id and consecutive sequences.
+    out = "".join(ok(b, "dump-log", f).decode()
+                  for f in sorted(glob.glob(os.path.join(data_dir, "idempotent-0", "*.log"))))
+    batches = [line for line in out.splitlines() if line.startswith("baseOffset:")]
+    assert batches and all(" producerId: -1 " not in line for line in batches), out[:2000]
+    expected_sequence = 0
+    for line in batches:
+        words = line.split()
+        base, last = int(words[words.index("baseSequence:") + 1]), int(words[words.index("lastSequence:") + 1])
+        assert base == expected_sequence, (expected_sequence, line)
+        expected_sequence = last + 1
     zstd = sorted(glob.glob(os.path.join(data_dir, "round-zstd-0", "*.log")))
     out = ok(b, "dump-log", *zstd).decode()
     assert "compresscodec: zstd" in out and "isvalid: false" not in out, out
@@ -269,7 +380,8 @@ def main():
     config.close()
     with Broker(extra=["--config", config.name]) as broker:
         b = broker.bootstrap
-        for test in (test_topics, test_produce_consume, test_groups, test_perf, test_usage_errors):
+        for test in (test_topics, test_produce_consume, test_headers, test_groups, test_perf,
+                     test_usage_errors):
             test(b)
             print("ok", test.__name__)
         test_dump_log(b, broker.data_dir)
