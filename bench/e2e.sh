@@ -68,7 +68,10 @@ sockperf_rtt_p99_us=$(python3 -c "print('%.1f' % (2*float('${sockperf_p99_us:-0}
 
 # ---- spate ----
 port=$(free_port)
-"$spate" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/spate.log" 2>&1 &
+# Client and broker share the machine's cores here: unpinned shards can move to an idle
+# core instead of waiting behind the client (PIN_SHARDS=true measures the pinned default).
+printf 'pin_shards = %s\n' "${PIN_SHARDS:-false}" >"$work/spate.toml"
+"$spate" --config "$work/spate.toml" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/spate.log" 2>&1 &
 pids+=($!)
 wait_port "$port"
 ctl=("$spatectl" --bootstrap-server "127.0.0.1:$port" --timeout 30000)
@@ -96,7 +99,7 @@ if command -v fio >/dev/null; then
       --fdatasync=1 --output-format=json 2>/dev/null |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.1f" % (d["jobs"][0]["sync"]["lat_ns"]["percentile"]["99.000000"]/1000))')
   fsync_port=$(free_port)
-  printf 'acks_all_policy = "fsync"\n' >"$work/fsync.toml"
+  printf 'acks_all_policy = "fsync"\npin_shards = %s\n' "${PIN_SHARDS:-false}" >"$work/fsync.toml"
   "$spate" --config "$work/fsync.toml" --listen "127.0.0.1:$fsync_port" --data-dir "$work/data-fsync" \
     >"$work/spate-fsync.log" 2>&1 &
   pids+=($!)

@@ -272,6 +272,7 @@ result<void> broker::start() {
     net_config.request_bytes_max = _config.socket_request_max_bytes;
     net_config.connections_max = _config.connections_max;
     net_config.in_flight_requests_max = _config.queued_max_requests;
+    net_config.pin_to_core = _config.pin_shards;
     _states.resize(shards);
     snapshot_ptr initial = _store->snapshot();
     _runtime = std::make_unique<net::runtime>(

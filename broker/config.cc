@@ -82,6 +82,9 @@ const std::map<std::string, key_setter>& key_table() {
         {"shards", [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.shards, 0, 1024);
          }},
+        {"pin_shards", [](const toml::node& n, const std::string& k, broker_config& c) {
+             return boolean_in(n, k, c.pin_shards);
+         }},
         {"node_id", [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.node_id, 0, INT32_MAX);
          }},

@@ -27,6 +27,7 @@ struct broker_config {
     uint16_t advertised_port = 0;  // 0: same as listen_port
     std::string data_dir = "./data";
     uint32_t shards = 0;  // 0: one per online core
+    bool pin_shards = true;  // pin shard i to core i (see spate.example.toml for when not to)
     int32_t node_id = 0;
     std::string cluster_id = "spate-single-node";
 

@@ -14,6 +14,9 @@ TEST_CASE("TOML keys set the config; unknown keys and bad values name the key") 
     CHECK(config.listen_port == 19092);
     CHECK(config.shards == 3);
     CHECK(config.log.segment_bytes == 1048576);
+    CHECK(config.pin_shards);
+    REQUIRE(apply_toml_text("pin_shards = false\n", "test", config));
+    CHECK_FALSE(config.pin_shards);
 
     auto unknown = apply_toml_text("colour = 3\n", "test", config);
     REQUIRE_FALSE(unknown);
