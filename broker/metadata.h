@@ -42,6 +42,13 @@ struct metadata_snapshot {
 };
 using snapshot_ptr = std::shared_ptr<const metadata_snapshot>;
 
+// The shard that owns partition `index` of `topic`; nullopt when the topic is unknown
+// (nullptr) or has no such partition. Handlers answer UNKNOWN_TOPIC_OR_PARTITION then.
+inline std::optional<uint32_t> owner_of(const topic_info* topic, int32_t index) {
+    if (topic == nullptr || index < 0 || index >= topic->partition_count()) return std::nullopt;
+    return topic->partition_shards[static_cast<size_t>(index)];
+}
+
 // Kafka's rules for topic names: 1..249 chars of [a-zA-Z0-9._-], not "." or "..".
 bool valid_topic_name(const std::string& name);
 

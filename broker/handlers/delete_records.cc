@@ -60,11 +60,11 @@ void handle_delete_records(request_ptr req) {
             proto::delete_records_response::delete_records_partition_result out;
             out.partition_index = part.partition_index;
             out.low_watermark = -1;
-            if (info == nullptr || part.partition_index < 0 ||
-                part.partition_index >= info->partition_count()) {
+            const auto owner = owner_of(info, part.partition_index);
+            if (!owner) {
                 out.error_code = proto::code(error_code::unknown_topic_or_partition);
             } else {
-                by_owner[info->partition_shards[static_cast<size_t>(part.partition_index)]].push_back(
+                by_owner[*owner].push_back(
                     {response->topics.size(), topic_out.partitions.size(), topic.name,
                      part.partition_index, part.offset});
             }

@@ -270,13 +270,13 @@ void handle_fetch(request_ptr req) {
             read.index = part.partition;
             read.offset = part.fetch_offset;
             read.max_bytes = part.partition_max_bytes;
-            if (info == nullptr || part.partition < 0 || part.partition >= info->partition_count()) {
+            const auto owner = owner_of(info, part.partition);
+            if (!owner) {
                 read.error = error_code::unknown_topic_or_partition;
                 state->results.push_back(std::move(read));
                 continue;
             }
-            state->by_owner[info->partition_shards[static_cast<size_t>(part.partition)]].push_back(
-                std::move(read));
+            state->by_owner[*owner].push_back(std::move(read));
         }
     }
     if (state->by_owner.empty()) {

@@ -60,14 +60,13 @@ void handle_list_offsets(request_ptr req) {
             out.timestamp = -1;
             out.offset = -1;
             out.leader_epoch = -1;
-            if (info == nullptr || part.partition_index < 0 ||
-                part.partition_index >= info->partition_count()) {
+            const auto owner = owner_of(info, part.partition_index);
+            if (!owner) {
                 out.error_code = proto::code(error_code::unknown_topic_or_partition);
             } else {
                 offset_query q{response->topics.size(), topic_out.partitions.size(), topic.name,
                                part.partition_index, part.timestamp};
-                by_owner[info->partition_shards[static_cast<size_t>(part.partition_index)]]
-                    .push_back(std::move(q));
+                by_owner[*owner].push_back(std::move(q));
             }
             topic_out.partitions.push_back(std::move(out));
         }

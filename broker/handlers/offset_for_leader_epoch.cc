@@ -52,12 +52,13 @@ void handle_offset_for_leader_epoch(request_ptr req) {
             out.partition = part.partition;
             out.leader_epoch = -1;
             out.end_offset = -1;
-            if (info == nullptr || part.partition < 0 || part.partition >= info->partition_count()) {
+            const auto owner = owner_of(info, part.partition);
+            if (!owner) {
                 out.error_code = proto::code(error_code::unknown_topic_or_partition);
             } else if (part.current_leader_epoch > 0) {
                 out.error_code = unknown_leader_epoch;
             } else {
-                by_owner[info->partition_shards[static_cast<size_t>(part.partition)]].push_back(
+                by_owner[*owner].push_back(
                     {response->topics.size(), topic_out.partitions.size(), topic.topic,
                      part.partition, part.leader_epoch});
             }

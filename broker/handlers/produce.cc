@@ -158,8 +158,9 @@ void handle_produce(request_ptr req) {
             error_code failure = error_code::none;
             proto::batch_check checked{};
             const auto& records = part.records_;
+            const auto owner = owner_of(info, part.index);
             if (!acks_valid) failure = error_code::invalid_required_acks;
-            else if (info == nullptr || part.index < 0 || part.index >= info->partition_count())
+            else if (!owner)
                 failure = error_code::unknown_topic_or_partition;
             else if (transactional) failure = error_code::transactional_id_authorization_failed;
             else if (records.is_null || records.bytes.empty()) failure = error_code::invalid_record;
@@ -185,7 +186,7 @@ void handle_produce(request_ptr req) {
                 // The frame is ours and lives as long as `req`: offsets are rewritten in place.
                 work.batch = {const_cast<uint8_t*>(records.bytes.data()), records.bytes.size()};
                 work.header = checked.header;
-                by_owner[info->partition_shards[static_cast<size_t>(part.index)]].push_back(
+                by_owner[*owner].push_back(
                     std::move(work));
             }
             topic_out.partition_responses.push_back(std::move(out));
