@@ -98,6 +98,38 @@ void shard_state::submit_log_syncs(partition& p) {
     }
 }
 
+namespace {
+
+// The state of one change_metadata_in_order run, shared by its completion callbacks.
+struct metadata_steps_run {
+    std::vector<shard_state::metadata_step> steps;
+    std::function<void()> finished;
+    size_t next = 0;
+};
+
+void run_next_step(shard_state& shard, std::shared_ptr<metadata_steps_run> run) {
+    if (run->next == run->steps.size()) {
+        run->finished();
+        return;
+    }
+    auto& step = run->steps[run->next++];
+    shard.change_metadata(std::move(step.change),
+                          [&shard, run, done = std::move(step.done)](result<snapshot_ptr> outcome) {
+                              done(std::move(outcome));
+                              run_next_step(shard, run);
+                          });
+}
+
+}  // namespace
+
+void shard_state::change_metadata_in_order(std::vector<metadata_step> steps,
+                                           std::function<void()> finished) {
+    auto run = std::make_shared<metadata_steps_run>();
+    run->steps = std::move(steps);
+    run->finished = std::move(finished);
+    run_next_step(*this, std::move(run));
+}
+
 void shard_state::change_metadata(metadata_change change,
                                   std::function<void(result<snapshot_ptr>)> done) {
     broker* process = &_broker;

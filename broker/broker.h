@@ -86,6 +86,16 @@ public:
     // installs the new snapshot on every shard before `done` is called here).
     using metadata_change = std::function<result<snapshot_ptr>(metadata_store&)>;
     void change_metadata(metadata_change change, std::function<void(result<snapshot_ptr>)> done);
+    // One change of a control-plane request and what its outcome writes into the answer.
+    struct metadata_step {
+        metadata_change change;
+        std::function<void(result<snapshot_ptr>)> done;
+    };
+    // Applies the steps one after another (a step is submitted only once the previous
+    // step's outcome arrived, so each sees the metadata the earlier ones left), then calls
+    // `finished` on this shard. A failed step does not stop the later ones: each topic of
+    // a request succeeds or fails on its own, as Kafka answers per topic.
+    void change_metadata_in_order(std::vector<metadata_step> steps, std::function<void()> finished);
 
     // Installs a new snapshot: opens partitions newly owned here, applies config changes,
     // closes and removes partitions of deleted topics.

@@ -16,33 +16,24 @@ struct growth {
     int32_t count;
 };
 
-void grow_next(request_ptr req, std::shared_ptr<response_type> response,
-               std::shared_ptr<std::vector<growth>> plans, size_t next) {
-    if (next == plans->size()) {
-        req->shard->respond(*req, *response);
-        return;
-    }
-    const growth plan = (*plans)[next];
-    req->shard->change_metadata(
-        [plan](metadata_store& store) -> result<snapshot_ptr> {
-            const topic_info* topic = store.snapshot()->find(plan.name);
-            if (topic == nullptr)
-                return error{proto::code(error_code::unknown_topic_or_partition),
-                             "topic \"" + plan.name + "\" does not exist"};
-            if (plan.count <= topic->partition_count())
-                return error{proto::code(error_code::invalid_partitions),
-                             "topic \"" + plan.name + "\" already has " +
-                                 std::to_string(topic->partition_count()) + " partitions"};
-            return store.add_partitions(plan.name, plan.count);
-        },
-        [req, response, plans, next, plan](result<snapshot_ptr> grown) {
-            if (!grown) {
-                auto& out = response->results[plan.slot];
+shard_state::metadata_step grow_step(std::shared_ptr<response_type> response, growth plan) {
+    return {[plan](metadata_store& store) -> result<snapshot_ptr> {
+                const topic_info* topic = store.snapshot()->find(plan.name);
+                if (topic == nullptr)
+                    return error{proto::code(error_code::unknown_topic_or_partition),
+                                 "topic \"" + plan.name + "\" does not exist"};
+                if (plan.count <= topic->partition_count())
+                    return error{proto::code(error_code::invalid_partitions),
+                                 "topic \"" + plan.name + "\" already has " +
+                                     std::to_string(topic->partition_count()) + " partitions"};
+                return store.add_partitions(plan.name, plan.count);
+            },
+            [response, slot = plan.slot](result<snapshot_ptr> grown) {
+                if (grown) return;
+                auto& out = response->results[slot];
                 out.error_code = static_cast<int16_t>(grown.failure().code);
                 out.error_message = grown.failure().message;
-            }
-            grow_next(req, response, plans, next + 1);
-        });
+            }};
 }
 
 }  // namespace
@@ -56,7 +47,7 @@ void handle_create_partitions(request_ptr req) {
     }
     shard_state& shard = *req->shard;
     auto response = std::make_shared<response_type>();
-    auto plans = std::make_shared<std::vector<growth>>();
+    std::vector<shard_state::metadata_step> steps;
     for (const auto& topic : body.topics) {
         response_type::create_partitions_topic_result out;
         out.name = topic.name;
@@ -82,10 +73,11 @@ void handle_create_partitions(request_ptr req) {
                          std::to_string(shard.config().node_id));
         }
         if (out.error_code == 0 && !body.validate_only)
-            plans->push_back({response->results.size(), topic.name, topic.count});
+            steps.push_back(grow_step(response, {response->results.size(), topic.name, topic.count}));
         response->results.push_back(std::move(out));
     }
-    grow_next(std::move(req), response, plans, 0);
+    shard.change_metadata_in_order(std::move(steps),
+                                   [req, response] { req->shard->respond(*req, *response); });
 }
 
 }  // namespace spate::broker

@@ -37,33 +37,30 @@ void fill_success(const shard_state& shard, const topic_plan& plan, const topic_
     }
 }
 
-void create_next(request_ptr req, std::shared_ptr<response_type> response,
-                 std::shared_ptr<std::vector<topic_plan>> plans, size_t next) {
-    if (next == plans->size()) {
-        req->shard->respond(*req, *response);
-        return;
-    }
-    const topic_plan plan = (*plans)[next];
-    req->shard->change_metadata(
-        [plan](metadata_store& store) -> result<snapshot_ptr> {
-            if (store.snapshot()->find(plan.name) != nullptr)
-                return error{proto::code(error_code::topic_already_exists),
-                             "topic \"" + plan.name + "\" already exists"};
-            return store.create_topic(plan.name, plan.partitions, plan.configs);
-        },
-        [req, response, plans, next, plan](result<snapshot_ptr> created) {
-            auto& out = response->topics[plan.slot];
-            if (!created) {
-                const int code = created.failure().code;
-                out.error_code = code == proto::code(error_code::topic_already_exists)
-                                     ? proto::code(error_code::topic_already_exists)
-                                     : proto::code(error_code::kafka_storage_error);
-                out.error_message = created.failure().message;
-            } else {
-                fill_success(*req->shard, plan, created.value()->find(plan.name), out);
-            }
-            create_next(req, response, plans, next + 1);
-        });
+shard_state::metadata_step create_step(shard_state& shard,
+                                       std::shared_ptr<response_type> response,
+                                       topic_plan plan) {
+    auto shared_plan = std::make_shared<const topic_plan>(std::move(plan));
+    return {[shared_plan](metadata_store& store) -> result<snapshot_ptr> {
+                const topic_plan& p = *shared_plan;
+                if (store.snapshot()->find(p.name) != nullptr)
+                    return error{proto::code(error_code::topic_already_exists),
+                                 "topic \"" + p.name + "\" already exists"};
+                return store.create_topic(p.name, p.partitions, p.configs);
+            },
+            [&shard, response, shared_plan](result<snapshot_ptr> created) {
+                const topic_plan& p = *shared_plan;
+                auto& out = response->topics[p.slot];
+                if (!created) {
+                    const int code = created.failure().code;
+                    out.error_code = code == proto::code(error_code::topic_already_exists)
+                                         ? proto::code(error_code::topic_already_exists)
+                                         : proto::code(error_code::kafka_storage_error);
+                    out.error_message = created.failure().message;
+                } else {
+                    fill_success(shard, p, created.value()->find(p.name), out);
+                }
+            }};
 }
 
 }  // namespace
@@ -78,7 +75,7 @@ void handle_create_topics(request_ptr req) {
     shard_state& shard = *req->shard;
     const int32_t node = shard.config().node_id;
     auto response = std::make_shared<response_type>();
-    auto plans = std::make_shared<std::vector<topic_plan>>();
+    std::vector<shard_state::metadata_step> steps;
     std::map<std::string, int> seen;
     for (const auto& topic : body.topics) seen[topic.name]++;
     for (const auto& topic : body.topics) {
@@ -133,11 +130,12 @@ void handle_create_topics(request_ptr req) {
         }
         if (out.error_code == 0) {
             if (body.validate_only) fill_success(shard, plan, nullptr, out);
-            else plans->push_back(std::move(plan));
+            else steps.push_back(create_step(shard, response, std::move(plan)));
         }
         response->topics.push_back(std::move(out));
     }
-    create_next(std::move(req), response, plans, 0);
+    shard.change_metadata_in_order(std::move(steps),
+                                   [req, response] { req->shard->respond(*req, *response); });
 }
 
 }  // namespace spate::broker

@@ -10,31 +10,22 @@ namespace {
 using proto::error_code;
 using response_type = proto::delete_topics_response;
 
-void delete_next(request_ptr req, std::shared_ptr<response_type> response,
-                 std::shared_ptr<std::vector<size_t>> slots, size_t next) {
-    if (next == slots->size()) {
-        req->shard->respond(*req, *response);
-        return;
-    }
-    const size_t slot = (*slots)[next];
+shard_state::metadata_step delete_step(std::shared_ptr<response_type> response, size_t slot) {
     const std::string name = *response->responses[slot].name;
-    req->shard->change_metadata(
-        [name](metadata_store& store) -> result<snapshot_ptr> {
-            if (store.snapshot()->find(name) == nullptr)
-                return error{proto::code(error_code::unknown_topic_or_partition),
-                             "topic \"" + name + "\" does not exist"};
-            return store.delete_topic(name);
-        },
-        [req, response, slots, next, slot](result<snapshot_ptr> deleted) {
-            auto& out = response->responses[slot];
-            if (!deleted) {
-                out.error_code = static_cast<int16_t>(deleted.failure().code > 0
-                                                          ? deleted.failure().code
-                                                          : proto::code(error_code::kafka_storage_error));
+    return {[name](metadata_store& store) -> result<snapshot_ptr> {
+                if (store.snapshot()->find(name) == nullptr)
+                    return error{proto::code(error_code::unknown_topic_or_partition),
+                                 "topic \"" + name + "\" does not exist"};
+                return store.delete_topic(name);
+            },
+            [response, slot](result<snapshot_ptr> deleted) {
+                if (deleted) return;
+                auto& out = response->responses[slot];
+                out.error_code = static_cast<int16_t>(
+                    deleted.failure().code > 0 ? deleted.failure().code
+                                               : proto::code(error_code::kafka_storage_error));
                 out.error_message = deleted.failure().message;
-            }
-            delete_next(req, response, slots, next + 1);
-        });
+            }};
 }
 
 }  // namespace
@@ -49,7 +40,7 @@ void handle_delete_topics(request_ptr req) {
     shard_state& shard = *req->shard;
     const metadata_snapshot& snapshot = *shard.metadata();
     auto response = std::make_shared<response_type>();
-    auto slots = std::make_shared<std::vector<size_t>>();
+    std::vector<size_t> slots;
     auto add = [&](std::optional<std::string> name, const proto::uuid& id) {
         response_type::deletable_topic_result out;
         out.topic_id = id;
@@ -68,7 +59,7 @@ void handle_delete_topics(request_ptr req) {
         } else {
             out.name = topic->name;
             out.topic_id = topic->id;
-            slots->push_back(response->responses.size());
+            slots.push_back(response->responses.size());
         }
         response->responses.push_back(std::move(out));
     };
@@ -77,7 +68,10 @@ void handle_delete_topics(request_ptr req) {
     } else {
         for (const auto& name : body.topic_names) add(name, proto::uuid{});
     }
-    delete_next(std::move(req), response, slots, 0);
+    std::vector<shard_state::metadata_step> steps;
+    for (size_t slot : slots) steps.push_back(delete_step(response, slot));
+    shard.change_metadata_in_order(std::move(steps),
+                                   [req, response] { req->shard->respond(*req, *response); });
 }
 
 }  // namespace spate::broker

@@ -21,34 +21,27 @@ struct alteration {
     std::vector<std::pair<std::string, std::optional<std::string>>> changes;  // nullopt: delete
 };
 
-void alter_next(request_ptr req, std::shared_ptr<response_type> response,
-                std::shared_ptr<std::vector<alteration>> plans, size_t next) {
-    if (next == plans->size()) {
-        req->shard->respond(*req, *response);
-        return;
-    }
-    const alteration plan = (*plans)[next];
-    req->shard->change_metadata(
-        [plan](metadata_store& store) -> result<snapshot_ptr> {
-            const topic_info* topic = store.snapshot()->find(plan.topic);
-            if (topic == nullptr)
-                return error{proto::code(error_code::unknown_topic_or_partition),
-                             "topic \"" + plan.topic + "\" does not exist"};
-            topic_configs configs = topic->configs;
-            for (const auto& [name, value] : plan.changes) {
-                if (value) configs[name] = *value;
-                else configs.erase(name);
-            }
-            return store.set_topic_configs(plan.topic, configs);
-        },
-        [req, response, plans, next, plan](result<snapshot_ptr> altered) {
-            if (!altered) {
-                auto& out = response->responses[plan.slot];
+shard_state::metadata_step alter_step(std::shared_ptr<response_type> response,
+                                      alteration plan) {
+    const size_t slot = plan.slot;
+    return {[plan = std::move(plan)](metadata_store& store) -> result<snapshot_ptr> {
+                const topic_info* topic = store.snapshot()->find(plan.topic);
+                if (topic == nullptr)
+                    return error{proto::code(error_code::unknown_topic_or_partition),
+                                 "topic \"" + plan.topic + "\" does not exist"};
+                topic_configs configs = topic->configs;
+                for (const auto& [name, value] : plan.changes) {
+                    if (value) configs[name] = *value;
+                    else configs.erase(name);
+                }
+                return store.set_topic_configs(plan.topic, configs);
+            },
+            [response, slot](result<snapshot_ptr> altered) {
+                if (altered) return;
+                auto& out = response->responses[slot];
                 out.error_code = static_cast<int16_t>(altered.failure().code);
                 out.error_message = altered.failure().message;
-            }
-            alter_next(req, response, plans, next + 1);
-        });
+            }};
 }
 
 }  // namespace
@@ -62,7 +55,7 @@ void handle_incremental_alter_configs(request_ptr req) {
     }
     shard_state& shard = *req->shard;
     auto response = std::make_shared<response_type>();
-    auto plans = std::make_shared<std::vector<alteration>>();
+    std::vector<shard_state::metadata_step> steps;
     for (const auto& resource : body.resources) {
         response_type::alter_configs_resource_response out;
         out.resource_type = resource.resource_type;
@@ -98,10 +91,11 @@ void handle_incremental_alter_configs(request_ptr req) {
             }
         }
         if (out.error_code == 0 && !body.validate_only && !plan.changes.empty())
-            plans->push_back(std::move(plan));
+            steps.push_back(alter_step(response, std::move(plan)));
         response->responses.push_back(std::move(out));
     }
-    alter_next(std::move(req), response, plans, 0);
+    shard.change_metadata_in_order(std::move(steps),
+                                   [req, response] { req->shard->respond(*req, *response); });
 }
 
 }  // namespace spate::broker
