@@ -1,5 +1,6 @@
 #include "tools/args.h"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 
@@ -46,12 +47,20 @@ const std::vector<command_spec>& specs() {
          {{"--topic", true}, {"--num-records", true}, {"--record-size", true},
           {"--throughput", true}, {"--acks", true}, {"--batch-size", true},
           {"--linger-ms", true}, {"--compression", true}, {"--max-in-flight", true},
-          {"--histogram", true}, {"--payload-file", true}, {"--idempotence", false}},
-         false, "producer benchmark (kafka-producer-perf-test)"},
+          {"--histogram", true}, {"--payload-file", true}, {"--idempotence", false},
+          {"--partitions", true}},
+         false,
+         "producer benchmark (kafka-producer-perf-test); --throughput -1 is unthrottled;\n"
+         "      --partitions N creates the topic with N partitions (broker's replication\n"
+         "      factor) when it does not exist, as the Java producer's auto-creation would;\n"
+         "      an existing topic is used as it is. Prints a progress line every 5 s and a\n"
+         "      final line in Kafka's format, latencies in ms to the microsecond"},
         {"perf consume",
          {{"--topic", true}, {"--messages", true}, {"--fetch-size", true},
           {"--timeout-ms", true}, {"--threads", true}},
-         false, "consumer benchmark (kafka-consumer-perf-test)"},
+         false,
+         "consumer benchmark (kafka-consumer-perf-test): its CSV header and data line,\n"
+         "      then \"N records received, X records/sec (Y MB/sec)\""},
         {"perf e2e",
          {{"--topic", true}, {"--num-records", true}, {"--record-size", true},
           {"--acks", true}, {"--histogram", true}},
@@ -78,22 +87,80 @@ bool is_group_word(std::string_view word) {
     return word == "topics" || word == "groups" || word == "perf";
 }
 
-result<void> read_command_config(const std::string& path, global_options& global) {
-    std::ifstream in(path);
-    if (!in) return usage("cannot read --command-config file \"" + path + "\"");
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        auto pair = parse_key_value(line, "--command-config");
-        if (!pair) return pair.failure();
-        global.client_settings.push_back(std::move(pair.value()));
+// Leading and trailing blanks, which a properties file may have around keys and values.
+std::string_view trimmed(std::string_view text) {
+    const size_t first = text.find_first_not_of(" \t\r");
+    if (first == std::string_view::npos) return {};
+    const size_t last = text.find_last_not_of(" \t\r");
+    return text.substr(first, last - first + 1);
+}
+
+// Adds one client setting after checking its key, so that a misspelt setting is a usage
+// error instead of silently doing nothing. `source` names where it came from.
+result<void> add_client_setting(std::pair<std::string, std::string> setting, const std::string& source,
+                                global_options& global) {
+    const auto known = client_setting_names();
+    if (std::find(known.begin(), known.end(), setting.first) == known.end()) {
+        std::string names;
+        for (const auto name : known) {
+            if (!names.empty()) names += ", ";
+            names += name;
+        }
+        return usage("unknown client setting \"" + setting.first + "\" in " + source + " (known: " + names + ")");
     }
+    global.client_settings.push_back(std::move(setting));
+    return ok_result();
+}
+
+// A Kafka client properties file: key=value lines; blank lines and lines starting with
+// '#' or '!' are comments, as in Java properties files. A file that cannot be read is an
+// operating error (exit 1); a malformed line or unknown key is a usage error (exit 2).
+result<void> read_command_config(const std::string& path, global_options& global) {
+    // The file is read whole, so it is bounded first; real client configs are a few lines.
+    constexpr std::uintmax_t command_config_bytes_max = 1u << 20;
+    std::ifstream in(path);
+    if (!in) return error{1, "cannot read --command-config file \"" + path + "\""};
+    std::string line;
+    size_t line_number = 0;
+    size_t bytes = 0;
+    while (std::getline(in, line)) {
+        ++line_number;
+        bytes += line.size() + 1;
+        if (bytes > command_config_bytes_max)
+            return error{1, "--command-config file \"" + path + "\" is larger than " +
+                                std::to_string(command_config_bytes_max) + " bytes"};
+        const std::string_view text = trimmed(line);
+        if (text.empty() || text.front() == '#' || text.front() == '!') continue;
+        const std::string source = "--command-config " + path + ":" + std::to_string(line_number);
+        auto pair = parse_key_value(text, source);
+        if (!pair) return pair.failure();
+        pair->first = std::string(trimmed(pair->first));
+        pair->second = std::string(trimmed(pair->second));
+        auto added = add_client_setting(std::move(pair.value()), source, global);
+        if (!added) return added;
+    }
+    if (in.bad()) return error{1, "reading --command-config file \"" + path + "\" failed"};
     return ok_result();
 }
 
 }  // namespace
 
 std::span<const command_spec> command_specs() { return specs(); }
+
+std::span<const std::string_view> client_setting_names() {
+    // Kafka's names for what spatectl's commands read (see global_options).
+    static constexpr std::string_view names[] = {
+        "acks",
+        "batch.size",
+        "bootstrap.servers",
+        "compression.type",
+        "enable.idempotence",
+        "fetch.max.wait.ms",
+        "linger.ms",
+        "max.in.flight.requests.per.connection",
+    };
+    return names;
+}
 
 result<endpoint> parse_endpoint(std::string_view text) {
     std::string_view host;
@@ -193,6 +260,7 @@ void command_line::add(std::string_view flag, std::string flag_value) {
 result<command_line> parse_command_line(std::span<const std::string_view> arguments) {
     command_line out;
     std::vector<std::string_view> words;
+    bool bootstrap_given = false;
     // First pass: global flags anywhere, and the command words. Command flags are
     // checked in the second pass, once the command (and so its flag table) is known;
     // command flags therefore belong after the command words.
@@ -207,13 +275,15 @@ result<command_line> parse_command_line(std::span<const std::string_view> argume
             if (!text) return text.failure();
             auto pair = parse_key_value(text.value(), "-X");
             if (!pair) return pair.failure();
-            out.global.client_settings.push_back(std::move(pair.value()));
+            auto added = add_client_setting(std::move(pair.value()), "-X", out.global);
+            if (!added) return added.failure();
             continue;
         }
         if (argument.size() > 2 && argument.substr(0, 2) == "-X") {
             auto pair = parse_key_value(argument.substr(2), "-X");
             if (!pair) return pair.failure();
-            out.global.client_settings.push_back(std::move(pair.value()));
+            auto added = add_client_setting(std::move(pair.value()), "-X", out.global);
+            if (!added) return added.failure();
             continue;
         }
         if (argument.size() > 2 && argument.substr(0, 2) == "--") {
@@ -243,6 +313,7 @@ result<command_line> parse_command_line(std::span<const std::string_view> argume
                     auto list = parse_bootstrap(text);
                     if (!list) return list.failure();
                     out.global.bootstrap = std::move(list.value());
+                    bootstrap_given = true;
                 } else if (argument == "--timeout") {
                     int32_t timeout = 0;
                     const auto [end, ec] =
@@ -259,6 +330,16 @@ result<command_line> parse_command_line(std::span<const std::string_view> argume
             continue;
         }
         words.push_back(argument);
+    }
+
+    // bootstrap.servers from -X or a properties file stands in for --bootstrap-server,
+    // which wins when both are given (as the flag wins over the file in Kafka's tools).
+    if (!bootstrap_given) {
+        if (auto servers = out.setting("bootstrap.servers")) {
+            auto list = parse_bootstrap(*servers);
+            if (!list) return list.failure();
+            out.global.bootstrap = std::move(list.value());
+        }
     }
 
     if (words.empty()) return usage("no command given\n" + usage_text());
@@ -329,8 +410,22 @@ result<command_line> parse_command_line(std::span<const std::string_view> argume
 
 std::string usage_text() {
     std::string text =
-        "usage: spatectl [--bootstrap-server HOST:PORT[,…]] [-X key=value] [--timeout MS]\n"
-        "                [--json] COMMAND [flags]\n"
+        "usage: spatectl [--bootstrap-server HOST:PORT[,…]] [--command-config FILE] [-X key=value]\n"
+        "                [--timeout MS] [--json] COMMAND [flags]\n"
+        "global flags (before or after the command):\n"
+        "  --bootstrap-server HOST:PORT[,…]  brokers to ask first (default 127.0.0.1:9092)\n"
+        "  --command-config FILE  Kafka client properties: key=value lines, # comments\n"
+        "  -X key=value           one client setting; later settings override earlier ones\n"
+        "  --timeout MS           bound on every connect and request (default 30000)\n"
+        "  --json                 data as JSON (topics list/describe, groups describe, consume)\n"
+        "client settings (-X and --command-config, Kafka's names):";
+    for (const auto name : client_setting_names()) {
+        text += " ";
+        text += name;
+    }
+    text +=
+        "\n"
+        "exit codes: 0 ok, 1 error (one line on stderr naming what failed), 2 usage\n"
         "commands:\n";
     for (const auto& spec : specs()) {
         text += "  ";

@@ -51,12 +51,16 @@ struct command_spec {
 // Every command spatectl knows, in the order `--help` lists them.
 std::span<const command_spec> command_specs();
 
+// The client settings (-X key=value, --command-config FILE) spatectl understands, by
+// their Kafka names; any other key is a usage error naming it.
+std::span<const std::string_view> client_setting_names();
+
 struct global_options {
     std::vector<endpoint> bootstrap = {{"127.0.0.1", 9092}};
     // Client settings from -X key=value and --command-config, in order, so that a later
-    // setting overrides an earlier one. Commands read the Kafka names they know (acks,
-    // compression.type, batch.size, linger.ms, max.in.flight.requests.per.connection,
-    // fetch.max.wait.ms); others are ignored, as Kafka's clients ignore unknown configs.
+    // setting overrides an earlier one. Only client_setting_names() are accepted: unlike
+    // Kafka's clients, which log and ignore unknown configs, spatectl refuses them, since a
+    // misspelt setting would otherwise silently skew a benchmark.
     std::vector<std::pair<std::string, std::string>> client_settings;
     int32_t timeout_ms = 30000;
     bool json = false;

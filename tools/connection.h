@@ -1,9 +1,10 @@
 #pragma once
 // spatectl's connections to Kafka brokers.
 //
-// broker_connection: one blocking TCP connection with a negotiated set of API versions,
-// for admin commands and the console producer/consumer. Each call sends one request and
-// waits (bounded by the timeout) for its response, so requests never overlap.
+// broker_connection: one TCP connection with a negotiated set of API versions, for admin
+// commands and the consumers. I/O waits in poll() bounded by the timeout. call() sends one
+// request and waits for its response; send() and receive() let a consumer keep one fetch
+// in flight on every leader's connection at once.
 //
 // pipelined_connection: one non-blocking TCP connection that keeps many requests in
 // flight (like a real producer's max.in.flight) for `perf produce`. Its owner drives it
@@ -105,9 +106,24 @@ public:
     template <class Request, class Response>
     result<void> call(const Request& request, int16_t version, Response& response,
                       std::vector<uint8_t>& frame) {
+        auto sent = send(request, version);
+        if (!sent) return sent.failure();
+        return receive<Request>(sent.value(), version, response, frame);
+    }
+    // The two halves of call(), so that a caller can have one request in flight on each
+    // of several connections at once (a fetch from every leader) instead of waiting for
+    // each broker in turn. send() returns the correlation id that receive() expects;
+    // responses come back in the order the requests were sent.
+    template <class Request>
+    result<int32_t> send(const Request& request, int16_t version) {
         const int32_t correlation_id = _next_correlation_id++;
         auto sent = send_frame(encode_request(request, version, correlation_id));
-        if (!sent) return sent;
+        if (!sent) return sent.failure();
+        return correlation_id;
+    }
+    template <class Request, class Response>
+    result<void> receive(int32_t correlation_id, int16_t version, Response& response,
+                         std::vector<uint8_t>& frame) {
         auto received = receive_frame(frame);
         if (!received) return received;
         proto::reader in(frame);

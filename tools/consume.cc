@@ -87,16 +87,24 @@ public:
         return out;
     }
 
-    // One Fetch per leader; calls fn(partition, batch header, record) for every record at or
-    // beyond the cursor. fn returns false to stop. Returns whether fn asked to stop.
+    // One Fetch per leader, all in flight at once (sent to every leader before any
+    // answer is awaited, so several brokers serve in parallel); calls fn(partition, batch
+    // header, record) for every record at or beyond the cursor. fn returns false to stop.
+    // Returns whether fn asked to stop.
     template <class Fn>
     result<bool> poll(Fn&& fn, uint64_t& bytes) {
-        std::map<int32_t, std::vector<partition_cursor*>> by_leader;
-        for (auto& cursor : _cursors) by_leader[cursor.leader].push_back(&cursor);
-        for (auto& [leader, cursors] : by_leader) {
+        struct leader_fetch {
+            broker_connection* connection = nullptr;
+            int16_t version = 0;
+            int32_t correlation_id = 0;
+            std::vector<partition_cursor*> cursors;
+        };
+        std::map<int32_t, leader_fetch> fetches;
+        for (auto& cursor : _cursors) fetches[cursor.leader].cursors.push_back(&cursor);
+        for (auto& [leader, fetch] : fetches) {
             if (leader < 0)
                 return error{1, "topic \"" + _layout.name + "\" partition " +
-                                    std::to_string(cursors.front()->partition) + " has no leader"};
+                                    std::to_string(fetch.cursors.front()->partition) + " has no leader"};
             auto connection = _brokers.leader(leader);
             if (!connection) return connection.failure();
             auto version = connection.value()->template version_for<proto::fetch_request>();
@@ -109,22 +117,35 @@ public:
             request.min_bytes = 1;
             request.max_bytes = fetch_response_bytes_max;
             request.topics.push_back({_layout.name, {}});
-            for (const auto* cursor : cursors) {
+            for (const auto* cursor : fetch.cursors) {
                 proto::fetch_request::fetch_partition partition;
                 partition.partition = cursor->partition;
                 partition.fetch_offset = cursor->next_offset;
                 partition.partition_max_bytes = _partition_bytes_max;
                 request.topics[0].partitions.push_back(partition);
             }
+            auto sent = connection.value()->send(request, version.value());
+            if (!sent) return sent.failure();
+            fetch.connection = connection.value();
+            fetch.version = version.value();
+            fetch.correlation_id = sent.value();
+        }
+        bool stopped = false;
+        for (auto& [leader, fetch] : fetches) {
             proto::fetch_response response;
-            auto called = connection.value()->call(request, version.value(), response, _frame);
-            if (!called) return called.failure();
+            auto received = fetch.connection->template receive<proto::fetch_request>(
+                fetch.correlation_id, fetch.version, response, _frame);
+            if (!received) return received.failure();
+            // Once fn has asked to stop, the other leaders' answers are still read (so
+            // their connections stay in step) but not handed out: those cursors did not
+            // move, so the records come again on the next poll.
+            if (stopped) continue;
             if (response.error_code != 0)
                 return error{1, std::string("fetch failed (") + proto::error_name(response.error_code) + ")"};
-            for (const auto& topic : response.responses)
+            for (const auto& topic : response.responses) {
                 for (const auto& data : topic.partitions) {
                     partition_cursor* cursor = nullptr;
-                    for (auto* candidate : cursors)
+                    for (auto* candidate : fetch.cursors)
                         if (candidate->partition == data.partition_index) cursor = candidate;
                     if (cursor == nullptr) continue;
                     if (data.error_code != 0)
@@ -132,12 +153,17 @@ public:
                                             std::to_string(cursor->partition) + " at offset " +
                                             std::to_string(cursor->next_offset) + " failed (" +
                                             proto::error_name(data.error_code) + ")"};
-                    auto stopped = read_records(*cursor, data.records_.bytes, fn, bytes);
-                    if (!stopped) return stopped;
-                    if (stopped.value()) return true;
+                    auto read = read_records(*cursor, data.records_.bytes, fn, bytes);
+                    if (!read) return read;
+                    if (read.value()) {
+                        stopped = true;
+                        break;
+                    }
                 }
+                if (stopped) break;
+            }
         }
-        return false;
+        return stopped;
     }
 
     const std::string& name() const { return _layout.name; }

@@ -3,7 +3,8 @@
 #   tools/dev.sh run [spate flags…]   build (release) and start a single-node broker
 #   tools/dev.sh test                 build and run every test (unit + integration)
 #   tools/dev.sh asan                 the same tests under AddressSanitizer + UBSan
-#   tools/dev.sh bench                end-to-end benchmark ratios (iperf3, sockperf, fio baselines)
+#   tools/dev.sh bench                end-to-end benchmark ratios (iperf3, sockperf, fio baselines;
+#                                     spatectl's perf tools against kcat)
 #   tools/dev.sh deps                 only install the packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +77,7 @@ case "${1:-}" in
     build build
     bench/e2e.sh build
     bench/idle_partitions.sh build 4000
+    bench/spatectl_vs_kcat.sh build
     ;;
   *)
     echo "usage: tools/dev.sh run|test|asan|bench|deps" >&2

@@ -240,13 +240,18 @@ void format_record(std::string& out, const consumed_record& record, record_forma
     out += '\n';
 }
 
-std::string format_produce_progress(const produce_summary& summary) {
+namespace {
+
+// The part both lines share: "N records sent, R records/sec (M MB/sec), A ms avg latency,
+// X ms max latency". Kafka prints the rate with %.1f in the progress line and %f in the
+// final one, hence `rate_digits`.
+std::string produce_line_head(const produce_summary& summary, int rate_digits) {
     const double seconds = summary.seconds > 0 ? summary.seconds : 1e-9;
     const double records_per_second = static_cast<double>(summary.records) / seconds;
     const double mb_per_second = static_cast<double>(summary.bytes) / seconds / (1024.0 * 1024.0);
     std::string out = std::to_string(summary.records) + " records sent, " +
-                      fixed(records_per_second, 1) + " records/sec (" + fixed(mb_per_second, 2) +
-                      " MB/sec)";
+                      fixed(records_per_second, rate_digits) + " records/sec (" +
+                      fixed(mb_per_second, 2) + " MB/sec)";
     if (summary.latency_us != nullptr) {
         out += ", " + fixed(summary.latency_us->mean() / 1000.0, 3) + " ms avg latency, " +
                micros_as_ms(summary.latency_us->max()) + " ms max latency";
@@ -254,8 +259,14 @@ std::string format_produce_progress(const produce_summary& summary) {
     return out;
 }
 
+}  // namespace
+
+std::string format_produce_progress(const produce_summary& summary) {
+    return produce_line_head(summary, 1) + ".";
+}
+
 std::string format_produce_summary(const produce_summary& summary) {
-    std::string out = format_produce_progress(summary);
+    std::string out = produce_line_head(summary, 6);
     if (summary.latency_us != nullptr) {
         const auto& h = *summary.latency_us;
         out += ", " + micros_as_ms(h.percentile(50)) + " ms 50th, " + micros_as_ms(h.percentile(95)) +
@@ -427,10 +438,19 @@ std::string describe_topic_error(std::string_view topic, int16_t code,
                                  const std::optional<std::string>& broker_message) {
     const std::string quoted = "topic \"" + std::string(topic) + "\"";
     std::string what;
+    // Whether `what` says all there is, so that the broker's message would only repeat it
+    // (every command reports a missing topic in the same words).
+    bool complete = false;
     switch (static_cast<proto::error_code>(code)) {
         case proto::error_code::unknown_topic_or_partition:
-        case proto::error_code::unknown_topic_id: what = quoted + " does not exist"; break;
-        case proto::error_code::topic_already_exists: what = quoted + " already exists"; break;
+        case proto::error_code::unknown_topic_id:
+            what = quoted + " does not exist";
+            complete = true;
+            break;
+        case proto::error_code::topic_already_exists:
+            what = quoted + " already exists";
+            complete = true;
+            break;
         case proto::error_code::invalid_topic_exception: what = quoted + " is not a valid topic name"; break;
         case proto::error_code::invalid_partitions: what = quoted + ": invalid partition count"; break;
         case proto::error_code::invalid_replication_factor:
@@ -439,7 +459,7 @@ std::string describe_topic_error(std::string_view topic, int16_t code,
         case proto::error_code::invalid_config: what = quoted + ": invalid config"; break;
         default: what = quoted + " failed"; break;
     }
-    if (broker_message && !broker_message->empty()) what += ": " + *broker_message;
+    if (!complete && broker_message && !broker_message->empty()) what += ": " + *broker_message;
     return what + " (" + proto::error_name(code) + ")";
 }
 

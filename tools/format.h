@@ -79,12 +79,15 @@ struct produce_summary {
     double seconds = 0;
     const latency_histogram* latency_us = nullptr;
 };
-// kafka-producer-perf-test's lines, with latencies kept to the microsecond: e.g.
-// "1000 records sent, 5000.0 records/sec (4.88 MB/sec), 0.512 ms avg latency, 3.200 ms max
-// latency, 0.400 ms 50th, 0.900 ms 95th, 1.200 ms 99th, 3.100 ms 99.9th."
+// kafka-producer-perf-test's final line, field for field (records/sec with six decimals
+// as Kafka's %f prints it), except that latencies keep microseconds (three decimals of a
+// ms) instead of Kafka's whole milliseconds: e.g. "1000 records sent, 2000.000000
+// records/sec (1.95 MB/sec), 0.512 ms avg latency, 3.200 ms max latency, 0.400 ms 50th,
+// 0.900 ms 95th, 1.200 ms 99th, 3.100 ms 99.9th."
 std::string format_produce_summary(const produce_summary& summary);
-// The 5-second progress line: "N records sent, X records/sec (Y MB/sec), A ms avg latency,
-// M ms max latency."
+// The 5-second progress line, over that window only (records, rate and latencies of the
+// records acknowledged in it): "N records sent, X records/sec (Y MB/sec), A ms avg
+// latency, M ms max latency."
 std::string format_produce_progress(const produce_summary& summary);
 
 struct consume_summary {

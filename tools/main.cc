@@ -9,6 +9,12 @@
 
 int main(int argc, char** argv) {
     std::vector<std::string_view> arguments(argv + 1, argv + argc);
+    // Asking for help is not a mistake: the usage goes to stdout with exit code 0.
+    for (const auto argument : arguments)
+        if (argument == "--help") {
+            std::fputs(spate::tools::usage_text().c_str(), stdout);
+            return 0;
+        }
     auto line = spate::tools::parse_command_line(arguments);
     if (!line) {
         std::fprintf(stderr, "spatectl: %s\n", line.failure().message.c_str());

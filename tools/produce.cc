@@ -262,6 +262,23 @@ result<void> run_produce(const command_line& line) {
 
 namespace {
 
+// The most a record adds to a batch beyond its key and value: its length, attributes,
+// timestamp delta, offset delta, key and value lengths and header count, each a varint at
+// its widest.
+constexpr size_t record_overhead_bytes_max = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+
+// Latencies of acknowledged records: of the whole run (the final line, --histogram) and
+// of the current 5-second window (the progress line, which Kafka prints per window).
+struct produce_latencies {
+    latency_histogram run;
+    latency_histogram window;
+
+    void record(uint64_t micros) {
+        run.record(micros);
+        window.record(micros);
+    }
+};
+
 // A batch that is built and waiting for a free in-flight slot on its leader's connection.
 struct ready_batch {
     int32_t partition = 0;
@@ -333,6 +350,66 @@ result<std::vector<std::string>> read_payload_file(const std::string& path) {
     return payloads;
 }
 
+// The topic `perf produce` writes to. With --partitions N (`partitions` > 0) a topic that
+// does not exist is created with N partitions and the broker's default replication
+// factor, which is what a kafka-producer-perf-test user gets from the Java producer's
+// topic auto-creation; an existing topic is used as it is (a different partition count is
+// noted on stderr, not changed). Waits, bounded by the timeout, until every partition of
+// a new topic has a leader.
+result<topic_layout> perf_topic(cluster& brokers, const std::string& name, int32_t partitions) {
+    if (partitions <= 0) return brokers.topic(name);
+    auto topics = brokers.metadata({name});
+    if (!topics) return topics.failure();
+    bool missing = true;
+    for (const auto& [code, layout] : topics.value())
+        if (layout.name == name && code != proto::code(proto::error_code::unknown_topic_or_partition))
+            missing = false;
+    if (!missing) {
+        auto layout = brokers.topic(name);
+        if (layout && static_cast<int32_t>(layout->partitions.size()) != partitions)
+            std::fprintf(stderr,
+                         "spatectl: topic \"%s\" exists with %zu partition(s); --partitions %d "
+                         "applies only when the topic is created\n",
+                         name.c_str(), layout->partitions.size(), partitions);
+        return layout;
+    }
+
+    auto& connection = brokers.bootstrap();
+    auto version = connection.version_for<proto::create_topics_request>();
+    if (!version) return error{1, "cannot create topic \"" + name + "\": " + version.failure().message};
+    proto::create_topics_request request;
+    request.timeout_ms = brokers.timeout_ms();
+    proto::create_topics_request::creatable_topic topic;
+    topic.name = name;
+    topic.num_partitions = partitions;
+    // Before v4 the broker cannot fill in its default, so Kafka's default of 1 is sent.
+    topic.replication_factor = static_cast<int16_t>(version.value() >= 4 ? -1 : 1);
+    request.topics.push_back(std::move(topic));
+    proto::create_topics_response response;
+    std::vector<uint8_t> frame;
+    auto called = connection.call(request, version.value(), response, frame);
+    if (!called) return called.failure();
+    for (const auto& created : response.topics)
+        // Another producer may have created it in the meantime, which is as good.
+        if (created.error_code != 0 &&
+            created.error_code != proto::code(proto::error_code::topic_already_exists))
+            return error{1, "creating " + describe_topic_error(name, created.error_code, created.error_message)};
+
+    // Leaders are elected after the topic is created; poll Metadata until all are known.
+    const auto deadline = clock_type::now() + std::chrono::milliseconds(brokers.timeout_ms());
+    for (;;) {
+        auto layout = brokers.topic(name);
+        bool led = false;
+        if (layout) {
+            led = true;
+            for (const auto& partition : layout->partitions)
+                if (partition.leader < 0) led = false;
+        }
+        if (led || clock_type::now() >= deadline) return layout;
+        ::usleep(50000);
+    }
+}
+
 class perf_producer {
 public:
     perf_producer(std::string topic, const producer_settings& settings, int32_t timeout_ms,
@@ -365,6 +442,16 @@ public:
 
     // Hands one record to the producer (sticky partitioner: fill one batch, then move on).
     void add(std::span<const uint8_t> value, int64_t now) {
+        // A batch never grows past batch.size unless one record alone is larger, as with
+        // Kafka's producer: the broker refuses batches above its message.max.bytes (just
+        // over 1 MiB by default), so a 1 MiB batch.size must not yield 1 MiB + 1 record.
+        if (auto& open = _partitions[_sticky];
+            open.builder && proto::batch_header_size + open.builder->uncompressed_records_bytes() +
+                                    value.size() + record_overhead_bytes_max >
+                                static_cast<size_t>(_settings.batch_bytes)) {
+            seal(open);
+            _sticky = (_sticky + 1) % _partitions.size();
+        }
         auto& partition = _partitions[_sticky];
         if (!partition.builder) {
             // An idempotent producer numbers its records per partition; batches of one
@@ -379,7 +466,8 @@ public:
         }
         partition.builder->add(std::nullopt, value);
         partition.created_us.push_back(now);
-        if (partition.builder->uncompressed_records_bytes() >= static_cast<size_t>(_settings.batch_bytes)) {
+        if (proto::batch_header_size + partition.builder->uncompressed_records_bytes() >=
+            static_cast<size_t>(_settings.batch_bytes)) {
             seal(partition);
             _sticky = (_sticky + 1) % _partitions.size();
         }
@@ -413,7 +501,7 @@ public:
 
     // Sends ready batches while the leaders have free in-flight slots, then does one
     // poll() round of I/O, waiting at most wait_ms.
-    result<void> pump(int wait_ms, latency_histogram& latency, uint64_t& acked, uint64_t& failed) {
+    result<void> pump(int wait_ms, produce_latencies& latency, uint64_t& acked, uint64_t& failed) {
         for (auto& [node, leader] : _leaders) {
             while (!leader.ready.empty() &&
                    (_settings.acks == 0 || leader.in_flight.size() < static_cast<size_t>(_settings.max_in_flight))) {
@@ -477,7 +565,7 @@ private:
     }
 
     // One Produce request per leader carrying at most one ready batch per partition.
-    void send_request(leader_state& leader, latency_histogram& latency, uint64_t& acked) {
+    void send_request(leader_state& leader, produce_latencies& latency, uint64_t& acked) {
         in_flight_request request_state;
         request_state.correlation_id = leader.next_correlation_id++;
         proto::produce_request request;
@@ -518,7 +606,7 @@ private:
     }
 
     result<void> complete(leader_state& leader, std::span<const uint8_t> frame,
-                          latency_histogram& latency, uint64_t& acked, uint64_t& failed) {
+                          produce_latencies& latency, uint64_t& acked, uint64_t& failed) {
         const int64_t now = now_us();
         proto::reader in(frame);
         int32_t correlation_id = 0;
@@ -589,6 +677,8 @@ result<void> run_perf_produce(const command_line& line) {
         return error{usage_error_code, "--idempotence allows at most 5 requests in flight"};
     if (line.has("--payload-file") && line.has("--record-size"))
         return error{usage_error_code, "--payload-file and --record-size exclude each other"};
+    auto partitions = line.integer("--partitions", -1, 1, 1 << 20);
+    if (!partitions) return partitions.failure();
 
     // Either a fixed payload of printable random bytes, as the Kafka tool uses, or the
     // payload file's lines, picked at random for each record.
@@ -606,7 +696,7 @@ result<void> run_perf_produce(const command_line& line) {
 
     auto brokers = cluster::connect(line.global);
     if (!brokers) return brokers.failure();
-    auto layout = brokers->topic(topic_name.value());
+    auto layout = perf_topic(brokers.value(), topic_name.value(), static_cast<int32_t>(partitions.value()));
     if (!layout) return layout.failure();
     producer_identity identity;
     if (idempotent) {
@@ -618,7 +708,7 @@ result<void> run_perf_produce(const command_line& line) {
     auto opened = producer.open(brokers.value(), layout.value());
     if (!opened) return opened;
 
-    latency_histogram latency;
+    produce_latencies latency;
     uint64_t created = 0;
     uint64_t acked = 0;
     uint64_t failed = 0;
@@ -674,19 +764,20 @@ result<void> run_perf_produce(const command_line& line) {
             return error{1, "no produce acknowledgement for " + std::to_string(line.global.timeout_ms) + " ms"};
         if (now - window_start >= 5000000) {
             produce_summary progress{acked - window_acked, acked_bytes(acked - window_acked),
-                                     static_cast<double>(now - window_start) / 1e6, &latency};
+                                     static_cast<double>(now - window_start) / 1e6, &latency.window};
             std::printf("%s\n", format_produce_progress(progress).c_str());
             std::fflush(stdout);
             window_start = now;
             window_acked = acked;
+            latency.window.reset();
         }
     }
     const double seconds = static_cast<double>(now_us() - start) / 1e6;
-    produce_summary summary{acked, acked_bytes(acked), seconds, &latency};
+    produce_summary summary{acked, acked_bytes(acked), seconds, &latency.run};
     std::printf("%s\n", format_produce_summary(summary).c_str());
     if (auto path = line.value("--histogram")) {
         std::ofstream out(*path);
-        out << latency.distribution_text();
+        out << latency.run.distribution_text();
         if (!out) return error{1, "cannot write histogram file \"" + *path + "\""};
     }
     if (failed > 0)

@@ -1,6 +1,10 @@
 // spatectl's command-line parsing: globals anywhere, per-command flag tables, usage errors.
 
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
 
 #include <string_view>
 #include <vector>
@@ -95,6 +99,80 @@ TEST_CASE("usage errors carry code 2 and name the problem") {
     CHECK_FALSE(parse({"--bootstrap-server", "nope", "topics", "list"}));
     CHECK_FALSE(parse({"-X", "novalue", "topics", "list"}));
     CHECK_FALSE(parse({"dump-log"}));
+}
+
+namespace {
+// A scratch file holding `text`, removed when the test ends.
+class scratch_file {
+public:
+    explicit scratch_file(const std::string& text) {
+        char name[] = "/tmp/spatectl-args-XXXXXX";
+        const int fd = ::mkstemp(name);
+        REQUIRE(fd >= 0);
+        REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+        ::close(fd);
+        _path = name;
+    }
+    ~scratch_file() { ::unlink(_path.c_str()); }
+    const std::string& path() const { return _path; }
+
+private:
+    std::string _path;
+};
+}  // namespace
+
+TEST_CASE("--command-config reads Kafka properties: key=value lines and comments") {
+    scratch_file config("# producer settings\n\n! old-style comment\n acks = all \nlinger.ms=7\n"
+                        "bootstrap.servers=h1:1,h2:2\n");
+    auto line = parse({"--command-config", config.path(), "-X", "linger.ms=9", "topics", "list"});
+    REQUIRE(line);
+    CHECK(line->setting("acks") == "all");
+    // Later settings win: -X after the file overrides the file's linger.ms.
+    CHECK(line->setting("linger.ms") == "9");
+    // bootstrap.servers stands in for --bootstrap-server ...
+    REQUIRE(line->global.bootstrap.size() == 2);
+    CHECK(line->global.bootstrap[1] == endpoint{"h2", 2});
+    // ... which wins when both are given, wherever the flag stands.
+    auto flagged = parse({"topics", "list", "--command-config=" + config.path(), "--bootstrap-server", "h3:3"});
+    REQUIRE(flagged);
+    REQUIRE(flagged->global.bootstrap.size() == 1);
+    CHECK(flagged->global.bootstrap[0] == endpoint{"h3", 3});
+}
+
+TEST_CASE("unknown client settings are usage errors naming the key and where it came from") {
+    auto typo = parse({"-X", "lingerms=5", "topics", "list"});
+    REQUIRE_FALSE(typo);
+    CHECK(typo.failure().code == usage_error_code);
+    CHECK(typo.failure().message.find("\"lingerms\" in -X") != std::string::npos);
+    scratch_file config("acks=1\nsasl.mechanism=PLAIN\n");
+    auto from_file = parse({"--command-config", config.path(), "topics", "list"});
+    REQUIRE_FALSE(from_file);
+    CHECK(from_file.failure().code == usage_error_code);
+    CHECK(from_file.failure().message.find(config.path() + ":2") != std::string::npos);
+    scratch_file no_equals("acks\n");
+    auto malformed = parse({"--command-config", no_equals.path(), "topics", "list"});
+    REQUIRE_FALSE(malformed);
+    CHECK(malformed.failure().code == usage_error_code);
+    // An unreadable file is an operating error (exit 1), not a usage mistake.
+    auto missing = parse({"--command-config", "/nonexistent/client.properties", "topics", "list"});
+    REQUIRE_FALSE(missing);
+    CHECK(missing.failure().code == 1);
+    CHECK(missing.failure().message.find("/nonexistent/client.properties") != std::string::npos);
+    // Every known name is accepted.
+    for (const auto name : client_setting_names()) {
+        const std::string text = std::string(name) + (name == "bootstrap.servers" ? "=h:1" : "=1");
+        CHECK(parse({"-X", text, "topics", "list"}));
+    }
+}
+
+TEST_CASE("the usage names the global flags, the client settings and perf produce --partitions") {
+    const auto text = usage_text();
+    CHECK(text.find("--command-config FILE") != std::string::npos);
+    CHECK(text.find("max.in.flight.requests.per.connection") != std::string::npos);
+    CHECK(text.find("--partitions N creates the topic") != std::string::npos);
+    auto line = parse({"perf", "produce", "--topic", "t", "--num-records", "1", "--partitions", "4"});
+    REQUIRE(line);
+    CHECK(line->value("--partitions") == "4");
 }
 
 TEST_CASE("integer flags are range-checked") {

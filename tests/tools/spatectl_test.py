@@ -7,6 +7,7 @@ Run by meson (test 'integration-spatectl') with SPATESTL_BIN (spatectl) and SPAT
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import Broker, free_port  # noqa: E402
+
+# The running broker's data directory, for the tests that read its files.
+BROKER_DATA = []
 
 SPATECTL = os.environ.get("SPATESTL_BIN") or os.environ.get("SPATECTL_BIN", "build/tools/spatectl")
 
@@ -31,12 +35,17 @@ def ok(bootstrap, *args, stdin=None):
     return out
 
 
-def fails(bootstrap, expected_code, *args, stdin=None):
+def fails(bootstrap, expected_code, *args, stdin=None, one_line=True):
+    """Runs spatectl expecting exit code `expected_code` (1 error, 2 usage) and, unless
+    told otherwise, exactly one line on stderr: "spatectl: <what failed>"."""
     code, out, err = run(bootstrap, *args, stdin=stdin)
     assert code == expected_code, "spatectl %s: expected exit %d, got %d (%s)" % (
         " ".join(args), expected_code, code, err)
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines, "spatectl %s: no error message" % " ".join(args)
+    if one_line:
+        assert len(lines) == 1 and lines[0].startswith("spatectl: "), (
+            "spatectl %s: expected one error line, got %r" % (" ".join(args), err))
     return err
 
 
@@ -264,18 +273,37 @@ def test_groups(b):
     assert "GROUP_ID_NOT_FOUND" in err, err
 
 
+# kafka-producer-perf-test's lines, field for field; latencies keep three decimals (µs).
+FINAL_LINE = re.compile(r"^(\d+) records sent, \d+\.\d{6} records/sec \(\d+\.\d{2} MB/sec\), "
+                        r"\d+\.\d{3} ms avg latency, \d+\.\d{3} ms max latency, (\d+\.\d{3}) ms 50th, "
+                        r"(\d+\.\d{3}) ms 95th, (\d+\.\d{3}) ms 99th, (\d+\.\d{3}) ms 99\.9th\.$")
+PROGRESS_LINE = re.compile(r"^(\d+) records sent, \d+\.\d records/sec \(\d+\.\d{2} MB/sec\), "
+                           r"\d+\.\d{3} ms avg latency, \d+\.\d{3} ms max latency\.$")
+# kafka-consumer-perf-test's CSV header and data line.
+CSV_HEADER = ("start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
+              "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec")
+TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}:\d{3}"
+CSV_LINE = re.compile(r"^%s, %s, \d+\.\d{4}, \d+\.\d{4}, (\d+), \d+\.\d{4}, 0, \d+, \d+\.\d{4}, "
+                      r"\d+\.\d{4}$" % (TIME, TIME))
+
+
 def test_perf(b):
     ok(b, "topics", "create", "--topic", "perf", "--partitions", "2")
     out = ok(b, "perf", "produce", "--topic", "perf", "--num-records", "20000", "--record-size", "100",
              "--throughput", "-1", "--acks", "1", "--batch-size", "16384", "--linger-ms", "2").decode()
     last = out.strip().splitlines()[-1]
-    assert last.startswith("20000 records sent, ") and "ms avg latency" in last and "ms 99.9th." in last, last
+    match = FINAL_LINE.match(last)
+    assert match and match.group(1) == "20000", last
+    p50, p95, p99, p999 = (float(match.group(i)) for i in range(2, 6))
+    assert p50 <= p95 <= p99 <= p999, last
     out = ok(b, "perf", "produce", "--topic", "perf", "--num-records", "500", "--record-size", "10",
              "--throughput", "1000", "--acks", "all", "--compression", "lz4").decode()
     assert out.strip().splitlines()[-1].startswith("500 records sent, "), out
     out = ok(b, "perf", "consume", "--topic", "perf", "--messages", "20500").decode().splitlines()
-    assert out[0].startswith("start.time, end.time, data.consumed.in.MB"), out
-    assert out[-1].startswith("20500 records received, ") and "MB/sec" in out[-1], out
+    assert out[0] == CSV_HEADER, out
+    match = CSV_LINE.match(out[1])
+    assert match and match.group(1) == "20500", out
+    assert len(out) == 3 and out[2].startswith("20500 records received, ") and "MB/sec" in out[2], out
     # Two threads with a partition each read the same records.
     out = ok(b, "perf", "consume", "--topic", "perf", "--messages", "20500", "--threads", "2").decode().splitlines()
     assert out[-1].startswith("20500 records received, "), out
@@ -332,6 +360,77 @@ def test_perf(b):
     fails(b, 2, "perf", "e2e", "--topic", "e2e")
 
 
+def test_perf_progress(b):
+    """A run longer than 5 s prints progress lines (over each window) before the final one."""
+    ok(b, "topics", "create", "--topic", "paced", "--partitions", "1")
+    out = ok(b, "perf", "produce", "--topic", "paced", "--num-records", "12000", "--record-size", "64",
+             "--throughput", "2000").decode().strip().splitlines()
+    progress = [line for line in out[:-1] if PROGRESS_LINE.match(line)]
+    assert progress and len(progress) == len(out) - 1, out
+    # About 5 s at 2000 records/s each; the final line counts every record.
+    assert all(8000 <= int(PROGRESS_LINE.match(line).group(1)) <= 12000 for line in progress), out
+    assert FINAL_LINE.match(out[-1]) and out[-1].startswith("12000 records sent, "), out
+
+
+def test_perf_partitions(b):
+    """perf produce --partitions N creates a missing topic with N partitions, as the Java
+    producer's auto-creation would, and leaves an existing topic as it is."""
+    err = fails(b, 1, "perf", "produce", "--topic", "made", "--num-records", "10", "--throughput", "-1")
+    assert 'topic "made" does not exist (UNKNOWN_TOPIC_OR_PARTITION)' in err, err
+    out = ok(b, "perf", "produce", "--topic", "made", "--partitions", "3", "--num-records", "300",
+             "--record-size", "20", "--throughput", "-1").decode()
+    assert FINAL_LINE.match(out.strip().splitlines()[-1]), out
+    assert "PartitionCount: 3" in ok(b, "topics", "describe", "--topic", "made").decode()
+    code, out, err = run(b, "perf", "produce", "--topic", "made", "--partitions", "5", "--num-records",
+                         "10", "--throughput", "-1")
+    assert code == 0 and "exists with 3 partition(s)" in err, err
+    assert "PartitionCount: 3" in ok(b, "topics", "describe", "--topic", "made").decode()
+    assert len(ok(b, "consume", "--topic", "made", "--from-beginning", "--max-messages", "310").splitlines()) == 310
+    fails(b, 2, "perf", "produce", "--topic", "made", "--partitions", "0", "--num-records", "1")
+
+
+def test_client_settings(b):
+    """--command-config FILE and -X take the same keys; unknown keys are usage errors."""
+    ok(b, "topics", "create", "--topic", "configured", "--partitions", "1")
+    with tempfile.TemporaryDirectory() as scratch:
+        good = os.path.join(scratch, "client.properties")
+        with open(good, "w") as f:
+            f.write("# a Kafka client properties file\n\n! also a comment\n"
+                    " acks = all \ncompression.type=zstd\nlinger.ms=1\nbatch.size=4096\n")
+        out = ok(b, "--command-config", good, "perf", "produce", "--topic", "configured",
+                 "--num-records", "100", "--record-size", "30", "--throughput", "-1").decode()
+        assert out.strip().startswith("100 records sent, "), out
+        batches = ok(b, "dump-log", *sorted(glob.glob(os.path.join(BROKER_DATA[0], "configured-0", "*.log"))))
+        assert b"compresscodec: zstd" in batches, batches[:500]
+        # The flag wins over the file, and a later -X over an earlier setting.
+        ok(b, "--command-config", good, "-X", "acks=0", "produce", "--topic", "configured",
+           "--acks", "1", stdin=b"x\n")
+
+        # bootstrap.servers in the file stands in for --bootstrap-server.
+        servers = os.path.join(scratch, "servers.properties")
+        with open(servers, "w") as f:
+            f.write("bootstrap.servers=%s\n" % b)
+        done = subprocess.run([SPATECTL, "--command-config", servers, "topics", "list"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert done.returncode == 0 and b"configured" in done.stdout.split(), done
+
+        bad = os.path.join(scratch, "bad.properties")
+        with open(bad, "w") as f:
+            f.write("acks=1\nenable.idempotance=true\n")
+        err = fails(b, 2, "--command-config", bad, "topics", "list")
+        assert '"enable.idempotance"' in err and "bad.properties:2" in err, err
+        with open(bad, "w") as f:
+            f.write("acks\n")
+        err = fails(b, 2, "--command-config", bad, "topics", "list")
+        assert "key=value" in err, err
+    err = fails(b, 1, "--command-config", "/nonexistent/client.properties", "topics", "list")
+    assert "/nonexistent/client.properties" in err, err
+    err = fails(b, 2, "-X", "linger.msec=5", "topics", "list")
+    assert '"linger.msec"' in err and "-X" in err, err
+    err = fails(b, 2, "-X", "acks=2", "produce", "--topic", "configured", stdin=b"x\n")
+    assert "acks" in err, err
+
+
 def test_dump_log(b, data_dir):
     files = sorted(glob.glob(os.path.join(data_dir, "lines-0", "*.log")))
     assert files, os.listdir(data_dir)
@@ -357,20 +456,66 @@ def test_dump_log(b, data_dir):
     assert "no-such.log" in err, err
 
 
+# Every command, as its words and the flags it needs to get as far as the broker.
+COMMANDS = [
+    ("topics", "list"),
+    ("topics", "describe", "--topic", "x"),
+    ("topics", "create", "--topic", "x"),
+    ("topics", "delete", "--topic", "x"),
+    ("topics", "alter", "--topic", "x", "--partitions", "2"),
+    ("produce", "--topic", "x"),
+    ("consume", "--topic", "x", "--max-messages", "1"),
+    ("groups", "list"),
+    ("groups", "describe", "--group", "g"),
+    ("groups", "delete", "--group", "g"),
+    ("groups", "reset-offsets", "--group", "g", "--topic", "x", "--to-earliest"),
+    ("perf", "produce", "--topic", "x", "--num-records", "1"),
+    ("perf", "consume", "--topic", "x", "--messages", "1"),
+    ("perf", "e2e", "--topic", "x", "--num-records", "1"),
+]
+
+
 def test_usage_errors(b):
-    fails(b, 2, "topics", "list", "--bogus")
-    fails(b, 2, "frobnicate")
-    fails(b, 2, "topics", "create")
+    # A bad flag is a usage error (exit 2) naming the flag, for every command.
+    for command in COMMANDS + [("dump-log", "file.log")]:
+        err = fails(b, 2, *(command + ("--bogus",)), stdin=b"")
+        assert "--bogus" in err, (command, err)
+    err = fails(b, 2, "frobnicate")
+    assert '"frobnicate"' in err, err
+    err = fails(b, 2, "topics", "create")
+    assert "--topic" in err, err
+    fails(b, 2, "topics", "create", "--topic", "t", "--partitions")
     fails(b, 2, "consume", "--topic", "lines", "--format", "xml")
-    fails(b, 2, "perf", "produce", "--topic", "perf", "--num-records", "ten")
+    err = fails(b, 2, "perf", "produce", "--topic", "perf", "--num-records", "ten")
+    assert "--num-records" in err and '"ten"' in err, err
+    fails(b, 2, "perf", "produce", "--topic", "perf")
+    fails(b, 2, "perf", "produce", "--topic", "perf", "--num-records", "1", "--throughput", "0")
+    fails(b, 2, "perf", "consume", "--topic", "perf")
+    fails(b, 2, "--bootstrap-server", "nohost", "topics", "list")
+    fails(b, 2, "--timeout", "-5", "topics", "list")
+    fails(b, 2, "-X", "novalue", "topics", "list")
+    fails(b, 2, "dump-log")
+    # --help is no mistake: usage on stdout, exit 0.
+    code, out, err = run(b, "--help")
+    assert code == 0 and b"--command-config FILE" in out and b"perf produce" in out, (code, err)
+
+
+def test_unknown_topic(b):
+    """Every command that names a topic says plainly that it does not exist (exit 1)."""
+    for command in COMMANDS:
+        if "--topic" not in command or command[:2] in (("topics", "create"), ("groups", "reset-offsets")):
+            continue
+        err = fails(b, 1, *[word.replace("x", "no-such-topic") if word == "x" else word
+                            for word in command], stdin=b"x\n")
+        assert 'topic "no-such-topic" does not exist (UNKNOWN_TOPIC_OR_PARTITION)' in err, (command, err)
 
 
 def test_broker_down():
+    """Every command that talks to a broker names the address it could not reach (exit 1)."""
     down = "127.0.0.1:%d" % free_port()
-    err = fails(down, 1, "topics", "list")
-    assert "cannot connect to " + down in err, err
-    err = fails(down, 1, "produce", "--topic", "x", stdin=b"x\n")
-    assert down in err, err
+    for command in COMMANDS:
+        err = fails(down, 1, *command, stdin=b"x\n")
+        assert "cannot connect to " + down in err, (command, err)
 
 
 def main():
@@ -380,8 +525,10 @@ def main():
     config.close()
     with Broker(extra=["--config", config.name]) as broker:
         b = broker.bootstrap
+        BROKER_DATA.append(broker.data_dir)
         for test in (test_topics, test_produce_consume, test_headers, test_groups, test_perf,
-                     test_usage_errors):
+                     test_perf_progress, test_perf_partitions, test_client_settings, test_usage_errors,
+                     test_unknown_topic):
             test(b)
             print("ok", test.__name__)
         test_dump_log(b, broker.data_dir)
