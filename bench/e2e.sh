@@ -26,27 +26,8 @@ records=${RECORDS:-500000}
 record_size=1024
 latency_records=${LATENCY_RECORDS:-50000}
 
-work=$(mktemp -d /tmp/spate-e2e.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # wait_port PORT: up to 10 s for something to listen
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "e2e: nothing listens on port $1" >&2
-  return 1
-}
+source bench/common.sh
+bench_init e2e
 
 # ---- loopback baselines ----
 iperf_port=$(free_port)
@@ -111,7 +92,6 @@ if command -v fio >/dev/null; then
   group_commit_p99_us=$(python3 -c "print('%.1f' % (1000*float('$(sed -E 's/.*, ([0-9.]+) ms 99th.*/\1/' <<<"$fsync_line")')))")
 fi
 
-ratio() { python3 -c "a,b=float('$1'),float('$2'); print('%.3f' % (a/b) if b > 0 else 'n/a')"; }
 
 echo "iperf3 loopback:                ${iperf_mbs} MB/s"
 echo "sockperf TCP round trip p99:    ${sockperf_rtt_p99_us} us"

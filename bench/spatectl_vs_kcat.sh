@@ -38,27 +38,8 @@ batch_size=${BATCH_SIZE:-1048576}
 linger_ms=${LINGER_MS:-5}
 rounds=${ROUNDS:-2}
 
-work=$(mktemp -d /tmp/spate-vs-kcat.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # wait_port PORT: up to 10 s for something to listen
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "spatectl_vs_kcat: nothing listens on port $1" >&2
-  return 1
-}
+source bench/common.sh
+bench_init vs-kcat
 
 now() { date +%s.%N; }
 # mbs START END: MB/s of the run's value bytes between two `now` stamps.
@@ -66,7 +47,6 @@ mbs() {
   python3 -c "s,e=float('$1'),float('$2'); print('%.1f' % ($records*$record_size/1048576/(e-s)))"
 }
 best() { python3 -c "import sys; print('%.1f' % max(float(x) for x in sys.argv[1:]))" "$@"; }
-ratio() { python3 -c "a,b=float('$1'),float('$2'); print('%.3f' % (a/b) if b > 0 else 'n/a')"; }
 
 # kcat's input: RECORDS lines of RECORD_SIZE printable bytes (kcat splits at '\n'), as
 # random as spatectl's payload so neither side gains from the content. Written before any
