@@ -250,6 +250,9 @@ void shard_state::housekeeping() {
             if (auto retained = p->log().apply_retention(now_ms); !retained)
                 net::log_error("retention of %s-%d: %s", name.c_str(), p->index(),
                                retained.failure().message.c_str());
+            if (auto compacted = p->log().compact_step(now_ms); !compacted)
+                net::log_error("compaction of %s-%d: %s", name.c_str(), p->index(),
+                               compacted.failure().message.c_str());
             if (p->producers().producer_count() > 0 && p->producer_state_dirty() &&
                 snapshot_due) {
                 if (auto saved = p->save_producer_state(); !saved)

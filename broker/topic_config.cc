@@ -3,6 +3,7 @@
 
 #include <charconv>
 #include <functional>
+#include <optional>
 
 namespace spate::broker {
 namespace {
@@ -11,6 +12,19 @@ bool parse_integer(const std::string& text, int64_t& out) {
     const char* last = text.data() + text.size();
     auto [end, ec] = std::from_chars(text.data(), last, out);
     return ec == std::errc() && end == last && !text.empty();
+}
+
+// cleanup.policy is a list: "delete", "compact", or both in either order.
+struct cleanup_policy {
+    bool remove = true;
+    bool compact = false;
+};
+
+std::optional<cleanup_policy> parse_cleanup_policy(const std::string& text) {
+    if (text == "delete") return cleanup_policy{true, false};
+    if (text == "compact") return cleanup_policy{false, true};
+    if (text == "compact,delete" || text == "delete,compact") return cleanup_policy{true, true};
+    return std::nullopt;
 }
 
 struct config_entry {
@@ -25,8 +39,21 @@ struct config_entry {
 const std::vector<config_entry>& entries() {
     static const std::vector<config_entry> table = {
         {"cleanup.policy", 0, false,
-         [](const effective_topic_config&) { return std::string("delete"); },
-         [](effective_topic_config&, int64_t, const std::string&) {}},
+         [](const effective_topic_config& c) {
+             if (c.log.cleanup_compact && c.log.cleanup_delete) return std::string("compact,delete");
+             return std::string(c.log.cleanup_compact ? "compact" : "delete");
+         },
+         [](effective_topic_config& c, int64_t, const std::string& text) {
+             const cleanup_policy policy = parse_cleanup_policy(text).value_or(cleanup_policy{});
+             c.log.cleanup_delete = policy.remove;
+             c.log.cleanup_compact = policy.compact;
+         }},
+        {"delete.retention.ms", 0, true,
+         [](const effective_topic_config& c) { return std::to_string(c.log.delete_retention_ms); },
+         [](effective_topic_config& c, int64_t v, const std::string&) { c.log.delete_retention_ms = v; }},
+        {"min.compaction.lag.ms", 0, true,
+         [](const effective_topic_config& c) { return std::to_string(c.log.min_compaction_lag_ms); },
+         [](effective_topic_config& c, int64_t v, const std::string&) { c.log.min_compaction_lag_ms = v; }},
         {"retention.ms", -1, true,
          [](const effective_topic_config& c) { return std::to_string(c.log.retention_ms); },
          [](effective_topic_config& c, int64_t v, const std::string&) { c.log.retention_ms = v; }},
@@ -87,9 +114,9 @@ result<void> validate_topic_config(const std::string& name, const std::string& v
     const config_entry* entry = find_entry(name);
     if (entry == nullptr) return error{40, "unknown or unsupported topic config \"" + name + "\""};
     if (name == "cleanup.policy") {
-        if (value == "delete") return {};
-        return error{40, "cleanup.policy \"" + value +
-                             "\" is not supported by spate yet (only \"delete\")"};
+        if (parse_cleanup_policy(value)) return {};
+        return error{40, "cleanup.policy must be \"delete\", \"compact\" or \"compact,delete\", got \"" +
+                             value + "\""};
     }
     if (name == "message.timestamp.type") {
         if (value == "CreateTime" || value == "LogAppendTime") return {};

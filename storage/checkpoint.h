@@ -10,6 +10,13 @@
 //   clean-shutdown.checkpoint    present only between a clean close() and the next
 //                                open(); its value is the log end offset at close. Its
 //                                presence lets open() skip the scan of the tail segment.
+//   cleaned-through.checkpoint   segments that end at or below it may have been
+//                                rewritten by compaction and so may have offset gaps;
+//                                recovery accepts gaps there (strictly increasing
+//                                offsets) and demands contiguous offsets elsewhere.
+//                                Written before the first rewritten segment of a run
+//                                replaces its original. Absent: no segment was compacted
+//                                beyond the recovery point, which is also trusted.
 //
 // Format, 20 bytes, big-endian:
 //   offset  size  field
@@ -37,6 +44,7 @@ constexpr uint16_t checkpoint_version = 1;
 inline constexpr const char* recovery_point_file_name = "recovery-point.checkpoint";
 inline constexpr const char* log_start_file_name = "log-start-offset.checkpoint";
 inline constexpr const char* clean_shutdown_file_name = "clean-shutdown.checkpoint";
+inline constexpr const char* cleaned_through_file_name = "cleaned-through.checkpoint";
 
 // Writes `value` to `path` atomically.
 result<void> write_checkpoint(const std::filesystem::path& path, int64_t value);

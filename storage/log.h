@@ -42,12 +42,33 @@
 //
 // Recovery at open: with a valid clean-shutdown marker, the saved indexes are trusted
 // and nothing is scanned. Otherwise every segment from the one holding the recovery
-// point on is read batch by batch (size, magic, CRC-32C, contiguous offsets); the first
+// point on is read batch by batch (size, magic, CRC-32C, contiguous offsets, or strictly
+// increasing ones in segments compaction may have rewritten); the first
 // invalid byte ends the log: that segment is truncated there and later segments are
 // deleted. A torn tail never prevents start-up.
 //
-// Compaction (cleanup.policy=compact) is not supported yet: logs are delete-only, and the
-// broker refuses the config with INVALID_CONFIG (see README).
+// Compaction (cleanup.policy=compact, see storage/compaction.h for what a run keeps):
+// the owner calls compact_step() periodically; each call does a bounded amount of work
+// (about compaction_step_bytes of reading) and keeps the run's state in the log, so the
+// shard loop never stalls for a whole segment. A run maps every key of the log to its
+// latest offset, then rewrites the closed segments that end at or below the recovery
+// point (so never one with an outstanding sync request, and never the active one),
+// oldest first, each into `<base>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`).
+// Swap of one segment, all on the owner shard between two appends:
+//   1. the .cleaned files are fdatasync'ed;
+//   2. the index files are renamed to `<base>.index.swap` / `.timeindex.swap`, then the
+//      log to `<base>.log.swap` (its existence is the commit point), directory fsync;
+//   3. the index .swap files are renamed over the old index files, then the log .swap
+//      over the old log, directory fsync.
+// Recovery at open deletes every .cleaned file, completes every swap whose .log.swap
+// exists (step 3 again, index files first) and deletes index .swap files without one:
+// a crash leaves either the old or the new segment, never a mix. Before the first swap
+// of a run, cleaned-through.checkpoint records the end of the range being rewritten;
+// recovery accepts offset gaps only in segments ending at or below it (or the recovery
+// point) and demands contiguous offsets elsewhere. Retention and DeleteRecords may
+// delete segments while a run is in progress: every step looks segments up again by
+// base offset, and a swap happens only if its segment still exists unchanged. Readers
+// holding the old segment_file keep reading the old (unlinked) file.
 //
 // Ownership: exactly one shard owns a partition_log for as long as the partition exists
 // on it; it is not thread-safe and every call is blocking file I/O on that shard (appends
@@ -87,6 +108,26 @@ struct log_config {
     int64_t flush_messages = std::numeric_limits<int64_t>::max();  // Kafka: no forced fsync
     int64_t flush_ms = std::numeric_limits<int64_t>::max();
     bool preallocate = false;  // reserve segment_bytes of blocks when a segment is created
+    // cleanup.policy: "delete" enables retention by time and size (segments wholly below
+    // the log start are deleted either way), "compact" enables compaction.
+    bool cleanup_delete = true;
+    bool cleanup_compact = false;
+    int64_t delete_retention_ms = 24 * 3600 * 1000LL;  // how long tombstones survive compaction
+    int64_t min_compaction_lag_ms = 0;  // segments with newer records are not compacted
+    // The key map of a compaction run holds at most this many keys (24 bytes each, at
+    // most twice that with the hash table's slack); a log with more keys is compacted
+    // over the prefix the map covers.
+    int64_t compaction_map_entries_max = 1 << 19;
+    // Bytes of log one compact_step reads (at least one batch), bounding its duration.
+    int64_t compaction_step_bytes = 4 << 20;
+};
+
+// What compaction has done so far in this log (since open).
+struct compaction_stats {
+    int64_t runs_completed = 0;
+    int64_t segments_rewritten = 0;
+    int64_t records_removed = 0;
+    int64_t runs_aborted = 0;
 };
 
 // A byte range of a segment file for a zero-copy transfer. Holding `file` keeps the
@@ -202,6 +243,16 @@ public:
     // timestamp), beyond retention_bytes, or entirely below the log start.
     result<void> apply_retention(int64_t now_ms);
 
+    // One bounded slice of compaction work (see the header comment), when the config
+    // enables it and there is something to do: a new closed segment since the last run,
+    // or a kept tombstone or too-young segment whose time has come. Returns whether a
+    // run is still in progress. A failure aborts the run (its .cleaned files are
+    // deleted) and is retried after a delay.
+    result<bool> compact_step(int64_t now_ms);
+    const compaction_stats& compaction_progress() const { return _compaction_stats; }
+    // Offsets below this lie in segments compaction may have rewritten (checkpointed).
+    int64_t cleaned_through() const { return _cleaned_through; }
+
     void set_config(const log_config& config);
     const log_config& config() const { return _config; }
 
@@ -234,6 +285,19 @@ private:
     void update_durable();
     result<void> fail_sync(size_t request, int errno_value);
     segment& active() const { return *_segments.back(); }
+    // Completes or rolls back the swaps a crash interrupted and deletes .cleaned files.
+    result<void> recover_compaction_leftovers();
+    struct compaction_run;
+    result<void> start_compaction(int64_t now_ms);
+    result<void> map_step(int64_t& budget_bytes, int64_t now_ms);
+    result<void> clean_step(int64_t& budget_bytes, int64_t now_ms);
+    result<void> finish_cleaned_segment();
+    void abort_compaction();
+    bool compaction_due(int64_t now_ms) const;
+    // The segment with this base offset, or nullptr.
+    segment* find_segment(int64_t base_offset) const;
+    void release_closed_file(segment& seg) const;
+    int64_t closed_synced_end() const;
 
     std::filesystem::path _dir;
     log_config _config;
@@ -260,6 +324,22 @@ private:
     std::vector<pending_sync> _syncs;
     steady _last_flush;
     bool _usable = true;
+
+    // Compaction: the run in progress (null between runs, so an idle log pays a pointer),
+    // the checkpointed end of the rewritten range, and when a run is due again without
+    // new segments (a kept tombstone expires, a too-young segment ages).
+    std::unique_ptr<compaction_run> _compaction;
+    int64_t _cleaned_through = 0;
+    // Where the next run starts mapping: segments before it hold each key at most once
+    // (a completed run removed the rest), so only newer segments need mapping. Starts at
+    // the checkpointed cleaned-through offset after a restart.
+    int64_t _dirty_start = 0;
+    // The end of the closed, synced segments when the last run started: a run is due
+    // when a segment beyond it closes and is synced.
+    int64_t _compaction_considered_end = 0;
+    int64_t _compaction_due_ms = std::numeric_limits<int64_t>::max();
+    int64_t _compaction_retry_ms = 0;
+    compaction_stats _compaction_stats;
 };
 
 }  // namespace spate::storage

@@ -167,14 +167,15 @@ result<void> segment::load_indexes() const {
     // was fully valid when it was sealed, so this never shortens the log. Segments are
     // never const objects (the log holds them by unique_ptr<segment>); lookups are const
     // only because loading an index does not change what the segment holds.
-    auto rebuilt = const_cast<segment*>(this)->scan(scan_mode::rebuild_only);
+    // Gaps are accepted: a compacted segment has them, and a rebuild never cuts a file.
+    auto rebuilt = const_cast<segment*>(this)->scan(scan_mode::rebuild_only, offset_rule::increasing);
     if (!rebuilt) return rebuilt.failure();
     if (_max_timestamp)
         _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
     return save_indexes(index_durability::synced);
 }
 
-result<scan_outcome> segment::scan(scan_mode mode) {
+result<scan_outcome> segment::scan(scan_mode mode, offset_rule rule) {
     auto opened = file();
     if (!opened) return opened.failure();
     const int fd = (*opened)->fd;
@@ -206,9 +207,12 @@ result<scan_outcome> segment::scan(scan_mode mode) {
             proto::validate_batch(*batch, static_cast<size_t>(total), proto::batch_source::log);
         if (check.error != proto::batch_error::none) break;
         const proto::batch_header& h = check.header;
-        // Offsets must continue exactly where the previous batch ended, and stay within
-        // the int32 reach of the indexes' relative offsets.
-        if (h.base_offset != next_offset || h.last_offset_delta < 0 ||
+        // Offsets must continue where the previous batch ended (exactly, or after a gap
+        // left by compaction), and stay within the int32 reach of the indexes' relative
+        // offsets.
+        const bool in_order = rule == offset_rule::contiguous ? h.base_offset == next_offset
+                                                              : h.base_offset >= next_offset;
+        if (!in_order || h.last_offset_delta < 0 ||
             h.last_offset() - _base_offset > std::numeric_limits<int32_t>::max())
             break;
         record_append(h, position);
@@ -362,6 +366,33 @@ result<int64_t> segment::modified_ms() const {
     struct stat info {};
     if (::stat(_log_path.c_str(), &info) != 0) return errno_error("stat", _log_path);
     return static_cast<int64_t>(info.st_mtim.tv_sec) * 1000 + info.st_mtim.tv_nsec / 1000000;
+}
+
+void segment::adopt_rewritten(int64_t size_bytes) {
+    _file.reset();
+    release_indexes();
+    _max_timestamp.reset();
+    _size = size_bytes;
+    _bytes_since_index_entry = 0;
+}
+
+void index_builder::add(const proto::batch_header& header, int64_t position) {
+    // The same rules as segment::record_append, which load_indexes' plausibility check
+    // relies on.
+    const auto relative = static_cast<int32_t>(header.last_offset() - _base_offset);
+    if (!_max_timestamp || header.max_timestamp > _max_timestamp->timestamp)
+        _max_timestamp = time_index_entry{header.max_timestamp, relative};
+    if (_bytes_since_index_entry >= _index_interval_bytes) {
+        _index.append(relative, static_cast<int32_t>(position));
+        _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
+        _bytes_since_index_entry = 0;
+    }
+    _bytes_since_index_entry += header.total_size();
+}
+
+std::vector<uint8_t> index_builder::time_index_bytes() {
+    if (_max_timestamp) _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
+    return _time_index.serialize();
 }
 
 result<void> segment::remove_files() const {

@@ -52,6 +52,40 @@ enum class scan_mode : uint8_t {
     truncate_invalid,   // also cut the file at the first invalid byte (recovery)
 };
 
+// What a scan demands of the offsets of consecutive batches.
+enum class offset_rule : uint8_t {
+    // Each batch starts where the previous one ended, the first at the base offset:
+    // every segment that compaction never rewrote. This also catches a damaged
+    // base_offset, which the CRC does not cover.
+    contiguous,
+    // Each batch starts after the previous one ended, the first at or after the base
+    // offset: a segment rewritten by compaction, where whole batches may be gone.
+    increasing,
+};
+
+// Builds the two sparse indexes of a segment file written in one go rather than
+// through appends (a compacted copy), with the same spacing rules as appends, so that
+// load_indexes finds them plausible. Owned by the compaction run that writes the file.
+class index_builder {
+public:
+    index_builder(int64_t base_offset, int32_t index_interval_bytes)
+        : _base_offset(base_offset), _index_interval_bytes(index_interval_bytes) {}
+    // Notes the batch written at `position` (batches in file order).
+    void add(const proto::batch_header& header, int64_t position);
+    // The files' images, the time index ending with the largest timestamp as a sealed
+    // segment's does.
+    std::vector<uint8_t> offset_index_bytes() const { return _index.serialize(); }
+    std::vector<uint8_t> time_index_bytes();
+
+private:
+    int64_t _base_offset;
+    int32_t _index_interval_bytes;
+    int64_t _bytes_since_index_entry = 0;
+    offset_index _index;
+    time_index _time_index;
+    std::optional<time_index_entry> _max_timestamp;
+};
+
 class segment {
 public:
     // Creates a new, empty segment file at `base_offset` (which must not exist yet).
@@ -85,10 +119,10 @@ public:
     void release_indexes() const;
 
     // Reads every batch from position 0 with full validation (size, magic, CRC-32C,
-    // contiguous offsets starting at the base offset), rebuilds the in-memory indexes
-    // and the append bookkeeping, and in truncate_invalid mode cuts the file at the
-    // first invalid byte.
-    result<scan_outcome> scan(scan_mode mode);
+    // offsets as `rule` demands, within int32 of the base offset), rebuilds the
+    // in-memory indexes and the append bookkeeping, and in truncate_invalid mode cuts
+    // the file at the first invalid byte.
+    result<scan_outcome> scan(scan_mode mode, offset_rule rule);
 
     // Clean-shutdown path: trusts the saved indexes of the active segment and the log
     // end offset recorded at close. False when the files disagree with it.
@@ -135,6 +169,12 @@ public:
     result<int64_t> scan_start_for_timestamp(int64_t timestamp) const;
     // The file's modification time, the retention clock of segments without timestamps.
     result<int64_t> modified_ms() const;
+
+    // Closed segment only: the file was just replaced (renamed over) by a compacted copy
+    // of `size_bytes` whose index files replaced the old ones too. Drops the cached
+    // descriptor, indexes and largest timestamp so the next use reads the new files;
+    // holders of the old descriptor (transfers in flight) keep reading the old file.
+    void adopt_rewritten(int64_t size_bytes);
 
     // Unlinks the three files. Open descriptors stay valid for their holders.
     result<void> remove_files() const;

@@ -67,7 +67,7 @@ TEST_CASE("topic configs: only honoured names, validated values, overrides win")
     CHECK(validate_topic_config("retention.ms", "-1"));
     CHECK_FALSE(validate_topic_config("retention.ms", "soon"));
     CHECK_FALSE(validate_topic_config("segment.bytes", "1"));
-    CHECK_FALSE(validate_topic_config("cleanup.policy", "compact"));
+    CHECK_FALSE(validate_topic_config("cleanup.policy", "compacted"));
     CHECK_FALSE(validate_topic_config("no.such.config", "1"));
     CHECK(validate_topic_config("message.timestamp.type", "LogAppendTime"));
 
@@ -87,6 +87,41 @@ TEST_CASE("topic configs: only honoured names, validated values, overrides win")
         CHECK_FALSE(c.is_default);
     }
     CHECK(found);
+}
+
+TEST_CASE("cleanup.policy accepts delete, compact and both; the log config follows") {
+    for (const char* value : {"delete", "compact", "compact,delete", "delete,compact"})
+        CHECK(validate_topic_config("cleanup.policy", value));
+    CHECK_FALSE(validate_topic_config("cleanup.policy", ""));
+    CHECK_FALSE(validate_topic_config("cleanup.policy", "compact,"));
+    CHECK(validate_topic_config("delete.retention.ms", "0"));
+    CHECK_FALSE(validate_topic_config("delete.retention.ms", "-1"));
+    CHECK(validate_topic_config("min.compaction.lag.ms", "60000"));
+
+    broker_config broker;
+    auto plain = effective_config(broker, {});
+    CHECK(plain.log.cleanup_delete);
+    CHECK_FALSE(plain.log.cleanup_compact);
+    auto compact = effective_config(broker, {{"cleanup.policy", "compact"},
+                                             {"delete.retention.ms", "1000"},
+                                             {"min.compaction.lag.ms", "5"}});
+    CHECK_FALSE(compact.log.cleanup_delete);
+    CHECK(compact.log.cleanup_compact);
+    CHECK(compact.log.delete_retention_ms == 1000);
+    CHECK(compact.log.min_compaction_lag_ms == 5);
+    auto both = effective_config(broker, {{"cleanup.policy", "delete,compact"}});
+    CHECK(both.log.cleanup_delete);
+    CHECK(both.log.cleanup_compact);
+
+    auto value_of = [&](const topic_configs& overrides, const std::string& name) {
+        for (const auto& c : describe_topic_configs(broker, overrides))
+            if (c.name == name) return c.value;
+        return std::string("(missing)");
+    };
+    CHECK(value_of({}, "cleanup.policy") == "delete");
+    CHECK(value_of({{"cleanup.policy", "compact"}}, "cleanup.policy") == "compact");
+    CHECK(value_of({{"cleanup.policy", "delete,compact"}}, "cleanup.policy") == "compact,delete");
+    CHECK(value_of({}, "delete.retention.ms") == "86400000");
 }
 
 TEST_CASE("uuids round-trip through their text form") {
