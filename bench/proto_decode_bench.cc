@@ -81,8 +81,12 @@ void memcpy_baseline(benchmark::State& state, const std::vector<uint8_t>& bytes)
                             static_cast<int64_t>(bytes.size()));
 }
 
-void produce_v7(benchmark::State& state) { decode_bench<produce_request>(state, produce_bytes(7), 7); }
-void produce_v9(benchmark::State& state) { decode_bench<produce_request>(state, produce_bytes(9), 9); }
+void produce_v7(benchmark::State& state) {
+    decode_bench<produce_request>(state, produce_bytes(7), 7);
+}
+void produce_v9(benchmark::State& state) {
+    decode_bench<produce_request>(state, produce_bytes(9), 9);
+}
 void produce_memcpy(benchmark::State& state) { memcpy_baseline(state, produce_bytes(7)); }
 void fetch_v11(benchmark::State& state) { decode_bench<fetch_request>(state, fetch_bytes(11), 11); }
 void fetch_v12(benchmark::State& state) { decode_bench<fetch_request>(state, fetch_bytes(12), 12); }

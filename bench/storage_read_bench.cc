@@ -17,7 +17,8 @@
 //   BM_pread_header        baseline: one pread of a batch header at a random batch
 //                          boundary of the plain file, the syscall the lookup cannot avoid.
 //   BM_index_position_floor/N  offset_index::position_floor on an index of N entries
-//                          (2048: about one 32 MiB segment here; 262144: a 1 GiB segment at 4 KiB spacing).
+//                          (2048: about one 32 MiB segment here; 262144: a 1 GiB segment at 4 KiB
+//                          spacing).
 //   BM_upper_bound/N       baseline: std::upper_bound over a plain vector of the same keys.
 //
 // The machine is shared, so run interleaved repetitions and compare medians:
@@ -47,7 +48,7 @@ using namespace spate::storage;
 
 constexpr int64_t fixture_log_bytes = 128 << 20;
 constexpr int64_t fixture_segment_bytes = 32 << 20;
-constexpr int32_t records_per_batch = 16;  // 16 KiB batches of 1 KiB records
+constexpr int32_t records_per_batch = 16;    // 16 KiB batches of 1 KiB records
 constexpr size_t record_value_bytes = 1000;  // about 1 KiB with the record framing
 constexpr size_t random_sample_count = 4096;
 constexpr size_t batch_header_bytes = 61;
@@ -73,7 +74,8 @@ struct read_fixture {
             return;
         }
         log = std::move(*opened);
-        std::vector<uint8_t> batch = testing::make_batch(records_per_batch, 1, record_value_bytes, 0x5a);
+        std::vector<uint8_t> batch =
+            testing::make_batch(records_per_batch, 1, record_value_bytes, 0x5a);
         batch_bytes = static_cast<int64_t>(batch.size());
         const std::filesystem::path plain_path = dir.path() / "plain.bin";
         plain = std::make_unique<segment_file>(
@@ -82,7 +84,8 @@ struct read_fixture {
             failure = "open " + plain_path.string() + " failed";
             return;
         }
-        for (int64_t written = 0; written + batch_bytes <= fixture_log_bytes; written += batch_bytes) {
+        for (int64_t written = 0; written + batch_bytes <= fixture_log_bytes;
+             written += batch_bytes) {
             if (auto appended = log->append(batch, records_per_batch); !appended) {
                 failure = appended.failure().message;
                 return;
@@ -96,7 +99,8 @@ struct read_fixture {
             // Rolls queue sync requests; completing them without an fdatasync keeps the
             // log in its steady state (closed segments synced) without disk traffic.
             for (sync_request& request : log->take_sync_requests())
-                if (!log->complete_sync(request.durable_offset, 0)) failure = "sync completion failed";
+                if (!log->complete_sync(request.durable_offset, 0))
+                    failure = "sync completion failed";
         }
     }
 };

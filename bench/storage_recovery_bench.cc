@@ -42,8 +42,8 @@ namespace {
 using namespace spate::storage;
 
 constexpr int64_t fixture_log_bytes = 256 << 20;
-constexpr int32_t records_per_batch = 16;  // 16 KiB batches of 1 KiB records
-constexpr size_t record_value_bytes = 1000;  // about 1 KiB with the record framing
+constexpr int32_t records_per_batch = 16;     // 16 KiB batches of 1 KiB records
+constexpr size_t record_value_bytes = 1000;   // about 1 KiB with the record framing
 constexpr size_t read_chunk_bytes = 1 << 20;  // what the recovery scan reads at a time
 constexpr double gib = 1024.0 * 1024.0 * 1024.0;
 
@@ -72,7 +72,8 @@ struct recovery_fixture {
                 return;
             }
             partition_log& log = **opened;
-            for (int64_t written = 0; written + static_cast<int64_t>(batch.size()) <= fixture_log_bytes;
+            for (int64_t written = 0;
+                 written + static_cast<int64_t>(batch.size()) <= fixture_log_bytes;
                  written += static_cast<int64_t>(batch.size())) {
                 if (auto appended = log.append(batch, records_per_batch); !appended) {
                     failure = appended.failure().message;
@@ -129,8 +130,8 @@ void BM_log_recovery(benchmark::State& state) {
             state.SkipWithError("recovery did not restore the whole log");
     }
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * f.log_bytes);
-    state.counters["s_per_GiB"] =
-        seconds / (static_cast<double>(state.iterations()) * static_cast<double>(f.log_bytes) / gib);
+    state.counters["s_per_GiB"] = seconds / (static_cast<double>(state.iterations()) *
+                                             static_cast<double>(f.log_bytes) / gib);
     state.counters["log_MiB"] = static_cast<double>(f.log_bytes) / (1 << 20);
 }
 

@@ -66,7 +66,9 @@ void shard_state::dispatch(request_ptr req) {
     entry->handle(std::move(req));
 }
 
-void shard_state::skip_response(const request& req) { _shard.skip_response(req.conn, req.sequence); }
+void shard_state::skip_response(const request& req) {
+    _shard.skip_response(req.conn, req.sequence);
+}
 
 void shard_state::close_connection(const request& req, const char* why) {
     net::log_warn("closing a connection: %s (api %d v%d)", why, req.header.api_key,
@@ -253,8 +255,7 @@ void shard_state::housekeeping() {
             if (auto compacted = p->log().compact_step(now_ms); !compacted)
                 net::log_error("compaction of %s-%d: %s", name.c_str(), p->index(),
                                compacted.failure().message.c_str());
-            if (p->producers().producer_count() > 0 && p->producer_state_dirty() &&
-                snapshot_due) {
+            if (p->producers().producer_count() > 0 && p->producer_state_dirty() && snapshot_due) {
                 if (auto saved = p->save_producer_state(); !saved)
                     net::log_error("producer state of %s-%d: %s", name.c_str(), p->index(),
                                    saved.failure().message.c_str());
@@ -284,8 +285,8 @@ result<void> broker::start() {
     std::error_code failed;
     fs::create_directories(_config.data_dir, failed);
     if (failed)
-        return error{failed.value(), "cannot create data_dir \"" + _config.data_dir +
-                                         "\": " + failed.message()};
+        return error{failed.value(),
+                     "cannot create data_dir \"" + _config.data_dir + "\": " + failed.message()};
     uint32_t shards = _config.shards;
     if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
     _store = std::make_unique<metadata_store>(_config.data_dir, shards);
@@ -296,7 +297,8 @@ result<void> broker::start() {
     auto recovered = std::make_shared<group::recovered_offsets>(std::move(offsets.value()));
     auto offset_logs = std::make_shared<std::vector<group::offset_log>>();
     for (uint32_t s = 0; s < shards; ++s) {
-        auto log = group::offset_log::open(group::offsets_file_path(_config.data_dir, recovered->epoch, s));
+        auto log = group::offset_log::open(
+            group::offsets_file_path(_config.data_dir, recovered->epoch, s));
         if (!log) return log.failure();
         offset_logs->push_back(std::move(log.value()));
     }

@@ -60,7 +60,8 @@ public:
     // Encodes header + body at the request's version and hands it to net/ for in-order
     // sending. `pieces` are file ranges for external records (Fetch).
     template <class Response>
-    void respond(const request& req, const Response& body, std::vector<net::file_piece> pieces = {});
+    void respond(const request& req, const Response& body,
+                 std::vector<net::file_piece> pieces = {});
     void skip_response(const request& req);
     void close_connection(const request& req, const char* why);
 
@@ -175,16 +176,16 @@ void shard_state::call_on(net::shard_id owner,
     }
     broker* process = &_broker;
     const net::shard_id origin = id();
-    _shard.submit_to(owner, [process, owner, origin, work = std::move(work),
-                             done = std::move(done)]() mutable {
-        shard_state& target = process->state(owner);
-        work(target, [process, owner, origin, done = std::move(done)](T value) mutable {
-            process->state(owner).net_shard().submit_to(
-                origin, [done = std::move(done), value = std::move(value)]() mutable {
-                    done(std::move(value));
-                });
+    _shard.submit_to(
+        owner, [process, owner, origin, work = std::move(work), done = std::move(done)]() mutable {
+            shard_state& target = process->state(owner);
+            work(target, [process, owner, origin, done = std::move(done)](T value) mutable {
+                process->state(owner).net_shard().submit_to(
+                    origin, [done = std::move(done), value = std::move(value)]() mutable {
+                        done(std::move(value));
+                    });
+            });
         });
-    });
 }
 
 }  // namespace spate::broker

@@ -2,12 +2,12 @@
 // allowed here (start-up only) and are turned into result errors naming the key.
 #include "broker/config.h"
 
+#include <toml++/toml.h>
+
 #include <charconv>
 #include <cstring>
 #include <functional>
 #include <map>
-
-#include <toml++/toml.h>
 
 namespace spate::broker {
 namespace {
@@ -59,96 +59,115 @@ result<void> string_in(const toml::node& node, const std::string& key, std::stri
     return {};
 }
 
-using key_setter = std::function<result<void>(const toml::node&, const std::string&, broker_config&)>;
+using key_setter =
+    std::function<result<void>(const toml::node&, const std::string&, broker_config&)>;
 
 // The one table of TOML keys: every key the example config documents, nothing else.
 const std::map<std::string, key_setter>& key_table() {
     static const std::map<std::string, key_setter> table = {
-        {"listen", [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
+        {"listen",
+         [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
              std::string text;
              if (auto r = string_in(n, k, text); !r) return r;
              return parse_host_port(text, "config key \"" + k + "\"", c.listen_host, c.listen_port);
          }},
-        {"advertised", [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
+        {"advertised",
+         [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
              std::string text;
              if (auto r = string_in(n, k, text); !r) return r;
              if (text.empty()) return {};
              return parse_host_port(text, "config key \"" + k + "\"", c.advertised_host,
                                     c.advertised_port);
          }},
-        {"data_dir", [](const toml::node& n, const std::string& k, broker_config& c) {
-             return string_in(n, k, c.data_dir);
-         }},
-        {"shards", [](const toml::node& n, const std::string& k, broker_config& c) {
-             return integer_in(n, k, c.shards, 0, 1024);
-         }},
-        {"pin_shards", [](const toml::node& n, const std::string& k, broker_config& c) {
-             return boolean_in(n, k, c.pin_shards);
-         }},
-        {"node_id", [](const toml::node& n, const std::string& k, broker_config& c) {
-             return integer_in(n, k, c.node_id, 0, INT32_MAX);
-         }},
-        {"cluster_id", [](const toml::node& n, const std::string& k, broker_config& c) {
-             return string_in(n, k, c.cluster_id);
-         }},
-        {"auto_create_topics_enable", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"data_dir", [](const toml::node& n, const std::string& k,
+                        broker_config& c) { return string_in(n, k, c.data_dir); }},
+        {"shards", [](const toml::node& n, const std::string& k,
+                      broker_config& c) { return integer_in(n, k, c.shards, 0, 1024); }},
+        {"pin_shards", [](const toml::node& n, const std::string& k,
+                          broker_config& c) { return boolean_in(n, k, c.pin_shards); }},
+        {"node_id", [](const toml::node& n, const std::string& k,
+                       broker_config& c) { return integer_in(n, k, c.node_id, 0, INT32_MAX); }},
+        {"cluster_id", [](const toml::node& n, const std::string& k,
+                          broker_config& c) { return string_in(n, k, c.cluster_id); }},
+        {"auto_create_topics_enable",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return boolean_in(n, k, c.auto_create_topics_enable);
          }},
-        {"num_partitions", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"num_partitions",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.num_partitions, 1, 100000);
          }},
-        {"message_max_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"message_max_bytes",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.message_max_bytes, 64, INT32_MAX);
          }},
-        {"socket_request_max_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"socket_request_max_bytes",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.socket_request_max_bytes, 1024, INT32_MAX);
          }},
-        {"connections_max", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"connections_max",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.connections_max, 1, 1000000);
          }},
-        {"queued_max_requests", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"queued_max_requests",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.queued_max_requests, 1, 100000);
          }},
-        {"group_initial_rebalance_delay_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"group_initial_rebalance_delay_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.group_initial_rebalance_delay_ms, 0, 300000);
          }},
-        {"offsets_retention_minutes", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"offsets_retention_minutes",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.offsets_retention_minutes, 1, int64_t{100} * 365 * 24 * 60);
          }},
-        {"acks_all_policy", [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
+        {"acks_all_policy",
+         [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
              std::string text;
              if (auto r = string_in(n, k, text); !r) return r;
-             if (text == "page_cache") c.acks_all_policy = ack_policy::page_cache;
-             else if (text == "fsync") c.acks_all_policy = ack_policy::fsync;
-             else return config_error("config key \"" + k + "\": expected \"page_cache\" or \"fsync\"");
+             if (text == "page_cache")
+                 c.acks_all_policy = ack_policy::page_cache;
+             else if (text == "fsync")
+                 c.acks_all_policy = ack_policy::fsync;
+             else
+                 return config_error("config key \"" + k +
+                                     "\": expected \"page_cache\" or \"fsync\"");
              return {};
          }},
-        {"log.segment_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"log.segment_bytes",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.segment_bytes, 14, INT32_MAX);
          }},
-        {"log.segment_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"log.segment_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.segment_ms, 1, INT64_MAX);
          }},
-        {"log.index_interval_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"log.index_interval_bytes",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.index_interval_bytes, 0, INT32_MAX);
          }},
-        {"log.retention_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"log.retention_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.retention_ms, -1, INT64_MAX);
          }},
-        {"log.retention_bytes", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"log.retention_bytes",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.retention_bytes, -1, INT64_MAX);
          }},
-        {"log.flush_messages", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"log.flush_messages",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.flush_messages, 1, INT64_MAX);
          }},
-        {"log.flush_ms", [](const toml::node& n, const std::string& k, broker_config& c) {
+        {"log.flush_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.flush_ms, 0, INT64_MAX);
          }},
     };
     return table;
 }
 
-result<void> apply_table(const toml::table& table, const std::string& prefix, broker_config& config) {
+result<void> apply_table(const toml::table& table, const std::string& prefix,
+                         broker_config& config) {
     for (const auto& [key, node] : table) {
         const std::string full = prefix + std::string(key.str());
         if (node.is_table()) {
@@ -230,18 +249,22 @@ result<parsed_command_line> parse_command_line(int argc, char** argv) {
         if (i + 1 >= args.size()) return config_error("unknown flag or missing value: " + flag);
         const std::string& value = args[++i];
         result<void> applied;
-        if (flag == "--config") continue;
+        if (flag == "--config")
+            continue;
         else if (flag == "--listen")
-            applied = parse_host_port(value, "--listen", out.config.listen_host, out.config.listen_port);
+            applied =
+                parse_host_port(value, "--listen", out.config.listen_host, out.config.listen_port);
         else if (flag == "--advertised")
             applied = parse_host_port(value, "--advertised", out.config.advertised_host,
                                       out.config.advertised_port);
-        else if (flag == "--data-dir") out.config.data_dir = value;
+        else if (flag == "--data-dir")
+            out.config.data_dir = value;
         else if (flag == "--shards")
             applied = apply_toml_text("shards = " + value, "--shards", out.config);
         else if (flag == "--node-id")
             applied = apply_toml_text("node_id = " + value, "--node-id", out.config);
-        else return config_error("unknown flag: " + flag + "\n" + usage_text);
+        else
+            return config_error("unknown flag: " + flag + "\n" + usage_text);
         if (!applied) return applied.failure();
     }
     if (auto r = validate(out.config); !r) return r.failure();

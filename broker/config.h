@@ -16,17 +16,17 @@ namespace spate::broker {
 
 // Policy for acknowledging acks=all (and acks=1) produce requests on a single node.
 enum class ack_policy : uint8_t {
-    page_cache,    // acknowledge once the write is in the page cache (Kafka's default)
-    fsync,         // group commit: acknowledge after fdatasync of the written batches
+    page_cache,  // acknowledge once the write is in the page cache (Kafka's default)
+    fsync,       // group commit: acknowledge after fdatasync of the written batches
 };
 
 struct broker_config {
     std::string listen_host = "127.0.0.1";
     uint16_t listen_port = 9092;
-    std::string advertised_host;  // empty: same as listen_host
+    std::string advertised_host;   // empty: same as listen_host
     uint16_t advertised_port = 0;  // 0: same as listen_port
     std::string data_dir = "./data";
-    uint32_t shards = 0;  // 0: one per online core
+    uint32_t shards = 0;     // 0: one per online core
     bool pin_shards = true;  // pin shard i to core i (see spate.example.toml for when not to)
     int32_t node_id = 0;
     std::string cluster_id = "spate-single-node";

@@ -2,6 +2,7 @@
 #include "broker/metadata.h"
 
 #include <fcntl.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,8 +12,6 @@
 #include <random>
 #include <sstream>
 
-#include <toml++/toml.h>
-
 #include "storage/file.h"
 
 namespace spate::broker {
@@ -20,8 +19,8 @@ namespace spate::broker {
 bool valid_topic_name(const std::string& name) {
     if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
     for (char c : name) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        c == '.' || c == '_' || c == '-';
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
         if (!ok) return false;
     }
     return true;
@@ -59,9 +58,12 @@ std::optional<proto::uuid> uuid_from_string(const std::string& text) {
         for (size_t j = 0; j < 2; ++j) {
             const char c = text[2 * i + j];
             value <<= 4;
-            if (c >= '0' && c <= '9') value |= static_cast<unsigned>(c - '0');
-            else if (c >= 'a' && c <= 'f') value |= static_cast<unsigned>(c - 'a' + 10);
-            else return std::nullopt;
+            if (c >= '0' && c <= '9')
+                value |= static_cast<unsigned>(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                value |= static_cast<unsigned>(c - 'a' + 10);
+            else
+                return std::nullopt;
         }
         id.bytes[i] = static_cast<uint8_t>(value);
     }
@@ -105,7 +107,8 @@ result<void> metadata_store::load() {
                 return error{EINVAL, path + ": topic \"" + topic->name + "\" has no partitions"};
             for (const auto& shard : *shards) {
                 const int64_t owner = shard.value_or<int64_t>(-1);
-                if (owner < 0) return error{EINVAL, path + ": bad shard in \"" + topic->name + "\""};
+                if (owner < 0)
+                    return error{EINVAL, path + ": bad shard in \"" + topic->name + "\""};
                 // A restart with fewer shards keeps every partition, on a shard that exists.
                 topic->partition_shards.push_back(static_cast<uint32_t>(owner) % _shard_count);
             }
@@ -129,7 +132,8 @@ result<void> metadata_store::persist(const metadata_snapshot& next) const {
         entry.insert("name", name);
         entry.insert("id", uuid_to_string(topic->id));
         toml::array shards;
-        for (uint32_t owner : topic->partition_shards) shards.push_back(static_cast<int64_t>(owner));
+        for (uint32_t owner : topic->partition_shards)
+            shards.push_back(static_cast<int64_t>(owner));
         entry.insert("shards", std::move(shards));
         toml::table configs;
         for (const auto& [key, value] : topic->configs) configs.insert(key, value);

@@ -26,7 +26,7 @@ struct topic_info {
     std::string name;
     proto::uuid id;
     std::vector<uint32_t> partition_shards;  // partition index -> owner shard
-    topic_configs configs;                    // topic-level overrides only
+    topic_configs configs;                   // topic-level overrides only
 
     int32_t partition_count() const { return static_cast<int32_t>(partition_shards.size()); }
 };

@@ -23,8 +23,10 @@ void partition::restore_producer_state() {
         std::span<const uint8_t> view(reinterpret_cast<const uint8_t*>(bytes->data()),
                                       bytes->size());
         auto loaded = _producers.load_snapshot(view);
-        if (loaded && *loaded <= _log->log_end_offset()) from = std::max(from, *loaded);
-        else _producers = producer_state{};
+        if (loaded && *loaded <= _log->log_end_offset())
+            from = std::max(from, *loaded);
+        else
+            _producers = producer_state{};
     }
     // Re-read every batch written after the snapshot: whole batches come back as file
     // ranges, whose headers are all we need.
@@ -37,12 +39,12 @@ void partition::restore_producer_state() {
             buffer.resize(static_cast<size_t>(slice.length));
             const ssize_t n = ::pread(slice.file->fd, buffer.data(), buffer.size(), slice.position);
             if (n != static_cast<ssize_t>(buffer.size())) break;
-            (void)proto::for_each_batch(buffer, [&](std::span<const uint8_t>,
-                                                    const proto::batch_header& header) {
-                if (header.last_offset() < from) return;
-                _producers.observe(header);
-                from = header.last_offset() + 1;
-            });
+            (void)proto::for_each_batch(
+                buffer, [&](std::span<const uint8_t>, const proto::batch_header& header) {
+                    if (header.last_offset() < from) return;
+                    _producers.observe(header);
+                    from = header.last_offset() + 1;
+                });
         }
         if (from == before) {
             net::log_warn("%s-%d: producer state rebuild stopped at offset %lld", _topic.c_str(),
@@ -89,9 +91,12 @@ void partition::finish_sync(net::shard& shard, int64_t end, int res) {
     std::vector<durability_waiter> waiting;
     waiting.swap(_durability_waiters);
     for (durability_waiter& w : waiting) {
-        if (w.end <= durable) w.done(true);
-        else if (res < 0 && w.end <= end) w.done(false);
-        else _durability_waiters.push_back(std::move(w));
+        if (w.end <= durable)
+            w.done(true);
+        else if (res < 0 && w.end <= end)
+            w.done(false);
+        else
+            _durability_waiters.push_back(std::move(w));
     }
     if (_durability_waiters.empty()) return;
     if (durable < end && res == 0) {

@@ -27,10 +27,10 @@ struct producer_batch {
 };
 
 enum class sequence_verdict : uint8_t {
-    append,             // new batch in order (or not idempotent): write it
-    duplicate,          // already written: answer with the original offset, write nothing
-    out_of_order,       // OUT_OF_ORDER_SEQUENCE_NUMBER (45)
-    invalid_epoch,      // INVALID_PRODUCER_EPOCH (47): a fenced, older epoch
+    append,         // new batch in order (or not idempotent): write it
+    duplicate,      // already written: answer with the original offset, write nothing
+    out_of_order,   // OUT_OF_ORDER_SEQUENCE_NUMBER (45)
+    invalid_epoch,  // INVALID_PRODUCER_EPOCH (47): a fenced, older epoch
 };
 
 struct sequence_check {

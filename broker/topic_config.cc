@@ -40,7 +40,8 @@ const std::vector<config_entry>& entries() {
     static const std::vector<config_entry> table = {
         {"cleanup.policy", 0, false,
          [](const effective_topic_config& c) {
-             if (c.log.cleanup_compact && c.log.cleanup_delete) return std::string("compact,delete");
+             if (c.log.cleanup_compact && c.log.cleanup_delete)
+                 return std::string("compact,delete");
              return std::string(c.log.cleanup_compact ? "compact" : "delete");
          },
          [](effective_topic_config& c, int64_t, const std::string& text) {
@@ -50,16 +51,24 @@ const std::vector<config_entry>& entries() {
          }},
         {"delete.retention.ms", 0, true,
          [](const effective_topic_config& c) { return std::to_string(c.log.delete_retention_ms); },
-         [](effective_topic_config& c, int64_t v, const std::string&) { c.log.delete_retention_ms = v; }},
+         [](effective_topic_config& c, int64_t v, const std::string&) {
+             c.log.delete_retention_ms = v;
+         }},
         {"min.compaction.lag.ms", 0, true,
-         [](const effective_topic_config& c) { return std::to_string(c.log.min_compaction_lag_ms); },
-         [](effective_topic_config& c, int64_t v, const std::string&) { c.log.min_compaction_lag_ms = v; }},
+         [](const effective_topic_config& c) {
+             return std::to_string(c.log.min_compaction_lag_ms);
+         },
+         [](effective_topic_config& c, int64_t v, const std::string&) {
+             c.log.min_compaction_lag_ms = v;
+         }},
         {"retention.ms", -1, true,
          [](const effective_topic_config& c) { return std::to_string(c.log.retention_ms); },
          [](effective_topic_config& c, int64_t v, const std::string&) { c.log.retention_ms = v; }},
         {"retention.bytes", -1, true,
          [](const effective_topic_config& c) { return std::to_string(c.log.retention_bytes); },
-         [](effective_topic_config& c, int64_t v, const std::string&) { c.log.retention_bytes = v; }},
+         [](effective_topic_config& c, int64_t v, const std::string&) {
+             c.log.retention_bytes = v;
+         }},
         {"segment.bytes", 14, true,
          [](const effective_topic_config& c) { return std::to_string(c.log.segment_bytes); },
          [](effective_topic_config& c, int64_t v, const std::string&) { c.log.segment_bytes = v; }},
@@ -73,7 +82,9 @@ const std::vector<config_entry>& entries() {
          }},
         {"flush.messages", 1, true,
          [](const effective_topic_config& c) { return std::to_string(c.log.flush_messages); },
-         [](effective_topic_config& c, int64_t v, const std::string&) { c.log.flush_messages = v; }},
+         [](effective_topic_config& c, int64_t v, const std::string&) {
+             c.log.flush_messages = v;
+         }},
         {"flush.ms", 0, true,
          [](const effective_topic_config& c) { return std::to_string(c.log.flush_ms); },
          [](effective_topic_config& c, int64_t v, const std::string&) { c.log.flush_ms = v; }},
@@ -115,8 +126,9 @@ result<void> validate_topic_config(const std::string& name, const std::string& v
     if (entry == nullptr) return error{40, "unknown or unsupported topic config \"" + name + "\""};
     if (name == "cleanup.policy") {
         if (parse_cleanup_policy(value)) return {};
-        return error{40, "cleanup.policy must be \"delete\", \"compact\" or \"compact,delete\", got \"" +
-                             value + "\""};
+        return error{
+            40, "cleanup.policy must be \"delete\", \"compact\" or \"compact,delete\", got \"" +
+                    value + "\""};
     }
     if (name == "message.timestamp.type") {
         if (value == "CreateTime" || value == "LogAppendTime") return {};
@@ -126,13 +138,15 @@ result<void> validate_topic_config(const std::string& name, const std::string& v
     if (!parse_integer(value, number))
         return error{40, "config \"" + name + "\" needs an integer, got \"" + value + "\""};
     if (number < entry->minimum)
-        return error{40, "config \"" + name + "\" must be at least " + std::to_string(entry->minimum)};
+        return error{40,
+                     "config \"" + name + "\" must be at least " + std::to_string(entry->minimum)};
     if (name == "max.message.bytes" && number > INT32_MAX)
         return error{40, "max.message.bytes is too large"};
     return {};
 }
 
-effective_topic_config effective_config(const broker_config& broker, const topic_configs& overrides) {
+effective_topic_config effective_config(const broker_config& broker,
+                                        const topic_configs& overrides) {
     effective_topic_config out = broker_defaults(broker);
     for (const auto& [name, value] : overrides) {
         const config_entry* entry = find_entry(name);

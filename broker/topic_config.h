@@ -21,7 +21,8 @@ struct effective_topic_config {
     timestamp_type timestamps = timestamp_type::create_time;
 };
 
-effective_topic_config effective_config(const broker_config& broker, const topic_configs& overrides);
+effective_topic_config effective_config(const broker_config& broker,
+                                        const topic_configs& overrides);
 
 // Checks one name/value pair; the error message says what is wrong (for INVALID_CONFIG).
 result<void> validate_topic_config(const std::string& name, const std::string& value);

@@ -24,13 +24,12 @@ void write_line(const char* level, const char* format, va_list arguments) {
     tm calendar{};
     gmtime_r(&now.tv_sec, &calendar);
     char shard[24] = "-";
-    if (current_shard >= 0) std::snprintf(shard, sizeof shard, "%lld",
-                                          static_cast<long long>(current_shard));
-    int used = std::snprintf(line, sizeof line,
-                             "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [shard %s] ",
-                             calendar.tm_year + 1900, calendar.tm_mon + 1, calendar.tm_mday,
-                             calendar.tm_hour, calendar.tm_min, calendar.tm_sec,
-                             now.tv_nsec / 1000000, level, shard);
+    if (current_shard >= 0)
+        std::snprintf(shard, sizeof shard, "%lld", static_cast<long long>(current_shard));
+    int used = std::snprintf(
+        line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [shard %s] ",
+        calendar.tm_year + 1900, calendar.tm_mon + 1, calendar.tm_mday, calendar.tm_hour,
+        calendar.tm_min, calendar.tm_sec, now.tv_nsec / 1000000, level, shard);
     if (used < 0) return;
     size_t length = static_cast<size_t>(used);
     if (length < sizeof line - 1) {

@@ -109,8 +109,8 @@ result<void> runtime::open_listeners(std::vector<int>& fds) {
         else
             reinterpret_cast<sockaddr_in*>(&address)->sin_port = htons(port);
         if (::bind(fd, reinterpret_cast<sockaddr*>(&address), address_length) != 0)
-            return error{errno, "cannot bind " + endpoint_name(_config, port) + ": " +
-                                    std::strerror(errno)};
+            return error{
+                errno, "cannot bind " + endpoint_name(_config, port) + ": " + std::strerror(errno)};
         if (::listen(fd, listen_backlog) != 0)
             return error{errno, "cannot listen on " + endpoint_name(_config, port) + ": " +
                                     std::strerror(errno)};

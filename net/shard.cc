@@ -195,8 +195,7 @@ result<void> shard::setup_ring() {
         }
         if (res != -EINVAL) break;
     }
-    if (res < 0)
-        return error{-res, std::string("io_uring setup failed: ") + std::strerror(-res)};
+    if (res < 0) return error{-res, std::string("io_uring setup failed: ") + std::strerror(-res)};
     _ring_ready = true;
     _ring_fd = _ring->ring_fd;
     return {};
@@ -390,7 +389,8 @@ void shard::submit_and_wait() {
     long wait_ns = -1;
     if (!_timers.empty()) {
         const auto left = _timers.begin()->first.deadline - std::chrono::steady_clock::now();
-        wait_ns = std::max<long>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
+        wait_ns =
+            std::max<long>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
     }
     if (overflowing && (wait_ns < 0 || wait_ns > overflow_retry_ns)) wait_ns = overflow_retry_ns;
     if (wait_ns >= 0) {
@@ -948,8 +948,8 @@ void shard::resume_input(connection_ref ref) {
     std::vector<uint8_t> held;
     held.swap(conn.held_input);
     parse(conn, held.data(), held.size());
-    if (conn.state == connection::state_kind::open && conn.held_input.empty() &&
-        !conn.recv_armed && !conn.close_after_send && !_stopping &&
+    if (conn.state == connection::state_kind::open && conn.held_input.empty() && !conn.recv_armed &&
+        !conn.close_after_send && !_stopping &&
         conn.responses.size() < _config.in_flight_requests_max)
         arm_recv(conn);
 }
@@ -996,8 +996,8 @@ bool shard::gather_bytes(connection& conn) {
         const response& body = pending.body;
         const size_t from = first ? conn.byte_cursor : 0;
         const size_t piece_index = first ? conn.piece_cursor : 0;
-        const size_t until =
-            piece_index < body.pieces.size() ? body.pieces[piece_index].position : body.bytes.size();
+        const size_t until = piece_index < body.pieces.size() ? body.pieces[piece_index].position
+                                                              : body.bytes.size();
         if (until > from) {
             conn.iov[count].iov_base = const_cast<uint8_t*>(body.bytes.data() + from);
             conn.iov[count].iov_len = until - from;
@@ -1046,7 +1046,8 @@ void shard::on_send(connection& conn, const completion& done) {
             conn.reset_output_cursor();
             continue;
         }
-        SPATE_ASSERT(front.state == connection::slot_state::ready, "sent bytes of a ready response");
+        SPATE_ASSERT(front.state == connection::slot_state::ready,
+                     "sent bytes of a ready response");
         const response& body = front.body;
         const size_t until = conn.piece_cursor < body.pieces.size()
                                  ? body.pieces[conn.piece_cursor].position

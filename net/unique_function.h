@@ -26,9 +26,9 @@ public:
     unique_function() noexcept = default;
     unique_function(std::nullptr_t) noexcept {}  // NOLINT: implicit like std::function
 
-    template <class F, class = std::enable_if_t<
-                           !std::is_same_v<std::decay_t<F>, unique_function> &&
-                           std::is_invocable_r_v<R, std::decay_t<F>&, Args...>>>
+    template <class F,
+              class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, unique_function> &&
+                                       std::is_invocable_r_v<R, std::decay_t<F>&, Args...>>>
     unique_function(F&& callable) {  // NOLINT: implicit like std::function
         using target = std::decay_t<F>;
         if constexpr (fits_inline<target>()) {
@@ -97,9 +97,7 @@ private:
         [](void* storage, Args&&... args) -> R {
             return (**std::launder(static_cast<T**>(storage)))(std::forward<Args>(args)...);
         },
-        [](void* to, void* from) noexcept {
-            ::new (to) T*(*std::launder(static_cast<T**>(from)));
-        },
+        [](void* to, void* from) noexcept { ::new (to) T*(*std::launder(static_cast<T**>(from))); },
         [](void* storage) noexcept { delete *std::launder(static_cast<T**>(storage)); },
     };
 

@@ -20,11 +20,11 @@ namespace spate::proto {
 
 enum class decode_error : uint8_t {
     none = 0,
-    truncated,         // fewer bytes than a field needs
-    negative_length,   // a length below -1, or -1 where null is not allowed
-    too_large,         // a length or count beyond the remaining bytes or a limit
-    bad_varint,        // a varint longer than its type allows
-    bad_value,         // a value outside its domain (e.g. unknown enum)
+    truncated,        // fewer bytes than a field needs
+    negative_length,  // a length below -1, or -1 where null is not allowed
+    too_large,        // a length or count beyond the remaining bytes or a limit
+    bad_varint,       // a varint longer than its type allows
+    bad_value,        // a value outside its domain (e.g. unknown enum)
 };
 
 const char* to_string(decode_error error);

@@ -21,7 +21,7 @@ struct error {
 template <class T>
 class [[nodiscard]] result {
 public:
-    result(T value) : _state(std::move(value)) {}  // NOLINT: implicit by design
+    result(T value) : _state(std::move(value)) {}          // NOLINT: implicit by design
     result(error failure) : _state(std::move(failure)) {}  // NOLINT: implicit by design
 
     bool ok() const { return _state.index() == 0; }

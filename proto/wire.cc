@@ -8,12 +8,18 @@ namespace spate::proto {
 
 const char* to_string(decode_error error) {
     switch (error) {
-        case decode_error::none: return "none";
-        case decode_error::truncated: return "truncated";
-        case decode_error::negative_length: return "negative length";
-        case decode_error::too_large: return "length or count too large";
-        case decode_error::bad_varint: return "malformed varint";
-        case decode_error::bad_value: return "value out of range";
+        case decode_error::none:
+            return "none";
+        case decode_error::truncated:
+            return "truncated";
+        case decode_error::negative_length:
+            return "negative length";
+        case decode_error::too_large:
+            return "length or count too large";
+        case decode_error::bad_varint:
+            return "malformed varint";
+        case decode_error::bad_value:
+            return "value out of range";
     }
     return "unknown";
 }
@@ -181,48 +187,64 @@ void writer::unsigned_varint(uint64_t v) {
 }
 
 void writer::string(std::string_view v, bool compact) {
-    if (compact) unsigned_varint(v.size() + 1);
-    else int16(static_cast<int16_t>(v.size()));
+    if (compact)
+        unsigned_varint(v.size() + 1);
+    else
+        int16(static_cast<int16_t>(v.size()));
     raw({reinterpret_cast<const uint8_t*>(v.data()), v.size()});
 }
 
 void writer::nullable_string(const std::optional<std::string>& v, bool compact) {
-    if (v) string(*v, compact);
-    else if (compact) unsigned_varint(0);
-    else int16(-1);
+    if (v)
+        string(*v, compact);
+    else if (compact)
+        unsigned_varint(0);
+    else
+        int16(-1);
 }
 
 void writer::bytes(std::span<const uint8_t> v, bool compact) {
-    if (compact) unsigned_varint(v.size() + 1);
-    else int32(static_cast<int32_t>(v.size()));
+    if (compact)
+        unsigned_varint(v.size() + 1);
+    else
+        int32(static_cast<int32_t>(v.size()));
     raw(v);
 }
 
 void writer::nullable_bytes(const std::optional<std::span<const uint8_t>>& v, bool compact) {
-    if (v) bytes(*v, compact);
-    else if (compact) unsigned_varint(0);
-    else int32(-1);
+    if (v)
+        bytes(*v, compact);
+    else if (compact)
+        unsigned_varint(0);
+    else
+        int32(-1);
 }
 
 void writer::records_field(const records& v, bool compact) {
     if (v.is_null) {
-        if (compact) unsigned_varint(0);
-        else int32(-1);
+        if (compact)
+            unsigned_varint(0);
+        else
+            int32(-1);
         return;
     }
     if (v.external_length < 0) {
         bytes(v.bytes, compact);
         return;
     }
-    if (compact) unsigned_varint(static_cast<uint64_t>(v.external_length) + 1);
-    else int32(v.external_length);
+    if (compact)
+        unsigned_varint(static_cast<uint64_t>(v.external_length) + 1);
+    else
+        int32(v.external_length);
     _gaps.push_back({_buffer.size(), v.external_length, v.external_id});
     _external_bytes += static_cast<size_t>(v.external_length);
 }
 
 void writer::array_count(int32_t count, bool compact) {
-    if (compact) unsigned_varint(static_cast<uint64_t>(static_cast<int64_t>(count) + 1));
-    else int32(count);
+    if (compact)
+        unsigned_varint(static_cast<uint64_t>(static_cast<int64_t>(count) + 1));
+    else
+        int32(count);
 }
 
 void writer::patch_int32(size_t position, int32_t v) {

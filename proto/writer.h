@@ -102,17 +102,23 @@ public:
     void varlong(int64_t v) { unsigned_varint(zigzag64(v)); }
     void string(std::string_view v, bool compact) { length(v.size(), compact, 2); }
     void nullable_string(const std::optional<std::string>& v, bool compact) {
-        if (v) string(*v, compact);
-        else _size += compact ? 1 : 2;
+        if (v)
+            string(*v, compact);
+        else
+            _size += compact ? 1 : 2;
     }
     void bytes(std::span<const uint8_t> v, bool compact) { length(v.size(), compact, 4); }
     void nullable_bytes(const std::optional<std::span<const uint8_t>>& v, bool compact) {
-        if (v) bytes(*v, compact);
-        else _size += compact ? 1 : 4;
+        if (v)
+            bytes(*v, compact);
+        else
+            _size += compact ? 1 : 4;
     }
     void records_field(const records& v, bool compact) {
-        if (v.is_null) _size += compact ? 1 : 4;
-        else length(static_cast<size_t>(v.size()), compact, 4);
+        if (v.is_null)
+            _size += compact ? 1 : 4;
+        else
+            length(static_cast<size_t>(v.size()), compact, 4);
     }
     void array_count(int32_t count, bool compact) {
         _size += compact ? unsigned_varint_size(static_cast<uint64_t>(count) + 1) : 4;

@@ -69,7 +69,8 @@ key_hash hash_key(std::span<const uint8_t> key) {
             hash_words(key, 0xc2b2ae3d27d4eb4fULL, 0x87c37b91114253d5ULL)};
 }
 
-key_offset_map::key_offset_map(size_t entries_max) : _entries_max(std::max<size_t>(entries_max, 1)) {
+key_offset_map::key_offset_map(size_t entries_max)
+    : _entries_max(std::max<size_t>(entries_max, 1)) {
     _slots.assign(map_slots_initial, slot{{0, 0}, -1});
 }
 
@@ -137,7 +138,8 @@ result<std::vector<record_extent>> split_records(std::span<const uint8_t> sectio
     // Every record takes at least 7 bytes, which bounds the vector by the section size
     // whatever records_count claims.
     constexpr size_t record_size_min = 7;
-    if (records_count < 0 || static_cast<size_t>(records_count) > section.size() / record_size_min + 1)
+    if (records_count < 0 ||
+        static_cast<size_t>(records_count) > section.size() / record_size_min + 1)
         return error{EINVAL, "record count larger than the records section"};
     std::vector<record_extent> records;
     records.reserve(static_cast<size_t>(records_count));
@@ -155,7 +157,7 @@ result<std::vector<record_extent>> split_records(std::span<const uint8_t> sectio
         int64_t offset_delta = 0;
         int64_t key_length = 0;
         if (cursor >= end) return error{EINVAL, "record without attributes"};
-        ++cursor;  // attributes
+        ++cursor;                                                            // attributes
         if (!read_varint(body, cursor, varint64_bytes_max, ignored) ||       // timestamp delta
             !read_varint(body, cursor, varint32_bytes_max, offset_delta) ||  // offset delta
             !read_varint(body, cursor, varint32_bytes_max, key_length) || key_length < -1 ||
@@ -194,10 +196,9 @@ result<cleaned_batch> clean_batch(std::span<const uint8_t> batch, const key_offs
 
     // A tombstone may go once its batch is older than delete.retention.ms; until then
     // it must stay so that consumers catching up see the delete.
-    const int64_t tombstone_due_ms =
-        header->max_timestamp > INT64_MAX - rules.delete_retention_ms
-            ? INT64_MAX
-            : header->max_timestamp + rules.delete_retention_ms;
+    const int64_t tombstone_due_ms = header->max_timestamp > INT64_MAX - rules.delete_retention_ms
+                                         ? INT64_MAX
+                                         : header->max_timestamp + rules.delete_retention_ms;
     std::vector<uint8_t> kept;
     int32_t kept_count = 0;
     for (const record_extent& record : *records) {
@@ -208,13 +209,16 @@ result<cleaned_batch> clean_batch(std::span<const uint8_t> batch, const key_offs
             if (latest && *latest > offset) {
                 keep = false;
             } else if (record.null_value) {
-                if (rules.now_ms >= tombstone_due_ms) keep = false;
-                else out.tombstone_due_ms = std::min(out.tombstone_due_ms, tombstone_due_ms);
+                if (rules.now_ms >= tombstone_due_ms)
+                    keep = false;
+                else
+                    out.tombstone_due_ms = std::min(out.tombstone_due_ms, tombstone_due_ms);
             }
         }
         if (keep) {
-            kept.insert(kept.end(), section->begin() + static_cast<std::ptrdiff_t>(record.position),
-                        section->begin() + static_cast<std::ptrdiff_t>(record.position + record.size));
+            kept.insert(
+                kept.end(), section->begin() + static_cast<std::ptrdiff_t>(record.position),
+                section->begin() + static_cast<std::ptrdiff_t>(record.position + record.size));
             ++kept_count;
         } else {
             ++out.records_removed;
@@ -237,10 +241,12 @@ result<cleaned_batch> clean_batch(std::span<const uint8_t> batch, const key_offs
         return error{EFBIG, "rewritten batch too large"};
     out.bytes.resize(proto::batch_header_size + new_section.size());
     std::memcpy(out.bytes.data(), batch.data(), proto::batch_header_size);
-    std::memcpy(out.bytes.data() + proto::batch_header_size, new_section.data(), new_section.size());
+    std::memcpy(out.bytes.data() + proto::batch_header_size, new_section.data(),
+                new_section.size());
     store_be32(out.bytes.data() + proto::batch_length_offset,
                static_cast<uint32_t>(out.bytes.size() - proto::batch_log_overhead));
-    store_be32(out.bytes.data() + proto::batch_records_count_offset, static_cast<uint32_t>(kept_count));
+    store_be32(out.bytes.data() + proto::batch_records_count_offset,
+               static_cast<uint32_t>(kept_count));
     proto::update_batch_crc(out.bytes);
     out.result = cleaned_batch::outcome::rewritten;
     return out;

@@ -107,9 +107,9 @@ bool time_index::parse(const std::vector<uint8_t>& bytes) {
         const uint8_t* in = bytes.data() + i * time_index_entry_size;
         const auto timestamp = static_cast<int64_t>(load_be64(in));
         const auto relative = static_cast<int32_t>(load_be32(in + 8));
-        const bool sane = relative >= 0 && (_entries.empty() ||
-                                            (_entries.back().timestamp < timestamp &&
-                                             _entries.back().relative_offset <= relative));
+        const bool sane =
+            relative >= 0 && (_entries.empty() || (_entries.back().timestamp < timestamp &&
+                                                   _entries.back().relative_offset <= relative));
         if (!sane) {
             _entries.clear();
             return false;

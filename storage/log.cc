@@ -51,9 +51,9 @@ std::optional<int64_t> parse_base_offset(const std::string& stem) {
 log_config sanitized(log_config config) {
     // Positions in the index are int32, so a segment stays below 2 GiB; a segment must
     // hold at least one batch header to ever be "full" in a meaningful way.
-    config.segment_bytes = std::clamp<int64_t>(config.segment_bytes,
-                                               static_cast<int64_t>(proto::batch_header_size),
-                                               std::numeric_limits<int32_t>::max());
+    config.segment_bytes =
+        std::clamp<int64_t>(config.segment_bytes, static_cast<int64_t>(proto::batch_header_size),
+                            std::numeric_limits<int32_t>::max());
     config.segment_ms = std::max<int64_t>(config.segment_ms, 1);
     config.index_interval_bytes = std::max<int32_t>(config.index_interval_bytes, 0);
     config.flush_messages = std::max<int64_t>(config.flush_messages, 1);
@@ -66,9 +66,9 @@ result<void> pwritev_all(int fd, std::vector<iovec>& vectors, int64_t position,
                          const fs::path& path) {
     size_t first = 0;
     while (first < vectors.size()) {
-        const ssize_t n = ::pwritev(fd, vectors.data() + first,
-                                    static_cast<int>(vectors.size() - first),
-                                    static_cast<off_t>(position));
+        const ssize_t n =
+            ::pwritev(fd, vectors.data() + first, static_cast<int>(vectors.size() - first),
+                      static_cast<off_t>(position));
         if (n < 0) {
             if (errno == EINTR) continue;
             return errno_error("pwritev", path);
@@ -96,8 +96,9 @@ constexpr size_t timestamp_search_decompressed_bytes_max = 64 << 20;
 // records are decoded (decompressed if needed). A batch whose records cannot be
 // decoded answers with its first offset and largest timestamp: a consumer starting
 // there merely skips the earlier records.
-result<partition_log::offset_and_timestamp> first_record_at_or_after(
-    const segment& seg, const batch_location& location, int64_t timestamp) {
+result<partition_log::offset_and_timestamp> first_record_at_or_after(const segment& seg,
+                                                                     const batch_location& location,
+                                                                     int64_t timestamp) {
     const proto::batch_header& h = location.header;
     partition_log::offset_and_timestamp found{h.base_offset, h.max_timestamp};
     if (h.has_log_append_time()) return found;
@@ -109,7 +110,8 @@ result<partition_log::offset_and_timestamp> first_record_at_or_after(
     auto walked = proto::for_each_record(
         bytes, timestamp_search_decompressed_bytes_max, [&](const proto::record_view& record) {
             if (h.base_timestamp + record.timestamp_delta < timestamp) return true;
-            found = {h.base_offset + record.offset_delta, h.base_timestamp + record.timestamp_delta};
+            found = {h.base_offset + record.offset_delta,
+                     h.base_timestamp + record.timestamp_delta};
             return false;
         });
     (void)walked;  // A decoding failure keeps the whole-batch answer, as documented.
@@ -123,10 +125,10 @@ struct partition_log::compaction_run {
     enum class phase : uint8_t { mapping, cleaning };
     phase step = phase::mapping;
     key_offset_map map;
-    int64_t map_end;         // the log end when the run started: mapping stops there
-    int64_t map_segment;     // base offset of the segment being mapped
-    int64_t map_position;    // position of the next batch to map in it
-    int64_t covered_end;     // every keyed record below this offset is in the map
+    int64_t map_end;                // the log end when the run started: mapping stops there
+    int64_t map_segment;            // base offset of the segment being mapped
+    int64_t map_position;           // position of the next batch to map in it
+    int64_t covered_end;            // every keyed record below this offset is in the map
     std::vector<int64_t> to_clean;  // base offsets of the segments to rewrite, ascending
     size_t next_clean = 0;
     int64_t due_ms = std::numeric_limits<int64_t>::max();
@@ -146,12 +148,17 @@ struct partition_log::compaction_run {
     std::optional<rewrite> current;
 
     compaction_run(size_t entries_max, int64_t end, int64_t first_segment)
-        : map(entries_max), map_end(end), map_segment(first_segment), map_position(0),
+        : map(entries_max),
+          map_end(end),
+          map_segment(first_segment),
+          map_position(0),
           covered_end(first_segment) {}
 };
 
 partition_log::partition_log(std::filesystem::path dir, const log_config& config)
-    : _dir(std::move(dir)), _config(sanitized(config)), _last_flush(std::chrono::steady_clock::now()) {}
+    : _dir(std::move(dir)),
+      _config(sanitized(config)),
+      _last_flush(std::chrono::steady_clock::now()) {}
 
 partition_log::~partition_log() = default;
 
@@ -197,20 +204,21 @@ result<void> partition_log::recover() {
               [](const found_segment& a, const found_segment& b) { return a.base < b.base; });
     // Index files whose log is gone are leftovers of an interrupted deletion.
     for (const auto& [base, path] : index_files) {
-        const bool has_log = std::any_of(found.begin(), found.end(),
-                                         [base = base](const found_segment& s) { return s.base == base; });
+        const bool has_log =
+            std::any_of(found.begin(), found.end(),
+                        [base = base](const found_segment& s) { return s.base == base; });
         if (!has_log) {
             if (auto removed = remove_file(path); !removed) return removed;
         }
     }
 
     const std::optional<int64_t> clean_end = read_checkpoint(_dir / clean_shutdown_file_name);
-    const int64_t recovery_point =
-        read_checkpoint(_dir / recovery_point_file_name).value_or(0);
+    const int64_t recovery_point = read_checkpoint(_dir / recovery_point_file_name).value_or(0);
     const int64_t checkpointed_start =
         std::max<int64_t>(read_checkpoint(_dir / log_start_file_name).value_or(0), 0);
     const int64_t preallocate_bytes = _config.preallocate ? _config.segment_bytes : 0;
-    _cleaned_through = std::max<int64_t>(read_checkpoint(_dir / cleaned_through_file_name).value_or(0), 0);
+    _cleaned_through =
+        std::max<int64_t>(read_checkpoint(_dir / cleaned_through_file_name).value_or(0), 0);
     _dirty_start = _cleaned_through;
     // Compaction rewrites only segments ending at or below the recovery point of the
     // time, and both marks only grow, so below either of them gaps are legitimate.
@@ -324,8 +332,10 @@ void partition_log::check_marks() const {
     SPATE_ASSERT(_log_start <= _log_end, "log start must not pass the log end");
     SPATE_ASSERT(_durable <= _log_end, "durable offset must not pass the log end");
     SPATE_ASSERT(!_segments.empty(), "a log always has an active segment");
-    SPATE_ASSERT(active().base_offset() <= _log_end, "the active segment starts at or below the log end");
-    SPATE_ASSERT(_recovery_point <= _durable, "the recovery point must not pass the durable offset");
+    SPATE_ASSERT(active().base_offset() <= _log_end,
+                 "the active segment starts at or below the log end");
+    SPATE_ASSERT(_recovery_point <= _durable,
+                 "the recovery point must not pass the durable offset");
     SPATE_ASSERT(_syncs.empty() || _syncs.front().segment_base <= _recovery_point,
                  "the recovery point must not pass an unsynced segment");
     SPATE_ASSERT(_syncs.empty() || _recovery_point <= _syncs.front().durable_offset,
@@ -383,9 +393,8 @@ bool partition_log::has_sync_requests() const {
 
 result<void> partition_log::fail_sync(size_t request, int errno_value) {
     pending_sync& pending = _syncs[request];
-    const std::string what = "fdatasync " +
-                             segment::log_path(_dir, pending.segment_base).string() + ": " +
-                             std::strerror(errno_value);
+    const std::string what = "fdatasync " + segment::log_path(_dir, pending.segment_base).string() +
+                             ": " + std::strerror(errno_value);
     const bool retryable = errno_value == EINTR || errno_value == EAGAIN ||
                            errno_value == ECANCELED || errno_value == ENOMEM;
     if (retryable) {
@@ -437,9 +446,10 @@ result<void> partition_log::advance_recovery_point() {
         return written;
     for (size_t i = 0; i < completed; ++i) {
         // The synced segment keeps no descriptor unless someone reads it again.
-        auto it = std::lower_bound(
-            _segments.begin(), _segments.end(), _syncs[i].segment_base,
-            [](const std::unique_ptr<segment>& s, int64_t base) { return s->base_offset() < base; });
+        auto it = std::lower_bound(_segments.begin(), _segments.end(), _syncs[i].segment_base,
+                                   [](const std::unique_ptr<segment>& s, int64_t base) {
+                                       return s->base_offset() < base;
+                                   });
         if (it != _segments.end() && (*it)->base_offset() == _syncs[i].segment_base &&
             it->get() != &active())
             (*it)->release_file();
@@ -471,8 +481,8 @@ bool partition_log::should_roll(int64_t segment_bytes, int64_t batch_bytes, int6
 
 result<void> partition_log::roll(int64_t now_ms) {
     const int64_t preallocate_bytes = _config.preallocate ? _config.segment_bytes : 0;
-    auto created = segment::create(_dir, _log_end, now_ms, preallocate_bytes,
-                                   _config.index_interval_bytes);
+    auto created =
+        segment::create(_dir, _log_end, now_ms, preallocate_bytes, _config.index_interval_bytes);
     if (!created) return created.failure();
     // Nothing here waits for the disk: the closed segment's data is synced through a
     // sync request, and the recovery point stays below it until that completes, so a
@@ -488,8 +498,8 @@ result<void> partition_log::roll(int64_t now_ms) {
         return sealed;
     }
     closed.release_indexes();
-    _syncs.push_back(pending_sync{std::move(*file), closed.base_offset(), _log_end,
-                                  sync_state::queued});
+    _syncs.push_back(
+        pending_sync{std::move(*file), closed.base_offset(), _log_end, sync_state::queued});
     _segments.push_back(std::move(*created));
     check_marks();
     return {};
@@ -569,8 +579,8 @@ result<std::vector<append_result>> partition_log::append_many(
 
 result<read_result> partition_log::read(int64_t offset, int32_t max_bytes) const {
     if (offset < _log_start || offset > _log_end)
-        return error{offset_out_of_range, "read: offset " + std::to_string(offset) +
-                                              " outside [" + std::to_string(_log_start) + ", " +
+        return error{offset_out_of_range, "read: offset " + std::to_string(offset) + " outside [" +
+                                              std::to_string(_log_start) + ", " +
                                               std::to_string(_log_end) + "]"};
     read_result out{{}, _log_end, _log_start, 0};
     if (offset == _log_end) return out;
@@ -627,8 +637,8 @@ result<partition_log::offset_and_timestamp> partition_log::offset_for_timestamp(
             auto header = seg->header_at(position);
             if (!header) return header.failure();
             if (header->max_timestamp >= timestamp_ms && header->last_offset() >= _log_start) {
-                auto found = first_record_at_or_after(*seg, batch_location{position, *header},
-                                                      timestamp_ms);
+                auto found =
+                    first_record_at_or_after(*seg, batch_location{position, *header}, timestamp_ms);
                 if (!found) return found;
                 if (found->offset < _log_start) found->offset = _log_start;
                 return found;
@@ -782,9 +792,11 @@ result<std::vector<uint8_t>> read_whole_batches(int fd, const fs::path& path, in
         bytes.resize(static_cast<size_t>(want));
         if (auto got = pread_exact(fd, bytes, position, path); !got) return got.failure();
     }
-    auto split = proto::for_each_batch(bytes, [](std::span<const uint8_t>, const proto::batch_header&) {});
+    auto split =
+        proto::for_each_batch(bytes, [](std::span<const uint8_t>, const proto::batch_header&) {});
     if (!split || split->batches == 0)
-        return error{EIO, "segment " + path.string() + ": corrupt batch at " + std::to_string(position)};
+        return error{EIO,
+                     "segment " + path.string() + ": corrupt batch at " + std::to_string(position)};
     bytes.resize(split->consumed_bytes);
     return bytes;
 }
@@ -798,8 +810,10 @@ result<void> partition_log::recover_compaction_leftovers() {
     std::error_code ec;
     for (const fs::directory_entry& entry : fs::directory_iterator(_dir, ec)) {
         const std::string name = entry.path().filename().string();
-        if (ends_with(name, ".cleaned")) cleaned.push_back(entry.path());
-        else if (ends_with(name, ".log.swap")) log_swaps.push_back(entry.path());
+        if (ends_with(name, ".cleaned"))
+            cleaned.push_back(entry.path());
+        else if (ends_with(name, ".log.swap"))
+            log_swaps.push_back(entry.path());
         else if (ends_with(name, ".index.swap") || ends_with(name, ".timeindex.swap"))
             index_swaps.push_back(entry.path());
     }
@@ -911,7 +925,8 @@ result<void> partition_log::start_compaction(int64_t /*now_ms*/) {
         }
     }
     _compaction = std::make_unique<compaction_run>(
-        static_cast<size_t>(std::max<int64_t>(_config.compaction_map_entries_max, 1)), _log_end, first);
+        static_cast<size_t>(std::max<int64_t>(_config.compaction_map_entries_max, 1)), _log_end,
+        first);
     _compaction_considered_end = closed_synced_end();
     _compaction_due_ms = std::numeric_limits<int64_t>::max();
     return {};
@@ -923,9 +938,10 @@ result<void> partition_log::map_step(int64_t& budget_bytes, int64_t now_ms) {
     bool done = false;
     while (budget_bytes > 0 && !done) {
         // The segment being mapped, or the next one if retention deleted it.
-        auto it = std::lower_bound(
-            _segments.begin(), _segments.end(), run.map_segment,
-            [](const std::unique_ptr<segment>& s, int64_t base) { return s->base_offset() < base; });
+        auto it = std::lower_bound(_segments.begin(), _segments.end(), run.map_segment,
+                                   [](const std::unique_ptr<segment>& s, int64_t base) {
+                                       return s->base_offset() < base;
+                                   });
         if (it == _segments.end() || (*it)->base_offset() >= run.map_end) {
             done = true;
             break;
@@ -952,30 +968,30 @@ result<void> partition_log::map_step(int64_t& budget_bytes, int64_t now_ms) {
         if (!bytes) return bytes.failure();
         budget_bytes -= static_cast<int64_t>(bytes->size());
         size_t consumed = 0;
-        auto walked = proto::for_each_batch(*bytes, [&](std::span<const uint8_t> batch,
-                                                        const proto::batch_header& header) {
-            if (header.base_offset >= run.map_end) {
-                done = true;
-                return false;
-            }
-            consumed += batch.size();
-            const proto::batch_check check =
-                proto::validate_batch(batch, batch.size(), proto::batch_source::log);
-            if (check.error != proto::batch_error::none) return true;
-            bool full = false;
-            // Undecodable records are simply not mapped (see compaction.h).
-            (void)for_each_keyed_record(batch, [&](const key_hash& key, int64_t offset) {
-                if (!full && !run.map.put(key, offset)) full = true;
+        auto walked = proto::for_each_batch(
+            *bytes, [&](std::span<const uint8_t> batch, const proto::batch_header& header) {
+                if (header.base_offset >= run.map_end) {
+                    done = true;
+                    return false;
+                }
+                consumed += batch.size();
+                const proto::batch_check check =
+                    proto::validate_batch(batch, batch.size(), proto::batch_source::log);
+                if (check.error != proto::batch_error::none) return true;
+                bool full = false;
+                // Undecodable records are simply not mapped (see compaction.h).
+                (void)for_each_keyed_record(batch, [&](const key_hash& key, int64_t offset) {
+                    if (!full && !run.map.put(key, offset)) full = true;
+                });
+                if (full) {
+                    // Everything before this batch is mapped; its own records partly.
+                    run.covered_end = header.base_offset;
+                    map_full = true;
+                    done = true;
+                    return false;
+                }
+                return true;
             });
-            if (full) {
-                // Everything before this batch is mapped; its own records partly.
-                run.covered_end = header.base_offset;
-                map_full = true;
-                done = true;
-                return false;
-            }
-            return true;
-        });
         if (!walked) return walked.failure();
         run.map_position += static_cast<int64_t>(consumed);
     }
@@ -994,7 +1010,8 @@ result<void> partition_log::map_step(int64_t& budget_bytes, int64_t now_ms) {
             if (!largest) return largest.failure();
             if (largest->timestamp >= 0 &&
                 largest->timestamp > now_ms - _config.min_compaction_lag_ms) {
-                run.due_ms = std::min(run.due_ms, largest->timestamp + _config.min_compaction_lag_ms);
+                run.due_ms =
+                    std::min(run.due_ms, largest->timestamp + _config.min_compaction_lag_ms);
                 break;
             }
         }
@@ -1040,7 +1057,8 @@ result<void> partition_log::clean_step(int64_t& budget_bytes, int64_t now_ms) {
             auto source = seg->file();
             if (!source) return source.failure();
             const fs::path output_path = with_suffix(seg->path(), ".cleaned");
-            const int fd = ::open(output_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            const int fd =
+                ::open(output_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             if (fd < 0) return errno_error("create", output_path);
             run.current.emplace(compaction_run::rewrite{
                 base, seg->size_bytes(), 0, std::move(*source), std::make_unique<segment_file>(fd),
@@ -1071,39 +1089,40 @@ result<void> partition_log::clean_step(int64_t& budget_bytes, int64_t now_ms) {
             current.indexes.add(*proto::read_batch_header(batch), position);
             out.insert(out.end(), batch.begin(), batch.end());
         };
-        auto walked = proto::for_each_batch(*bytes, [&](std::span<const uint8_t> batch,
-                                                        const proto::batch_header&) {
-            const proto::batch_check check =
-                proto::validate_batch(batch, batch.size(), proto::batch_source::log);
-            if (check.error != proto::batch_error::none) {
-                keep(batch);  // not compaction's business: copied as it is
+        auto walked = proto::for_each_batch(
+            *bytes, [&](std::span<const uint8_t> batch, const proto::batch_header&) {
+                const proto::batch_check check =
+                    proto::validate_batch(batch, batch.size(), proto::batch_source::log);
+                if (check.error != proto::batch_error::none) {
+                    keep(batch);  // not compaction's business: copied as it is
+                    return true;
+                }
+                auto cleaned = clean_batch(batch, run.map, rules);
+                if (!cleaned) {
+                    failed = cleaned.failure();
+                    return false;
+                }
+                run.due_ms = std::min(run.due_ms, cleaned->tombstone_due_ms);
+                current.records_removed += cleaned->records_removed;
+                switch (cleaned->result) {
+                    case cleaned_batch::outcome::unchanged:
+                        keep(batch);
+                        break;
+                    case cleaned_batch::outcome::rewritten:
+                        keep(cleaned->bytes);
+                        current.changed = true;
+                        break;
+                    case cleaned_batch::outcome::dropped:
+                        current.changed = true;
+                        break;
+                }
                 return true;
-            }
-            auto cleaned = clean_batch(batch, run.map, rules);
-            if (!cleaned) {
-                failed = cleaned.failure();
-                return false;
-            }
-            run.due_ms = std::min(run.due_ms, cleaned->tombstone_due_ms);
-            current.records_removed += cleaned->records_removed;
-            switch (cleaned->result) {
-                case cleaned_batch::outcome::unchanged:
-                    keep(batch);
-                    break;
-                case cleaned_batch::outcome::rewritten:
-                    keep(cleaned->bytes);
-                    current.changed = true;
-                    break;
-                case cleaned_batch::outcome::dropped:
-                    current.changed = true;
-                    break;
-            }
-            return true;
-        });
+            });
         if (!walked) return walked.failure();
         if (!failed) return failed;
         if (!out.empty()) {
-            if (auto written = pwrite_all(current.output->fd, out, current.output_size, current.output_path);
+            if (auto written =
+                    pwrite_all(current.output->fd, out, current.output_size, current.output_path);
                 !written)
                 return written;
             // Start the write-back now, so the fdatasync at the swap waits for little.
@@ -1134,9 +1153,11 @@ result<void> partition_log::finish_cleaned_segment() {
     current.output.reset();
     const fs::path index_cleaned = with_suffix(seg->index_path(), ".cleaned");
     const fs::path time_cleaned = with_suffix(seg->time_index_path(), ".cleaned");
-    if (auto written = write_file_atomically(index_cleaned, current.indexes.offset_index_bytes()); !written)
+    if (auto written = write_file_atomically(index_cleaned, current.indexes.offset_index_bytes());
+        !written)
         return written;
-    if (auto written = write_file_atomically(time_cleaned, current.indexes.time_index_bytes()); !written)
+    if (auto written = write_file_atomically(time_cleaned, current.indexes.time_index_bytes());
+        !written)
         return written;
     // Step 2: the commit point is the rename of the log to .swap, after its indexes.
     const fs::path index_swap = with_suffix(seg->index_path(), ".swap");
@@ -1153,9 +1174,9 @@ result<void> partition_log::finish_cleaned_segment() {
     }
     // Step 3. A failure from here on leaves a committed swap half done; the log stops
     // until it is reopened, and recovery completes the swap.
-    for (const auto& [from, to] : {std::pair{index_swap, seg->index_path()},
-                                   std::pair{time_swap, seg->time_index_path()},
-                                   std::pair{log_swap, seg->path()}}) {
+    for (const auto& [from, to] :
+         {std::pair{index_swap, seg->index_path()}, std::pair{time_swap, seg->time_index_path()},
+          std::pair{log_swap, seg->path()}}) {
         if (auto renamed = rename_file(from, to); !renamed) {
             _usable = false;
             return renamed;

@@ -103,8 +103,8 @@ struct log_config {
     int64_t segment_bytes = 1 << 30;
     int64_t segment_ms = 7 * 24 * 3600 * 1000LL;
     int32_t index_interval_bytes = 4096;
-    int64_t retention_ms = 7 * 24 * 3600 * 1000LL;  // -1: keep forever
-    int64_t retention_bytes = -1;                   // -1: no size limit
+    int64_t retention_ms = 7 * 24 * 3600 * 1000LL;                 // -1: keep forever
+    int64_t retention_bytes = -1;                                  // -1: no size limit
     int64_t flush_messages = std::numeric_limits<int64_t>::max();  // Kafka: no forced fsync
     int64_t flush_ms = std::numeric_limits<int64_t>::max();
     bool preallocate = false;  // reserve segment_bytes of blocks when a segment is created

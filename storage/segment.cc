@@ -32,11 +32,13 @@ public:
     result<std::span<const uint8_t>> get(int64_t position, int64_t length) {
         SPATE_ASSERT(position + length <= _file_size, "chunked read beyond the file");
         if (position < _start || position + length > _start + _filled) {
-            const int64_t want = std::min<int64_t>(
-                std::max<int64_t>(length, scan_chunk_bytes), _file_size - position);
-            if (_buffer.size() < static_cast<size_t>(want)) _buffer.resize(static_cast<size_t>(want));
-            auto got = pread_exact(_fd, std::span<uint8_t>(_buffer.data(), static_cast<size_t>(want)),
-                                   position, _path);
+            const int64_t want = std::min<int64_t>(std::max<int64_t>(length, scan_chunk_bytes),
+                                                   _file_size - position);
+            if (_buffer.size() < static_cast<size_t>(want))
+                _buffer.resize(static_cast<size_t>(want));
+            auto got =
+                pread_exact(_fd, std::span<uint8_t>(_buffer.data(), static_cast<size_t>(want)),
+                            position, _path);
             if (!got) return got.failure();
             _start = position;
             _filled = want;
@@ -115,7 +117,8 @@ result<std::unique_ptr<segment>> segment::create(const std::filesystem::path& di
             return failure;
         }
     }
-    std::unique_ptr<segment> created(new segment(std::move(path), base_offset, 0, created_ms, index_interval_bytes));
+    std::unique_ptr<segment> created(
+        new segment(std::move(path), base_offset, 0, created_ms, index_interval_bytes));
     created->_file = std::move(file);
     created->_indexes_loaded = true;
     return created;
@@ -154,10 +157,10 @@ result<void> segment::load_indexes() const {
         // adds its largest timestamp), and an empty offset index is genuine only when
         // everything before the last batch is below one index interval: so an empty
         // index over more than that is rebuilt, which costs little when it was genuine.
-        const bool plausible =
-            (_size == 0 || _time_index.entry_count() > 0) &&
-            (_index.entry_count() > 0 || _size <= std::max<int64_t>(_index_interval_bytes, 0) +
-                                                      static_cast<int64_t>(proto::batch_header_size));
+        const bool plausible = (_size == 0 || _time_index.entry_count() > 0) &&
+                               (_index.entry_count() > 0 ||
+                                _size <= std::max<int64_t>(_index_interval_bytes, 0) +
+                                             static_cast<int64_t>(proto::batch_header_size));
         if (plausible) {
             _indexes_loaded = true;
             return {};
@@ -168,7 +171,8 @@ result<void> segment::load_indexes() const {
     // never const objects (the log holds them by unique_ptr<segment>); lookups are const
     // only because loading an index does not change what the segment holds.
     // Gaps are accepted: a compacted segment has them, and a rebuild never cuts a file.
-    auto rebuilt = const_cast<segment*>(this)->scan(scan_mode::rebuild_only, offset_rule::increasing);
+    auto rebuilt =
+        const_cast<segment*>(this)->scan(scan_mode::rebuild_only, offset_rule::increasing);
     if (!rebuilt) return rebuilt.failure();
     if (_max_timestamp)
         _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
@@ -198,8 +202,7 @@ result<scan_outcome> segment::scan(scan_mode mode, offset_rule rule) {
         auto header = proto::read_batch_header(*header_bytes);
         if (!header) break;
         const int64_t total = header->total_size();
-        if (total < static_cast<int64_t>(proto::batch_header_size) ||
-            total > file_size - position)
+        if (total < static_cast<int64_t>(proto::batch_header_size) || total > file_size - position)
             break;
         auto batch = reader.get(position, total);
         if (!batch) return batch.failure();
@@ -274,8 +277,8 @@ result<void> segment::truncate_to(int64_t size_bytes) {
 }
 
 result<void> segment::save_indexes(index_durability durability) const {
-    const auto write = durability == index_durability::synced ? write_file_atomically
-                                                              : replace_file_unsynced;
+    const auto write =
+        durability == index_durability::synced ? write_file_atomically : replace_file_unsynced;
     const std::vector<uint8_t> offsets = _index.serialize();
     if (auto written = write(index_path(), offsets); !written) return written;
     const std::vector<uint8_t> times = _time_index.serialize();
@@ -284,7 +287,8 @@ result<void> segment::save_indexes(index_durability durability) const {
 
 void segment::append_final_time_entry() {
     SPATE_ASSERT(_indexes_loaded, "sealing a segment whose indexes are not loaded");
-    if (_max_timestamp) _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
+    if (_max_timestamp)
+        _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
 }
 
 result<void> segment::seal() {
@@ -317,8 +321,8 @@ result<proto::batch_header> segment::header_at(int64_t position) const {
 
 result<std::optional<batch_location>> segment::find_batch(int64_t offset) const {
     if (auto loaded = load_indexes(); !loaded) return loaded.failure();
-    const int64_t relative = std::clamp<int64_t>(offset - _base_offset, 0,
-                                                 std::numeric_limits<int32_t>::max());
+    const int64_t relative =
+        std::clamp<int64_t>(offset - _base_offset, 0, std::numeric_limits<int32_t>::max());
     int64_t position = _index.position_floor(static_cast<int32_t>(relative));
     while (position < _size) {
         auto header = header_at(position);
@@ -391,7 +395,8 @@ void index_builder::add(const proto::batch_header& header, int64_t position) {
 }
 
 std::vector<uint8_t> index_builder::time_index_bytes() {
-    if (_max_timestamp) _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
+    if (_max_timestamp)
+        _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
     return _time_index.serialize();
 }
 

@@ -42,14 +42,14 @@ struct batch_location {
 
 // How a segment scan ended (recovery and index rebuilds).
 struct scan_outcome {
-    int64_t valid_bytes;   // the prefix of the file made of valid, contiguous batches
-    int64_t next_offset;   // the offset after the last valid batch (base offset if none)
-    bool tail_was_invalid; // bytes after valid_bytes existed and were not a valid batch
+    int64_t valid_bytes;    // the prefix of the file made of valid, contiguous batches
+    int64_t next_offset;    // the offset after the last valid batch (base offset if none)
+    bool tail_was_invalid;  // bytes after valid_bytes existed and were not a valid batch
 };
 
 enum class scan_mode : uint8_t {
-    rebuild_only,       // rebuild indexes from the valid prefix, leave the file alone
-    truncate_invalid,   // also cut the file at the first invalid byte (recovery)
+    rebuild_only,      // rebuild indexes from the valid prefix, leave the file alone
+    truncate_invalid,  // also cut the file at the first invalid byte (recovery)
 };
 
 // What a scan demands of the offsets of consecutive batches.

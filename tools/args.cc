@@ -15,39 +15,70 @@ error usage(std::string message) { return error{usage_error_code, std::move(mess
 const std::vector<command_spec>& specs() {
     static const std::vector<command_spec> table = {
         {"topics list", {}, false, "list topic names"},
-        {"topics describe", {{"--topic", true}}, false,
+        {"topics describe",
+         {{"--topic", true}},
+         false,
          "show partitions, leaders, replicas and configs (all topics without --topic)"},
         {"topics create",
-         {{"--topic", true}, {"--partitions", true}, {"--replication-factor", true},
-          {"--config", true}, {"--if-not-exists", false}},
-         false, "create a topic"},
+         {{"--topic", true},
+          {"--partitions", true},
+          {"--replication-factor", true},
+          {"--config", true},
+          {"--if-not-exists", false}},
+         false,
+         "create a topic"},
         {"topics delete", {{"--topic", true}}, false, "delete a topic"},
         {"topics alter",
-         {{"--topic", true}, {"--partitions", true}, {"--config", true},
-          {"--delete-config", true}},
-         false, "grow partitions, set or delete topic configs"},
+         {{"--topic", true}, {"--partitions", true}, {"--config", true}, {"--delete-config", true}},
+         false,
+         "grow partitions, set or delete topic configs"},
         {"produce",
-         {{"--topic", true}, {"--partition", true}, {"--key-separator", true},
-          {"--headers", true}, {"--acks", true}, {"--compression", true},
-          {"--batch-size", true}, {"--linger-ms", true}},
-         false, "send stdin lines as records (--headers k1:v1,k2:v2 on every record)"},
+         {{"--topic", true},
+          {"--partition", true},
+          {"--key-separator", true},
+          {"--headers", true},
+          {"--acks", true},
+          {"--compression", true},
+          {"--batch-size", true},
+          {"--linger-ms", true}},
+         false,
+         "send stdin lines as records (--headers k1:v1,k2:v2 on every record)"},
         {"consume",
-         {{"--topic", true}, {"--partition", true}, {"--offset", true},
-          {"--from-beginning", false}, {"--max-messages", true}, {"--format", true},
-          {"--timeout-ms", true}, {"--group", true}, {"--print-headers", false}},
-         false, "print records (formats: value, kv, offsets, json)"},
+         {{"--topic", true},
+          {"--partition", true},
+          {"--offset", true},
+          {"--from-beginning", false},
+          {"--max-messages", true},
+          {"--format", true},
+          {"--timeout-ms", true},
+          {"--group", true},
+          {"--print-headers", false}},
+         false,
+         "print records (formats: value, kv, offsets, json)"},
         {"groups list", {}, false, "list consumer groups"},
         {"groups describe", {{"--group", true}}, false, "show a group's offsets and lag"},
         {"groups delete", {{"--group", true}}, false, "delete a consumer group"},
         {"groups reset-offsets",
-         {{"--group", true}, {"--topic", true}, {"--to-offset", true}, {"--to-earliest", false},
+         {{"--group", true},
+          {"--topic", true},
+          {"--to-offset", true},
+          {"--to-earliest", false},
           {"--to-latest", false}},
-         false, "move an inactive group's committed offsets"},
+         false,
+         "move an inactive group's committed offsets"},
         {"perf produce",
-         {{"--topic", true}, {"--num-records", true}, {"--record-size", true},
-          {"--throughput", true}, {"--acks", true}, {"--batch-size", true},
-          {"--linger-ms", true}, {"--compression", true}, {"--max-in-flight", true},
-          {"--histogram", true}, {"--payload-file", true}, {"--idempotence", false},
+         {{"--topic", true},
+          {"--num-records", true},
+          {"--record-size", true},
+          {"--throughput", true},
+          {"--acks", true},
+          {"--batch-size", true},
+          {"--linger-ms", true},
+          {"--compression", true},
+          {"--max-in-flight", true},
+          {"--histogram", true},
+          {"--payload-file", true},
+          {"--idempotence", false},
           {"--partitions", true}},
          false,
          "producer benchmark (kafka-producer-perf-test); --throughput -1 is unthrottled;\n"
@@ -56,16 +87,25 @@ const std::vector<command_spec>& specs() {
          "      an existing topic is used as it is. Prints a progress line every 5 s and a\n"
          "      final line in Kafka's format, latencies in ms to the microsecond"},
         {"perf consume",
-         {{"--topic", true}, {"--messages", true}, {"--fetch-size", true},
-          {"--timeout-ms", true}, {"--threads", true}},
+         {{"--topic", true},
+          {"--messages", true},
+          {"--fetch-size", true},
+          {"--timeout-ms", true},
+          {"--threads", true}},
          false,
          "consumer benchmark (kafka-consumer-perf-test): its CSV header and data line,\n"
          "      then \"N records received, X records/sec (Y MB/sec)\""},
         {"perf e2e",
-         {{"--topic", true}, {"--num-records", true}, {"--record-size", true},
-          {"--acks", true}, {"--histogram", true}},
-         false, "end-to-end latency, produce to consume (like Kafka's EndToEndLatency)"},
-        {"dump-log", {{"--print-data-log", false}}, true,
+         {{"--topic", true},
+          {"--num-records", true},
+          {"--record-size", true},
+          {"--acks", true},
+          {"--histogram", true}},
+         false,
+         "end-to-end latency, produce to consume (like Kafka's EndToEndLatency)"},
+        {"dump-log",
+         {{"--print-data-log", false}},
+         true,
          "decode segment files (like kafka-dump-log)"},
     };
     return table;
@@ -97,8 +137,8 @@ std::string_view trimmed(std::string_view text) {
 
 // Adds one client setting after checking its key, so that a misspelt setting is a usage
 // error instead of silently doing nothing. `source` names where it came from.
-result<void> add_client_setting(std::pair<std::string, std::string> setting, const std::string& source,
-                                global_options& global) {
+result<void> add_client_setting(std::pair<std::string, std::string> setting,
+                                const std::string& source, global_options& global) {
     const auto known = client_setting_names();
     if (std::find(known.begin(), known.end(), setting.first) == known.end()) {
         std::string names;
@@ -106,7 +146,8 @@ result<void> add_client_setting(std::pair<std::string, std::string> setting, con
             if (!names.empty()) names += ", ";
             names += name;
         }
-        return usage("unknown client setting \"" + setting.first + "\" in " + source + " (known: " + names + ")");
+        return usage("unknown client setting \"" + setting.first + "\" in " + source +
+                     " (known: " + names + ")");
     }
     global.client_settings.push_back(std::move(setting));
     return ok_result();
@@ -390,8 +431,7 @@ result<command_line> parse_command_line(std::span<const std::string_view> argume
                 out.add(argument, std::string(*inline_value));
                 continue;
             }
-            if (i + 1 >= arguments.size())
-                return usage(std::string(argument) + " needs a value");
+            if (i + 1 >= arguments.size()) return usage(std::string(argument) + " needs a value");
             out.add(argument, std::string(arguments[++i]));
             continue;
         }
@@ -410,7 +450,8 @@ result<command_line> parse_command_line(std::span<const std::string_view> argume
 
 std::string usage_text() {
     std::string text =
-        "usage: spatectl [--bootstrap-server HOST:PORT[,…]] [--command-config FILE] [-X key=value]\n"
+        "usage: spatectl [--bootstrap-server HOST:PORT[,…]] [--command-config FILE] [-X "
+        "key=value]\n"
         "                [--timeout MS] [--json] COMMAND [flags]\n"
         "global flags (before or after the command):\n"
         "  --bootstrap-server HOST:PORT[,…]  brokers to ask first (default 127.0.0.1:9092)\n"

@@ -45,7 +45,8 @@ result<proto::compression_codec> parse_compression(std::string_view text) {
     if (text == "snappy") return compression_codec::snappy;
     if (text == "lz4") return compression_codec::lz4;
     if (text == "zstd") return compression_codec::zstd;
-    return usage("compression must be none, gzip, snappy, lz4 or zstd, got \"" + std::string(text) + "\"");
+    return usage("compression must be none, gzip, snappy, lz4 or zstd, got \"" + std::string(text) +
+                 "\"");
 }
 
 result<producer_settings> parse_producer_settings(const command_line& line, int16_t default_acks) {
@@ -107,8 +108,8 @@ uint32_t kafka_key_hash(std::span<const uint8_t> key) {
     const size_t words = length / 4;
     for (size_t i = 0; i < words; ++i) {
         const size_t at = i * 4;
-        uint32_t k = uint32_t{key[at]} | (uint32_t{key[at + 1]} << 8) | (uint32_t{key[at + 2]} << 16) |
-                     (uint32_t{key[at + 3]} << 24);
+        uint32_t k = uint32_t{key[at]} | (uint32_t{key[at + 1]} << 8) |
+                     (uint32_t{key[at + 2]} << 16) | (uint32_t{key[at + 3]} << 24);
         k *= multiplier;
         k ^= k >> shift;
         k *= multiplier;
@@ -117,13 +118,18 @@ uint32_t kafka_key_hash(std::span<const uint8_t> key) {
     }
     const size_t tail = words * 4;
     switch (length % 4) {
-        case 3: hash ^= uint32_t{key[tail + 2]} << 16; [[fallthrough]];
-        case 2: hash ^= uint32_t{key[tail + 1]} << 8; [[fallthrough]];
+        case 3:
+            hash ^= uint32_t{key[tail + 2]} << 16;
+            [[fallthrough]];
+        case 2:
+            hash ^= uint32_t{key[tail + 1]} << 8;
+            [[fallthrough]];
         case 1:
             hash ^= uint32_t{key[tail]};
             hash *= multiplier;
             break;
-        default: break;
+        default:
+            break;
     }
     hash ^= hash >> 13;
     hash *= multiplier;

@@ -43,10 +43,9 @@ result<std::vector<std::pair<int16_t, topic_layout>>> cluster::metadata(
         layout.name = topic.name.value_or("");
         layout.topic_id = topic.topic_id;
         for (auto& partition : topic.partitions) {
-            layout.partitions.push_back(partition_layout{partition.partition_index, partition.leader_id,
-                                                         partition.error_code,
-                                                         std::move(partition.replica_nodes),
-                                                         std::move(partition.isr_nodes)});
+            layout.partitions.push_back(partition_layout{
+                partition.partition_index, partition.leader_id, partition.error_code,
+                std::move(partition.replica_nodes), std::move(partition.isr_nodes)});
         }
         std::sort(layout.partitions.begin(), layout.partitions.end(),
                   [](const auto& a, const auto& b) { return a.partition < b.partition; });
@@ -61,12 +60,12 @@ result<topic_layout> cluster::topic(const std::string& name) {
     for (auto& [code, layout] : topics.value()) {
         if (layout.name != name) continue;
         if (code != 0) return error{1, describe_topic_error(name, code, std::nullopt)};
-        if (layout.partitions.empty())
-            return error{1, "topic \"" + name + "\" has no partitions"};
+        if (layout.partitions.empty()) return error{1, "topic \"" + name + "\" has no partitions"};
         return std::move(layout);
     }
-    return error{1, describe_topic_error(
-                        name, proto::code(proto::error_code::unknown_topic_or_partition), std::nullopt)};
+    return error{
+        1, describe_topic_error(name, proto::code(proto::error_code::unknown_topic_or_partition),
+                                std::nullopt)};
 }
 
 std::optional<endpoint> cluster::address_of(int32_t node_id) const {

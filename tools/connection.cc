@@ -47,7 +47,8 @@ std::string api_display_name(int16_t key) {
     return out;
 }
 
-std::optional<int16_t> pick_version(int16_t ours_min, int16_t ours_max, const version_range& broker) {
+std::optional<int16_t> pick_version(int16_t ours_min, int16_t ours_max,
+                                    const version_range& broker) {
     const int16_t chosen = std::min(ours_max, broker.max);
     if (chosen < ours_min || chosen < broker.min) return std::nullopt;
     return chosen;
@@ -64,8 +65,9 @@ result<int> connect_socket(const endpoint& where, int32_t timeout_ms, bool non_b
         return error{1, "cannot resolve " + describe(where) + " (" + gai_strerror(looked_up) + ")"};
     int last_errno = ECONNREFUSED;
     for (addrinfo* candidate = found; candidate != nullptr; candidate = candidate->ai_next) {
-        const int fd = ::socket(candidate->ai_family, candidate->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                                candidate->ai_protocol);
+        const int fd =
+            ::socket(candidate->ai_family, candidate->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                     candidate->ai_protocol);
         if (fd < 0) {
             last_errno = errno;
             continue;
@@ -101,7 +103,8 @@ result<int> connect_socket(const endpoint& where, int32_t timeout_ms, bool non_b
         return fd;
     }
     freeaddrinfo(found);
-    return error{1, "cannot connect to " + describe(where) + " (" + std::strerror(last_errno) + ")"};
+    return error{1,
+                 "cannot connect to " + describe(where) + " (" + std::strerror(last_errno) + ")"};
 }
 
 // ---- broker_connection ----
@@ -187,7 +190,8 @@ result<void> broker_connection::negotiate() {
             _versions[api.api_key] = version_range{api.min_version, api.max_version};
         if (response.error_code == proto::code(proto::error_code::none)) return ok_result();
         if (response.error_code != proto::code(proto::error_code::unsupported_version))
-            return failure(std::string("ApiVersions error ") + proto::error_name(response.error_code));
+            return failure(std::string("ApiVersions error ") +
+                           proto::error_name(response.error_code));
         const auto theirs = advertised(static_cast<int16_t>(proto::api_key::api_versions));
         if (!theirs || theirs->max >= version) return failure("an inconsistent ApiVersions answer");
         version = theirs->max;
@@ -207,8 +211,7 @@ result<void> broker_connection::wait_for(short events, clock_type::time_point de
         if (rc == 0)
             return error{1, "timed out after " + std::to_string(_timeout_ms) +
                                 " ms waiting for broker " + describe(_where)};
-        if (errno != EINTR)
-            return error{1, std::string("poll failed: ") + std::strerror(errno)};
+        if (errno != EINTR) return error{1, std::string("poll failed: ") + std::strerror(errno)};
     }
 }
 
@@ -227,8 +230,8 @@ result<void> broker_connection::send_frame(const std::vector<uint8_t>& frame) {
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        return error{1, "sending to broker " + describe(_where) + " failed (" +
-                            std::strerror(errno) + ")"};
+        return error{
+            1, "sending to broker " + describe(_where) + " failed (" + std::strerror(errno) + ")"};
     }
     return ok_result();
 }
@@ -243,8 +246,7 @@ result<void> broker_connection::receive_frame(std::vector<uint8_t>& frame) {
                 got += static_cast<size_t>(n);
                 continue;
             }
-            if (n == 0)
-                return error{1, "broker " + describe(_where) + " closed the connection"};
+            if (n == 0) return error{1, "broker " + describe(_where) + " closed the connection"};
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 auto ready = wait_for(POLLIN, deadline);
                 if (!ready) return ready;

@@ -45,7 +45,8 @@ struct version_range {
 };
 
 // The versions to use: min(ours, broker's max), or nothing when the ranges do not meet.
-std::optional<int16_t> pick_version(int16_t ours_min, int16_t ours_max, const version_range& broker);
+std::optional<int16_t> pick_version(int16_t ours_min, int16_t ours_max,
+                                    const version_range& broker);
 
 // Kafka's name of an API, e.g. "ListGroups" for key 16 (our schema names are snake_case).
 std::string api_display_name(int16_t key);
@@ -96,8 +97,7 @@ public:
             return error{1, "the broker does not support the " + name + " API (key " +
                                 std::to_string(static_cast<int>(Request::key)) + ")"};
         auto version = pick_version(Request::version_min, Request::version_max, *range);
-        if (!version)
-            return error{1, "no common version of the " + name + " API with the broker"};
+        if (!version) return error{1, "no common version of the " + name + " API with the broker"};
         return *version;
     }
 
@@ -136,7 +136,8 @@ public:
             return failure("a response to another request (correlation id " +
                            std::to_string(answered_id) + ")");
         if (!response.decode(in, version))
-            return failure(std::string("a malformed response (") + proto::to_string(in.error()) + ")");
+            return failure(std::string("a malformed response (") + proto::to_string(in.error()) +
+                           ")");
         return ok_result();
     }
     // The same with the negotiated version.

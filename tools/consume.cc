@@ -48,7 +48,8 @@ struct partition_cursor {
 // Reads one topic's partitions from their leaders, record by record.
 class topic_reader {
 public:
-    topic_reader(cluster& brokers, topic_layout layout, int32_t partition_bytes_max, int32_t max_wait_ms)
+    topic_reader(cluster& brokers, topic_layout layout, int32_t partition_bytes_max,
+                 int32_t max_wait_ms)
         : _brokers(brokers),
           _layout(std::move(layout)),
           _partition_bytes_max(partition_bytes_max),
@@ -62,8 +63,10 @@ public:
             _cursors.push_back({partition.partition, partition.leader, offset});
         }
         if (_cursors.empty())
-            return error{1, "topic \"" + _layout.name + "\" has no partition " + std::to_string(only) +
-                                " (" + proto::error_name(proto::error_code::unknown_topic_or_partition) + ")"};
+            return error{1, "topic \"" + _layout.name + "\" has no partition " +
+                                std::to_string(only) + " (" +
+                                proto::error_name(proto::error_code::unknown_topic_or_partition) +
+                                ")"};
         if (offset >= 0) return ok_result();
         return list_offsets(from_beginning ? earliest_timestamp : latest_timestamp);
     }
@@ -104,7 +107,8 @@ public:
         for (auto& [leader, fetch] : fetches) {
             if (leader < 0)
                 return error{1, "topic \"" + _layout.name + "\" partition " +
-                                    std::to_string(fetch.cursors.front()->partition) + " has no leader"};
+                                    std::to_string(fetch.cursors.front()->partition) +
+                                    " has no leader"};
             auto connection = _brokers.leader(leader);
             if (!connection) return connection.failure();
             auto version = connection.value()->template version_for<proto::fetch_request>();
@@ -141,7 +145,8 @@ public:
             // move, so the records come again on the next poll.
             if (stopped) continue;
             if (response.error_code != 0)
-                return error{1, std::string("fetch failed (") + proto::error_name(response.error_code) + ")"};
+                return error{1, std::string("fetch failed (") +
+                                    proto::error_name(response.error_code) + ")"};
             for (const auto& topic : response.responses) {
                 for (const auto& data : topic.partitions) {
                     partition_cursor* cursor = nullptr;
@@ -195,14 +200,18 @@ private:
             for (const auto& topic : response.topics)
                 for (const auto& partition : topic.partitions) {
                     if (partition.error_code != 0)
-                        return error{1, "listing offsets of topic \"" + _layout.name + "\" partition " +
-                                            std::to_string(partition.partition_index) + " failed (" +
-                                            proto::error_name(partition.error_code) + ")"};
+                        return error{
+                            1, "listing offsets of topic \"" + _layout.name + "\" partition " +
+                                   std::to_string(partition.partition_index) + " failed (" +
+                                   proto::error_name(partition.error_code) + ")"};
                     int64_t offset = partition.offset;
                     if (version.value() == 0)
-                        offset = partition.old_style_offsets.empty() ? 0 : partition.old_style_offsets[0];
+                        offset = partition.old_style_offsets.empty()
+                                     ? 0
+                                     : partition.old_style_offsets[0];
                     for (auto* cursor : cursors)
-                        if (cursor->partition == partition.partition_index) cursor->next_offset = offset;
+                        if (cursor->partition == partition.partition_index)
+                            cursor->next_offset = offset;
                 }
         }
         return ok_result();
@@ -213,38 +222,41 @@ private:
                               uint64_t& bytes) {
         bool stop = false;
         error failure{0, ""};
-        auto split = proto::for_each_batch(records, [&](std::span<const uint8_t> batch,
-                                                        const proto::batch_header& header) {
-            // A fetch may start at the batch holding the wanted offset; records before the
-            // cursor were seen already. Control batches (transaction markers) are skipped.
-            if (header.last_offset() < cursor.next_offset) return true;
-            if (!header.is_control()) {
-                auto walked = proto::for_each_record(batch, decompressed_batch_bytes_max,
-                                                     [&](const proto::record_view& record) {
-                    const int64_t offset = header.base_offset + record.offset_delta;
-                    if (offset < cursor.next_offset) return true;
-                    bytes += (record.value ? record.value->size() : 0) + (record.key ? record.key->size() : 0);
-                    cursor.next_offset = offset + 1;
-                    if (!fn(cursor.partition, header, record)) {
-                        stop = true;
+        auto split = proto::for_each_batch(
+            records, [&](std::span<const uint8_t> batch, const proto::batch_header& header) {
+                // A fetch may start at the batch holding the wanted offset; records before the
+                // cursor were seen already. Control batches (transaction markers) are skipped.
+                if (header.last_offset() < cursor.next_offset) return true;
+                if (!header.is_control()) {
+                    auto walked = proto::for_each_record(
+                        batch, decompressed_batch_bytes_max, [&](const proto::record_view& record) {
+                            const int64_t offset = header.base_offset + record.offset_delta;
+                            if (offset < cursor.next_offset) return true;
+                            bytes += (record.value ? record.value->size() : 0) +
+                                     (record.key ? record.key->size() : 0);
+                            cursor.next_offset = offset + 1;
+                            if (!fn(cursor.partition, header, record)) {
+                                stop = true;
+                                return false;
+                            }
+                            return true;
+                        });
+                    if (!walked) {
+                        failure = walked.failure();
                         return false;
                     }
-                    return true;
-                });
-                if (!walked) {
-                    failure = walked.failure();
-                    return false;
+                    if (stop) return false;
                 }
-                if (stop) return false;
-            }
-            cursor.next_offset = std::max(cursor.next_offset, header.last_offset() + 1);
-            return true;
-        });
-        if (!split) return error{1, "topic \"" + _layout.name + "\" partition " + std::to_string(cursor.partition) +
-                                        ": " + split.failure().message};
+                cursor.next_offset = std::max(cursor.next_offset, header.last_offset() + 1);
+                return true;
+            });
+        if (!split)
+            return error{1, "topic \"" + _layout.name + "\" partition " +
+                                std::to_string(cursor.partition) + ": " + split.failure().message};
         if (failure.code != 0)
-            return error{1, "topic \"" + _layout.name + "\" partition " + std::to_string(cursor.partition) +
-                                ": cannot decode records (" + failure.message + ")"};
+            return error{1, "topic \"" + _layout.name + "\" partition " +
+                                std::to_string(cursor.partition) + ": cannot decode records (" +
+                                failure.message + ")"};
         return stop;
     }
 
@@ -262,7 +274,8 @@ result<int32_t> fetch_max_wait_ms(const command_line& line) {
     int32_t value = -1;
     const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
     if (ec != std::errc() || end != text->data() + text->size() || value < 0 || value > 300000)
-        return error{usage_error_code, "fetch.max.wait.ms must be between 0 and 300000, got \"" + *text + "\""};
+        return error{usage_error_code,
+                     "fetch.max.wait.ms must be between 0 and 300000, got \"" + *text + "\""};
     return value;
 }
 
@@ -281,8 +294,9 @@ void append_record(std::string& out, std::string_view topic, int32_t partition_i
     consumed.partition = partition_index;
     consumed.offset = header.base_offset + record.offset_delta;
     consumed.log_append_time = header.has_log_append_time();
-    consumed.timestamp_ms = consumed.log_append_time ? header.max_timestamp
-                                                     : header.base_timestamp + record.timestamp_delta;
+    consumed.timestamp_ms = consumed.log_append_time
+                                ? header.max_timestamp
+                                : header.base_timestamp + record.timestamp_delta;
     consumed.key = record.key;
     consumed.value = record.value;
     consumed.headers = record.headers;
@@ -291,8 +305,8 @@ void append_record(std::string& out, std::string_view topic, int32_t partition_i
 
 struct console_options {
     std::string topic;
-    int64_t max_messages = -1;    // -1: no limit
-    int64_t idle_timeout_ms = -1; // -1: wait for records forever
+    int64_t max_messages = -1;     // -1: no limit
+    int64_t idle_timeout_ms = -1;  // -1: wait for records forever
     record_format format = record_format::value;
     bool print_headers = false;
     int32_t max_wait_ms = fetch_max_wait_ms_default;
@@ -338,7 +352,9 @@ group_reaction react_to(int16_t code) {
 class group_member {
 public:
     group_member(broker_connection coordinator, std::string group, std::string topic)
-        : _coordinator(std::move(coordinator)), _group(std::move(group)), _topic(std::move(topic)) {}
+        : _coordinator(std::move(coordinator)),
+          _group(std::move(group)),
+          _topic(std::move(topic)) {}
 
     // Joins (or rejoins) the group and returns this member's partitions of the topic.
     result<std::vector<int32_t>> join(cluster& brokers) {
@@ -353,7 +369,8 @@ public:
             request.rebalance_timeout_ms = rebalance_timeout_ms;
             request.member_id = _member_id;
             request.protocol_type = std::string(consumer_protocol_type);
-            request.protocols.push_back({std::string(range_assignor_name), encode_subscription({_topic})});
+            request.protocols.push_back(
+                {std::string(range_assignor_name), encode_subscription({_topic})});
             proto::join_group_response response;
             std::vector<uint8_t> frame;
             auto called = _coordinator.call(request, join_version.value(), response, frame);
@@ -367,7 +384,8 @@ public:
                 _member_id.clear();
                 continue;
             }
-            if (response.error_code == proto::code(proto::error_code::rebalance_in_progress)) continue;
+            if (response.error_code == proto::code(proto::error_code::rebalance_in_progress))
+                continue;
             if (response.error_code != 0)
                 return error{1, "joining " + describe_group_error(_group, response.error_code)};
             _member_id = response.member_id;
@@ -390,13 +408,15 @@ public:
             if (!sync_called) return sync_called.failure();
             const group_reaction reaction = react_to(synced.error_code);
             if (reaction == group_reaction::rejoin) {
-                if (synced.error_code == proto::code(proto::error_code::unknown_member_id)) _member_id.clear();
+                if (synced.error_code == proto::code(proto::error_code::unknown_member_id))
+                    _member_id.clear();
                 continue;
             }
             if (reaction == group_reaction::fail)
                 return error{1, "syncing " + describe_group_error(_group, synced.error_code)};
             auto assignment = decode_assignment(synced.assignment);
-            if (!assignment) return error{1, "group \"" + _group + "\": " + assignment.failure().message};
+            if (!assignment)
+                return error{1, "group \"" + _group + "\": " + assignment.failure().message};
             _last_heartbeat = clock_type::now();
             const auto mine = assignment->find(_topic);
             if (mine == assignment->end()) return std::vector<int32_t>{};
@@ -431,15 +451,17 @@ public:
         if (!called) return called.failure();
         auto take = [&](int32_t partition, int64_t offset, int16_t code) -> result<void> {
             if (code != 0)
-                return error{1, "fetching the committed offset of topic \"" + _topic + "\" partition " +
-                                    std::to_string(partition) + " for " + describe_group_error(_group, code)};
+                return error{1, "fetching the committed offset of topic \"" + _topic +
+                                    "\" partition " + std::to_string(partition) + " for " +
+                                    describe_group_error(_group, code)};
             if (out.count(partition) != 0) out[partition] = offset;
             return ok_result();
         };
         if (version.value() >= 8) {
             for (const auto& group : response.groups) {
                 if (group.error_code != 0)
-                    return error{1, "fetching offsets of " + describe_group_error(_group, group.error_code)};
+                    return error{
+                        1, "fetching offsets of " + describe_group_error(_group, group.error_code)};
                 for (const auto& topic : group.topics)
                     for (const auto& partition : topic.partitions)
                         if (auto r = take(partition.partition_index, partition.committed_offset,
@@ -449,7 +471,8 @@ public:
             }
         } else {
             if (response.error_code != 0)
-                return error{1, "fetching offsets of " + describe_group_error(_group, response.error_code)};
+                return error{
+                    1, "fetching offsets of " + describe_group_error(_group, response.error_code)};
             for (const auto& topic : response.topics)
                 for (const auto& partition : topic.partitions)
                     if (auto r = take(partition.partition_index, partition.committed_offset,
@@ -503,7 +526,8 @@ public:
 
     // Heartbeats when the interval has passed since the last one.
     result<group_reaction> heartbeat_if_due() {
-        if (clock_type::now() - _last_heartbeat < heartbeat_interval) return group_reaction::carry_on;
+        if (clock_type::now() - _last_heartbeat < heartbeat_interval)
+            return group_reaction::carry_on;
         auto version = _coordinator.version_for<proto::heartbeat_request>();
         if (!version) return version.failure();
         proto::heartbeat_request request;
@@ -529,8 +553,10 @@ public:
         if (!version) return;
         proto::leave_group_request request;
         request.group_id = _group;
-        if (version.value() >= 3) request.members.push_back({_member_id, std::nullopt, std::nullopt});
-        else request.member_id = _member_id;
+        if (version.value() >= 3)
+            request.members.push_back({_member_id, std::nullopt, std::nullopt});
+        else
+            request.member_id = _member_id;
         proto::leave_group_response response;
         std::vector<uint8_t> frame;
         (void)_coordinator.call(request, version.value(), response, frame);
@@ -541,8 +567,8 @@ public:
 
 private:
     // The leader's job: the range assignment over every member's subscription.
-    result<std::map<std::string, partition_assignment>> assign(cluster& brokers,
-                                                               const proto::join_group_response& joined) {
+    result<std::map<std::string, partition_assignment>> assign(
+        cluster& brokers, const proto::join_group_response& joined) {
         std::vector<group_member_subscription> members;
         std::set<std::string> topics;
         for (const auto& member : joined.members) {
@@ -572,7 +598,8 @@ private:
 
 // `consume --group`: reads the partitions the group assigns, resuming at the committed
 // offsets, commits after every batch printed, and leaves the group at exit.
-result<void> consume_in_group(cluster& brokers, const std::string& group, const console_options& options) {
+result<void> consume_in_group(cluster& brokers, const std::string& group,
+                              const console_options& options) {
     auto layout = brokers.topic(options.topic);
     if (!layout) return layout.failure();
     auto coordinator = open_coordinator(brokers.bootstrap(), group, brokers.timeout_ms());
@@ -599,9 +626,10 @@ result<void> consume_in_group(cluster& brokers, const std::string& group, const 
         for (;;) {
             const int64_t before = printed;
             auto stopped = reader.poll(
-                [&](int32_t partition_index, const proto::batch_header& header, const proto::record_view& record) {
-                    append_record(out, reader.name(), partition_index, header, record, options.format,
-                                  options.print_headers);
+                [&](int32_t partition_index, const proto::batch_header& header,
+                    const proto::record_view& record) {
+                    append_record(out, reader.name(), partition_index, header, record,
+                                  options.format, options.print_headers);
                     ++printed;
                     return options.max_messages < 0 || printed < options.max_messages;
                 },
@@ -619,11 +647,15 @@ result<void> consume_in_group(cluster& brokers, const std::string& group, const 
             auto beat = member.heartbeat_if_due();
             if (!beat) return finish(beat.failure());
             if (beat.value() == group_reaction::rejoin) break;
-            if (printed != before) last_record = clock_type::now();
-            else if (partitions->empty()) std::this_thread::sleep_for(unassigned_pause);
-            else pause_if_not_long_polling(options.max_wait_ms);
+            if (printed != before)
+                last_record = clock_type::now();
+            else if (partitions->empty())
+                std::this_thread::sleep_for(unassigned_pause);
+            else
+                pause_if_not_long_polling(options.max_wait_ms);
             if (options.idle_timeout_ms > 0 &&
-                clock_type::now() - last_record >= std::chrono::milliseconds(options.idle_timeout_ms))
+                clock_type::now() - last_record >=
+                    std::chrono::milliseconds(options.idle_timeout_ms))
                 return finish(ok_result());
         }
     }
@@ -654,8 +686,9 @@ result<void> run_consume(const command_line& line) {
     if (!max_wait_ms) return max_wait_ms.failure();
     if (auto group = line.value("--group")) {
         if (partition.value() >= 0 || offset.value() >= 0)
-            return error{usage_error_code, "--group chooses partitions and offsets itself: drop "
-                                           "--partition and --offset"};
+            return error{usage_error_code,
+                         "--group chooses partitions and offsets itself: drop "
+                         "--partition and --offset"};
         // Group consumption starts with FindCoordinator and JoinGroup; say plainly when
         // the broker does not serve them instead of failing later.
         auto joined = brokers->bootstrap().version_for<proto::join_group_request>();
@@ -673,7 +706,8 @@ result<void> run_consume(const command_line& line) {
     auto layout = brokers->topic(topic_name.value());
     if (!layout) return layout.failure();
     topic_reader reader(brokers.value(), std::move(layout.value()), 1 << 20, max_wait_ms.value());
-    auto started = reader.start(static_cast<int32_t>(partition.value()), offset.value(), line.has("--from-beginning"));
+    auto started = reader.start(static_cast<int32_t>(partition.value()), offset.value(),
+                                line.has("--from-beginning"));
     if (!started) return started;
 
     int64_t printed = 0;
@@ -683,7 +717,8 @@ result<void> run_consume(const command_line& line) {
     for (;;) {
         const int64_t before = printed;
         auto stopped = reader.poll(
-            [&](int32_t partition_index, const proto::batch_header& header, const proto::record_view& record) {
+            [&](int32_t partition_index, const proto::batch_header& header,
+                const proto::record_view& record) {
                 append_record(out, reader.name(), partition_index, header, record, format.value(),
                               line.has("--print-headers"));
                 ++printed;
@@ -695,8 +730,10 @@ result<void> run_consume(const command_line& line) {
         out.clear();
         if (!stopped) return stopped.failure();
         if (stopped.value()) break;
-        if (printed != before) last_record = clock_type::now();
-        else pause_if_not_long_polling(max_wait_ms.value());
+        if (printed != before)
+            last_record = clock_type::now();
+        else
+            pause_if_not_long_polling(max_wait_ms.value());
         if (idle_timeout.value() > 0 &&
             clock_type::now() - last_record >= std::chrono::milliseconds(idle_timeout.value()))
             break;
@@ -739,7 +776,8 @@ void perf_consume_worker(const perf_consume_job& job, perf_consume_shared& share
     if (!brokers) return shared.fail(brokers.failure());
     auto layout = brokers->topic(job.topic);
     if (!layout) return shared.fail(layout.failure());
-    topic_reader reader(brokers.value(), std::move(layout.value()), job.fetch_size, job.max_wait_ms);
+    topic_reader reader(brokers.value(), std::move(layout.value()), job.fetch_size,
+                        job.max_wait_ms);
     std::map<int32_t, int64_t> offsets;
     for (int32_t partition : job.partitions) offsets[partition] = -1;
     auto started = reader.start_at(offsets, /*from_beginning=*/true);
@@ -756,9 +794,12 @@ void perf_consume_worker(const perf_consume_job& job, perf_consume_shared& share
             bytes);
         if (!stopped) return shared.fail(stopped.failure());
         if (stopped.value()) break;
-        if (got) last_record = clock_type::now();
-        else pause_if_not_long_polling(job.max_wait_ms);
-        if (clock_type::now() - last_record >= std::chrono::milliseconds(job.idle_timeout_ms)) break;
+        if (got)
+            last_record = clock_type::now();
+        else
+            pause_if_not_long_polling(job.max_wait_ms);
+        if (clock_type::now() - last_record >= std::chrono::milliseconds(job.idle_timeout_ms))
+            break;
     }
     shared.bytes.fetch_add(bytes, std::memory_order_relaxed);
 }
@@ -790,11 +831,13 @@ result<void> run_perf_consume(const command_line& line) {
         if (!layout) return layout.failure();
         for (const auto& partition : layout->partitions) partitions.push_back(partition.partition);
     }
-    if (partitions.empty()) return error{1, "topic \"" + topic_name.value() + "\" has no partitions"};
+    if (partitions.empty())
+        return error{1, "topic \"" + topic_name.value() + "\" has no partitions"};
     // More threads than partitions would leave some idle: one partition per thread at most.
     const size_t thread_count = std::min(static_cast<size_t>(threads.value()), partitions.size());
     std::vector<perf_consume_job> jobs(thread_count);
-    for (size_t i = 0; i < partitions.size(); ++i) jobs[i % thread_count].partitions.push_back(partitions[i]);
+    for (size_t i = 0; i < partitions.size(); ++i)
+        jobs[i % thread_count].partitions.push_back(partitions[i]);
     for (auto& job : jobs) {
         job.global = line.global;
         job.topic = topic_name.value();
@@ -829,14 +872,16 @@ result<void> run_perf_consume(const command_line& line) {
     std::string out = format_consume_summary(summary);
     const double seconds = summary.seconds > 0 ? summary.seconds : 1e-9;
     char line_text[160];
-    std::snprintf(line_text, sizeof line_text, "%llu records received, %.1f records/sec (%.2f MB/sec)\n",
-                  static_cast<unsigned long long>(consumed), static_cast<double>(consumed) / seconds,
-                  static_cast<double>(bytes) / seconds / (1024.0 * 1024.0));
+    std::snprintf(
+        line_text, sizeof line_text, "%llu records received, %.1f records/sec (%.2f MB/sec)\n",
+        static_cast<unsigned long long>(consumed), static_cast<double>(consumed) / seconds,
+        static_cast<double>(bytes) / seconds / (1024.0 * 1024.0));
     out += line_text;
     std::fwrite(out.data(), 1, out.size(), stdout);
     if (consumed < messages.value())
-        return error{1, "only " + std::to_string(consumed) + " of " + std::to_string(messages.value()) +
-                            " records arrived within " + std::to_string(idle_timeout.value()) + " ms"};
+        return error{1, "only " + std::to_string(consumed) + " of " +
+                            std::to_string(messages.value()) + " records arrived within " +
+                            std::to_string(idle_timeout.value()) + " ms"};
     return ok_result();
 }
 
@@ -867,14 +912,16 @@ result<void> run_perf_e2e(const command_line& line) {
     if (!leader) return leader.failure();
     auto produce_version = leader.value()->version_for<proto::produce_request>();
     if (!produce_version) return produce_version.failure();
-    if (produce_version.value() < 3) return error{1, "the broker's Produce versions predate record batch v2"};
+    if (produce_version.value() < 3)
+        return error{1, "the broker's Produce versions predate record batch v2"};
 
     auto consuming = cluster::connect(line.global);
     if (!consuming) return consuming.failure();
     // Its own Metadata call also fills its address book for the leader connection.
     auto consumed_layout = consuming->topic(topic_name.value());
     if (!consumed_layout) return consumed_layout.failure();
-    topic_reader reader(consuming.value(), std::move(consumed_layout.value()), 1 << 20, max_wait_ms.value());
+    topic_reader reader(consuming.value(), std::move(consumed_layout.value()), 1 << 20,
+                        max_wait_ms.value());
     // From the end: only the records this run produces are read.
     auto started = reader.start(target.partition, -1, /*from_beginning=*/false);
     if (!started) return started;
@@ -923,17 +970,19 @@ result<void> run_perf_e2e(const command_line& line) {
         while (!matched) {
             auto stopped = reader.poll(
                 [&](int32_t, const proto::batch_header&, const proto::record_view& record) {
-                    matched = record.value && payload.size() == record.value->size() &&
-                              std::equal(record.value->begin(), record.value->end(), payload.begin(),
-                                         [](uint8_t a, char b) { return a == static_cast<uint8_t>(b); });
+                    matched =
+                        record.value && payload.size() == record.value->size() &&
+                        std::equal(record.value->begin(), record.value->end(), payload.begin(),
+                                   [](uint8_t a, char b) { return a == static_cast<uint8_t>(b); });
                     mismatched = !matched;
                     return false;
                 },
                 bytes);
             if (!stopped) return stopped.failure();
             if (mismatched)
-                return error{1, "record " + std::to_string(i) + " read back from topic \"" + layout->name +
-                                    "\" is not the one produced (is another producer writing to it?)"};
+                return error{
+                    1, "record " + std::to_string(i) + " read back from topic \"" + layout->name +
+                           "\" is not the one produced (is another producer writing to it?)"};
             if (!matched) {
                 if (clock_type::now() - sent_at >= timeout)
                     return error{1, "record " + std::to_string(i) + " was not consumed within " +
@@ -941,7 +990,8 @@ result<void> run_perf_e2e(const command_line& line) {
                 pause_if_not_long_polling(max_wait_ms.value());
             }
         }
-        const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - sent_at);
+        const auto elapsed =
+            std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - sent_at);
         latency.record(static_cast<uint64_t>(elapsed.count()));
     }
 

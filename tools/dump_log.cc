@@ -68,33 +68,36 @@ result<void> dump_one(const std::string& path, bool print_data) {
     std::printf("Dumping %s\n", path.c_str());
     const auto suffix = path.size() >= 4 ? path.substr(path.size() - 4) : std::string();
     if (suffix != ".log")
-        return error{1, "\"" + path + "\" is not a log segment (.log); index files are not decoded"};
+        return error{1,
+                     "\"" + path + "\" is not a log segment (.log); index files are not decoded"};
     auto file = mapped_file::open(path);
     if (!file) return file.failure();
     const auto bytes = file->bytes();
     error record_failure{0, ""};
     std::string out;
-    auto split = proto::for_each_batch(bytes, [&](std::span<const uint8_t> batch, const proto::batch_header& header) {
+    auto split = proto::for_each_batch(bytes, [&](std::span<const uint8_t> batch,
+                                                  const proto::batch_header& header) {
         const auto check = proto::validate_batch(batch, batch_bytes_max, proto::batch_source::log);
         const int64_t position = batch.data() - bytes.data();
         out += format_batch_line(header, position, check.error == proto::batch_error::none);
         out += '\n';
         if (print_data && check.error == proto::batch_error::none) {
-            auto walked = proto::for_each_record(batch, decompressed_batch_bytes_max,
-                                                 [&](const proto::record_view& record) {
-                                                     out += format_record_line(header, record, true);
-                                                     out += '\n';
-                                                 });
+            auto walked = proto::for_each_record(
+                batch, decompressed_batch_bytes_max, [&](const proto::record_view& record) {
+                    out += format_record_line(header, record, true);
+                    out += '\n';
+                });
             if (!walked && record_failure.code == 0) record_failure = walked.failure();
         }
         std::fwrite(out.data(), 1, out.size(), stdout);
         out.clear();
     });
     if (!split)
-        return error{1, "\"" + path + "\": malformed batch header (" + split.failure().message + ")"};
+        return error{1,
+                     "\"" + path + "\": malformed batch header (" + split.failure().message + ")"};
     if (split->consumed_bytes < bytes.size())
-        std::printf("Found %zu invalid bytes at the end of %s\n", bytes.size() - split->consumed_bytes,
-                    path.c_str());
+        std::printf("Found %zu invalid bytes at the end of %s\n",
+                    bytes.size() - split->consumed_bytes, path.c_str());
     if (record_failure.code != 0)
         return error{1, "\"" + path + "\": cannot decode records (" + record_failure.message + ")"};
     return ok_result();

@@ -16,13 +16,17 @@ std::string_view as_text(std::span<const uint8_t> bytes) {
 }
 
 void append_optional(std::string& out, const std::optional<std::span<const uint8_t>>& bytes) {
-    if (bytes) out += as_text(*bytes);
-    else out += "null";
+    if (bytes)
+        out += as_text(*bytes);
+    else
+        out += "null";
 }
 
 void append_json_optional(std::string& out, const std::optional<std::span<const uint8_t>>& bytes) {
-    if (bytes) out += json_string(*bytes);
-    else out += "null";
+    if (bytes)
+        out += json_string(*bytes);
+    else
+        out += "null";
 }
 
 std::string join_ids(const std::vector<int32_t>& ids) {
@@ -115,11 +119,21 @@ std::string json_string(std::span<const uint8_t> bytes) {
             continue;
         }
         switch (byte) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (byte < 0x20) {
                     char escape[8];
@@ -148,7 +162,8 @@ std::string format_topic_describe(const topic_row& topic) {
                       "\tConfigs: " + configs + "\n";
     for (const auto& partition : topic.partitions) {
         out += "\tTopic: " + topic.name + "\tPartition: " + std::to_string(partition.partition) +
-               "\tLeader: " + (partition.leader < 0 ? std::string("none") : std::to_string(partition.leader)) +
+               "\tLeader: " +
+               (partition.leader < 0 ? std::string("none") : std::to_string(partition.leader)) +
                "\tReplicas: " + join_ids(partition.replicas) + "\tIsr: " + join_ids(partition.isr);
         if (partition.error_code != 0)
             out += std::string("\tError: ") + proto::error_name(partition.error_code);
@@ -173,8 +188,8 @@ std::string format_topic_describe_json(const topic_row& topic) {
         if (i > 0) out += ",";
         out += "{\"partition\":" + std::to_string(partition.partition) +
                ",\"leader\":" + std::to_string(partition.leader) +
-               ",\"replicas\":" + json_ids(partition.replicas) + ",\"isr\":" + json_ids(partition.isr) +
-               "}";
+               ",\"replicas\":" + json_ids(partition.replicas) +
+               ",\"isr\":" + json_ids(partition.isr) + "}";
     }
     out += "]}\n";
     return out;
@@ -185,7 +200,8 @@ result<record_format> parse_record_format(std::string_view text) {
     if (text == "kv") return record_format::kv;
     if (text == "offsets") return record_format::offsets;
     if (text == "json") return record_format::json;
-    return error{2, "--format must be value, kv, offsets or json, got \"" + std::string(text) + "\""};
+    return error{2,
+                 "--format must be value, kv, offsets or json, got \"" + std::string(text) + "\""};
 }
 
 void format_record(std::string& out, const consumed_record& record, record_format format,
@@ -269,9 +285,9 @@ std::string format_produce_summary(const produce_summary& summary) {
     std::string out = produce_line_head(summary, 6);
     if (summary.latency_us != nullptr) {
         const auto& h = *summary.latency_us;
-        out += ", " + micros_as_ms(h.percentile(50)) + " ms 50th, " + micros_as_ms(h.percentile(95)) +
-               " ms 95th, " + micros_as_ms(h.percentile(99)) + " ms 99th, " +
-               micros_as_ms(h.percentile(99.9)) + " ms 99.9th";
+        out += ", " + micros_as_ms(h.percentile(50)) + " ms 50th, " +
+               micros_as_ms(h.percentile(95)) + " ms 95th, " + micros_as_ms(h.percentile(99)) +
+               " ms 99th, " + micros_as_ms(h.percentile(99.9)) + " ms 99.9th";
     }
     return out + ".";
 }
@@ -306,20 +322,21 @@ std::string format_batch_line(const proto::batch_header& header, int64_t positio
     const int32_t last_sequence =
         header.base_sequence < 0 ? -1 : header.base_sequence + header.last_offset_delta;
     char text[512];
-    std::snprintf(
-        text, sizeof text,
-        "baseOffset: %" PRId64 " lastOffset: %" PRId64 " count: %" PRId32 " baseSequence: %" PRId32
-        " lastSequence: %" PRId32 " producerId: %" PRId64 " producerEpoch: %d"
-        " partitionLeaderEpoch: %" PRId32 " isTransactional: %s isControl: %s position: %" PRId64
-        " %s: %" PRId64 " size: %" PRId64 " magic: %d compresscodec: %s crc: %" PRIu32
-        " isvalid: %s",
-        header.base_offset, header.last_offset(), header.records_count, header.base_sequence,
-        last_sequence, header.producer_id, static_cast<int>(header.producer_epoch),
-        header.partition_leader_epoch, header.is_transactional() ? "true" : "false",
-        header.is_control() ? "true" : "false", position,
-        header.has_log_append_time() ? "LogAppendTime" : "CreateTime", header.max_timestamp,
-        header.total_size(), static_cast<int>(header.magic), proto::to_string(header.codec()),
-        header.crc, crc_valid ? "true" : "false");
+    std::snprintf(text, sizeof text,
+                  "baseOffset: %" PRId64 " lastOffset: %" PRId64 " count: %" PRId32
+                  " baseSequence: %" PRId32 " lastSequence: %" PRId32 " producerId: %" PRId64
+                  " producerEpoch: %d"
+                  " partitionLeaderEpoch: %" PRId32
+                  " isTransactional: %s isControl: %s position: %" PRId64 " %s: %" PRId64
+                  " size: %" PRId64 " magic: %d compresscodec: %s crc: %" PRIu32 " isvalid: %s",
+                  header.base_offset, header.last_offset(), header.records_count,
+                  header.base_sequence, last_sequence, header.producer_id,
+                  static_cast<int>(header.producer_epoch), header.partition_leader_epoch,
+                  header.is_transactional() ? "true" : "false",
+                  header.is_control() ? "true" : "false", position,
+                  header.has_log_append_time() ? "LogAppendTime" : "CreateTime",
+                  header.max_timestamp, header.total_size(), static_cast<int>(header.magic),
+                  proto::to_string(header.codec()), header.crc, crc_valid ? "true" : "false");
     return text;
 }
 
@@ -331,13 +348,14 @@ std::string format_record_line(const proto::batch_header& header, const proto::r
                                   : header.base_timestamp + record.timestamp_delta;
     const int64_t sequence =
         header.base_sequence < 0 ? -1 : header.base_sequence + record.offset_delta;
-    std::string out = "| offset: " + std::to_string(offset) + " " +
-                      (header.has_log_append_time() ? "LogAppendTime" : "CreateTime") + ": " +
-                      std::to_string(timestamp) +
-                      " keySize: " + std::to_string(record.key ? static_cast<int64_t>(record.key->size()) : -1) +
-                      " valueSize: " +
-                      std::to_string(record.value ? static_cast<int64_t>(record.value->size()) : -1) +
-                      " sequence: " + std::to_string(sequence) + " headerKeys: [";
+    std::string out =
+        "| offset: " + std::to_string(offset) + " " +
+        (header.has_log_append_time() ? "LogAppendTime" : "CreateTime") + ": " +
+        std::to_string(timestamp) +
+        " keySize: " + std::to_string(record.key ? static_cast<int64_t>(record.key->size()) : -1) +
+        " valueSize: " +
+        std::to_string(record.value ? static_cast<int64_t>(record.value->size()) : -1) +
+        " sequence: " + std::to_string(sequence) + " headerKeys: [";
     for (size_t i = 0; i < record.headers.size(); ++i) {
         if (i > 0) out += ",";
         out += record.headers[i].key;
@@ -400,16 +418,16 @@ std::string format_group_describe(const group_description& group) {
 }
 
 std::string format_group_describe_json(const group_description& group) {
-    std::string out = "{\"group\":" + json_string(group.group) + ",\"state\":" +
-                      json_string(group.state) + ",\"protocol_type\":" +
-                      json_string(group.protocol_type) + ",\"protocol\":" +
-                      json_string(group.protocol) + ",\"members\":[";
+    std::string out = "{\"group\":" + json_string(group.group) +
+                      ",\"state\":" + json_string(group.state) +
+                      ",\"protocol_type\":" + json_string(group.protocol_type) +
+                      ",\"protocol\":" + json_string(group.protocol) + ",\"members\":[";
     for (size_t i = 0; i < group.members.size(); ++i) {
         const auto& member = group.members[i];
         if (i > 0) out += ",";
-        out += "{\"member_id\":" + json_string(member.member_id) + ",\"client_id\":" +
-               json_string(member.client_id) + ",\"host\":" + json_string(member.host) +
-               ",\"assignment\":[";
+        out += "{\"member_id\":" + json_string(member.member_id) +
+               ",\"client_id\":" + json_string(member.client_id) +
+               ",\"host\":" + json_string(member.host) + ",\"assignment\":[";
         for (size_t j = 0; j < member.assignment.size(); ++j) {
             if (j > 0) out += ",";
             out += "{\"topic\":" + json_string(member.assignment[j].first) +
@@ -422,10 +440,11 @@ std::string format_group_describe_json(const group_description& group) {
         const auto& row = group.partitions[i];
         if (i > 0) out += ",";
         const bool owned = !row.consumer_id.empty();
-        out += "{\"topic\":" + json_string(row.topic) + ",\"partition\":" +
-               std::to_string(row.partition) + ",\"current_offset\":" +
-               optional_json(row.current_offset) + ",\"log_end_offset\":" +
-               optional_json(row.log_end_offset) + ",\"lag\":" + optional_json(lag_of(row)) +
+        out += "{\"topic\":" + json_string(row.topic) +
+               ",\"partition\":" + std::to_string(row.partition) +
+               ",\"current_offset\":" + optional_json(row.current_offset) +
+               ",\"log_end_offset\":" + optional_json(row.log_end_offset) +
+               ",\"lag\":" + optional_json(lag_of(row)) +
                ",\"consumer_id\":" + (owned ? json_string(row.consumer_id) : "null") +
                ",\"host\":" + (owned ? json_string(row.host) : "null") +
                ",\"client_id\":" + (owned ? json_string(row.client_id) : "null") + "}";
@@ -451,13 +470,21 @@ std::string describe_topic_error(std::string_view topic, int16_t code,
             what = quoted + " already exists";
             complete = true;
             break;
-        case proto::error_code::invalid_topic_exception: what = quoted + " is not a valid topic name"; break;
-        case proto::error_code::invalid_partitions: what = quoted + ": invalid partition count"; break;
+        case proto::error_code::invalid_topic_exception:
+            what = quoted + " is not a valid topic name";
+            break;
+        case proto::error_code::invalid_partitions:
+            what = quoted + ": invalid partition count";
+            break;
         case proto::error_code::invalid_replication_factor:
             what = quoted + ": invalid replication factor";
             break;
-        case proto::error_code::invalid_config: what = quoted + ": invalid config"; break;
-        default: what = quoted + " failed"; break;
+        case proto::error_code::invalid_config:
+            what = quoted + ": invalid config";
+            break;
+        default:
+            what = quoted + " failed";
+            break;
     }
     if (!complete && broker_message && !broker_message->empty()) what += ": " + *broker_message;
     return what + " (" + proto::error_name(code) + ")";

@@ -24,7 +24,9 @@ std::string format_topic_id(const proto::uuid& id);
 // A JSON string literal for `bytes` (quotes included). Bytes are taken as UTF-8; control
 // characters, quotes and backslashes are escaped; invalid UTF-8 bytes become U+FFFD.
 std::string json_string(std::span<const uint8_t> bytes);
-inline std::string json_string(std::string_view text) { return json_string(proto::byte_view(text)); }
+inline std::string json_string(std::string_view text) {
+    return json_string(proto::byte_view(text));
+}
 
 struct partition_row {
     int32_t partition = 0;
@@ -93,9 +95,9 @@ std::string format_produce_progress(const produce_summary& summary);
 struct consume_summary {
     uint64_t records = 0;
     uint64_t bytes = 0;
-    int64_t start_ms = 0;     // wall clock, for the CSV's start.time/end.time
+    int64_t start_ms = 0;  // wall clock, for the CSV's start.time/end.time
     int64_t end_ms = 0;
-    double seconds = 0;       // measured fetch time
+    double seconds = 0;  // measured fetch time
 };
 // kafka-consumer-perf-test's CSV header and data line.
 std::string format_consume_summary(const consume_summary& summary);

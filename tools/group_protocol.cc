@@ -113,8 +113,10 @@ result<broker_connection> open_coordinator(broker_connection& bootstrap, const s
     for (;;) {
         proto::find_coordinator_request request;
         request.key_type = 0;
-        if (version.value() >= 4) request.coordinator_keys.push_back(group);
-        else request.key_ = group;
+        if (version.value() >= 4)
+            request.coordinator_keys.push_back(group);
+        else
+            request.key_ = group;
         proto::find_coordinator_response response;
         std::vector<uint8_t> frame;
         auto called = bootstrap.call(request, version.value(), response, frame);
@@ -130,9 +132,8 @@ result<broker_connection> open_coordinator(broker_connection& bootstrap, const s
         }
         // A coordinator that is still loading its offsets partition answers these two
         // codes; Kafka's clients retry them, and so does spatectl, within the timeout.
-        const bool retriable =
-            code == proto::code(proto::error_code::coordinator_not_available) ||
-            code == proto::code(proto::error_code::coordinator_load_in_progress);
+        const bool retriable = code == proto::code(proto::error_code::coordinator_not_available) ||
+                               code == proto::code(proto::error_code::coordinator_load_in_progress);
         if (code == 0) return broker_connection::open(where, timeout_ms);
         if (!retriable || std::chrono::steady_clock::now() >= deadline)
             return error{1, describe_group_error(group, code)};

@@ -64,7 +64,8 @@ result<std::map<int32_t, int64_t>> list_offsets(cluster& brokers, const topic_la
                                         proto::error_name(partition.error_code) + ")"};
                 int64_t offset = partition.offset;
                 if (version.value() == 0)
-                    offset = partition.old_style_offsets.empty() ? 0 : partition.old_style_offsets[0];
+                    offset =
+                        partition.old_style_offsets.empty() ? 0 : partition.old_style_offsets[0];
                 out[partition.partition_index] = offset;
             }
     }
@@ -80,8 +81,10 @@ result<offsets_by_partition> committed_offsets(broker_connection& coordinator,
     if (version.value() < 2)
         return error{1, "the broker's OffsetFetch versions cannot list all of a group's offsets"};
     proto::offset_fetch_request request;
-    if (version.value() >= 8) request.groups.push_back({group, std::nullopt});
-    else request.group_id = group;
+    if (version.value() >= 8)
+        request.groups.push_back({group, std::nullopt});
+    else
+        request.group_id = group;
     proto::offset_fetch_response response;
     std::vector<uint8_t> frame;
     auto called = coordinator.call(request, version.value(), response, frame);
@@ -100,7 +103,8 @@ result<offsets_by_partition> committed_offsets(broker_connection& coordinator,
                          partition.error_code);
         }
     } else {
-        if (response.error_code != 0) return error{1, describe_group_error(group, response.error_code)};
+        if (response.error_code != 0)
+            return error{1, describe_group_error(group, response.error_code)};
         for (const auto& topic : response.topics)
             for (const auto& partition : topic.partitions)
                 take(topic.name, partition.partition_index, partition.committed_offset,
@@ -122,7 +126,8 @@ result<group_description> describe(broker_connection& coordinator, const std::st
     if (response.groups.empty())
         return error{1, "group \"" + group + "\": DescribeGroups answered nothing"};
     const auto& described = response.groups.front();
-    if (described.error_code != 0) return error{1, describe_group_error(group, described.error_code)};
+    if (described.error_code != 0)
+        return error{1, describe_group_error(group, described.error_code)};
     group_description out;
     out.group = group;
     out.state = described.group_state;
@@ -157,7 +162,8 @@ result<void> groups_list(broker_connection& connection, const command_line& line
     auto called = connection.call(request, version.value(), response, frame);
     if (!called) return called;
     if (response.error_code != 0)
-        return error{1, std::string("listing groups failed (") + proto::error_name(response.error_code) + ")"};
+        return error{1, std::string("listing groups failed (") +
+                            proto::error_name(response.error_code) + ")"};
     std::vector<std::string> names;
     for (const auto& group : response.groups) names.push_back(group.group_id);
     std::sort(names.begin(), names.end());
@@ -181,7 +187,8 @@ result<void> groups_describe(cluster& brokers, const std::string& group, const c
     auto committed = committed_offsets(coordinator.value(), group);
     if (!committed) return committed.failure();
     if (description->state == state_dead && committed->empty())
-        return error{1, describe_group_error(group, proto::code(proto::error_code::group_id_not_found))};
+        return error{
+            1, describe_group_error(group, proto::code(proto::error_code::group_id_not_found))};
 
     // Rows: every partition with a committed offset or an owner.
     std::map<std::pair<std::string, int32_t>, group_partition_row> rows;
@@ -231,12 +238,14 @@ result<void> groups_delete(cluster& brokers, const std::string& group) {
     auto called = coordinator->call(request, version.value(), response, frame);
     if (!called) return called;
     for (const auto& deleted : response.results)
-        if (deleted.error_code != 0) return error{1, describe_group_error(group, deleted.error_code)};
+        if (deleted.error_code != 0)
+            return error{1, describe_group_error(group, deleted.error_code)};
     print("Deletion of requested consumer groups ('" + group + "') was successful.\n");
     return ok_result();
 }
 
-result<void> groups_reset_offsets(cluster& brokers, const std::string& group, const command_line& line) {
+result<void> groups_reset_offsets(cluster& brokers, const std::string& group,
+                                  const command_line& line) {
     auto topic = line.required("--topic");
     if (!topic) return topic.failure();
     auto to_offset = line.integer("--to-offset", -1, 0, INT64_MAX);
@@ -244,8 +253,9 @@ result<void> groups_reset_offsets(cluster& brokers, const std::string& group, co
     const int targets = (to_offset.value() >= 0 ? 1 : 0) + (line.has("--to-earliest") ? 1 : 0) +
                         (line.has("--to-latest") ? 1 : 0);
     if (targets != 1)
-        return error{usage_error_code,
-                     "groups reset-offsets needs exactly one of --to-offset, --to-earliest, --to-latest"};
+        return error{
+            usage_error_code,
+            "groups reset-offsets needs exactly one of --to-offset, --to-earliest, --to-latest"};
     auto layout = brokers.topic(topic.value());
     if (!layout) return layout.failure();
     auto coordinator = open_coordinator(brokers.bootstrap(), group, brokers.timeout_ms());
@@ -305,8 +315,9 @@ result<void> groups_reset_offsets(cluster& brokers, const std::string& group, co
         bool first = true;
         for (const auto& [partition, target] : targets_by_partition) {
             out += std::string(first ? "" : ",") + "{\"group\":" + json_string(group) +
-                   ",\"topic\":" + json_string(topic.value()) + ",\"partition\":" +
-                   std::to_string(partition) + ",\"new_offset\":" + std::to_string(target) + "}";
+                   ",\"topic\":" + json_string(topic.value()) +
+                   ",\"partition\":" + std::to_string(partition) +
+                   ",\"new_offset\":" + std::to_string(target) + "}";
             first = false;
         }
         out += "]\n";

@@ -20,7 +20,8 @@ size_t latency_histogram::index_of(uint64_t value) {
     const int top_bit = 63 - __builtin_clzll(value);
     const int shift = top_bit - sub_bucket_bits;  // >= 0 because value >= 2^sub_bucket_bits
     const uint64_t sub = (value >> shift) - sub_bucket_count;
-    return static_cast<size_t>(sub_bucket_count + static_cast<uint64_t>(shift) * sub_bucket_count + sub);
+    return static_cast<size_t>(sub_bucket_count + static_cast<uint64_t>(shift) * sub_bucket_count +
+                               sub);
 }
 
 uint64_t latency_histogram::lowest_value(size_t index) {

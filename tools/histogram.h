@@ -32,7 +32,9 @@ public:
     uint64_t count() const { return _count; }
     uint64_t min() const { return _count == 0 ? 0 : _min; }
     uint64_t max() const { return _max; }
-    double mean() const { return _count == 0 ? 0.0 : static_cast<double>(_sum) / static_cast<double>(_count); }
+    double mean() const {
+        return _count == 0 ? 0.0 : static_cast<double>(_sum) / static_cast<double>(_count);
+    }
     // The smallest recorded-bucket value v such that at least `percentile` % of the values
     // are <= v; reported as the bucket's highest value, clamped to max(). 0 when empty.
     uint64_t percentile(double percentile) const;

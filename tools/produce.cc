@@ -32,7 +32,8 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               clock_type::now().time_since_epoch())
         .count();
 }
 
@@ -82,15 +83,16 @@ public:
             char chunk[65536];
             const ssize_t n = ::read(STDIN_FILENO, chunk, sizeof chunk);
             if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return error{1, std::string("reading stdin failed (") + std::strerror(errno) + ")"};
+            if (n < 0)
+                return error{1, std::string("reading stdin failed (") + std::strerror(errno) + ")"};
             if (n == 0) _eof = true;
             _buffer.insert(_buffer.end(), chunk, chunk + n);
         }
     }
     // True when a whole line is already buffered (no system call needed to get it).
     bool has_buffered_line() const {
-        return std::find(_buffer.begin() + static_cast<std::ptrdiff_t>(_start), _buffer.end(), '\n') !=
-               _buffer.end();
+        return std::find(_buffer.begin() + static_cast<std::ptrdiff_t>(_start), _buffer.end(),
+                         '\n') != _buffer.end();
     }
 
 private:
@@ -232,8 +234,11 @@ result<void> run_produce(const command_line& line) {
                 }
             }
             int32_t partition = sticky_partition;
-            if (fixed_partition.value() >= 0) partition = static_cast<int32_t>(fixed_partition.value());
-            else if (key) partition = static_cast<int32_t>(kafka_key_hash(*key) % static_cast<uint32_t>(partition_count));
+            if (fixed_partition.value() >= 0)
+                partition = static_cast<int32_t>(fixed_partition.value());
+            else if (key)
+                partition = static_cast<int32_t>(kafka_key_hash(*key) %
+                                                 static_cast<uint32_t>(partition_count));
             auto& state = pending[topic->partitions[static_cast<size_t>(partition)].partition];
             if (!state.builder) state.builder.emplace(settings->codec, wall_ms());
             state.builder->add(key, value, headers);
@@ -246,7 +251,8 @@ result<void> run_produce(const command_line& line) {
                           gathered_bytes >= static_cast<size_t>(settings->batch_bytes);
         const bool pause = idle || (!input.has_buffered_line() && settings->linger_ms == 0);
         if (gathered > 0 && (!more || full || pause)) {
-            auto sent = send_pending(brokers.value(), topic.value(), pending, settings.value(), failed);
+            auto sent =
+                send_pending(brokers.value(), topic.value(), pending, settings.value(), failed);
             if (!sent) return sent;
             gathered = 0;
             gathered_bytes = 0;
@@ -327,7 +333,8 @@ result<producer_identity> init_producer_id(cluster& brokers) {
     auto called = connection.call(request, response, frame);
     if (!called) return error{1, "InitProducerId failed: " + called.failure().message};
     if (response.error_code != 0)
-        return error{1, std::string("InitProducerId failed (") + proto::error_name(response.error_code) + ")"};
+        return error{1, std::string("InitProducerId failed (") +
+                            proto::error_name(response.error_code) + ")"};
     return producer_identity{response.producer_id, response.producer_epoch};
 }
 
@@ -364,7 +371,8 @@ result<topic_layout> perf_topic(cluster& brokers, const std::string& name, int32
     if (!topics) return topics.failure();
     bool missing = true;
     for (const auto& [code, layout] : topics.value())
-        if (layout.name == name && code != proto::code(proto::error_code::unknown_topic_or_partition))
+        if (layout.name == name &&
+            code != proto::code(proto::error_code::unknown_topic_or_partition))
             missing = false;
     if (!missing) {
         auto layout = brokers.topic(name);
@@ -378,7 +386,8 @@ result<topic_layout> perf_topic(cluster& brokers, const std::string& name, int32
 
     auto& connection = brokers.bootstrap();
     auto version = connection.version_for<proto::create_topics_request>();
-    if (!version) return error{1, "cannot create topic \"" + name + "\": " + version.failure().message};
+    if (!version)
+        return error{1, "cannot create topic \"" + name + "\": " + version.failure().message};
     proto::create_topics_request request;
     request.timeout_ms = brokers.timeout_ms();
     proto::create_topics_request::creatable_topic topic;
@@ -395,7 +404,8 @@ result<topic_layout> perf_topic(cluster& brokers, const std::string& name, int32
         // Another producer may have created it in the meantime, which is as good.
         if (created.error_code != 0 &&
             created.error_code != proto::code(proto::error_code::topic_already_exists))
-            return error{1, "creating " + describe_topic_error(name, created.error_code, created.error_message)};
+            return error{1, "creating " + describe_topic_error(name, created.error_code,
+                                                               created.error_message)};
 
     // Leaders are elected after the topic is created; poll Metadata until all are known.
     const auto deadline = clock_type::now() + std::chrono::milliseconds(brokers.timeout_ms());
@@ -416,7 +426,10 @@ class perf_producer {
 public:
     perf_producer(std::string topic, const producer_settings& settings, int32_t timeout_ms,
                   producer_identity identity)
-        : _topic(std::move(topic)), _settings(settings), _timeout_ms(timeout_ms), _identity(identity) {}
+        : _topic(std::move(topic)),
+          _settings(settings),
+          _timeout_ms(timeout_ms),
+          _identity(identity) {}
 
     result<void> open(cluster& brokers, const topic_layout& layout) {
         for (const auto& partition : layout.partitions) {
@@ -425,7 +438,8 @@ public:
                                     std::to_string(partition.partition)};
             if (_leaders.find(partition.leader) == _leaders.end()) {
                 const auto address = brokers.address_of(partition.leader);
-                if (!address) return error{1, "no address for broker " + std::to_string(partition.leader)};
+                if (!address)
+                    return error{1, "no address for broker " + std::to_string(partition.leader)};
                 auto negotiated = broker_connection::open(*address, _timeout_ms);
                 if (!negotiated) return negotiated.failure();
                 auto version = negotiated->version_for<proto::produce_request>();
@@ -434,7 +448,8 @@ public:
                     return error{1, "the broker's Produce versions predate record batch v2"};
                 leader_state state;
                 state.produce_version = version.value();
-                state.connection = std::make_unique<pipelined_connection>(negotiated->release_fd(), *address);
+                state.connection =
+                    std::make_unique<pipelined_connection>(negotiated->release_fd(), *address);
                 _leaders.emplace(partition.leader, std::move(state));
             }
             _partitions.push_back({partition.partition, partition.leader, std::nullopt, {}, 0, 0});
@@ -478,8 +493,8 @@ public:
     // Seals batches whose linger time is up (all of them when `everything`).
     void seal_lingering(int64_t now, bool everything) {
         for (auto& partition : _partitions)
-            if (partition.builder &&
-                (everything || now - partition.first_record_us >= int64_t{_settings.linger_ms} * 1000))
+            if (partition.builder && (everything || now - partition.first_record_us >=
+                                                        int64_t{_settings.linger_ms} * 1000))
                 seal(partition);
     }
 
@@ -497,7 +512,8 @@ public:
         int64_t deadline = INT64_MAX;
         for (const auto& partition : _partitions)
             if (partition.builder)
-                deadline = std::min(deadline, partition.first_record_us + int64_t{_settings.linger_ms} * 1000);
+                deadline = std::min(
+                    deadline, partition.first_record_us + int64_t{_settings.linger_ms} * 1000);
         return deadline;
     }
 
@@ -506,10 +522,12 @@ public:
     // milliseconds: at 10k records/s the next record is due in 100 us, and a millisecond
     // timeout would round that to a busy loop, whose spinning core delays the broker
     // sharing the machine by a scheduler slice (ms) — the very tail being measured.
-    result<void> pump(int64_t wait_us, produce_latencies& latency, uint64_t& acked, uint64_t& failed) {
+    result<void> pump(int64_t wait_us, produce_latencies& latency, uint64_t& acked,
+                      uint64_t& failed) {
         for (auto& [node, leader] : _leaders) {
             while (!leader.ready.empty() &&
-                   (_settings.acks == 0 || leader.in_flight.size() < static_cast<size_t>(_settings.max_in_flight))) {
+                   (_settings.acks == 0 ||
+                    leader.in_flight.size() < static_cast<size_t>(_settings.max_in_flight))) {
                 send_request(leader, latency, acked);
             }
         }
@@ -531,7 +549,8 @@ public:
             return ok_result();
         }
         const int ready = ::ppoll(fds.data(), fds.size(), &timeout, nullptr);
-        if (ready < 0 && errno != EINTR) return error{1, std::string("poll failed: ") + std::strerror(errno)};
+        if (ready < 0 && errno != EINTR)
+            return error{1, std::string("poll failed: ") + std::strerror(errno)};
         for (size_t i = 0; i < fds.size(); ++i) {
             auto& leader = *owners[i];
             if (fds[i].revents & (POLLOUT | POLLERR | POLLHUP)) {
@@ -566,7 +585,8 @@ private:
         batch.created_us = std::move(partition.created_us);
         // Sequences wrap from INT32_MAX to 0, as Kafka's do.
         const int64_t next = int64_t{partition.next_sequence} + partition.builder->records_count();
-        partition.next_sequence = static_cast<int32_t>(next > INT32_MAX ? next - INT32_MAX - 1 : next);
+        partition.next_sequence =
+            static_cast<int32_t>(next > INT32_MAX ? next - INT32_MAX - 1 : next);
         partition.builder.reset();
         _leaders[partition.leader].ready.push_back(std::move(batch));
         ++_ready_count;
@@ -596,8 +616,10 @@ private:
             data.push_back(entry);
         }
         // The spans are set once the batches stopped moving inside request_state.
-        for (size_t i = 0; i < data.size(); ++i) data[i].records_.bytes = request_state.batches[i].bytes;
-        const auto frame = encode_request(request, leader.produce_version, request_state.correlation_id);
+        for (size_t i = 0; i < data.size(); ++i)
+            data[i].records_.bytes = request_state.batches[i].bytes;
+        const auto frame =
+            encode_request(request, leader.produce_version, request_state.correlation_id);
         leader.connection->queue(frame);
         if (_settings.acks == 0) {
             // Nothing comes back: a record counts as done once it is handed to the socket.
@@ -669,13 +691,16 @@ result<void> run_perf_produce(const command_line& line) {
     if (!topic_name) return topic_name.failure();
     auto records_total = line.integer("--num-records", -1, 1, INT64_MAX / 2);
     if (!records_total) return records_total.failure();
-    if (records_total.value() < 0) return error{usage_error_code, "perf produce needs --num-records"};
+    if (records_total.value() < 0)
+        return error{usage_error_code, "perf produce needs --num-records"};
     auto record_size = line.integer("--record-size", 100, 0, 16 << 20);
     if (!record_size) return record_size.failure();
     auto throughput = line.integer("--throughput", -1, -1, INT32_MAX);
     if (!throughput) return throughput.failure();
-    if (throughput.value() == 0) return error{usage_error_code, "--throughput must be -1 or positive"};
-    const bool idempotent = line.has("--idempotence") || line.setting("enable.idempotence") == "true";
+    if (throughput.value() == 0)
+        return error{usage_error_code, "--throughput must be -1 or positive"};
+    const bool idempotent =
+        line.has("--idempotence") || line.setting("enable.idempotence") == "true";
     // An idempotent producer defaults to acks=all and needs it, as Kafka's does.
     auto settings = parse_producer_settings(line, idempotent ? -1 : 1);
     if (!settings) return settings.failure();
@@ -704,7 +729,8 @@ result<void> run_perf_produce(const command_line& line) {
 
     auto brokers = cluster::connect(line.global);
     if (!brokers) return brokers.failure();
-    auto layout = perf_topic(brokers.value(), topic_name.value(), static_cast<int32_t>(partitions.value()));
+    auto layout =
+        perf_topic(brokers.value(), topic_name.value(), static_cast<int32_t>(partitions.value()));
     if (!layout) return layout.failure();
     producer_identity identity;
     if (idempotent) {
@@ -728,9 +754,10 @@ result<void> run_perf_produce(const command_line& line) {
     // running average of created sizes stands for the acknowledged ones).
     uint64_t created_bytes = 0;
     auto acked_bytes = [&](uint64_t records) {
-        return created == 0 ? 0 : static_cast<uint64_t>(static_cast<double>(created_bytes) *
-                                                        static_cast<double>(records) /
-                                                        static_cast<double>(created));
+        return created == 0 ? 0
+                            : static_cast<uint64_t>(static_cast<double>(created_bytes) *
+                                                    static_cast<double>(records) /
+                                                    static_cast<double>(created));
     };
     const auto total = static_cast<uint64_t>(records_total.value());
     const int64_t start = now_us();
@@ -743,7 +770,9 @@ result<void> run_perf_produce(const command_line& line) {
         uint64_t allowed = total;
         if (throughput.value() > 0) {
             const double elapsed_s = static_cast<double>(now - start) / 1e6;
-            allowed = std::min<uint64_t>(total, static_cast<uint64_t>(elapsed_s * static_cast<double>(throughput.value())) + 1);
+            allowed = std::min<uint64_t>(
+                total,
+                static_cast<uint64_t>(elapsed_s * static_cast<double>(throughput.value())) + 1);
         }
         // Create records in bounded bursts so I/O is serviced between them.
         uint64_t burst = 0;
@@ -761,8 +790,9 @@ result<void> run_perf_produce(const command_line& line) {
         if (created == allowed || !producer.has_room()) {
             int64_t next_us = now + 100000;
             if (throughput.value() > 0 && created < total)
-                next_us = std::min(next_us, start + static_cast<int64_t>(static_cast<double>(created) * 1e6 /
-                                                                         static_cast<double>(throughput.value())));
+                next_us = std::min(
+                    next_us, start + static_cast<int64_t>(static_cast<double>(created) * 1e6 /
+                                                          static_cast<double>(throughput.value())));
             next_us = std::min(next_us, producer.next_linger_deadline());
             wait_us = std::max<int64_t>(0, next_us - now);
         }
@@ -772,10 +802,12 @@ result<void> run_perf_produce(const command_line& line) {
         if (acked != acked_before) last_progress_us = now_us();
         now = now_us();
         if (now - last_progress_us > deadline_slack_us && !producer.idle())
-            return error{1, "no produce acknowledgement for " + std::to_string(line.global.timeout_ms) + " ms"};
+            return error{1, "no produce acknowledgement for " +
+                                std::to_string(line.global.timeout_ms) + " ms"};
         if (now - window_start >= 5000000) {
             produce_summary progress{acked - window_acked, acked_bytes(acked - window_acked),
-                                     static_cast<double>(now - window_start) / 1e6, &latency.window};
+                                     static_cast<double>(now - window_start) / 1e6,
+                                     &latency.window};
             std::printf("%s\n", format_produce_progress(progress).c_str());
             std::fflush(stdout);
             window_start = now;
@@ -792,7 +824,8 @@ result<void> run_perf_produce(const command_line& line) {
         if (!out) return error{1, "cannot write histogram file \"" + *path + "\""};
     }
     if (failed > 0)
-        return error{1, std::to_string(failed) + " record(s) failed, first: " + producer.first_failure()};
+        return error{
+            1, std::to_string(failed) + " record(s) failed, first: " + producer.first_failure()};
     return ok_result();
 }
 

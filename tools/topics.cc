@@ -50,11 +50,12 @@ result<void> topics_create(cluster& brokers, const command_line& line) {
     // Before v4 the broker cannot fill in its defaults, so spatectl picks Kafka's (1, 1).
     const bool defaults_allowed = version.value() >= 4;
     topic.num_partitions = static_cast<int32_t>(partitions.value() > 0 ? partitions.value()
-                                                : defaults_allowed ? -1 : 1);
+                                                : defaults_allowed     ? -1
+                                                                       : 1);
     topic.replication_factor = static_cast<int16_t>(replication.value() > 0 ? replication.value()
-                                                    : defaults_allowed ? -1 : 1);
-    for (auto& [key, value] : configs.value())
-        topic.configs.push_back({key, value});
+                                                    : defaults_allowed      ? -1
+                                                                            : 1);
+    for (auto& [key, value] : configs.value()) topic.configs.push_back({key, value});
     request.topics.push_back(std::move(topic));
 
     proto::create_topics_response response;
@@ -109,7 +110,8 @@ result<std::vector<std::pair<std::string, std::string>>> non_default_configs(
     if (!called) return called.failure();
     for (const auto& resource : response.results) {
         if (resource.error_code != 0)
-            return error{1, describe_topic_error(topic, resource.error_code, resource.error_message)};
+            return error{1,
+                         describe_topic_error(topic, resource.error_code, resource.error_message)};
         for (const auto& config : resource.configs) {
             const bool is_override = version.value() == 0
                                          ? !config.is_default
@@ -157,15 +159,18 @@ result<void> topics_delete(cluster& brokers, const command_line& line) {
     if (!version) return version.failure();
     proto::delete_topics_request request;
     request.timeout_ms = brokers.timeout_ms();
-    if (version.value() >= 6) request.topics.push_back({name.value(), proto::uuid{}});
-    else request.topic_names.push_back(name.value());
+    if (version.value() >= 6)
+        request.topics.push_back({name.value(), proto::uuid{}});
+    else
+        request.topic_names.push_back(name.value());
     proto::delete_topics_response response;
     std::vector<uint8_t> frame;
     auto called = connection.call(request, version.value(), response, frame);
     if (!called) return called;
     for (const auto& deleted : response.responses)
         if (deleted.error_code != 0)
-            return error{1, describe_topic_error(name.value(), deleted.error_code, deleted.error_message)};
+            return error{
+                1, describe_topic_error(name.value(), deleted.error_code, deleted.error_message)};
     print("Deleted topic " + name.value() + ".\n");
     return ok_result();
 }
@@ -179,7 +184,8 @@ result<void> topics_alter(cluster& brokers, const command_line& line) {
     if (!configs) return configs.failure();
     const auto deletes = line.values("--delete-config");
     if (partitions.value() < 0 && configs->empty() && deletes.empty())
-        return error{usage_error_code, "topics alter needs --partitions, --config or --delete-config"};
+        return error{usage_error_code,
+                     "topics alter needs --partitions, --config or --delete-config"};
     auto& connection = brokers.bootstrap();
 
     if (partitions.value() > 0) {
@@ -187,14 +193,16 @@ result<void> topics_alter(cluster& brokers, const command_line& line) {
         if (!version) return version.failure();
         proto::create_partitions_request request;
         request.timeout_ms = brokers.timeout_ms();
-        request.topics.push_back({name.value(), static_cast<int32_t>(partitions.value()), std::nullopt});
+        request.topics.push_back(
+            {name.value(), static_cast<int32_t>(partitions.value()), std::nullopt});
         proto::create_partitions_response response;
         std::vector<uint8_t> frame;
         auto called = connection.call(request, version.value(), response, frame);
         if (!called) return called;
         for (const auto& grown : response.results)
             if (grown.error_code != 0)
-                return error{1, describe_topic_error(name.value(), grown.error_code, grown.error_message)};
+                return error{
+                    1, describe_topic_error(name.value(), grown.error_code, grown.error_message)};
     }
     if (!configs->empty() || !deletes.empty()) {
         auto version = connection.version_for<proto::incremental_alter_configs_request>();
@@ -214,7 +222,8 @@ result<void> topics_alter(cluster& brokers, const command_line& line) {
         if (!called) return called;
         for (const auto& altered : response.responses)
             if (altered.error_code != 0)
-                return error{1, describe_topic_error(name.value(), altered.error_code, altered.error_message)};
+                return error{1, describe_topic_error(name.value(), altered.error_code,
+                                                     altered.error_message)};
     }
     print("Altered topic " + name.value() + ".\n");
     return ok_result();
@@ -236,14 +245,22 @@ result<void> run_topics(const command_line& line) {
 int run_command(const command_line& line) {
     const std::string_view path = line.command->path;
     result<void> outcome = ok_result();
-    if (path.substr(0, 7) == "topics ") outcome = run_topics(line);
-    else if (path == "produce") outcome = run_produce(line);
-    else if (path == "consume") outcome = run_consume(line);
-    else if (path.substr(0, 7) == "groups ") outcome = run_groups(line);
-    else if (path == "perf produce") outcome = run_perf_produce(line);
-    else if (path == "perf consume") outcome = run_perf_consume(line);
-    else if (path == "perf e2e") outcome = run_perf_e2e(line);
-    else outcome = run_dump_log(line);
+    if (path.substr(0, 7) == "topics ")
+        outcome = run_topics(line);
+    else if (path == "produce")
+        outcome = run_produce(line);
+    else if (path == "consume")
+        outcome = run_consume(line);
+    else if (path.substr(0, 7) == "groups ")
+        outcome = run_groups(line);
+    else if (path == "perf produce")
+        outcome = run_perf_produce(line);
+    else if (path == "perf consume")
+        outcome = run_perf_consume(line);
+    else if (path == "perf e2e")
+        outcome = run_perf_e2e(line);
+    else
+        outcome = run_dump_log(line);
     std::fflush(stdout);
     if (outcome) return 0;
     std::fprintf(stderr, "spatectl: %s\n", outcome.failure().message.c_str());

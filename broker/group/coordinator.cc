@@ -38,7 +38,6 @@ std::vector<std::string> subscribed_topics(const std::vector<uint8_t>& metadata)
     return topics;
 }
 
-
 proto::join_group_response join_error(error_code error, const std::string& member_id) {
     proto::join_group_response response;
     response.error_code = proto::code(error);

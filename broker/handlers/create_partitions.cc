@@ -73,7 +73,8 @@ void handle_create_partitions(request_ptr req) {
                          std::to_string(shard.config().node_id));
         }
         if (out.error_code == 0 && !body.validate_only)
-            steps.push_back(grow_step(response, {response->results.size(), topic.name, topic.count}));
+            steps.push_back(
+                grow_step(response, {response->results.size(), topic.name, topic.count}));
         response->results.push_back(std::move(out));
     }
     shard.change_metadata_in_order(std::move(steps),

@@ -37,8 +37,7 @@ void fill_success(const shard_state& shard, const topic_plan& plan, const topic_
     }
 }
 
-shard_state::metadata_step create_step(shard_state& shard,
-                                       std::shared_ptr<response_type> response,
+shard_state::metadata_step create_step(shard_state& shard, std::shared_ptr<response_type> response,
                                        topic_plan plan) {
     auto shared_plan = std::make_shared<const topic_plan>(std::move(plan));
     return {[shared_plan](metadata_store& store) -> result<snapshot_ptr> {
@@ -129,8 +128,10 @@ void handle_create_topics(request_ptr req) {
             }
         }
         if (out.error_code == 0) {
-            if (body.validate_only) fill_success(shard, plan, nullptr, out);
-            else steps.push_back(create_step(shard, response, std::move(plan)));
+            if (body.validate_only)
+                fill_success(shard, plan, nullptr, out);
+            else
+                steps.push_back(create_step(shard, response, std::move(plan)));
         }
         response->topics.push_back(std::move(out));
     }

@@ -64,9 +64,8 @@ void handle_delete_records(request_ptr req) {
             if (!owner) {
                 out.error_code = proto::code(error_code::unknown_topic_or_partition);
             } else {
-                by_owner[*owner].push_back(
-                    {response->topics.size(), topic_out.partitions.size(), topic.name,
-                     part.partition_index, part.offset});
+                by_owner[*owner].push_back({response->topics.size(), topic_out.partitions.size(),
+                                            topic.name, part.partition_index, part.offset});
             }
             topic_out.partitions.push_back(std::move(out));
         }

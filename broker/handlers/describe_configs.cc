@@ -25,8 +25,8 @@ void add_configs(const std::vector<described_config>& configs,
         item.value = c.value;
         item.read_only = c.read_only;
         item.is_default = c.is_default;
-        item.config_source = !is_topic ? source_static_broker
-                                       : (c.is_default ? source_default : source_topic);
+        item.config_source =
+            !is_topic ? source_static_broker : (c.is_default ? source_default : source_topic);
         item.is_sensitive = false;
         out.configs.push_back(std::move(item));
     }
@@ -67,8 +67,8 @@ void handle_describe_configs(request_ptr req) {
             }
         } else {
             out.error_code = proto::code(error_code::invalid_request);
-            out.error_message = "resource type " + std::to_string(resource.resource_type) +
-                                " is not supported";
+            out.error_message =
+                "resource type " + std::to_string(resource.resource_type) + " is not supported";
         }
         response.results.push_back(std::move(out));
     }

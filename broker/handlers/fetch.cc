@@ -32,8 +32,9 @@ using read_list = std::vector<partition_read>;
 struct fetch_state : std::enable_shared_from_this<fetch_state> {
     request_ptr req;
     proto::fetch_request body;
-    std::map<net::shard_id, read_list> by_owner;  // what to read where (results overwritten each round)
-    std::vector<partition_read> results;           // last round, in request order
+    std::map<net::shard_id, read_list>
+        by_owner;                         // what to read where (results overwritten each round)
+    std::vector<partition_read> results;  // last round, in request order
     error_code top_error = error_code::none;
     bool done = false;
     bool round_running = false;
@@ -121,9 +122,9 @@ void respond_now(const fetch_ptr& state) {
     // every gap into file pieces spliced by net/ at that position.
     proto::writer out(512);
     out.int32(0);
-    proto::encode_response_header(out, state->req->header.correlation_id,
-                                  proto::response_header_version(state->req->header.api_key,
-                                                                 state->req->version()));
+    proto::encode_response_header(
+        out, state->req->header.correlation_id,
+        proto::response_header_version(state->req->header.api_key, state->req->version()));
     response.encode(out, state->req->version());
     out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
     net::response message;

@@ -21,8 +21,7 @@ struct alteration {
     std::vector<std::pair<std::string, std::optional<std::string>>> changes;  // nullopt: delete
 };
 
-shard_state::metadata_step alter_step(std::shared_ptr<response_type> response,
-                                      alteration plan) {
+shard_state::metadata_step alter_step(std::shared_ptr<response_type> response, alteration plan) {
     const size_t slot = plan.slot;
     return {[plan = std::move(plan)](metadata_store& store) -> result<snapshot_ptr> {
                 const topic_info* topic = store.snapshot()->find(plan.topic);
@@ -31,8 +30,10 @@ shard_state::metadata_step alter_step(std::shared_ptr<response_type> response,
                                  "topic \"" + plan.topic + "\" does not exist"};
                 topic_configs configs = topic->configs;
                 for (const auto& [name, value] : plan.changes) {
-                    if (value) configs[name] = *value;
-                    else configs.erase(name);
+                    if (value)
+                        configs[name] = *value;
+                    else
+                        configs.erase(name);
                 }
                 return store.set_topic_configs(plan.topic, configs);
             },
@@ -85,7 +86,8 @@ void handle_incremental_alter_configs(request_ptr req) {
                     plan.changes.emplace_back(config.name, std::nullopt);
                 } else {
                     fail(error_code::invalid_config,
-                         "config \"" + config.name + "\" is not a list: APPEND/SUBTRACT do not apply");
+                         "config \"" + config.name +
+                             "\" is not a list: APPEND/SUBTRACT do not apply");
                     break;
                 }
             }

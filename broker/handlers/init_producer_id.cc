@@ -14,11 +14,10 @@ namespace spate::broker {
 namespace {
 
 int64_t allocate_producer_id() {
-    static std::atomic<int64_t> next{
-        std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::system_clock::now().time_since_epoch())
-            .count()
-        << 16};
+    static std::atomic<int64_t> next{std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count()
+                                     << 16};
     return next.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -36,7 +35,8 @@ void handle_init_producer_id(request_ptr req) {
     response.producer_epoch = -1;
     if (body.transactional_id && !body.transactional_id->empty()) {
         response.error_code = proto::code(proto::error_code::transactional_id_authorization_failed);
-    } else if (body.producer_id >= 0 && body.producer_epoch >= 0 && body.producer_epoch < INT16_MAX - 1) {
+    } else if (body.producer_id >= 0 && body.producer_epoch >= 0 &&
+               body.producer_epoch < INT16_MAX - 1) {
         response.producer_id = body.producer_id;
         response.producer_epoch = static_cast<int16_t>(body.producer_epoch + 1);
     } else {

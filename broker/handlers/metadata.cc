@@ -15,9 +15,9 @@ void add_topic(const request& req, const topic_info* topic, const std::string& n
     response_type::metadata_response_topic out;
     out.name = name;
     if (topic == nullptr) {
-        out.error_code = proto::code(valid_topic_name(name)
-                                         ? proto::error_code::unknown_topic_or_partition
-                                         : proto::error_code::invalid_topic_exception);
+        out.error_code =
+            proto::code(valid_topic_name(name) ? proto::error_code::unknown_topic_or_partition
+                                               : proto::error_code::invalid_topic_exception);
         response.topics.push_back(std::move(out));
         return;
     }
@@ -47,7 +47,8 @@ void answer(request_ptr req, const std::optional<std::vector<std::string>>& name
     response.controller_id = shard.config().node_id;
     const metadata_snapshot& snapshot = *shard.metadata();
     if (!names) {
-        for (const auto& [name, topic] : snapshot.topics) add_topic(*req, topic.get(), name, response);
+        for (const auto& [name, topic] : snapshot.topics)
+            add_topic(*req, topic.get(), name, response);
     } else {
         for (const std::string& name : *names) add_topic(*req, snapshot.find(name), name, response);
     }
@@ -69,7 +70,8 @@ void create_then_answer(request_ptr req, std::vector<std::string> missing,
             if (store.snapshot()->find(name) != nullptr) return store.snapshot();
             return store.create_topic(name, partitions, {});
         },
-        [req, missing = std::move(missing), names = std::move(names)](result<snapshot_ptr>) mutable {
+        [req, missing = std::move(missing),
+         names = std::move(names)](result<snapshot_ptr>) mutable {
             create_then_answer(std::move(req), std::move(missing), std::move(names));
         });
 }

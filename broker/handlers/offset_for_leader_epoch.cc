@@ -58,9 +58,8 @@ void handle_offset_for_leader_epoch(request_ptr req) {
             } else if (part.current_leader_epoch > 0) {
                 out.error_code = unknown_leader_epoch;
             } else {
-                by_owner[*owner].push_back(
-                    {response->topics.size(), topic_out.partitions.size(), topic.topic,
-                     part.partition, part.leader_epoch});
+                by_owner[*owner].push_back({response->topics.size(), topic_out.partitions.size(),
+                                            topic.topic, part.partition, part.leader_epoch});
             }
             topic_out.partitions.push_back(std::move(out));
         }

@@ -33,11 +33,16 @@ using work_list = std::vector<partition_work>;
 
 error_code batch_error_code(proto::batch_error failure) {
     switch (failure) {
-        case proto::batch_error::none: return error_code::none;
-        case proto::batch_error::bad_crc: return error_code::corrupt_message;
-        case proto::batch_error::legacy_magic: return error_code::unsupported_for_message_format;
-        case proto::batch_error::too_large: return error_code::message_too_large;
-        default: return error_code::invalid_record;
+        case proto::batch_error::none:
+            return error_code::none;
+        case proto::batch_error::bad_crc:
+            return error_code::corrupt_message;
+        case proto::batch_error::legacy_magic:
+            return error_code::unsupported_for_message_format;
+        case proto::batch_error::too_large:
+            return error_code::message_too_large;
+        default:
+            return error_code::invalid_record;
     }
 }
 
@@ -56,9 +61,10 @@ void append_one(shard_state& owner, partition_work& work) {
     }
     const proto::batch_header& h = work.header;
     const int32_t last_sequence =
-        h.base_sequence < 0 ? -1
-                            : static_cast<int32_t>((static_cast<int64_t>(h.base_sequence) +
-                                                    h.last_offset_delta) % (int64_t{INT32_MAX} + 1));
+        h.base_sequence < 0
+            ? -1
+            : static_cast<int32_t>((static_cast<int64_t>(h.base_sequence) + h.last_offset_delta) %
+                                   (int64_t{INT32_MAX} + 1));
     const sequence_check check =
         target->producers().check(h.producer_id, h.producer_epoch, h.base_sequence, last_sequence);
     switch (check.verdict) {
@@ -73,7 +79,8 @@ void append_one(shard_state& owner, partition_work& work) {
         case sequence_verdict::invalid_epoch:
             work.error = error_code::invalid_producer_epoch;
             return;
-        case sequence_verdict::append: break;
+        case sequence_verdict::append:
+            break;
     }
     if (target->config().timestamps == timestamp_type::log_append_time) {
         work.log_append_time_ms = wall_clock_ms();
@@ -86,9 +93,9 @@ void append_one(shard_state& owner, partition_work& work) {
     }
     work.base_offset = appended->base_offset;
     work.log_start_offset = target->log().log_start_offset();
-    target->producers().record(h.producer_id, h.producer_epoch,
-                               {h.base_sequence, last_sequence, work.base_offset,
-                                work.log_append_time_ms});
+    target->producers().record(
+        h.producer_id, h.producer_epoch,
+        {h.base_sequence, last_sequence, work.base_offset, work.log_append_time_ms});
     target->wake_waiters();
 }
 
@@ -106,8 +113,10 @@ void append_all(shard_state& owner, work_list list, bool sync_first,
         const int64_t end = p->log().log_end_offset();
         auto seen = std::find_if(targets.begin(), targets.end(),
                                  [&](const auto& t) { return t.first == p; });
-        if (seen == targets.end()) targets.emplace_back(p, end);
-        else seen->second = end;
+        if (seen == targets.end())
+            targets.emplace_back(p, end);
+        else
+            seen->second = end;
     }
     if (targets.empty()) {
         reply(std::move(list));
@@ -122,7 +131,8 @@ void append_all(shard_state& owner, work_list list, bool sync_first,
             if (--*remaining != 0) return;
             if (*failed) {
                 for (partition_work& work : *shared)
-                    if (work.error == error_code::none) work.error = error_code::kafka_storage_error;
+                    if (work.error == error_code::none)
+                        work.error = error_code::kafka_storage_error;
             }
             reply(std::move(*shared));
         });
@@ -159,14 +169,17 @@ void handle_produce(request_ptr req) {
             proto::batch_check checked{};
             const auto& records = part.records_;
             const auto owner = owner_of(info, part.index);
-            if (!acks_valid) failure = error_code::invalid_required_acks;
+            if (!acks_valid)
+                failure = error_code::invalid_required_acks;
             else if (!owner)
                 failure = error_code::unknown_topic_or_partition;
-            else if (transactional) failure = error_code::transactional_id_authorization_failed;
-            else if (records.is_null || records.bytes.empty()) failure = error_code::invalid_record;
+            else if (transactional)
+                failure = error_code::transactional_id_authorization_failed;
+            else if (records.is_null || records.bytes.empty())
+                failure = error_code::invalid_record;
             else {
-                checked = proto::validate_batch(records.bytes,
-                                                static_cast<size_t>(config.message_max_bytes), true);
+                checked = proto::validate_batch(
+                    records.bytes, static_cast<size_t>(config.message_max_bytes), true);
                 failure = batch_error_code(checked.error);
                 // Produce v3+ carries exactly one batch per partition.
                 if (failure == error_code::none &&
@@ -186,8 +199,7 @@ void handle_produce(request_ptr req) {
                 // The frame is ours and lives as long as `req`: offsets are rewritten in place.
                 work.batch = {const_cast<uint8_t*>(records.bytes.data()), records.bytes.size()};
                 work.header = checked.header;
-                by_owner[*owner].push_back(
-                    std::move(work));
+                by_owner[*owner].push_back(std::move(work));
             }
             topic_out.partition_responses.push_back(std::move(out));
         }
@@ -205,7 +217,8 @@ void handle_produce(request_ptr req) {
         auto shared_list = std::make_shared<work_list>(std::move(list));
         shard.call_on<work_list>(
             owner,
-            [shared_list, sync_first, req](shard_state& target, std::function<void(work_list)> reply) {
+            [shared_list, sync_first, req](shard_state& target,
+                                           std::function<void(work_list)> reply) {
                 append_all(target, std::move(*shared_list), sync_first, std::move(reply));
             },
             [req, body, response, remaining, no_response](work_list done) {

@@ -1,6 +1,7 @@
+#include "broker/config.h"
+
 #include <doctest/doctest.h>
 
-#include "broker/config.h"
 #include "broker/metadata.h"
 #include "broker/topic_config.h"
 
@@ -8,8 +9,9 @@ using namespace spate::broker;
 
 TEST_CASE("TOML keys set the config; unknown keys and bad values name the key") {
     broker_config config;
-    REQUIRE(apply_toml_text("listen = \"0.0.0.0:19092\"\nshards = 3\n[log]\nsegment_bytes = 1048576\n",
-                            "test", config));
+    REQUIRE(
+        apply_toml_text("listen = \"0.0.0.0:19092\"\nshards = 3\n[log]\nsegment_bytes = 1048576\n",
+                        "test", config));
     CHECK(config.listen_host == "0.0.0.0");
     CHECK(config.listen_port == 19092);
     CHECK(config.shards == 3);
@@ -36,7 +38,8 @@ TEST_CASE("TOML keys set the config; unknown keys and bad values name the key") 
 }
 
 TEST_CASE("flags override the file and bad flags are errors") {
-    const char* argv[] = {"spate", "--listen", "127.0.0.1:0", "--shards", "2", "--data-dir", "/tmp/x"};
+    const char* argv[] = {"spate", "--listen",   "127.0.0.1:0", "--shards",
+                          "2",     "--data-dir", "/tmp/x"};
     auto parsed = parse_command_line(7, const_cast<char**>(argv));
     REQUIRE(parsed);
     CHECK(parsed->config.listen_port == 0);
@@ -72,8 +75,8 @@ TEST_CASE("topic configs: only honoured names, validated values, overrides win")
     CHECK(validate_topic_config("message.timestamp.type", "LogAppendTime"));
 
     broker_config broker;
-    auto effective = effective_config(broker, {{"retention.ms", "5000"},
-                                               {"message.timestamp.type", "LogAppendTime"}});
+    auto effective = effective_config(
+        broker, {{"retention.ms", "5000"}, {"message.timestamp.type", "LogAppendTime"}});
     CHECK(effective.log.retention_ms == 5000);
     CHECK(effective.timestamps == timestamp_type::log_append_time);
     CHECK(effective.log.segment_bytes == broker.log.segment_bytes);

@@ -1,17 +1,17 @@
-#include <doctest/doctest.h>
+#include "broker/metadata.h"
 
+#include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 
-#include "broker/metadata.h"
-
 using namespace spate::broker;
 namespace fs = std::filesystem;
 
 TEST_CASE("metadata survives a reload with ids, configs and owners") {
-    const fs::path dir = fs::temp_directory_path() / ("spate-metadata-" + std::to_string(::getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("spate-metadata-" + std::to_string(::getpid()));
     fs::remove_all(dir);
     fs::create_directories(dir);
     {
@@ -41,7 +41,8 @@ TEST_CASE("metadata survives a reload with ids, configs and owners") {
 }
 
 TEST_CASE("a damaged metadata file is an error naming the file") {
-    const fs::path dir = fs::temp_directory_path() / ("spate-metadata-bad-" + std::to_string(::getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("spate-metadata-bad-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     {
         FILE* f = std::fopen((dir / "metadata.toml").c_str(), "w");

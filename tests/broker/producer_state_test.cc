@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "broker/producer_state.h"
+
+#include <doctest/doctest.h>
 
 using namespace spate::broker;
 

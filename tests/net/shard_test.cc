@@ -1,7 +1,6 @@
 // Shards over real rings and loopback sockets (port 0): framing, ordering, file pieces,
 // cross-shard tasks, timers, fdatasync and stop.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -419,8 +418,8 @@ std::vector<uint8_t> ranges(std::initializer_list<std::pair<int32_t, int32_t>> l
     return out;
 }
 
-std::vector<uint8_t> expected_file_response(const std::vector<uint8_t>& content,
-                                            std::initializer_list<std::pair<int32_t, int32_t>> list) {
+std::vector<uint8_t> expected_file_response(
+    const std::vector<uint8_t>& content, std::initializer_list<std::pair<int32_t, int32_t>> list) {
     std::vector<uint8_t> out = {'H', 'E', 'A', 'D'};
     for (auto [position, length] : list)
         out.insert(out.end(), content.begin() + position, content.begin() + position + length);
@@ -508,9 +507,8 @@ TEST_CASE("cross-shard wake-ups reach a sleeping shard") {
     for (int round = 0; round < 200; ++round) {
         std::promise<int> answer;
         rt.shard_at(0).post([&] {
-            rt.shard_at(0).submit_to(1, [&] {
-                rt.shard_at(1).submit_to(0, [&] { answer.set_value(round); });
-            });
+            rt.shard_at(0).submit_to(
+                1, [&] { rt.shard_at(1).submit_to(0, [&] { answer.set_value(round); }); });
         });
         CHECK(answer.get_future().get() == round);
     }
@@ -527,8 +525,8 @@ TEST_CASE("timers fire in deadline order and cancel works") {
     s.post([&] {
         s.add_timer(std::chrono::milliseconds(30), [&] { fired.push_back("30"); });
         s.add_timer(std::chrono::milliseconds(10), [&] { fired.push_back("10a"); });
-        const uint64_t cancelled = s.add_timer(std::chrono::milliseconds(20),
-                                               [&] { fired.push_back("20-cancelled"); });
+        const uint64_t cancelled =
+            s.add_timer(std::chrono::milliseconds(20), [&] { fired.push_back("20-cancelled"); });
         s.add_timer(std::chrono::milliseconds(10), [&] { fired.push_back("10b"); });
         s.add_timer(std::chrono::milliseconds(0), [&] { fired.push_back("0"); });
         s.add_timer(std::chrono::milliseconds(60), [&] { done.set_value(); });
@@ -590,8 +588,7 @@ TEST_CASE("a listener that cannot bind names host and port") {
     runtime rt(2, config, owned.factory());
     auto started = rt.start();
     REQUIRE_FALSE(started.ok());
-    CHECK(started.failure().message.find("127.0.0.1:" + std::to_string(port)) !=
-          std::string::npos);
+    CHECK(started.failure().message.find("127.0.0.1:" + std::to_string(port)) != std::string::npos);
     rt.stop_and_join();
     ::close(taken);
 }

@@ -1,11 +1,12 @@
 // Request and response headers against byte vectors derived by hand from the protocol
 // description (header v1: key, version, correlation id, int16-length client id; v2 adds
 // a tagged-field section; response header v0 is the correlation id, v1 adds tags).
+#include "proto/header.h"
+
 #include <doctest/doctest.h>
 
 #include <vector>
 
-#include "proto/header.h"
 #include "proto/messages.h"
 
 using namespace spate::proto;
@@ -26,8 +27,8 @@ TEST_CASE("header versions follow each api's flexible versions") {
 
 TEST_CASE("ApiVersions v0 request with header v1") {
     // key 18, version 0, correlation id 7, client id "ab"; the v0 body is empty.
-    const std::vector<uint8_t> bytes{0x00, 0x12, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07,
-                                     0x00, 0x02, 'a',  'b'};
+    const std::vector<uint8_t> bytes{0x00, 0x12, 0x00, 0x00, 0x00, 0x00,
+                                     0x00, 0x07, 0x00, 0x02, 'a',  'b'};
     reader in(bytes);
     request_header header;
     REQUIRE(decode_request_header(in, header));
@@ -113,7 +114,8 @@ TEST_CASE("response headers v0 and v1") {
 }
 
 TEST_CASE("truncated headers are errors, not crashes") {
-    const std::vector<uint8_t> bytes{0x00, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x05, 'a'};
+    const std::vector<uint8_t> bytes{0x00, 0x12, 0x00, 0x03, 0x00, 0x00,
+                                     0x00, 0x2a, 0x00, 0x05, 'a'};
     for (size_t cut = 0; cut <= bytes.size(); ++cut) {
         reader in(bytes.data(), cut);
         request_header header;

@@ -1,5 +1,7 @@
 // Round trips of every generated message at every version spate serves, plus the
 // decoder's behaviour on truncated and hostile input.
+#include "proto/messages.h"
+
 #include <doctest/doctest.h>
 
 #include <climits>
@@ -7,7 +9,6 @@
 #include <utility>
 #include <vector>
 
-#include "proto/messages.h"
 #include "proto/reader.h"
 #include "proto/writer.h"
 

@@ -33,8 +33,12 @@ TEST_CASE("varints follow the protobuf zig-zag encoding") {
         int32_t value;
         std::vector<uint8_t> bytes;
     };
-    const vector_case cases[] = {{0, {0x00}}, {-1, {0x01}}, {1, {0x02}}, {-64, {0x7f}},
-                                 {64, {0x80, 0x01}}, {INT32_MAX, {0xfe, 0xff, 0xff, 0xff, 0x0f}},
+    const vector_case cases[] = {{0, {0x00}},
+                                 {-1, {0x01}},
+                                 {1, {0x02}},
+                                 {-64, {0x7f}},
+                                 {64, {0x80, 0x01}},
+                                 {INT32_MAX, {0xfe, 0xff, 0xff, 0xff, 0x0f}},
                                  {INT32_MIN, {0xff, 0xff, 0xff, 0xff, 0x0f}}};
     for (const auto& c : cases) {
         writer w;

@@ -1,8 +1,9 @@
 // Tests of the checkpoint file format: round trip and rejection of damaged files.
 
+#include "storage/checkpoint.h"
+
 #include <doctest/doctest.h>
 
-#include "storage/checkpoint.h"
 #include "storage/file.h"
 #include "tests/storage/test_support.h"
 

@@ -3,6 +3,8 @@
 // retention racing a run, a randomized comparison against a model, and the longest
 // single step on a large log (printed, not asserted).
 
+#include "storage/compaction.h"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -15,7 +17,6 @@
 
 #include "proto/record_batch.h"
 #include "storage/checkpoint.h"
-#include "storage/compaction.h"
 #include "storage/log.h"
 #include "tests/storage/test_support.h"
 
@@ -156,7 +157,8 @@ size_t count_with_suffix(const fs::path& dir, const std::string& suffix) {
     size_t count = 0;
     for (const auto& entry : fs::directory_iterator(dir)) {
         const std::string name = entry.path().filename().string();
-        if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        if (name.size() >= suffix.size() &&
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
             ++count;
     }
     return count;
@@ -191,14 +193,13 @@ TEST_CASE("clean_batch keeps offsets, recompresses with the batch's codec and fi
                        proto::compression_codec::snappy, proto::compression_codec::lz4,
                        proto::compression_codec::zstd}) {
         CAPTURE(static_cast<int>(codec));
-        std::vector<uint8_t> batch =
-            keyed_batch({{"a", "a1"}, {"b", "b1"}, {"", "no key"}, {"a", "a2"}, {"c", std::nullopt}},
-                        5000, codec);
+        std::vector<uint8_t> batch = keyed_batch(
+            {{"a", "a1"}, {"b", "b1"}, {"", "no key"}, {"a", "a2"}, {"c", std::nullopt}}, 5000,
+            codec);
         proto::set_base_offset(batch, 100);
         key_offset_map map(16);
-        auto mapped = for_each_keyed_record(batch, [&](const key_hash& key, int64_t offset) {
-            REQUIRE(map.put(key, offset));
-        });
+        auto mapped = for_each_keyed_record(
+            batch, [&](const key_hash& key, int64_t offset) { REQUIRE(map.put(key, offset)); });
         REQUIRE(mapped.ok());
         CHECK(map.get(hash_key(proto::byte_view("a"))) == 103);
         // "b" is superseded later in the log.
@@ -218,9 +219,9 @@ TEST_CASE("clean_batch keeps offsets, recompresses with the batch's codec and fi
         CHECK(check.header.records_count == 3);
         CHECK(check.header.codec() == codec);
         std::vector<int64_t> offsets;
-        auto walked = proto::for_each_record(early->bytes, 1 << 20, [&](const proto::record_view& r) {
-            offsets.push_back(100 + r.offset_delta);
-        });
+        auto walked = proto::for_each_record(
+            early->bytes, 1 << 20,
+            [&](const proto::record_view& r) { offsets.push_back(100 + r.offset_delta); });
         REQUIRE(walked.ok());
         CHECK(offsets == std::vector<int64_t>{102, 103, 104});
 
@@ -319,11 +320,11 @@ TEST_CASE("tombstones stay for delete.retention.ms past their batch, then go") {
     compact_fully(*log, now_base_ms + 100);
     auto records = read_records(*log);
     auto has = [&](const std::vector<read_record>& rs, const std::string& key) {
-        return std::any_of(rs.begin(), rs.end(), [&](const read_record& r) { return r.key == key; });
+        return std::any_of(rs.begin(), rs.end(),
+                           [&](const read_record& r) { return r.key == key; });
     };
-    CHECK(std::any_of(records.begin(), records.end(), [&](const read_record& r) {
-        return r.offset == tombstone && !r.value;
-    }));
+    CHECK(std::any_of(records.begin(), records.end(),
+                      [&](const read_record& r) { return r.offset == tombstone && !r.value; }));
     CHECK(std::count_if(records.begin(), records.end(),
                         [](const read_record& r) { return r.key == "key-1"; }) == 1);
 
@@ -436,7 +437,8 @@ struct swap_fixture {
     }
     static void spill(const fs::path& path, const std::vector<uint8_t>& bytes) {
         std::ofstream out(path, std::ios::binary | std::ios::trunc);
-        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        out.write(reinterpret_cast<const char*>(bytes.data()),
+                  static_cast<std::streamsize>(bytes.size()));
     }
     static fs::path with(const fs::path& p, const char* extension) {
         fs::path out = p;
@@ -520,11 +522,15 @@ TEST_CASE("crash leftovers of a swap recover deterministically") {
         for (int renamed_indexes = 0; renamed_indexes <= 2; ++renamed_indexes) {
             CAPTURE(renamed_indexes);
             swap_fixture f;
-                swap_fixture::spill(f.suffixed(".log", ".swap"), f.new_log);
-            if (renamed_indexes >= 1) swap_fixture::spill(swap_fixture::with(f.log_path, ".index"), f.new_index);
-            else swap_fixture::spill(f.suffixed(".index", ".swap"), f.new_index);
-            if (renamed_indexes >= 2) swap_fixture::spill(swap_fixture::with(f.log_path, ".timeindex"), f.new_time);
-            else swap_fixture::spill(f.suffixed(".timeindex", ".swap"), f.new_time);
+            swap_fixture::spill(f.suffixed(".log", ".swap"), f.new_log);
+            if (renamed_indexes >= 1)
+                swap_fixture::spill(swap_fixture::with(f.log_path, ".index"), f.new_index);
+            else
+                swap_fixture::spill(f.suffixed(".index", ".swap"), f.new_index);
+            if (renamed_indexes >= 2)
+                swap_fixture::spill(swap_fixture::with(f.log_path, ".timeindex"), f.new_time);
+            else
+                swap_fixture::spill(f.suffixed(".timeindex", ".swap"), f.new_time);
             auto log = open_log(f.dir.path(), f.config);
             const auto got = read_records(*log);
             CHECK(same_offsets(got, f.first_swapped));
@@ -599,8 +605,7 @@ TEST_CASE("a full key map compacts the covered prefix only") {
     // Each round has 8 keys: the map fills up in the second round's new keys.
     for (int round = 0; round < 6; ++round)
         for (int k = 0; k < 8; ++k)
-            append(*log, {{named("r", round % 2) + named("k", k), named("v", round)}},
-                   now_base_ms);
+            append(*log, {{named("r", round % 2) + named("k", k), named("v", round)}}, now_base_ms);
     REQUIRE(log->run_sync_requests().ok());
     const auto before = read_records(*log);
     compact_fully(*log, now_base_ms);
@@ -637,15 +642,18 @@ TEST_CASE("property: random keyed appends, rolls, compaction and reopens match a
                 std::vector<keyed> records;
                 const int count = std::uniform_int_distribution<int>(1, 4)(random);
                 for (int i = 0; i < count; ++i) {
-                    const std::string key = named("k", std::uniform_int_distribution<int>(0, 9)(random));
+                    const std::string key =
+                        named("k", std::uniform_int_distribution<int>(0, 9)(random));
                     std::optional<std::string> value;
                     if (std::uniform_int_distribution<int>(0, 9)(random) > 0)
-                        value = key + named("@", step) + named(".", i) +
-                                std::string(std::uniform_int_distribution<size_t>(0, 80)(random), 'v');
+                        value =
+                            key + named("@", step) + named(".", i) +
+                            std::string(std::uniform_int_distribution<size_t>(0, 80)(random), 'v');
                     records.push_back({key, value});
                 }
                 const int64_t base = append(*log, records, now_ms, codec);
-                for (int i = 0; i < count; ++i) latest[records[i].key] = {base + i, records[i].value};
+                for (int i = 0; i < count; ++i)
+                    latest[records[i].key] = {base + i, records[i].value};
             } else if (action < 70) {
                 REQUIRE(log->run_sync_requests().ok());
             } else if (action < 85) {
@@ -664,8 +672,9 @@ TEST_CASE("property: random keyed appends, rolls, compaction and reopens match a
                 const auto records = read_records(*log);
                 for (const auto& [key, latest_record] : latest) {
                     const auto& [offset, value] = latest_record;
-                    const auto it = std::find_if(records.begin(), records.end(),
-                                                 [&, o = offset](const read_record& r) { return r.offset == o; });
+                    const auto it = std::find_if(
+                        records.begin(), records.end(),
+                        [&, o = offset](const read_record& r) { return r.offset == o; });
                     if (value) {
                         REQUIRE(it != records.end());
                         CHECK(it->key == key);
@@ -685,9 +694,10 @@ TEST_CASE("property: random keyed appends, rolls, compaction and reopens match a
         const auto records = read_records(*log);
         for (const auto& [key, latest_record] : latest) {
             if (!latest_record.second) continue;
-            CHECK(std::any_of(records.begin(), records.end(), [&, o = latest_record.first](const read_record& r) {
-                return r.offset == o && r.value == latest_record.second;
-            }));
+            CHECK(std::any_of(records.begin(), records.end(),
+                              [&, o = latest_record.first](const read_record& r) {
+                                  return r.offset == o && r.value == latest_record.second;
+                              }));
         }
         // After a full run with nothing pending, closed segments hold each key at most
         // once plus whatever the active segment holds.
@@ -707,7 +717,8 @@ TEST_CASE("longest blocking step on a 64 MiB log (printed)") {
     int serial = 0;
     while (written < (64 << 20)) {
         std::vector<keyed> records;
-        for (int i = 0; i < 16; ++i, ++serial) records.push_back({named("key-", serial % 20000), value});
+        for (int i = 0; i < 16; ++i, ++serial)
+            records.push_back({named("key-", serial % 20000), value});
         std::vector<uint8_t> batch = keyed_batch(records, now_base_ms);
         written += static_cast<int64_t>(batch.size());
         REQUIRE(log->append(batch, 16).ok());
@@ -720,18 +731,20 @@ TEST_CASE("longest blocking step on a 64 MiB log (printed)") {
         const auto start = std::chrono::steady_clock::now();
         auto stepped = log->compact_step(now_base_ms);
         const double ms =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                .count();
         REQUIRE(stepped.ok());
         longest_ms = std::max(longest_ms, ms);
         total_ms += ms;
         ++steps;
         if (!*stepped) break;
     }
-    std::printf("compaction of %lld MiB: %d steps of %lld KiB, longest %.1f ms, total %.1f ms, "
-                "%lld segments rewritten, %lld records removed\n",
-                static_cast<long long>(written >> 20), steps,
-                static_cast<long long>(config.compaction_step_bytes >> 10), longest_ms, total_ms,
-                static_cast<long long>(log->compaction_progress().segments_rewritten),
-                static_cast<long long>(log->compaction_progress().records_removed));
+    std::printf(
+        "compaction of %lld MiB: %d steps of %lld KiB, longest %.1f ms, total %.1f ms, "
+        "%lld segments rewritten, %lld records removed\n",
+        static_cast<long long>(written >> 20), steps,
+        static_cast<long long>(config.compaction_step_bytes >> 10), longest_ms, total_ms,
+        static_cast<long long>(log->compaction_progress().segments_rewritten),
+        static_cast<long long>(log->compaction_progress().records_removed));
     CHECK(log->compaction_progress().records_removed > 0);
 }

@@ -37,7 +37,7 @@ using namespace spate::storage;
 using namespace spate::storage::testing;
 
 struct run_outcome {
-    int64_t durable_max = -1;  // the largest offset the writer reported durable
+    int64_t durable_max = -1;           // the largest offset the writer reported durable
     size_t outstanding_syncs_last = 0;  // sync requests outstanding at the last report
     bool exited_by_itself = false;
 };
@@ -118,9 +118,10 @@ TEST_CASE("crash: every offset reported durable survives SIGKILL at random momen
     int killed_with_syncs_outstanding = 0;
     const auto started = std::chrono::steady_clock::now();
     for (int run = 0; run < runs; ++run) {
-        const auto run_for = std::chrono::microseconds(
-            std::uniform_int_distribution<int64_t>(0, 40'000)(random));
-        const run_outcome outcome = run_writer(dir.path(), static_cast<uint32_t>(random()), run_for);
+        const auto run_for =
+            std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, 40'000)(random));
+        const run_outcome outcome =
+            run_writer(dir.path(), static_cast<uint32_t>(random()), run_for);
         if (outcome.durable_max >= 0) ++reports;
         if (outcome.outstanding_syncs_last > 0) ++killed_with_syncs_outstanding;
         durable_ever = std::max(durable_ever, outcome.durable_max);
@@ -156,9 +157,9 @@ TEST_CASE("crash: every offset reported durable survives SIGKILL at random momen
     }
     const auto elapsed = std::chrono::steady_clock::now() - started;
     MESSAGE(runs, " kills, ", reports, " runs reported durable offsets, ",
-            killed_with_syncs_outstanding, " killed with sync requests outstanding, final durable offset ",
-            durable_ever, ", ", std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
-            " ms");
+            killed_with_syncs_outstanding,
+            " killed with sync requests outstanding, final durable offset ", durable_ever, ", ",
+            std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(), " ms");
     CHECK(killed_with_syncs_outstanding > runs / 10);
     CHECK(reports > runs / 4);
 }

@@ -1,9 +1,9 @@
 // Tests of the sparse offset and time indexes: lookups, truncation, file round trip
 // and the sanity checks that make a damaged file get rebuilt.
 
-#include <doctest/doctest.h>
-
 #include "storage/index.h"
+
+#include <doctest/doctest.h>
 
 using namespace spate::storage;
 

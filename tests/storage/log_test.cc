@@ -2,6 +2,8 @@
 // recovery from damaged files, retention, timestamps, DeleteRecords, and a randomized
 // comparison against an in-memory model.
 
+#include "storage/log.h"
+
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,7 +15,6 @@
 
 #include "proto/record_batch.h"
 #include "storage/checkpoint.h"
-#include "storage/log.h"
 #include "tests/storage/test_support.h"
 
 namespace {
@@ -121,7 +122,8 @@ TEST_CASE("append_many writes several batches at once and assigns contiguous off
     model expected;
     append_batch(*log, expected, 2, 10, 20);
     std::vector<std::vector<uint8_t>> owned;
-    for (int i = 0; i < 12; ++i) owned.push_back(make_batch(3, 100 + i, 300, static_cast<uint8_t>(i)));
+    for (int i = 0; i < 12; ++i)
+        owned.push_back(make_batch(3, 100 + i, 300, static_cast<uint8_t>(i)));
     std::vector<std::span<uint8_t>> spans(owned.begin(), owned.end());
     auto appended = log->append_many(spans);
     REQUIRE(appended.ok());
@@ -171,10 +173,12 @@ TEST_CASE("a read from the middle of a segment returns whole batches within max_
     config.index_interval_bytes = 128;
     auto log = open_log(dir.path(), config);
     model expected;
-    for (int i = 0; i < 200; ++i) append_batch(*log, expected, 1 + i % 3, 1000 + i, 20 + (i * 7) % 90);
+    for (int i = 0; i < 200; ++i)
+        append_batch(*log, expected, 1 + i % 3, 1000 + i, 20 + (i * 7) % 90);
     std::mt19937 random(7);
     for (int round = 0; round < 300; ++round) {
-        const int64_t offset = std::uniform_int_distribution<int64_t>(0, expected.end() - 1)(random);
+        const int64_t offset =
+            std::uniform_int_distribution<int64_t>(0, expected.end() - 1)(random);
         const int32_t max_bytes = std::uniform_int_distribution<int32_t>(1, 2000)(random);
         auto got = log->read(offset, max_bytes);
         REQUIRE(got.ok());
@@ -270,7 +274,8 @@ namespace {
 model build_unclosed(const fs::path& dir, const log_config& config, int batches) {
     model expected;
     auto log = open_log(dir, config);
-    for (int i = 0; i < batches; ++i) append_batch(*log, expected, 1 + i % 4, 100 + i, 150 + (i * 13) % 200);
+    for (int i = 0; i < batches; ++i)
+        append_batch(*log, expected, 1 + i % 4, 100 + i, 150 + (i * 13) % 200);
     return expected;
 }
 
@@ -331,7 +336,8 @@ TEST_CASE("recovery stops at a flipped bit and drops everything after it") {
             file.seekg(at);
             char byte = 0;
             file.read(&byte, 1);
-            byte = static_cast<char>(byte ^ (1 << std::uniform_int_distribution<int>(0, 7)(random)));
+            byte =
+                static_cast<char>(byte ^ (1 << std::uniform_int_distribution<int>(0, 7)(random)));
             file.seekp(at);
             file.write(&byte, 1);
         }
@@ -585,8 +591,9 @@ TEST_CASE("property: random appends, rolls, reopens and reads match a model") {
                 std::vector<std::vector<uint8_t>> owned;
                 const int count = std::uniform_int_distribution<int>(1, 6)(random);
                 for (int i = 0; i < count; ++i)
-                    owned.push_back(make_batch(2, step, std::uniform_int_distribution<size_t>(0, 500)(random),
-                                               static_cast<uint8_t>(i)));
+                    owned.push_back(
+                        make_batch(2, step, std::uniform_int_distribution<size_t>(0, 500)(random),
+                                   static_cast<uint8_t>(i)));
                 std::vector<std::span<uint8_t>> spans(owned.begin(), owned.end());
                 auto appended = log->append_many(spans);
                 REQUIRE(appended.ok());
@@ -616,7 +623,8 @@ TEST_CASE("property: random appends, rolls, reopens and reads match a model") {
                 while (used < bytes.size() && i < expected.batches.size()) {
                     const auto& b = expected.batches[i].bytes;
                     REQUIRE(used + b.size() <= bytes.size());
-                    CHECK(std::equal(b.begin(), b.end(), bytes.begin() + static_cast<std::ptrdiff_t>(used)));
+                    CHECK(std::equal(b.begin(), b.end(),
+                                     bytes.begin() + static_cast<std::ptrdiff_t>(used)));
                     used += b.size();
                     ++i;
                     ++batches;
@@ -823,8 +831,9 @@ TEST_CASE("memory and descriptors of an idle partition") {
         CHECK(log->open_file_count() == 5);
         REQUIRE(log->run_sync_requests().ok());
         CHECK(log->open_file_count() == 1);
-        MESSAGE("busy partition with ", log->segment_count(), " segments after its syncs: ",
-                log->memory_bytes(), " bytes, ", log->open_file_count(), " descriptors");
+        MESSAGE("busy partition with ", log->segment_count(),
+                " segments after its syncs: ", log->memory_bytes(), " bytes, ",
+                log->open_file_count(), " descriptors");
         REQUIRE(log->close().ok());
     }
     auto idle = open_log(dir.path(), config);

@@ -12,9 +12,8 @@ namespace spate::storage::testing {
 
 temp_dir::temp_dir(const std::string& name) {
     static std::atomic<int> sequence{0};
-    _path = std::filesystem::path("/tmp") /
-            ("spate-" + name + "-" + std::to_string(::getpid()) + "-" +
-             std::to_string(sequence.fetch_add(1)));
+    _path = std::filesystem::path("/tmp") / ("spate-" + name + "-" + std::to_string(::getpid()) +
+                                             "-" + std::to_string(sequence.fetch_add(1)));
     std::error_code ec;
     std::filesystem::remove_all(_path, ec);
 }
@@ -38,9 +37,10 @@ std::vector<uint8_t> slice_bytes(const read_result& read) {
     for (const file_slice& slice : read.slices) {
         const size_t at = bytes.size();
         bytes.resize(at + static_cast<size_t>(slice.length));
-        auto got = pread_exact(slice.file->fd,
-                               std::span<uint8_t>(bytes.data() + at, static_cast<size_t>(slice.length)),
-                               slice.position, "slice");
+        auto got =
+            pread_exact(slice.file->fd,
+                        std::span<uint8_t>(bytes.data() + at, static_cast<size_t>(slice.length)),
+                        slice.position, "slice");
         if (!got) bytes.resize(at);
     }
     return bytes;
@@ -62,7 +62,8 @@ result<std::vector<stored_batch>> read_all(const partition_log& log) {
             if (!header || header->total_size() > static_cast<int64_t>(rest.size()))
                 return error{2, "bad header at offset " + std::to_string(offset)};
             const auto total = static_cast<size_t>(header->total_size());
-            const proto::batch_check check = proto::validate_batch(rest.first(total), total, proto::batch_source::log);
+            const proto::batch_check check =
+                proto::validate_batch(rest.first(total), total, proto::batch_source::log);
             if (check.error != proto::batch_error::none)
                 return error{3, "invalid batch at offset " + std::to_string(offset)};
             // The first batch may start before the log start (DeleteRecords inside a
@@ -71,8 +72,10 @@ result<std::vector<stored_batch>> read_all(const partition_log& log) {
                 return error{4, "offset gap: expected " + std::to_string(offset) + " got " +
                                     std::to_string(header->base_offset)};
             first = false;
-            batches.push_back({header->base_offset, header->last_offset(),
-                               std::vector<uint8_t>(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(total))});
+            batches.push_back(
+                {header->base_offset, header->last_offset(),
+                 std::vector<uint8_t>(rest.begin(),
+                                      rest.begin() + static_cast<std::ptrdiff_t>(total))});
             offset = header->last_offset() + 1;
             position += total;
         }

@@ -1,16 +1,16 @@
 // spatectl's command-line parsing: globals anywhere, per-command flag tables, usage errors.
 
+#include "tools/args.h"
+
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <string>
-
 #include <string_view>
 #include <vector>
 
 #include "proto/record_batch.h"
-#include "tools/args.h"
 #include "tools/client_options.h"
 #include "tools/connection.h"
 
@@ -52,8 +52,8 @@ TEST_CASE("defaults: bootstrap 127.0.0.1:9092, 30 s timeout, text output") {
 
 TEST_CASE("global flags are accepted before and after the command") {
     auto line = parse({"--bootstrap-server", "h:1", "topics", "create", "--topic", "t",
-                       "--timeout=500", "-X", "acks=all", "-Xlinger.ms=5", "--json",
-                       "--partitions", "3", "--config", "a=1", "--config=b=2"});
+                       "--timeout=500", "-X", "acks=all", "-Xlinger.ms=5", "--json", "--partitions",
+                       "3", "--config", "a=1", "--config=b=2"});
     REQUIRE(line);
     CHECK(line->command->path == "topics create");
     CHECK(line->global.bootstrap[0] == endpoint{"h", 1});
@@ -122,8 +122,9 @@ private:
 }  // namespace
 
 TEST_CASE("--command-config reads Kafka properties: key=value lines and comments") {
-    scratch_file config("# producer settings\n\n! old-style comment\n acks = all \nlinger.ms=7\n"
-                        "bootstrap.servers=h1:1,h2:2\n");
+    scratch_file config(
+        "# producer settings\n\n! old-style comment\n acks = all \nlinger.ms=7\n"
+        "bootstrap.servers=h1:1,h2:2\n");
     auto line = parse({"--command-config", config.path(), "-X", "linger.ms=9", "topics", "list"});
     REQUIRE(line);
     CHECK(line->setting("acks") == "all");
@@ -133,7 +134,8 @@ TEST_CASE("--command-config reads Kafka properties: key=value lines and comments
     REQUIRE(line->global.bootstrap.size() == 2);
     CHECK(line->global.bootstrap[1] == endpoint{"h2", 2});
     // ... which wins when both are given, wherever the flag stands.
-    auto flagged = parse({"topics", "list", "--command-config=" + config.path(), "--bootstrap-server", "h3:3"});
+    auto flagged = parse(
+        {"topics", "list", "--command-config=" + config.path(), "--bootstrap-server", "h3:3"});
     REQUIRE(flagged);
     REQUIRE(flagged->global.bootstrap.size() == 1);
     CHECK(flagged->global.bootstrap[0] == endpoint{"h3", 3});
@@ -170,7 +172,8 @@ TEST_CASE("the usage names the global flags, the client settings and perf produc
     CHECK(text.find("--command-config FILE") != std::string::npos);
     CHECK(text.find("max.in.flight.requests.per.connection") != std::string::npos);
     CHECK(text.find("--partitions N creates the topic") != std::string::npos);
-    auto line = parse({"perf", "produce", "--topic", "t", "--num-records", "1", "--partitions", "4"});
+    auto line =
+        parse({"perf", "produce", "--topic", "t", "--num-records", "1", "--partitions", "4"});
     REQUIRE(line);
     CHECK(line->value("--partitions") == "4");
 }
@@ -230,8 +233,9 @@ TEST_CASE("producer settings: flags win over -X, bad values are usage errors") {
 TEST_CASE("--headers splits at ',' and each header at its first ':'") {
     auto headers = parse_header_settings("k1:v1,k2:a:b,bare,empty:");
     REQUIRE(headers);
-    CHECK(headers.value() == std::vector<header_setting>{{"k1", "v1"}, {"k2", "a:b"},
-                                                        {"bare", std::nullopt}, {"empty", ""}});
+    CHECK(headers.value() ==
+          std::vector<header_setting>{
+              {"k1", "v1"}, {"k2", "a:b"}, {"bare", std::nullopt}, {"empty", ""}});
     for (std::string_view bad : {"", ":v", "k:v,", "k:v,,x:y"}) {
         auto rejected = parse_header_settings(bad);
         REQUIRE_FALSE(rejected);
@@ -252,10 +256,13 @@ TEST_CASE("the new perf flags belong to their commands") {
 
 TEST_CASE("the key hash is Kafka's murmur2, made positive") {
     // Reference values of Kafka's murmur2 (signed), from its own unit tests.
-    auto positive = [](int32_t signed_hash) { return static_cast<uint32_t>(signed_hash) & 0x7fffffffu; };
+    auto positive = [](int32_t signed_hash) {
+        return static_cast<uint32_t>(signed_hash) & 0x7fffffffu;
+    };
     CHECK(kafka_key_hash(spate::proto::byte_view("21")) == positive(-973932308));
     CHECK(kafka_key_hash(spate::proto::byte_view("foobar")) == positive(-790332482));
-    CHECK(kafka_key_hash(spate::proto::byte_view("a-little-bit-long-string")) == positive(-985981536));
+    CHECK(kafka_key_hash(spate::proto::byte_view("a-little-bit-long-string")) ==
+          positive(-985981536));
     CHECK(kafka_key_hash(spate::proto::byte_view("abc")) == positive(479470107));
 }
 

@@ -1,11 +1,12 @@
 // spatectl's output layouts: Kafka's describe/perf/dump-log lines and JSON lines.
 
+#include "tools/format.h"
+
 #include <doctest/doctest.h>
 
 #include <string>
 
 #include "proto/error_code.h"
-#include "tools/format.h"
 
 using namespace spate::tools;
 using spate::proto::byte_view;
@@ -27,14 +28,16 @@ TEST_CASE("describe prints kafka-topics' layout") {
     topic.partitions.push_back({0, 0, {0}, {0}, 0});
     topic.partitions.push_back({1, 0, {0}, {0}, 0});
     topic.configs = {{"cleanup.policy", "compact"}, {"retention.ms", "1000"}};
-    CHECK(format_topic_describe(topic) ==
-          "Topic: orders\tTopicId: AAAAAAAAAAAAAAAAAAAAAA\tPartitionCount: 2\tReplicationFactor: 1\t"
-          "Configs: cleanup.policy=compact,retention.ms=1000\n"
-          "\tTopic: orders\tPartition: 0\tLeader: 0\tReplicas: 0\tIsr: 0\n"
-          "\tTopic: orders\tPartition: 1\tLeader: 0\tReplicas: 0\tIsr: 0\n");
+    CHECK(
+        format_topic_describe(topic) ==
+        "Topic: orders\tTopicId: AAAAAAAAAAAAAAAAAAAAAA\tPartitionCount: 2\tReplicationFactor: 1\t"
+        "Configs: cleanup.policy=compact,retention.ms=1000\n"
+        "\tTopic: orders\tPartition: 0\tLeader: 0\tReplicas: 0\tIsr: 0\n"
+        "\tTopic: orders\tPartition: 1\tLeader: 0\tReplicas: 0\tIsr: 0\n");
     CHECK(format_topic_describe_json(topic) ==
           "{\"topic\":\"orders\",\"topic_id\":\"AAAAAAAAAAAAAAAAAAAAAA\",\"partition_count\":2,"
-          "\"replication_factor\":1,\"configs\":{\"cleanup.policy\":\"compact\",\"retention.ms\":\"1000\"},"
+          "\"replication_factor\":1,\"configs\":{\"cleanup.policy\":\"compact\",\"retention.ms\":"
+          "\"1000\"},"
           "\"partitions\":[{\"partition\":0,\"leader\":0,\"replicas\":[0],\"isr\":[0]},"
           "{\"partition\":1,\"leader\":0,\"replicas\":[0],\"isr\":[0]}]}\n");
 }
@@ -66,8 +69,9 @@ TEST_CASE("consumed records in each format") {
     out.clear();
     record.key.reset();
     format_record(out, record, record_format::json);
-    CHECK(out == "{\"topic\":\"t\",\"partition\":2,\"offset\":41,\"timestamp\":1700000000000,"
-                 "\"key\":null,\"value\":\"v 1\",\"headers\":[]}\n");
+    CHECK(out ==
+          "{\"topic\":\"t\",\"partition\":2,\"offset\":41,\"timestamp\":1700000000000,"
+          "\"key\":null,\"value\":\"v 1\",\"headers\":[]}\n");
     CHECK(parse_record_format("json"));
     CHECK_FALSE(parse_record_format("xml"));
 }
@@ -92,9 +96,10 @@ TEST_CASE("--print-headers puts the headers first, as produce --headers takes th
     out.clear();
     // JSON carries the headers whether asked or not, and nothing in front.
     format_record(out, record, record_format::json, true);
-    CHECK(out == "{\"topic\":\"t\",\"partition\":0,\"offset\":0,\"timestamp\":0,\"key\":\"k\","
-                 "\"value\":\"v\",\"headers\":[{\"key\":\"h1\",\"value\":\"a:b\"},"
-                 "{\"key\":\"h2\",\"value\":null},{\"key\":\"h3\",\"value\":\"\"}]}\n");
+    CHECK(out ==
+          "{\"topic\":\"t\",\"partition\":0,\"offset\":0,\"timestamp\":0,\"key\":\"k\","
+          "\"value\":\"v\",\"headers\":[{\"key\":\"h1\",\"value\":\"a:b\"},"
+          "{\"key\":\"h2\",\"value\":null},{\"key\":\"h3\",\"value\":\"\"}]}\n");
 }
 
 TEST_CASE("perf produce lines follow Kafka's format with microsecond latencies") {
@@ -117,8 +122,10 @@ TEST_CASE("perf consume prints Kafka's CSV header and a data line") {
     consume_summary summary{2048, 2u << 20, 0, 2000, 2.0};
     const auto text = format_consume_summary(summary);
     CHECK(text.find("start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, "
-                    "nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n") == 0);
-    CHECK(text.find(", 2.0000, 1.0000, 2048, 1024.0000, 0, 2000, 1.0000, 1024.0000\n") != std::string::npos);
+                    "nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n") ==
+          0);
+    CHECK(text.find(", 2.0000, 1.0000, 2048, 1024.0000, 0, 2000, 1.0000, 1024.0000\n") !=
+          std::string::npos);
 }
 
 TEST_CASE("dump-log lines name kafka-dump-log's fields") {
@@ -132,8 +139,9 @@ TEST_CASE("dump-log lines name kafka-dump-log's fields") {
     header.base_timestamp = 1700000000000;
     const auto line = format_batch_line(header, 0, true);
     CHECK(line.find("baseOffset: 10 lastOffset: 12 count: 3 ") == 0);
-    CHECK(line.find("position: 0 CreateTime: 1700000000000 size: 112 magic: 2 compresscodec: none") !=
-          std::string::npos);
+    CHECK(
+        line.find("position: 0 CreateTime: 1700000000000 size: 112 magic: 2 compresscodec: none") !=
+        std::string::npos);
     CHECK(line.find("isvalid: true") != std::string::npos);
 
     spate::proto::record_view record;
@@ -142,7 +150,8 @@ TEST_CASE("dump-log lines name kafka-dump-log's fields") {
     record.key = byte_view("key");
     record.value = byte_view("hello");
     CHECK(format_record_line(header, record, true) ==
-          "| offset: 11 CreateTime: 1700000000005 keySize: 3 valueSize: 5 sequence: -1 headerKeys: [] "
+          "| offset: 11 CreateTime: 1700000000005 keySize: 3 valueSize: 5 sequence: -1 headerKeys: "
+          "[] "
           "key: key payload: hello");
     CHECK(format_record_line(header, record, false).find("payload") == std::string::npos);
 }
@@ -172,17 +181,20 @@ TEST_CASE("groups describe prints kafka-consumer-groups' table and JSON") {
     group.members.push_back({"m1", "spatectl", "/127.0.0.1", {{"t", {0}}}});
     group.partitions.push_back({"t", 0, 3, 10, "m1", "/127.0.0.1", "spatectl"});
     group.partitions.push_back({"t", 1, std::nullopt, 5, "", "", ""});
-    CHECK(format_group_describe(group) ==
-          "Consumer group 'g' is Stable with 1 member(s).\n\n"
-          "GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST       CLIENT-ID\n"
-          "g     t     0         3              10             7   m1          /127.0.0.1 spatectl\n"
-          "g     t     1         -              5              -   -           -          -\n");
+    CHECK(
+        format_group_describe(group) ==
+        "Consumer group 'g' is Stable with 1 member(s).\n\n"
+        "GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST       CLIENT-ID\n"
+        "g     t     0         3              10             7   m1          /127.0.0.1 spatectl\n"
+        "g     t     1         -              5              -   -           -          -\n");
     CHECK(format_group_describe_json(group) ==
-          "{\"group\":\"g\",\"state\":\"Stable\",\"protocol_type\":\"consumer\",\"protocol\":\"range\","
+          "{\"group\":\"g\",\"state\":\"Stable\",\"protocol_type\":\"consumer\",\"protocol\":"
+          "\"range\","
           "\"members\":[{\"member_id\":\"m1\",\"client_id\":\"spatectl\",\"host\":\"/127.0.0.1\","
           "\"assignment\":[{\"topic\":\"t\",\"partitions\":[0]}]}],\"partitions\":["
           "{\"topic\":\"t\",\"partition\":0,\"current_offset\":3,\"log_end_offset\":10,\"lag\":7,"
           "\"consumer_id\":\"m1\",\"host\":\"/127.0.0.1\",\"client_id\":\"spatectl\"},"
-          "{\"topic\":\"t\",\"partition\":1,\"current_offset\":null,\"log_end_offset\":5,\"lag\":null,"
+          "{\"topic\":\"t\",\"partition\":1,\"current_offset\":null,\"log_end_offset\":5,\"lag\":"
+          "null,"
           "\"consumer_id\":null,\"host\":null,\"client_id\":null}]}\n");
 }

@@ -1,19 +1,19 @@
 // The consumer embedded protocol and the range assignor spatectl's group member uses.
 
+#include "tools/group_protocol.h"
+
 #include <doctest/doctest.h>
 
 #include <string>
 #include <vector>
-
-#include "tools/group_protocol.h"
 
 using namespace spate::tools;
 
 TEST_CASE("a subscription round-trips and matches the version-0 byte layout") {
     const auto bytes = encode_subscription({"orders"});
     // version 0, one topic "orders", null user data.
-    const std::vector<uint8_t> expected = {0, 0, 0, 0, 0, 1, 0, 6, 'o', 'r', 'd', 'e', 'r', 's',
-                                           0xff, 0xff, 0xff, 0xff};
+    const std::vector<uint8_t> expected = {0,   0,   0,   0,   0,   1,    0,    6,    'o',
+                                           'r', 'd', 'e', 'r', 's', 0xff, 0xff, 0xff, 0xff};
     CHECK(bytes == expected);
     auto topics = decode_subscription(bytes);
     REQUIRE(topics);
@@ -60,6 +60,7 @@ TEST_CASE("range assigns consecutive partitions, the first members one extra") {
 }
 
 TEST_CASE("group errors name the group and the Kafka error") {
-    CHECK(describe_group_error("g", 68) == "group \"g\" is not empty: it has active members (NON_EMPTY_GROUP)");
+    CHECK(describe_group_error("g", 68) ==
+          "group \"g\" is not empty: it has active members (NON_EMPTY_GROUP)");
     CHECK(describe_group_error("g", 69) == "group \"g\" does not exist (GROUP_ID_NOT_FOUND)");
 }

@@ -1,23 +1,26 @@
 // The log-linear latency histogram: exact below 128, bounded relative error above.
 
-#include <doctest/doctest.h>
-
 #include "tools/histogram.h"
+
+#include <doctest/doctest.h>
 
 using spate::tools::latency_histogram;
 
 TEST_CASE("bucket bounds contain their values and tile the range") {
-    const uint64_t values[] = {0, 1, 127, 128, 129, 255, 256, 1000, 123456789, latency_histogram::value_max};
+    const uint64_t values[] = {0,   1,   127,  128,       129,
+                               255, 256, 1000, 123456789, latency_histogram::value_max};
     for (uint64_t value : values) {
         const size_t index = latency_histogram::index_of(value);
         CHECK(latency_histogram::lowest_value(index) <= value);
         CHECK(value <= latency_histogram::highest_value(index));
         // Relative width below 1/128: the HDR precision promise.
-        const uint64_t width = latency_histogram::highest_value(index) - latency_histogram::lowest_value(index);
+        const uint64_t width =
+            latency_histogram::highest_value(index) - latency_histogram::lowest_value(index);
         CHECK(width * 128 <= value + 1);
     }
     for (size_t index = 0; index < 2000; ++index)
-        CHECK(latency_histogram::highest_value(index) + 1 == latency_histogram::lowest_value(index + 1));
+        CHECK(latency_histogram::highest_value(index) + 1 ==
+              latency_histogram::lowest_value(index + 1));
 }
 
 TEST_CASE("count, min, max, mean and percentiles") {
