@@ -4,6 +4,8 @@
 // gets no response at all; acks=1/all are answered when every partition is written
 // (and fdatasync'ed first under acks_all_policy = "fsync").
 #include <chrono>
+#include <optional>
+#include <string>
 
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
@@ -44,6 +46,24 @@ error_code batch_error_code(proto::batch_error failure) {
         default:
             return error_code::invalid_record;
     }
+}
+
+// Decompressing a batch to check its keys (compacted topics only) stops beyond this.
+constexpr size_t key_check_decompressed_bytes_max = 128 << 20;
+
+// Compaction keeps the latest record per key, so a record without a key has no meaning
+// in a compacted topic; Kafka refuses such a batch with INVALID_RECORD, and so do we.
+// Returns the message for the client, or nullopt when every record has a key.
+std::optional<std::string> keyless_record_problem(std::span<const uint8_t> batch) {
+    bool keyless = false;
+    auto walked = proto::for_each_record(batch, key_check_decompressed_bytes_max,
+                                         [&](const proto::record_view& record) {
+                                             keyless = !record.key.has_value();
+                                             return !keyless;
+                                         });
+    if (!walked) return "records of the batch cannot be decoded: " + walked.failure().message;
+    if (keyless) return std::string("compacted topic cannot accept a record without a key");
+    return std::nullopt;
 }
 
 int64_t wall_clock_ms() {
@@ -188,6 +208,12 @@ void handle_produce(request_ptr req) {
                 if (failure == error_code::none &&
                     (checked.header.is_transactional() || checked.header.is_control()))
                     failure = error_code::invalid_record;
+                if (failure == error_code::none && config.log.cleanup_compact) {
+                    if (auto problem = keyless_record_problem(records.bytes)) {
+                        failure = error_code::invalid_record;
+                        out.error_message = std::move(problem);
+                    }
+                }
             }
             out.error_code = proto::code(failure);
             if (failure == error_code::none) {

@@ -116,6 +116,42 @@ def test_cleanup_policy_values():
                 assert e.args[0].code() == KafkaError.INVALID_CONFIG, e
 
 
+def test_keyless_record_refused_by_compacted_topic():
+    with Broker() as b:
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        for f in a.create_topics([NewTopic("keyed", num_partitions=1, replication_factor=1,
+                                           config={"cleanup.policy": "compact"})]).values():
+            f.result(timeout=30)
+        # Retries off: the refusal is not retriable, and the test wants the first answer.
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "retries": 0,
+                      "compression.type": "gzip"})
+        outcomes = {}
+
+        def report(err, msg):
+            outcomes[msg.key()] = err
+
+        p.produce("keyed", value=b"no key", partition=0, on_delivery=report)
+        p.flush(30)
+        p.produce("keyed", key=b"k", value=b"keyed", partition=0, on_delivery=report)
+        p.flush(30)
+        assert outcomes[None] is not None and outcomes[None].code() == KafkaError.INVALID_RECORD, \
+            outcomes
+        assert outcomes[b"k"] is None, outcomes
+        # The refused record was not written: the keyed one got offset 0.
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "keyless-check",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition("keyed", 0, 0)])
+        got = None
+        deadline = time.time() + 20
+        while got is None and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got = m
+        c.close()
+        assert got is not None and got.offset() == 0 and got.key() == b"k", got
+
+
 if __name__ == "__main__":
     Runner().run([test_compacted_topic_keeps_the_last_value_per_key,
-                  test_cleanup_policy_values])
+                  test_cleanup_policy_values,
+                  test_keyless_record_refused_by_compacted_topic])
