@@ -273,6 +273,73 @@ def test_groups(b):
     assert "GROUP_ID_NOT_FOUND" in err, err
 
 
+def test_fetch_ahead(b):
+    """The consumers send the next Fetch before they decode the answer to the last one.
+    A --max-messages that ends inside a response (with the next fetch already in flight)
+    still prints exactly that many, and a group commits only what was printed."""
+    ok(b, "topics", "create", "--topic", "ahead", "--partitions", "1")
+    lines = [b"%05d %s" % (i, b"x" * 1000) for i in range(3000)]
+    ok(b, "produce", "--topic", "ahead", stdin=b"\n".join(lines) + b"\n")
+
+    # About 3 MB: three 1 MiB fetches, and 1500 ends inside the second answer.
+    first = ok(b, "consume", "--topic", "ahead", "--group", "ahead-g", "--from-beginning",
+               "--max-messages", "1500").splitlines()
+    assert first == lines[:1500], len(first)
+    _, rows = describe_group(b, "ahead-g")
+    assert [r["CURRENT-OFFSET"] for r in rows] == ["1500"], rows
+    second = ok(b, "consume", "--topic", "ahead", "--group", "ahead-g", "--max-messages",
+                "1500").splitlines()
+    assert second == lines[1500:], len(second)
+
+    # From an offset inside a batch, without a group.
+    out = ok(b, "consume", "--topic", "ahead", "--partition", "0", "--offset", "1234",
+             "--max-messages", "777").splitlines()
+    assert out == lines[1234:2011], len(out)
+    # An offset past the end is refused by the broker; no fetch goes out after it.
+    err = fails(b, 1, "consume", "--topic", "ahead", "--partition", "0", "--offset", "5000",
+                "--max-messages", "1")
+    assert 'topic "ahead" partition 0 at offset 5000 failed (OFFSET_OUT_OF_RANGE)' in err, err
+
+    # perf consume counts exactly, with fetches small enough to need many round trips.
+    out = ok(b, "perf", "consume", "--topic", "ahead", "--messages", "2999",
+             "--fetch-size", "65536").decode().splitlines()
+    assert out[-1].startswith("2999 records received, "), out
+
+    # A member that rejoins while its next fetch is in flight: the second member's join
+    # makes the first one rejoin (and, as group leader, ask for Metadata on the connection
+    # that carries its fetches). Both finish cleanly and together they print everything.
+    ok(b, "topics", "create", "--topic", "ahead-two", "--partitions", "2")
+    ok(b, "produce", "--topic", "ahead-two", stdin=b"\n".join(lines) + b"\n")
+    # The second member's JoinGroup waits until the first one's next heartbeat (every 3 s)
+    # tells it to rejoin: a longer request timeout than the other tests use.
+    command = [SPATECTL, "--bootstrap-server", b, "--timeout", "15000", "consume", "--topic",
+               "ahead-two", "--group", "ahead-rejoin", "--from-beginning", "--timeout-ms", "6000"]
+    one = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    two = None
+    try:
+        # Until the first member has joined, the group does not exist.
+        deadline = time.time() + 20
+        while True:
+            code, out, _ = run(b, "groups", "describe", "--group", "ahead-rejoin")
+            if code == 0:
+                state, rows = describe_group(b, "ahead-rejoin")
+                if "is Stable" in state and all(r["CONSUMER-ID"] != "-" for r in rows):
+                    break
+            assert time.time() < deadline, out
+            time.sleep(0.1)
+        two = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out_two, err_two = two.communicate(timeout=60)
+        out_one, err_one = one.communicate(timeout=60)
+        assert one.returncode == 0, err_one
+        assert two.returncode == 0, err_two
+        assert set(out_one.splitlines() + out_two.splitlines()) == set(lines)
+    finally:
+        for member in (one, two):
+            if member is not None and member.poll() is None:
+                member.kill()
+                member.wait()
+
+
 # kafka-producer-perf-test's lines, field for field; latencies keep three decimals (µs).
 FINAL_LINE = re.compile(r"^(\d+) records sent, \d+\.\d{6} records/sec \(\d+\.\d{2} MB/sec\), "
                         r"\d+\.\d{3} ms avg latency, \d+\.\d{3} ms max latency, (\d+\.\d{3}) ms 50th, "
@@ -526,9 +593,9 @@ def main():
     with Broker(extra=["--config", config.name]) as broker:
         b = broker.bootstrap
         BROKER_DATA.append(broker.data_dir)
-        for test in (test_topics, test_produce_consume, test_headers, test_groups, test_perf,
-                     test_perf_progress, test_perf_partitions, test_client_settings, test_usage_errors,
-                     test_unknown_topic):
+        for test in (test_topics, test_produce_consume, test_headers, test_groups, test_fetch_ahead,
+                     test_perf, test_perf_progress, test_perf_partitions, test_client_settings,
+                     test_usage_errors, test_unknown_topic):
             test(b)
             print("ok", test.__name__)
         test_dump_log(b, broker.data_dir)
