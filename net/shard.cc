@@ -19,17 +19,17 @@
 
 namespace spate::net {
 
-// What a completion belongs to, in the top byte of user_data. The next 24 bits carry a slot
-// index (connection, fsync slot or target shard) and the low 32 bits its generation.
-// user_data 0 (kind `ignored`) marks completions nobody waits for: failed cancels, and the
-// wake-up messages other shards post into this ring.
+// What a completion belongs to, in the top 4 bits of user_data. The next 4 bits number the
+// step of a linked splice chain (0 for every other kind), the next 24 bits carry a slot index
+// (connection, fsync slot or target shard) and the low 32 bits its generation. user_data 0
+// (kind `ignored`) marks completions nobody waits for: failed cancels, and the wake-up
+// messages other shards post into this ring.
 enum class shard::op_kind : uint8_t {
     ignored = 0,
     accept,
     recv,
     send,
-    splice_in,
-    splice_out,
+    splice_chain,
     fsync,
     wake_read,
     msg_ring,
@@ -39,6 +39,9 @@ namespace {
 
 constexpr uint32_t index_bits = 24;
 constexpr uint32_t index_max = (1u << index_bits) - 1;
+constexpr uint32_t step_bits = 4;
+constexpr uint32_t kind_bits = 4;
+static_assert(kind_bits + step_bits + index_bits + 32 == 64, "user_data is fully used");
 constexpr uint16_t buffer_group = 0;
 // Responses gathered into one sendmsg.
 constexpr size_t iov_max = 64;
@@ -46,6 +49,15 @@ constexpr size_t iov_max = 64;
 constexpr size_t idle_pipes_max = 16;
 // The pipe size asked for (the kernel may refuse: pipe-max-size); splices move at most this.
 constexpr int pipe_bytes_wanted = 1 << 20;
+// Splices of one linked chain: a leading pipe-to-socket step for bytes a cut-short chain left
+// in the pipe, then pairs of file-to-pipe and pipe-to-socket steps, so at most 7 or 8 pipe
+// refills (7 or 8 MiB with the 1 MiB pipe). The chain is one trip through the ring instead of
+// one per step; the cap keeps a connection's share of the submission queue small (16 of
+// ring_entries), fits the step number in user_data and still covers an 8 MiB fetch with about
+// one chain per piece.
+constexpr uint32_t chain_steps_max = 16;
+static_assert(chain_steps_max <= (1u << step_bits), "a chain step number fits in user_data");
+static_assert(chain_steps_max >= 3, "a chain fits a left-over step and one refill");
 // Frames up to this size get their whole buffer at once; bigger ones grow as bytes arrive,
 // so a peer cannot make us allocate socket.request.max.bytes with four bytes.
 constexpr size_t frame_reserve_max = 1 << 20;
@@ -53,6 +65,14 @@ constexpr size_t frame_reserve_max = 1 << 20;
 constexpr std::chrono::milliseconds accept_retry_delay{100};
 // While tasks wait in an overflow list, the loop polls the peer's queue this often.
 constexpr long overflow_retry_ns = 100'000;
+
+int64_t page_size() {
+    static const int64_t bytes = [] {
+        const long reported = ::sysconf(_SC_PAGESIZE);
+        return reported > 0 ? static_cast<int64_t>(reported) : int64_t{4096};
+    }();
+    return bytes;
+}
 
 uint32_t read_be32(const uint8_t* bytes) {
     return (uint32_t{bytes[0]} << 24) | (uint32_t{bytes[1]} << 16) | (uint32_t{bytes[2]} << 8) |
@@ -103,6 +123,15 @@ struct shard::connection {
     bool close_after_send = false;
     std::optional<pipe_pair> pipe;
     int pipe_capacity = 0;
+    // The linked splice chain in flight (while send_in_flight): each step's direction and
+    // the bytes it was asked to move. Only the chain's last completion arrives, and from its
+    // step number and result these say exactly how far the chain got.
+    struct splice_step {
+        bool into_pipe = false;
+        uint32_t length = 0;
+    };
+    splice_step chain[chain_steps_max] = {};
+    uint32_t chain_steps = 0;
 
     uint32_t ops_in_flight = 0;
     iovec iov[iov_max] = {};
@@ -242,9 +271,22 @@ result<void> shard::setup_buffer_ring() {
 
 // ---- ring plumbing ----------------------------------------------------------------------
 
-uint64_t shard::encode(op_kind kind, uint32_t index, uint32_t generation) {
+uint64_t shard::encode(op_kind kind, uint32_t index, uint32_t generation, uint32_t step) {
     SPATE_ASSERT(index <= index_max, "slot index fits in user_data");
-    return (uint64_t{static_cast<uint8_t>(kind)} << 56) | (uint64_t{index} << 32) | generation;
+    SPATE_ASSERT(step < (1u << step_bits), "chain step fits in user_data");
+    SPATE_ASSERT(static_cast<uint32_t>(kind) < (1u << kind_bits), "op kind fits in user_data");
+    return (uint64_t{static_cast<uint8_t>(kind)} << (64 - kind_bits)) |
+           (uint64_t{step} << (32 + index_bits)) | (uint64_t{index} << 32) | generation;
+}
+
+void shard::reserve_sqes(uint32_t count) {
+    SPATE_ASSERT(count <= _config.ring_entries, "a linked chain fits the submission queue");
+    // A chain split by a submit in its middle would run as two chains, side by side on one
+    // socket: hand the queue to the kernel first if the whole chain does not fit.
+    if (io_uring_sq_space_left(_ring.get()) >= count) return;
+    const int submitted = io_uring_submit(_ring.get());
+    if (submitted < 0) log_error("io_uring submit: %s", std::strerror(-submitted));
+    SPATE_ASSERT(io_uring_sq_space_left(_ring.get()) >= count, "room for a linked chain");
 }
 
 io_uring_sqe* shard::next_sqe() {
@@ -291,7 +333,9 @@ void shard::reap() {
 }
 
 void shard::handle(const completion& done) {
-    const auto kind = static_cast<op_kind>(done.user_data >> 56);
+    const auto kind = static_cast<op_kind>(done.user_data >> (64 - kind_bits));
+    const auto step =
+        static_cast<uint32_t>((done.user_data >> (32 + index_bits)) & ((1u << step_bits) - 1));
     const auto index = static_cast<uint32_t>((done.user_data >> 32) & index_max);
     const auto generation = static_cast<uint32_t>(done.user_data);
     const bool more = (done.flags & IORING_CQE_F_MORE) != 0;
@@ -340,8 +384,7 @@ void shard::handle(const completion& done) {
         }
         case op_kind::recv:
         case op_kind::send:
-        case op_kind::splice_in:
-        case op_kind::splice_out: {
+        case op_kind::splice_chain: {
             SPATE_ASSERT(index < _connections.size(), "completion names a connection slot");
             connection& conn = *_connections[index];
             // Slots are reused only after their last completion: a mismatch is our bug.
@@ -351,10 +394,8 @@ void shard::handle(const completion& done) {
                 on_recv(conn, done);
             else if (kind == op_kind::send)
                 on_send(conn, done);
-            else if (kind == op_kind::splice_in)
-                on_splice_in(conn, done);
             else
-                on_splice_out(conn, done);
+                on_splice_chain(conn, done, step);
             finalize_if_done(conn);
             return;
         }
@@ -1107,54 +1148,98 @@ void shard::start_splice(connection& conn) {
         const int capacity = ::fcntl(conn.pipe->write_fd, F_GETPIPE_SZ);
         conn.pipe_capacity = capacity > 0 ? capacity : 65536;
     }
-    io_uring_sqe* sqe = next_sqe();
-    const int64_t in_pipe = conn.piece_read - conn.piece_sent;
-    if (in_pipe > 0) {
-        // Pipe to socket: what the last file splice put in the pipe.
-        io_uring_prep_splice(sqe, conn.pipe->read_fd, -1, conn.fd, -1,
-                             static_cast<unsigned>(in_pipe), SPLICE_F_MOVE);
-        io_uring_sqe_set_data64(sqe, encode(op_kind::splice_out, conn.index, conn.generation));
-    } else {
-        // File to pipe: the next chunk, at most a pipe's worth.
-        const int64_t left = piece.length - conn.piece_read;
-        const int64_t chunk = std::min<int64_t>(left, conn.pipe_capacity);
-        io_uring_prep_splice(sqe, piece.fd, piece.file_position + conn.piece_read,
-                             conn.pipe->write_fd, -1, static_cast<unsigned>(chunk), SPLICE_F_MOVE);
-        io_uring_sqe_set_data64(sqe, encode(op_kind::splice_in, conn.index, conn.generation));
+    // Plan the chain. The pipe holds exactly the bytes read but not yet sent (a chain cut
+    // short leaves some): they go out first, so every file-to-pipe step finds the pipe empty
+    // and can never block on a full pipe.
+    SPATE_ASSERT(conn.chain_steps == 0, "one splice chain per connection");
+    int64_t read = conn.piece_read;
+    uint32_t steps = 0;
+    if (conn.piece_read > conn.piece_sent) {
+        conn.chain[steps++] = {false, static_cast<uint32_t>(conn.piece_read - conn.piece_sent)};
+    }
+    const int64_t page_bytes = page_size();
+    while (steps + 2 <= chain_steps_max && read < piece.length) {
+        // The page cache fills one pipe slot per page touched, and the pipe has capacity /
+        // page slots: a chunk that starts inside a page must end one page boundary earlier,
+        // or the file-to-pipe splice comes back short and cancels the rest of the chain.
+        const int64_t in_page = (piece.file_position + read) % page_bytes;
+        const int64_t chunk = std::min<int64_t>(piece.length - read, conn.pipe_capacity - in_page);
+        SPATE_ASSERT(chunk > 0, "a chunk moves bytes");
+        conn.chain[steps++] = {true, static_cast<uint32_t>(chunk)};
+        conn.chain[steps++] = {false, static_cast<uint32_t>(chunk)};
+        read += chunk;
+    }
+    SPATE_ASSERT(steps > 0, "a splice chain for a piece with bytes left");
+    conn.chain_steps = steps;
+
+    // Linked: each step starts only after the previous one moved all it was asked to; a
+    // shorter result fails the link and the kernel cancels the rest. Every step but the last
+    // skips its completion on success, and a failed skip-success step suppresses the
+    // cancelled steps' completions too, so exactly one completion comes back per chain: the
+    // last step's, or the first step that fell short.
+    reserve_sqes(steps);
+    int64_t file_offset = piece.file_position + conn.piece_read;
+    for (uint32_t step = 0; step < steps; ++step) {
+        const connection::splice_step& planned = conn.chain[step];
+        io_uring_sqe* sqe = next_sqe();
+        if (planned.into_pipe) {
+            io_uring_prep_splice(sqe, piece.fd, file_offset, conn.pipe->write_fd, -1,
+                                 planned.length, SPLICE_F_MOVE);
+            file_offset += planned.length;
+        } else {
+            io_uring_prep_splice(sqe, conn.pipe->read_fd, -1, conn.fd, -1, planned.length,
+                                 SPLICE_F_MOVE);
+        }
+        io_uring_sqe_set_data64(sqe,
+                                encode(op_kind::splice_chain, conn.index, conn.generation, step));
+        if (step + 1 < steps) sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
     }
     conn.send_in_flight = true;
     ++conn.ops_in_flight;
     ++_ops_in_flight;
 }
 
-void shard::on_splice_in(connection& conn, const completion& done) {
+void shard::on_splice_chain(connection& conn, const completion& done, uint32_t step) {
+    SPATE_ASSERT(step < conn.chain_steps, "the completion names a step of the chain");
     conn.send_in_flight = false;
     --conn.ops_in_flight;
     --_ops_in_flight;
-    if (done.res > 0) conn.piece_read += done.res;
-    if (conn.state != connection::state_kind::open) return;
-    if (done.res <= 0) {
-        if (done.res == 0)
-            log_error("connection %u: file ended before the promised bytes; closing", conn.index);
-        else
-            log_error("connection %u: reading a file piece: %s", conn.index,
-                      std::strerror(-done.res));
-        begin_close(conn);
-        return;
+    // Steps before `step` posted nothing: they moved all they were asked to.
+    for (uint32_t earlier = 0; earlier < step; ++earlier) {
+        const connection::splice_step& moved = conn.chain[earlier];
+        (moved.into_pipe ? conn.piece_read : conn.piece_sent) += moved.length;
     }
-    start_output(conn);
-}
-
-void shard::on_splice_out(connection& conn, const completion& done) {
-    conn.send_in_flight = false;
-    --conn.ops_in_flight;
-    --_ops_in_flight;
-    if (done.res > 0) conn.piece_sent += done.res;
+    const connection::splice_step reported = conn.chain[step];
+    const bool last = step + 1 == conn.chain_steps;
+    // Skip-success (kernel 5.17+, which the provided-buffer ring's 5.19 already implies)
+    // means an earlier step reports only when it fell short.
+    SPATE_ASSERT(last || done.res != static_cast<int32_t>(reported.length),
+                 "only the last step of a chain reports success");
+    conn.chain_steps = 0;
+    if (done.res > 0) {
+        SPATE_ASSERT(static_cast<uint32_t>(done.res) <= reported.length,
+                     "a splice moves at most what it was asked");
+        (reported.into_pipe ? conn.piece_read : conn.piece_sent) += done.res;
+    }
+    SPATE_ASSERT(conn.piece_sent <= conn.piece_read, "bytes leave the pipe after entering it");
     if (conn.state != connection::state_kind::open) return;
-    if (done.res <= 0) {
-        const int code = done.res == 0 ? EPIPE : -done.res;
-        if (code != ECONNRESET && code != EPIPE)
-            log_warn("connection %u: sending a file piece: %s", conn.index, std::strerror(code));
+    const bool whole = last && done.res == static_cast<int32_t>(reported.length);
+    // A short step (fewer bytes than asked, but some) is not an error: the next chain
+    // resumes from exactly what moved. Nothing moved is either interruption or failure.
+    if (!whole && done.res <= 0 && done.res != -EINTR && done.res != -EAGAIN) {
+        if (reported.into_pipe) {
+            if (done.res == 0)
+                log_error("connection %u: file ended before the promised bytes; closing",
+                          conn.index);
+            else
+                log_error("connection %u: reading a file piece: %s", conn.index,
+                          std::strerror(-done.res));
+        } else {
+            const int code = done.res == 0 ? EPIPE : -done.res;
+            if (code != ECONNRESET && code != EPIPE)
+                log_warn("connection %u: sending a file piece: %s", conn.index,
+                         std::strerror(code));
+        }
         begin_close(conn);
         return;
     }

@@ -181,7 +181,10 @@ private:
 
     // Ring plumbing.
     io_uring_sqe* next_sqe();
-    static uint64_t encode(op_kind kind, uint32_t index, uint32_t generation);
+    static uint64_t encode(op_kind kind, uint32_t index, uint32_t generation, uint32_t step = 0);
+    // Makes room for `count` submission entries in a row, so a linked chain is never split
+    // by the queue filling up in its middle.
+    void reserve_sqes(uint32_t count);
     void reap();
     void handle(const completion& done);
     void submit_and_wait();
@@ -211,10 +214,11 @@ private:
     void start_output(connection& conn);
     void pop_finished(connection& conn);
     bool gather_bytes(connection& conn);
+    // A file piece goes out as one linked chain of splices (file to pipe, pipe to socket,
+    // repeated); on_splice_chain gets the chain's single completion.
     void start_splice(connection& conn);
     void on_send(connection& conn, const completion& done);
-    void on_splice_in(connection& conn, const completion& done);
-    void on_splice_out(connection& conn, const completion& done);
+    void on_splice_chain(connection& conn, const completion& done, uint32_t step);
     void begin_stop();
     void maybe_finish_stop();
 
