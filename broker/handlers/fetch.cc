@@ -144,34 +144,57 @@ void respond_now(const fetch_ptr& state) {
     state->results.clear();
 }
 
-// Registers a wake-up on every partition of this fetch, on their owner shards.
+// Registers a wake-up on every partition of this fetch, on their owner shards. The round
+// that found too little read each partition on its owner, and this registration arrives
+// there later (after a hop back to this shard and another one out): an append in between
+// would find no waiter, and the fetch would sleep until max_wait_ms although data is
+// there. So each partition carries the high watermark the round saw, and a partition
+// whose watermark has moved since wakes the fetch at once instead of registering.
 void wait_for_data(const fetch_ptr& state) {
     shard_state& shard = *state->req->shard;
     broker* process = &shard.owner();
     const net::shard_id origin = shard.id();
     std::weak_ptr<fetch_state> weak = state;
+    struct watched {
+        std::string topic;
+        int32_t index;
+        int64_t seen_high_watermark;
+    };
     for (auto& [owner, list] : state->by_owner) {
-        std::vector<std::pair<std::string, int32_t>> keys;
-        for (const auto& read : list) keys.emplace_back(read.topic, read.index);
+        std::vector<watched> keys;
+        for (const auto& read : list) {
+            int64_t seen = -1;
+            for (const auto& result : state->results)
+                if (result.index == read.index && result.topic == read.topic)
+                    seen = result.high_watermark;
+            keys.push_back({read.topic, read.index, seen});
+        }
         shard.call_on<int>(
             owner,
             [keys, weak, process, origin](shard_state& target, std::function<void(int)> reply) {
                 const net::shard_id owner_id = target.id();
-                for (const auto& [topic, index] : keys) {
-                    partition* p = target.find_partition(topic, index);
-                    if (p == nullptr) continue;
-                    p->add_waiter(weak, [weak, process, owner_id, origin] {
-                        process->state(owner_id).net_shard().submit_to(origin, [weak] {
-                            fetch_ptr alive = weak.lock();
-                            if (!alive || alive->done) return;
-                            if (alive->round_running) {
-                                alive->wake_pending = true;
-                                return;
-                            }
-                            run_round(alive);
-                        });
+                auto wake = [weak, process, owner_id, origin] {
+                    process->state(owner_id).net_shard().submit_to(origin, [weak] {
+                        fetch_ptr alive = weak.lock();
+                        if (!alive || alive->done) return;
+                        if (alive->round_running) {
+                            alive->wake_pending = true;
+                            return;
+                        }
+                        run_round(alive);
                     });
+                };
+                bool moved = false;
+                for (const auto& key : keys) {
+                    partition* p = target.find_partition(key.topic, key.index);
+                    if (p == nullptr) continue;
+                    if (p->high_watermark() > key.seen_high_watermark) {
+                        moved = true;
+                        break;
+                    }
+                    p->add_waiter(weak, wake);
                 }
+                if (moved) wake();
                 reply(0);
             },
             [](int) {});

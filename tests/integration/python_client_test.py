@@ -146,8 +146,39 @@ def test_fsync_policy_with_small_segments():
         os.unlink(config.name)
 
 
+def test_long_poll_wakes_for_each_record():
+    """A consumer always has a fetch parked on the broker; every record produced must wake
+    it, whatever moment it lands at. The consumer waits up to 10 s per fetch, so a lost
+    wake-up costs 10 s, against milliseconds when the wake-up works."""
+    with Broker() as b:
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        for f in a.create_topics([NewTopic("wake", num_partitions=1,
+                                           replication_factor=1)]).values():
+            f.result(timeout=30)
+        p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0, "acks": 1})
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "wake-check",
+                      "fetch.wait.max.ms": 10000, "enable.auto.commit": False})
+        c.assign([TopicPartition("wake", 0, 0)])
+        for i in range(300):
+            value = b"record-%d" % i
+            started = time.time()
+            p.produce("wake", value=value, partition=0)
+            p.flush(30)
+            while True:
+                m = c.poll(30)
+                assert m is not None, "record %d never arrived" % i
+                assert not m.error(), m.error()
+                if m.value() == value:
+                    break
+            # Far below the 10 s long poll: this record did not wait for a poll to time out.
+            took = time.time() - started
+            assert took < 5, "record %d took %.1f s: a lost long-poll wake-up" % (i, took)
+        c.close()
+
+
 if __name__ == "__main__":
     Runner().run([test_admin_create_describe_alter_delete,
                   test_idempotent_produce_and_consume_in_order,
                   test_restart_clean_and_after_kill,
-                  test_fsync_policy_with_small_segments])
+                  test_fsync_policy_with_small_segments,
+                  test_long_poll_wakes_for_each_record])
