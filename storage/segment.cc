@@ -17,6 +17,24 @@ namespace spate::storage {
 
 namespace {
 
+// The index rule of every writer of a segment (appends, compaction's rewrites), which
+// load_indexes' plausibility check relies on: an offset-index entry (and a time-index
+// entry for the largest timestamp so far) before the first batch past every
+// index_interval_bytes of batches.
+void index_batch(const proto::batch_header& header, int64_t position, int64_t base_offset,
+                 int32_t index_interval_bytes, int64_t& bytes_since_entry, offset_index& index,
+                 time_index& times, std::optional<time_index_entry>& max_timestamp) {
+    const auto relative = static_cast<int32_t>(header.last_offset() - base_offset);
+    if (!max_timestamp || header.max_timestamp > max_timestamp->timestamp)
+        max_timestamp = time_index_entry{header.max_timestamp, relative};
+    if (bytes_since_entry >= index_interval_bytes) {
+        index.append(relative, static_cast<int32_t>(position));
+        times.maybe_append(max_timestamp->timestamp, max_timestamp->relative_offset);
+        bytes_since_entry = 0;
+    }
+    bytes_since_entry += header.total_size();
+}
+
 // Recovery reads the log in chunks of this size; a larger batch grows the buffer to
 // its own size, which is bounded by the bytes left in the file.
 constexpr size_t scan_chunk_bytes = 1 << 20;
@@ -253,15 +271,8 @@ result<bool> segment::adopt_clean_state(int64_t next_offset) {
 void segment::record_append(const proto::batch_header& header, int64_t position) {
     SPATE_ASSERT(_indexes_loaded, "appending to a segment whose indexes are not loaded");
     SPATE_ASSERT(position == _size, "appends go to the end of the segment");
-    const auto relative = static_cast<int32_t>(header.last_offset() - _base_offset);
-    if (!_max_timestamp || header.max_timestamp > _max_timestamp->timestamp)
-        _max_timestamp = time_index_entry{header.max_timestamp, relative};
-    if (_bytes_since_index_entry >= _index_interval_bytes) {
-        _index.append(relative, static_cast<int32_t>(position));
-        _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
-        _bytes_since_index_entry = 0;
-    }
-    _bytes_since_index_entry += header.total_size();
+    index_batch(header, position, _base_offset, _index_interval_bytes, _bytes_since_index_entry,
+                _index, _time_index, _max_timestamp);
     _size += header.total_size();
 }
 
@@ -381,17 +392,8 @@ void segment::adopt_rewritten(int64_t size_bytes) {
 }
 
 void index_builder::add(const proto::batch_header& header, int64_t position) {
-    // The same rules as segment::record_append, which load_indexes' plausibility check
-    // relies on.
-    const auto relative = static_cast<int32_t>(header.last_offset() - _base_offset);
-    if (!_max_timestamp || header.max_timestamp > _max_timestamp->timestamp)
-        _max_timestamp = time_index_entry{header.max_timestamp, relative};
-    if (_bytes_since_index_entry >= _index_interval_bytes) {
-        _index.append(relative, static_cast<int32_t>(position));
-        _time_index.maybe_append(_max_timestamp->timestamp, _max_timestamp->relative_offset);
-        _bytes_since_index_entry = 0;
-    }
-    _bytes_since_index_entry += header.total_size();
+    index_batch(header, position, _base_offset, _index_interval_bytes, _bytes_since_index_entry,
+                _index, _time_index, _max_timestamp);
 }
 
 std::vector<uint8_t> index_builder::time_index_bytes() {
