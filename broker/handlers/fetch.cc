@@ -162,13 +162,7 @@ void wait_for_data(const fetch_ptr& state) {
     };
     for (auto& [owner, list] : state->by_owner) {
         std::vector<watched> keys;
-        for (const auto& read : list) {
-            int64_t seen = -1;
-            for (const auto& result : state->results)
-                if (result.index == read.index && result.topic == read.topic)
-                    seen = result.high_watermark;
-            keys.push_back({read.topic, read.index, seen});
-        }
+        for (const auto& read : list) keys.push_back({read.topic, read.index, read.high_watermark});
         shard.call_on<int>(
             owner,
             [keys, weak, process, origin](shard_state& target, std::function<void(int)> reply) {
@@ -256,7 +250,11 @@ void run_round(fetch_ptr state) {
                 read_on_owner(target, *shared_list);
                 reply(std::move(*shared_list));
             },
-            [state, remaining](read_list done) {
+            [state, remaining, &list](read_list done) {
+                // The list keeps what each partition's high watermark was, for
+                // wait_for_data; `done` holds the same partitions in the same order.
+                for (size_t i = 0; i < done.size(); ++i)
+                    list[i].high_watermark = done[i].high_watermark;
                 for (auto& read : done) state->results.push_back(std::move(read));
                 if (--*remaining == 0) finish_round(state);
             });
