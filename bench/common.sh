@@ -1,9 +1,20 @@
 # Shared by the bench/*.sh scripts (sourced, not run): a scratch directory, the processes
 # started there (stopped and removed on exit), free ports, and waiting for a listener.
-#   bench_init NAME   sets $work and $bench_name, installs the exit trap
+#   bench_init NAME BUILD_DIR TOOL…   sets $spate and $spatectl (from BUILD_DIR, which must
+#                     hold them), checks that every TOOL is installed, sets $work and
+#                     $bench_name and installs the exit trap
 #   pids+=($!)        registers a background process to stop on exit
 bench_init() {
   bench_name=$1
+  spate=$2/broker/spate
+  spatectl=$2/tools/spatectl
+  shift 2
+  for binary in "$spate" "$spatectl"; do
+    [ -x "$binary" ] || { echo "$bench_name: $binary is missing; build it first" >&2; exit 1; }
+  done
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$bench_name: $tool is not installed" >&2; exit 1; }
+  done
   work=$(mktemp -d "/tmp/spate-$bench_name.XXXXXX")
   pids=()
   trap bench_cleanup EXIT

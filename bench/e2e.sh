@@ -21,22 +21,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build=${1:-build}
-spate=$build/broker/spate
-spatectl=$build/tools/spatectl
-for binary in "$spate" "$spatectl"; do
-  [ -x "$binary" ] || { echo "e2e: $binary is missing; build it first" >&2; exit 1; }
-done
-for tool in iperf3 sockperf python3; do
-  command -v "$tool" >/dev/null || { echo "e2e: $tool is not installed" >&2; exit 1; }
-done
+source bench/common.sh
+bench_init e2e "${1:-build}" iperf3 sockperf python3
 
 records=${RECORDS:-1000000}
 record_size=1024
 latency_records=${LATENCY_RECORDS:-50000}
 
-source bench/common.sh
-bench_init e2e
 
 # ---- loopback baselines ----
 # Throughput figures are the median of ROUNDS runs (default 3), baselines and spate alike:

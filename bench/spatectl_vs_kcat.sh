@@ -21,15 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build=${1:-build}
-spate=$build/broker/spate
-spatectl=$build/tools/spatectl
-for binary in "$spate" "$spatectl"; do
-  [ -x "$binary" ] || { echo "spatectl_vs_kcat: $binary is missing; build it first" >&2; exit 1; }
-done
-for tool in kcat python3; do
-  command -v "$tool" >/dev/null || { echo "spatectl_vs_kcat: $tool is not installed" >&2; exit 1; }
-done
+source bench/common.sh
+bench_init spatectl_vs_kcat "${1:-build}" kcat python3
 
 records=${RECORDS:-1000000}
 record_size=${RECORD_SIZE:-1024}
@@ -38,8 +31,6 @@ batch_size=${BATCH_SIZE:-1048576}
 linger_ms=${LINGER_MS:-5}
 rounds=${ROUNDS:-2}
 
-source bench/common.sh
-bench_init vs-kcat
 
 now() { date +%s.%N; }
 # mbs START END: MB/s of the run's value bytes between two `now` stamps.
