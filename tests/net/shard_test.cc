@@ -455,34 +455,43 @@ std::vector<uint8_t> expected_file_response(
     return out;
 }
 
+// A one-shard runtime whose handler answers with pieces of `content`, written to a
+// temporary file: the set-up of every file-piece test.
+struct file_server {
+    explicit file_server(std::vector<uint8_t> bytes, const shard_config& config = test_config())
+        : content(std::move(bytes)), file(content), rt(1, config, owned.factory()) {
+        owned.all[0]->fd = file.fd;
+        REQUIRE(rt.start().ok());
+    }
+    std::vector<uint8_t> content;
+    temp_file file;
+    handlers<file_handler> owned;
+    runtime rt;
+};
+
 }  // namespace
 
 TEST_CASE("file pieces are spliced into the response byte for byte") {
-    const auto content = pattern(3 << 20, 99);
-    temp_file file(content);
-    handlers<file_handler> owned;
-    runtime rt(1, test_config(), owned.factory());
-    owned.all[0]->fd = file.fd;
-    REQUIRE(rt.start().ok());
-    client c(rt.bound_port());
+    file_server server(pattern(3 << 20, 99));
+    client c(server.rt.bound_port());
     // Pipelined: a big piece (many pipe refills), two pieces at one position, an empty one,
     // and a response with no piece at all between them.
     c.send_frame(ranges({{100, 2 << 20}, {0, 10}}));
     c.send_frame(ranges({}));
     c.send_frame(ranges({{5, 0}, {(3 << 20) - 7, 7}}));
-    CHECK(c.read_frame() == expected_file_response(content, {{100, 2 << 20}, {0, 10}}));
-    CHECK(c.read_frame() == expected_file_response(content, {}));
-    CHECK(c.read_frame() == expected_file_response(content, {{5, 0}, {(3 << 20) - 7, 7}}));
+    CHECK(c.read_frame() == expected_file_response(server.content, {{100, 2 << 20}, {0, 10}}));
+    CHECK(c.read_frame() == expected_file_response(server.content, {}));
+    CHECK(c.read_frame() == expected_file_response(server.content, {{5, 0}, {(3 << 20) - 7, 7}}));
     // A piece past the end of the file: the promised size cannot be kept, so the connection
     // closes after the bytes it could send.
-    client short_file(rt.bound_port());
+    client short_file(server.rt.bound_port());
     short_file.send_frame(ranges({{(3 << 20) - 10, 100}}));
     uint8_t prefix[4];
     CHECK(short_file.read_exact(prefix, 4));
     std::vector<uint8_t> partial(4 + 10);
     CHECK(short_file.read_exact(partial.data(), partial.size()));
     CHECK(short_file.closed_by_peer());
-    rt.stop_and_join();
+    server.rt.stop_and_join();
 }
 
 namespace {
@@ -549,88 +558,68 @@ TEST_CASE("a piece of many MiB goes out in linked chains byte for byte") {
     // Not a multiple of the page size, and pieces starting inside a page, so chunks are cut
     // at page boundaries of the file rather than of the piece.
     const int32_t size = (20 << 20) + 4097;
-    const auto content = pattern(static_cast<size_t>(size), 5);
-    temp_file file(content);
-    handlers<file_handler> owned;
-    runtime rt(1, test_config(), owned.factory());
-    owned.all[0]->fd = file.fd;
-    REQUIRE(rt.start().ok());
-    client c(rt.bound_port());
+    file_server server(pattern(static_cast<size_t>(size), 5));
+    client c(server.rt.bound_port());
     const int32_t big = (19 << 20) + 777;
     c.send_frame(ranges({{12345, big}}));
     c.send_frame(ranges({{0, (3 << 20) + 5}, {size - 4097, 4097}, {1, 1}}));
-    CHECK(c.read_frame() == expected_file_response(content, {{12345, big}}));
-    CHECK(c.read_frame() ==
-          expected_file_response(content, {{0, (3 << 20) + 5}, {size - 4097, 4097}, {1, 1}}));
-    rt.stop_and_join();
+    CHECK(c.read_frame() == expected_file_response(server.content, {{12345, big}}));
+    CHECK(c.read_frame() == expected_file_response(
+                                server.content, {{0, (3 << 20) + 5}, {size - 4097, 4097}, {1, 1}}));
+    server.rt.stop_and_join();
 }
 
 TEST_CASE("a slow reader gets a multi-chunk piece byte for byte") {
     // The small receive window fills at once: each pipe-to-socket step of a chain waits in
     // the kernel for the reader, many times per chain.
-    const auto content = pattern(10 << 20, 17);
-    temp_file file(content);
-    handlers<file_handler> owned;
-    runtime rt(1, test_config(), owned.factory());
-    owned.all[0]->fd = file.fd;
-    REQUIRE(rt.start().ok());
-    client c(rt.bound_port(), 16 << 10);
+    file_server server(pattern(10 << 20, 17));
+    client c(server.rt.bound_port(), 16 << 10);
     c.send_frame(ranges({{3, 9 << 20}}));
     c.send_frame(ranges({{(10 << 20) - 100, 100}}));
-    CHECK(read_frame_slowly(c, 32 << 10) == expected_file_response(content, {{3, 9 << 20}}));
-    CHECK(c.read_frame() == expected_file_response(content, {{(10 << 20) - 100, 100}}));
-    rt.stop_and_join();
+    CHECK(read_frame_slowly(c, 32 << 10) == expected_file_response(server.content, {{3, 9 << 20}}));
+    CHECK(c.read_frame() == expected_file_response(server.content, {{(10 << 20) - 100, 100}}));
+    server.rt.stop_and_join();
 }
 
 TEST_CASE("peers leaving mid-chain free their slots for the next connections") {
-    const auto content = pattern(16 << 20, 23);
-    temp_file file(content);
-    handlers<file_handler> owned;
     shard_config config = test_config();
     config.stop_grace = std::chrono::milliseconds(100);
-    runtime rt(1, config, owned.factory());
-    owned.all[0]->fd = file.fd;
-    REQUIRE(rt.start().ok());
+    file_server server(pattern(16 << 20, 23), config);
     // Each peer takes a little of a 16 MiB piece and resets: the chain in flight fails and
     // its one completion must be accounted before the slot gets a new generation; a stale
     // completion would trip the shard's assertions.
     for (int round = 0; round < 8; ++round) {
-        client leaving(rt.bound_port(), 16 << 10);
+        client leaving(server.rt.bound_port(), 16 << 10);
         leaving.send_frame(ranges({{round, (16 << 20) - round}}));
         std::vector<uint8_t> some(100 << 10);
         CHECK(leaving.read_exact(some.data(), some.size()));
         leaving.abort();
     }
-    client staying(rt.bound_port());
+    client staying(server.rt.bound_port());
     staying.send_frame(ranges({{7, 3 << 20}}));
-    CHECK(staying.read_frame() == expected_file_response(content, {{7, 3 << 20}}));
+    CHECK(staying.read_frame() == expected_file_response(server.content, {{7, 3 << 20}}));
     // A peer that never reads holds its chain in the kernel: stop cuts it after the grace
     // period and still returns, every completion accounted.
-    client stuck(rt.bound_port(), 16 << 10);
+    client stuck(server.rt.bound_port(), 16 << 10);
     stuck.send_frame(ranges({{0, 16 << 20}}));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    rt.stop_and_join();
+    server.rt.stop_and_join();
     CHECK(stuck.read_until_closed() >= 0);
 }
 
 TEST_CASE("a file truncated under a piece closes the connection with a log line") {
-    const auto content = pattern(32 << 20, 31);
-    temp_file file(content);
     stderr_capture captured;
-    handlers<file_handler> owned;
-    runtime rt(1, test_config(), owned.factory());
-    owned.all[0]->fd = file.fd;
-    REQUIRE(rt.start().ok());
-    client c(rt.bound_port(), 16 << 10);
+    file_server server(pattern(32 << 20, 31));
+    client c(server.rt.bound_port(), 16 << 10);
     c.send_frame(ranges({{0, 32 << 20}}));
     // The reader does not read yet, so the chains stop after a few MiB (socket buffers and the
     // pipe) and the rest of the piece is read from the file only after it shrank.
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    REQUIRE(::ftruncate(file.fd, 2 << 20) == 0);
+    REQUIRE(::ftruncate(server.file.fd, 2 << 20) == 0);
     const int64_t received = c.read_until_closed();
     CHECK(received >= 4 + 4);
     CHECK(received < 4 + 8 + (32 << 20));
-    rt.stop_and_join();
+    server.rt.stop_and_join();
     CHECK(captured.text().find("file ended before the promised bytes") != std::string::npos);
 }
 
