@@ -563,37 +563,17 @@ public:
         std::vector<uint8_t> frame;
         auto called = _coordinator.call(request, version.value(), response, frame);
         if (!called) return called.failure();
-        auto take = [&](int32_t partition, int64_t offset, int16_t code) -> result<void> {
-            if (code != 0)
-                return error{1, "fetching the committed offset of topic \"" + _topic +
-                                    "\" partition " + std::to_string(partition) + " for " +
-                                    describe_group_error(_group, code)};
-            if (out.count(partition) != 0) out[partition] = offset;
-            return ok_result();
-        };
-        if (version.value() >= 8) {
-            for (const auto& group : response.groups) {
-                if (group.error_code != 0)
-                    return error{
-                        1, "fetching offsets of " + describe_group_error(_group, group.error_code)};
-                for (const auto& topic : group.topics)
-                    for (const auto& partition : topic.partitions)
-                        if (auto r = take(partition.partition_index, partition.committed_offset,
-                                          partition.error_code);
-                            !r)
-                            return r.failure();
-            }
-        } else {
-            if (response.error_code != 0)
-                return error{
-                    1, "fetching offsets of " + describe_group_error(_group, response.error_code)};
-            for (const auto& topic : response.topics)
-                for (const auto& partition : topic.partitions)
-                    if (auto r = take(partition.partition_index, partition.committed_offset,
-                                      partition.error_code);
-                        !r)
-                        return r.failure();
-        }
+        auto walked = for_each_committed_offset(
+            response, version.value(), _group, "fetching offsets of ",
+            [&](const committed_offset& c) -> result<void> {
+                if (c.error_code != 0)
+                    return error{1, "fetching the committed offset of topic \"" + _topic +
+                                        "\" partition " + std::to_string(c.partition) + " for " +
+                                        describe_group_error(_group, c.error_code)};
+                if (out.count(c.partition) != 0) out[c.partition] = c.offset;
+                return ok_result();
+            });
+        if (!walked) return walked.failure();
         return out;
     }
 

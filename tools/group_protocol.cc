@@ -165,4 +165,30 @@ std::string describe_group_error(std::string_view group, int16_t code) {
     return what + " (" + proto::error_name(code) + ")";
 }
 
+result<void> for_each_committed_offset(
+    const proto::offset_fetch_response& response, int16_t version, std::string_view group,
+    std::string_view context, const std::function<result<void>(const committed_offset&)>& fn) {
+    auto walk = [&](const auto& topics) -> result<void> {
+        for (const auto& topic : topics)
+            for (const auto& partition : topic.partitions)
+                if (auto taken = fn({topic.name, partition.partition_index,
+                                     partition.committed_offset, partition.error_code});
+                    !taken)
+                    return taken;
+        return ok_result();
+    };
+    auto group_error = [&](int16_t code) {
+        return error{1, std::string(context) + describe_group_error(group, code)};
+    };
+    if (version < 8) {
+        if (response.error_code != 0) return group_error(response.error_code);
+        return walk(response.topics);
+    }
+    for (const auto& answered : response.groups) {
+        if (answered.error_code != 0) return group_error(answered.error_code);
+        if (auto walked = walk(answered.topics); !walked) return walked;
+    }
+    return ok_result();
+}
+
 }  // namespace spate::tools

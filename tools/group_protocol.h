@@ -16,12 +16,14 @@
 // spatectl's single thread, called by the groups commands and `consume --group`.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "proto/messages.h"
 #include "proto/result.h"
 #include "tools/connection.h"
 
@@ -61,5 +63,19 @@ result<broker_connection> open_coordinator(broker_connection& bootstrap, const s
 
 // `group "g": <what> (ERROR_NAME)`, with friendlier words for the common codes.
 std::string describe_group_error(std::string_view group, int16_t code);
+
+// One partition of an OffsetFetch answer.
+struct committed_offset {
+    const std::string& topic;
+    int32_t partition;
+    int64_t offset;  // -1: nothing committed
+    int16_t error_code;
+};
+// Calls `fn` for every partition of an OffsetFetch answer to `version` (v8+ nests them
+// per group, earlier versions hold them at the top). A group-level error fails the walk
+// with `context` + describe_group_error(group, code); a failure of `fn` stops it.
+result<void> for_each_committed_offset(
+    const proto::offset_fetch_response& response, int16_t version, std::string_view group,
+    std::string_view context, const std::function<result<void>(const committed_offset&)>& fn);
 
 }  // namespace spate::tools

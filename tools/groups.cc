@@ -90,26 +90,13 @@ result<offsets_by_partition> committed_offsets(broker_connection& coordinator,
     auto called = coordinator.call(request, version.value(), response, frame);
     if (!called) return called.failure();
     offsets_by_partition out;
-    auto take = [&](const std::string& topic, int32_t partition, int64_t offset, int16_t code) {
-        if (code == 0 && offset >= 0) out[{topic, partition}] = offset;
-    };
-    if (version.value() >= 8) {
-        for (const auto& answered : response.groups) {
-            if (answered.error_code != 0)
-                return error{1, describe_group_error(group, answered.error_code)};
-            for (const auto& topic : answered.topics)
-                for (const auto& partition : topic.partitions)
-                    take(topic.name, partition.partition_index, partition.committed_offset,
-                         partition.error_code);
-        }
-    } else {
-        if (response.error_code != 0)
-            return error{1, describe_group_error(group, response.error_code)};
-        for (const auto& topic : response.topics)
-            for (const auto& partition : topic.partitions)
-                take(topic.name, partition.partition_index, partition.committed_offset,
-                     partition.error_code);
-    }
+    auto walked = for_each_committed_offset(response, version.value(), group, "",
+                                            [&](const committed_offset& c) -> result<void> {
+                                                if (c.error_code == 0 && c.offset >= 0)
+                                                    out[{c.topic, c.partition}] = c.offset;
+                                                return ok_result();
+                                            });
+    if (!walked) return walked.failure();
     return out;
 }
 
