@@ -12,6 +12,7 @@
 #include <string>
 #include <system_error>
 
+#include "net/log.h"
 #include "proto/assert.h"
 #include "proto/record_batch.h"
 #include "storage/checkpoint.h"
@@ -238,6 +239,15 @@ result<void> partition_log::recover() {
         if (clean_end) {
             auto adopted = active().adopt_clean_state(*clean_end);
             clean = adopted && *adopted;
+            if (!clean) {
+                _recovery_stats.clean_marker_rejected = true;
+                net::log_warn(
+                    "%s: the active segment %s does not end on a whole batch at "
+                    "offset %lld as recorded at the clean shutdown%s%s; scanning it",
+                    _dir.c_str(), active().path().filename().c_str(),
+                    static_cast<long long>(*clean_end), adopted ? "" : ": ",
+                    adopted ? "" : adopted.failure().message.c_str());
+            }
         }
         if (clean) {
             _log_end = *clean_end;
@@ -257,17 +267,32 @@ result<void> partition_log::recover() {
                 auto outcome = seg.scan(scan_mode::truncate_invalid, rule);
                 if (!outcome) return outcome.failure();
                 _log_end = outcome->next_offset;
+                // Junk after the last valid batch loses no offset when the next segment
+                // starts right where the valid data ends; a cut before that loses them.
                 const bool continues =
-                    !last && !outcome->tail_was_invalid &&
-                    (rule == offset_rule::contiguous
-                         ? _segments[i + 1]->base_offset() == outcome->next_offset
-                         : _segments[i + 1]->base_offset() >= outcome->next_offset);
+                    !last && (rule == offset_rule::contiguous
+                                  ? _segments[i + 1]->base_offset() == outcome->next_offset
+                                  : _segments[i + 1]->base_offset() >= outcome->next_offset);
+                if (outcome->tail_was_invalid) {
+                    const int64_t dropped = outcome->file_bytes - outcome->valid_bytes;
+                    ++_recovery_stats.truncations;
+                    _recovery_stats.bytes_dropped += dropped;
+                    net::log_warn(
+                        "%s: recovery cut segment %s at byte %lld (offset %lld): %lld bytes "
+                        "from its first invalid batch on were moved to %s",
+                        _dir.c_str(), seg.path().filename().c_str(),
+                        static_cast<long long>(outcome->valid_bytes),
+                        static_cast<long long>(outcome->next_offset),
+                        static_cast<long long>(dropped), outcome->moved_to.filename().c_str());
+                }
                 if (!last && !continues) {
-                    // The first invalid byte ends the log: later segments go.
-                    if (auto cut = delete_newest_segments(_segments.size() - i - 1); !cut)
-                        return cut;
+                    // The log ends at the first lost offset: the later segments go aside.
+                    if (auto moved = move_newest_segments_aside(_segments.size() - i - 1); !moved)
+                        return moved;
                     break;
                 }
+                if (last && outcome->tail_was_invalid)
+                    _recovery_stats.first_dropped_offset = outcome->next_offset;
                 if (!last) {
                     if (auto sealed = seg.seal(); !sealed) return sealed;
                     seg.release_indexes();
@@ -310,12 +335,25 @@ result<void> partition_log::recover() {
     return {};
 }
 
-result<void> partition_log::delete_newest_segments(size_t count) {
-    SPATE_ASSERT(count < _segments.size(), "the active segment is never deleted");
+result<void> partition_log::move_newest_segments_aside(size_t count) {
+    SPATE_ASSERT(count < _segments.size(), "the active segment is never moved aside");
+    const int64_t first_base = _segments[_segments.size() - count]->base_offset();
+    int64_t bytes = 0;
+    for (size_t i = _segments.size() - count; i < _segments.size(); ++i)
+        bytes += _segments[i]->size_bytes();
     while (count-- > 0) {
-        if (auto removed = _segments.back()->remove_files(); !removed) return removed;
+        auto moved = _segments.back()->move_aside();
+        if (!moved) return moved.failure();
         _segments.pop_back();
+        ++_recovery_stats.segments_moved_aside;
     }
+    _recovery_stats.bytes_dropped += bytes;
+    _recovery_stats.first_dropped_offset = _log_end;
+    net::log_warn(
+        "%s: recovery ended the log at offset %lld; the segments from base offset "
+        "%lld on (%lld bytes) were renamed to <segment>.log.0%s",
+        _dir.c_str(), static_cast<long long>(_log_end), static_cast<long long>(first_base),
+        static_cast<long long>(bytes), corrupt_file_extension);
     return sync_directory(_dir);
 }
 

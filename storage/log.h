@@ -41,11 +41,25 @@
 // data even though its own segment was synced.
 //
 // Recovery at open: with a valid clean-shutdown marker, the saved indexes are trusted
-// and nothing is scanned. Otherwise every segment from the one holding the recovery
+// once the active segment's tail checks out (segment::adopt_clean_state: the batches
+// after its last index entry are validated and must end exactly at the file's end and
+// the recorded log end). Otherwise (no marker, or a tail that disagrees with it: a file
+// cut or extended after the close) every segment from the one holding the recovery
 // point on is read batch by batch (size, magic, CRC-32C, contiguous offsets, or strictly
-// increasing ones in segments compaction may have rewritten); the first
-// invalid byte ends the log: that segment is truncated there and later segments are
-// deleted. A torn tail never prevents start-up.
+// increasing ones in segments compaction may have rewritten). The first invalid byte of
+// a segment ends it: the bytes from there on are copied aside to a .corrupt file (see
+// storage/segment.h) and the segment is truncated. If the next segment still continues
+// at the offset where the valid data ended (the invalid bytes were junk after the last
+// batch), it is kept and scanned in turn; otherwise the log ends there and every later
+// segment is renamed aside to a .corrupt file too, since a log with a hole in its
+// offsets is not one that clients, the indexes or the next recovery could follow.
+// This is Kafka's rule (truncate at the first invalid batch of the unflushed part, drop
+// what follows), except that nothing is deleted: whatever recovery drops stays on disk
+// for an operator, is logged at WARN (partition directory, offsets, bytes, where it
+// went) and is counted in recovery_report(). Segments below the recovery point were
+// fdatasync'ed and verified before and are not read at open (as in Kafka); damage
+// there reaches only the reads of the damaged batches. A torn tail never prevents
+// start-up.
 //
 // Compaction (cleanup.policy=compact, see storage/compaction.h for what a run keeps):
 // the owner calls compact_step() periodically; each call does a bounded amount of work
@@ -128,6 +142,25 @@ struct compaction_stats {
     int64_t segments_rewritten = 0;
     int64_t records_removed = 0;
     int64_t runs_aborted = 0;
+};
+
+// What recovery at open dropped from the log: counted, and each event logged at WARN
+// when it happens. All zero after a clean start; for the broker's metrics and tests.
+struct recovery_stats {
+    // Segments cut at an invalid byte (a torn or damaged batch, or junk after the last).
+    int64_t truncations = 0;
+    // Whole segments renamed aside because the log ended before them.
+    int64_t segments_moved_aside = 0;
+    // Bytes moved out of the log into .corrupt files, cut tails and whole segments.
+    int64_t bytes_dropped = 0;
+    // Where recovery ended the log when the bytes it dropped may have held records (a
+    // cut in the last segment, or segments moved aside): the first offset that may be
+    // lost. -1 when no offset can have been lost (nothing dropped, or only junk after
+    // the last batch of a segment that the next one continues).
+    int64_t first_dropped_offset = -1;
+    // A clean-shutdown marker was present but the active segment's tail disagreed
+    // with it, so the segment was scanned instead of trusted.
+    bool clean_marker_rejected = false;
 };
 
 // A byte range of a segment file for a zero-copy transfer. Holding `file` keeps the
@@ -250,6 +283,8 @@ public:
     // deleted) and is retried after a delay.
     result<bool> compact_step(int64_t now_ms);
     const compaction_stats& compaction_progress() const { return _compaction_stats; }
+    // What recovery dropped when this log was opened.
+    const recovery_stats& recovery_report() const { return _recovery_stats; }
     // Offsets below this lie in segments compaction may have rewritten (checkpointed).
     int64_t cleaned_through() const { return _cleaned_through; }
 
@@ -276,7 +311,8 @@ private:
     bool should_roll(int64_t segment_bytes, int64_t batch_bytes, int64_t last_offset,
                      int64_t now_ms) const;
     result<void> delete_oldest_segments(size_t count);
-    result<void> delete_newest_segments(size_t count);
+    // Recovery: renames the newest `count` segments aside (see the header comment).
+    result<void> move_newest_segments_aside(size_t count);
     result<void> advance_log_start(int64_t offset);
     void check_marks() const;
     // Completes the requests from the front that are done: checkpoints the recovery
@@ -340,6 +376,7 @@ private:
     int64_t _compaction_due_ms = std::numeric_limits<int64_t>::max();
     int64_t _compaction_retry_ms = 0;
     compaction_stats _compaction_stats;
+    recovery_stats _recovery_stats;
 };
 
 }  // namespace spate::storage

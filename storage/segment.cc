@@ -80,6 +80,17 @@ int64_t file_size_of(int fd) {
     return static_cast<int64_t>(info.st_size);
 }
 
+// A free name for the bytes of `log_path` from `position` on (see segment.h): an
+// earlier recovery's file at the same place is kept, never replaced.
+std::filesystem::path corrupt_path_for(const std::filesystem::path& log_path, int64_t position) {
+    const std::string stem = log_path.string() + "." + std::to_string(position);
+    std::filesystem::path candidate = stem + corrupt_file_extension;
+    std::error_code ec;
+    for (int copy = 1; std::filesystem::exists(candidate, ec); ++copy)
+        candidate = stem + "." + std::to_string(copy) + corrupt_file_extension;
+    return candidate;
+}
+
 result<std::vector<uint8_t>> read_index_file(const std::filesystem::path& path, size_t size_max) {
     auto content = read_small_file(path, size_max);
     if (!content) return content.failure();
@@ -243,9 +254,47 @@ result<scan_outcome> segment::scan(scan_mode mode, offset_rule rule) {
     SPATE_ASSERT(position == _size, "scan bookkeeping must match the scanned bytes");
     const bool invalid_tail = position < file_size;
     if (invalid_tail && mode == scan_mode::truncate_invalid) {
+        // The cut-off bytes are kept aside first: they may hold acknowledged records
+        // behind a single damaged batch, which an operator may still want.
+        auto kept = copy_aside_from(position);
+        if (!kept) return kept.failure();
         if (auto cut = truncate_to(position); !cut) return cut.failure();
+        return scan_outcome{position, next_offset, invalid_tail, file_size, std::move(*kept)};
     }
-    return scan_outcome{position, next_offset, invalid_tail};
+    return scan_outcome{position, next_offset, invalid_tail, file_size, {}};
+}
+
+result<std::filesystem::path> segment::copy_aside_from(int64_t position) {
+    auto opened = file();
+    if (!opened) return opened.failure();
+    const int64_t file_size = file_size_of((*opened)->fd);
+    if (file_size < 0) return errno_error("fstat", _log_path);
+    const std::filesystem::path aside = corrupt_path_for(_log_path, position);
+    const int fd = ::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return errno_error("create", aside);
+    segment_file out(fd);
+    std::vector<uint8_t> buffer(static_cast<size_t>(
+        std::clamp<int64_t>(file_size - position, 1, static_cast<int64_t>(scan_chunk_bytes))));
+    for (int64_t at = position; at < file_size;) {
+        const auto want = static_cast<size_t>(
+            std::min<int64_t>(file_size - at, static_cast<int64_t>(buffer.size())));
+        std::span<uint8_t> chunk(buffer.data(), want);
+        if (auto got = pread_exact((*opened)->fd, chunk, at, _log_path); !got) return got.failure();
+        if (auto put = pwrite_all(out.fd, chunk, at - position, aside); !put) return put.failure();
+        at += static_cast<int64_t>(want);
+    }
+    // The copy and its directory entry are durable before the caller cuts the original.
+    if (auto synced = sync_data(out.fd, aside); !synced) return synced.failure();
+    if (auto synced = sync_directory(_log_path.parent_path()); !synced) return synced.failure();
+    return aside;
+}
+
+result<std::filesystem::path> segment::move_aside() {
+    const std::filesystem::path aside = corrupt_path_for(_log_path, 0);
+    if (::rename(_log_path.c_str(), aside.c_str()) != 0) return errno_error("rename", _log_path);
+    if (auto removed = remove_file(index_path()); !removed) return removed.failure();
+    if (auto removed = remove_file(time_index_path()); !removed) return removed.failure();
+    return aside;
 }
 
 result<bool> segment::adopt_clean_state(int64_t next_offset) {
@@ -261,6 +310,40 @@ result<bool> segment::adopt_clean_state(int64_t next_offset) {
     const auto& entries = _index.entries();
     if (!entries.empty() && entries.back().relative_offset > next_offset - 1 - _base_offset)
         return false;
+    // The tail check: every batch from the last index entry (a batch boundary whose
+    // batch ends at the entry's offset) to the end of the file is read and validated.
+    chunked_reader reader((*opened)->fd, file_size, _log_path);
+    int64_t position = entries.empty() ? 0 : entries.back().position;
+    int64_t expected_base = _base_offset;
+    bool first = true;
+    while (position < file_size) {
+        if (file_size - position < static_cast<int64_t>(proto::batch_header_size)) return false;
+        auto header_bytes = reader.get(position, proto::batch_header_size);
+        if (!header_bytes) return header_bytes.failure();
+        auto header = proto::read_batch_header(*header_bytes);
+        if (!header) return false;
+        const int64_t total = header->total_size();
+        if (total < static_cast<int64_t>(proto::batch_header_size) || total > file_size - position)
+            return false;
+        auto batch = reader.get(position, total);
+        if (!batch) return batch.failure();
+        const proto::batch_check check =
+            proto::validate_batch(*batch, static_cast<size_t>(total), proto::batch_source::log);
+        if (check.error != proto::batch_error::none || check.header.last_offset_delta < 0)
+            return false;
+        const proto::batch_header& h = check.header;
+        if (first && !entries.empty()) {
+            if (h.last_offset() != _base_offset + entries.back().relative_offset) return false;
+        } else if (h.base_offset != expected_base) {
+            // Compaction may leave gaps, but only in closed segments, never the active
+            // one this is called for.
+            return false;
+        }
+        first = false;
+        expected_base = h.last_offset() + 1;
+        position += total;
+    }
+    if (position == 0 ? next_offset != _base_offset : expected_base != next_offset) return false;
     // The time index of a sealed segment ends with its largest timestamp.
     if (const time_index_entry* last = _time_index.last())
         _max_timestamp = time_index_entry{last->timestamp, last->relative_offset};
@@ -354,7 +437,9 @@ result<int64_t> segment::extent_end(int64_t start, int64_t first_size, int64_t m
     if (indexed > end) end = indexed;
     while (end < _size) {
         auto header = header_at(end);
-        if (!header) return header.failure();
+        // Damaged bytes after the first batch end the run: the batches before them are
+        // served, and the reader learns of the damage when it asks for that batch.
+        if (!header) break;
         if (end + header->total_size() - start > max_bytes) break;
         end += header->total_size();
     }

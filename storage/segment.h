@@ -45,12 +45,24 @@ struct scan_outcome {
     int64_t valid_bytes;    // the prefix of the file made of valid, contiguous batches
     int64_t next_offset;    // the offset after the last valid batch (base offset if none)
     bool tail_was_invalid;  // bytes after valid_bytes existed and were not a valid batch
+    int64_t file_bytes;     // the size of the file when the scan started
+    // truncate_invalid with an invalid tail: the .corrupt file the tail was copied to.
+    std::filesystem::path moved_to;
 };
 
 enum class scan_mode : uint8_t {
-    rebuild_only,      // rebuild indexes from the valid prefix, leave the file alone
-    truncate_invalid,  // also cut the file at the first invalid byte (recovery)
+    rebuild_only,  // rebuild indexes from the valid prefix, leave the file alone
+    // Recovery: also cut the file at the first invalid byte, after copying the bytes cut
+    // off to a .corrupt file (see copy_aside_from), so that nothing is deleted unseen.
+    truncate_invalid,
 };
+
+// Bytes that recovery removed from a segment are never deleted: they are kept next to
+// it as `<20-digit base offset>.log.<position>.corrupt`, holding the segment's bytes
+// from `position` on (position 0 for a whole segment), for an operator to inspect or
+// remove. open() ignores these files and retention never deletes them. A name already
+// taken gets a further `.<n>` before `.corrupt` rather than replacing older evidence.
+inline constexpr const char* corrupt_file_extension = ".corrupt";
 
 // What a scan demands of the offsets of consecutive batches.
 enum class offset_rule : uint8_t {
@@ -124,9 +136,22 @@ public:
     // the file at the first invalid byte.
     result<scan_outcome> scan(scan_mode mode, offset_rule rule);
 
-    // Clean-shutdown path: trusts the saved indexes of the active segment and the log
-    // end offset recorded at close. False when the files disagree with it.
+    // Clean-shutdown path: adopts the saved indexes of the active segment and the log
+    // end offset recorded at close, after checking that the file ends on a whole batch
+    // there: the batches after the last offset-index entry (at most about one index
+    // interval of them) are read and fully validated (size, magic, CRC-32C, contiguous
+    // offsets), and the last of them must end at the end of the file and at offset
+    // next_offset - 1. A marker does not prove that nobody cut or extended the file
+    // after the close. False when anything disagrees: the caller then scans.
     result<bool> adopt_clean_state(int64_t next_offset);
+
+    // Recovery only: copies the bytes of the file from `position` to its end into a new
+    // .corrupt file (see corrupt_file_extension) and fdatasyncs it; the caller then cuts
+    // the file or removes it. Returns the path written.
+    result<std::filesystem::path> copy_aside_from(int64_t position);
+    // Recovery only: renames the whole log file aside as a .corrupt file (position 0)
+    // and removes its index files, which are derived data. Returns the new path.
+    result<std::filesystem::path> move_aside();
 
     // Active segment only: notes a batch just written at `position` (its header already
     // carries the assigned base offset), updating size, indexes and the max timestamp.
@@ -160,6 +185,8 @@ public:
     result<proto::batch_header> header_at(int64_t position) const;
     // The end of the run of whole batches starting at `start` (a batch boundary whose
     // batch is `first_size` bytes long) that fits in `max_bytes`, at least one batch.
+    // A header that cannot start a batch ends the run before it: the batches in front
+    // of damaged bytes are still served, and only a read of the damaged batch fails.
     result<int64_t> extent_end(int64_t start, int64_t first_size, int64_t max_bytes) const;
 
     // The largest batch max_timestamp in the segment and the last offset of that

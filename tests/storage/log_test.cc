@@ -386,6 +386,213 @@ TEST_CASE("recovery drops garbage appended after the last batch") {
     check_matches(*again, expected);
 }
 
+namespace {
+
+// The .log files of `dir`, in offset order.
+std::vector<fs::path> log_files(const fs::path& dir) {
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(dir))
+        if (entry.path().extension() == ".log") files.push_back(entry.path());
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+int64_t total_size(const fs::path& dir, const std::string& extension) {
+    int64_t bytes = 0;
+    for (const auto& entry : fs::directory_iterator(dir))
+        if (entry.path().extension() == extension)
+            bytes += static_cast<int64_t>(fs::file_size(entry.path()));
+    return bytes;
+}
+
+std::vector<uint8_t> file_bytes(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+// The batches of `expected` in segments before `file`, and those of `file` that lie
+// entirely below `cut` bytes into it.
+model prefix_through(const model& expected, const fs::path& file, int64_t cut) {
+    const int64_t base = std::stoll(file.stem().string());
+    model kept;
+    int64_t position = 0;
+    for (const auto& b : expected.batches) {
+        if (b.base_offset >= base) {
+            position += static_cast<int64_t>(b.bytes.size());
+            if (position > cut) break;
+        }
+        kept.batches.push_back(b);
+    }
+    return kept;
+}
+
+}  // namespace
+
+// Issue 10, defect 1. close() leaves a clean-shutdown marker holding the log end, and
+// open() used to adopt the active segment on the marker's word alone: a segment cut or
+// extended after the close (a copy gone wrong, blocks lost by the disk) was taken
+// whole, so the log end lay beyond bytes that are not batches. Every read reaching them
+// failed (KAFKA_STORAGE_ERROR on each Fetch) and new appends landed after them, where
+// no sequential reader could get. Open now validates the batches after the last index
+// entry against the file's end and the marker, and scans when they disagree.
+TEST_CASE("a clean-shutdown marker does not vouch for a tail cut or extended after the close") {
+    for (const bool cut : {true, false}) {
+        CAPTURE(cut);
+        temp_dir dir("clean-damaged");
+        log_config config = test_config();
+        config.segment_bytes = 4000;
+        config.index_interval_bytes = 300;
+        model expected;
+        {
+            auto log = open_log(dir.path(), config);
+            for (int i = 0; i < 30; ++i) append_batch(*log, expected, 1 + i % 3, 100 + i, 150);
+            REQUIRE(log->close().ok());
+        }
+        const fs::path last = last_log_file(dir.path());
+        const auto size = static_cast<int64_t>(fs::file_size(last));
+        const auto last_batch = static_cast<int64_t>(expected.batches.back().bytes.size());
+        REQUIRE(last_batch > 50);
+        model kept = expected;
+        if (cut) {
+            fs::resize_file(last, static_cast<uintmax_t>(size - 50));
+            kept = prefix_before(expected, last, size - 50);
+        } else {
+            std::ofstream out(last, std::ios::binary | std::ios::app);
+            std::mt19937 random(7);
+            for (int i = 0; i < 777; ++i) out.put(static_cast<char>(random()));
+        }
+        auto log = open_log(dir.path(), config);
+        check_matches(*log, kept);
+        const recovery_stats& report = log->recovery_report();
+        CHECK(report.clean_marker_rejected);
+        CHECK(report.truncations == 1);
+        CHECK(report.bytes_dropped == (cut ? last_batch - 50 : 777));
+        CHECK(report.first_dropped_offset == kept.end());
+        CHECK(count_files(dir.path(), ".corrupt") == 1);
+        // A new record lands where a sequential reader finds it.
+        append_batch(*log, kept, 2, 9999, 10);
+        check_matches(*log, kept);
+    }
+}
+
+// Issue 10, defect 1, the read side. A read returns as many whole batches as fit in
+// max_bytes, walking their headers, and used to fail as a whole when a header after
+// the first batch was damaged: the batches in front of the damage could then not be
+// fetched with a large max_bytes at all. Closed segments are not read at a clean start
+// (nor in Kafka), so such damage does reach reads.
+TEST_CASE("a read serves the batches in front of a damaged header") {
+    temp_dir dir("read-damaged");
+    log_config config = test_config();
+    config.segment_bytes = 4000;
+    config.index_interval_bytes = 1 << 20;  // no index entries: reads walk every header
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        for (int i = 0; i < 30; ++i) append_batch(*log, expected, 2, 100 + i, 150);
+        REQUIRE(log->close().ok());
+    }
+    const std::vector<fs::path> files = log_files(dir.path());
+    REQUIRE(files.size() > 1);
+    // The fourth batch of the first (closed) segment gets a batch length far beyond
+    // the segment.
+    int64_t position = 0;
+    for (size_t i = 0; i < 3; ++i)
+        position += static_cast<int64_t>(expected.batches[i].bytes.size());
+    {
+        std::fstream file(files[0], std::ios::binary | std::ios::in | std::ios::out);
+        file.seekp(position + 8);
+        const char length[4] = {0x7f, 0x00, 0x00, 0x00};
+        file.write(length, 4);
+    }
+    auto log = open_log(dir.path(), config);
+    auto got = log->read(0, 1 << 20);
+    REQUIRE_MESSAGE(got.ok(), (got.ok() ? "" : got.failure().message));
+    std::vector<uint8_t> want;
+    for (size_t i = 0; i < 3; ++i)
+        want.insert(want.end(), expected.batches[i].bytes.begin(), expected.batches[i].bytes.end());
+    CHECK(slice_bytes(*got) == want);
+    // The damaged batch itself cannot be served.
+    CHECK(!log->read(expected.batches[3].base_offset, 1 << 20).ok());
+}
+
+// Issue 10, defect 2. After a crash, recovery scans from the recovery point and ends
+// the log at the first invalid byte. It used to delete the rest of the damaged segment
+// and every later segment silently, although they held acknowledged records. Now the
+// cut bytes and the later segments are moved aside into .corrupt files, the event is
+// logged at WARN and counted in recovery_report(), and no byte that was on disk is gone.
+TEST_CASE("recovery after mid-log damage moves what it drops aside and reports it") {
+    temp_dir dir("mid-log");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    const model expected = build_unclosed(dir.path(), config, 60);
+    const std::vector<fs::path> files = log_files(dir.path());
+    REQUIRE(files.size() >= 4);
+    const fs::path damaged = files[1];
+    const auto size = static_cast<int64_t>(fs::file_size(damaged));
+    const int64_t at = size / 2;
+    {
+        std::fstream file(damaged, std::ios::binary | std::ios::in | std::ios::out);
+        file.seekg(at);
+        char bytes[16];
+        file.read(bytes, sizeof bytes);
+        for (char& byte : bytes) byte = static_cast<char>(~byte);
+        file.seekp(at);
+        file.write(bytes, sizeof bytes);
+    }
+    const std::vector<uint8_t> damaged_before = file_bytes(damaged);
+    const int64_t logs_before = total_size(dir.path(), ".log");
+    const model kept = prefix_through(expected, damaged, at);
+    REQUIRE(kept.end() < expected.end());
+
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, kept);
+    const recovery_stats& report = log->recovery_report();
+    CHECK(report.truncations == 1);
+    CHECK(report.segments_moved_aside == static_cast<int64_t>(files.size() - 2));
+    CHECK(report.first_dropped_offset == kept.end());
+    CHECK(report.bytes_dropped == logs_before - total_size(dir.path(), ".log"));
+    CHECK(total_size(dir.path(), ".corrupt") == report.bytes_dropped);
+    CHECK(count_files(dir.path(), ".log") == 2);
+    // The damaged segment's cut tail sits next to it, byte for byte.
+    const int64_t valid = static_cast<int64_t>(fs::file_size(damaged));
+    fs::path tail = damaged;
+    tail += "." + std::to_string(valid) + ".corrupt";
+    std::vector<uint8_t> rejoined = file_bytes(damaged);
+    const std::vector<uint8_t> cut_off = file_bytes(tail);
+    rejoined.insert(rejoined.end(), cut_off.begin(), cut_off.end());
+    CHECK(rejoined == damaged_before);
+    // Reopening finds nothing more to drop and keeps the evidence.
+    log.reset();
+    auto again = open_log(dir.path(), config);
+    check_matches(*again, kept);
+    CHECK(again->recovery_report().bytes_dropped == 0);
+    CHECK(total_size(dir.path(), ".corrupt") == report.bytes_dropped);
+}
+
+// Junk after the last batch of a closed segment loses no offset when the next segment
+// starts where the valid data ends. Recovery used to treat it like a cut and delete
+// every later segment; now only the junk is moved aside.
+TEST_CASE("junk after the last batch of a closed segment keeps the later segments") {
+    temp_dir dir("closed-junk");
+    log_config config = test_config();
+    config.segment_bytes = 3000;
+    const model expected = build_unclosed(dir.path(), config, 40);
+    const std::vector<fs::path> files = log_files(dir.path());
+    REQUIRE(files.size() >= 3);
+    {
+        std::ofstream out(files[0], std::ios::binary | std::ios::app);
+        std::mt19937 random(9);
+        for (int i = 0; i < 300; ++i) out.put(static_cast<char>(random()));
+    }
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    const recovery_stats& report = log->recovery_report();
+    CHECK(report.truncations == 1);
+    CHECK(report.bytes_dropped == 300);
+    CHECK(report.segments_moved_aside == 0);
+    CHECK(report.first_dropped_offset == -1);
+}
+
 TEST_CASE("retention by bytes deletes the oldest closed segments") {
     temp_dir dir("retain-bytes");
     log_config config = test_config();

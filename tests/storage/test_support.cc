@@ -10,10 +10,10 @@
 
 namespace spate::storage::testing {
 
-temp_dir::temp_dir(const std::string& name) {
+temp_dir::temp_dir(const std::string& name, const std::filesystem::path& parent) {
     static std::atomic<int> sequence{0};
-    _path = std::filesystem::path("/tmp") / ("spate-" + name + "-" + std::to_string(::getpid()) +
-                                             "-" + std::to_string(sequence.fetch_add(1)));
+    _path = parent / ("spate-" + name + "-" + std::to_string(::getpid()) + "-" +
+                      std::to_string(sequence.fetch_add(1)));
     std::error_code ec;
     std::filesystem::remove_all(_path, ec);
 }

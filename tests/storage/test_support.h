@@ -12,10 +12,11 @@
 
 namespace spate::storage::testing {
 
-// A fresh directory under /tmp, removed (recursively) when the object goes away.
+// A fresh directory under `parent` (/tmp unless a test wants a tmpfs, where fsync is
+// free), removed (recursively) when the object goes away.
 class temp_dir {
 public:
-    explicit temp_dir(const std::string& name);
+    explicit temp_dir(const std::string& name, const std::filesystem::path& parent = "/tmp");
     ~temp_dir();
     temp_dir(const temp_dir&) = delete;
     temp_dir& operator=(const temp_dir&) = delete;
