@@ -3,6 +3,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "net/log.h"
 #include "proto/assert.h"
 #include "storage/file.h"
@@ -15,6 +18,47 @@ constexpr size_t snapshot_bytes_max = 64u << 20;
 constexpr int32_t scan_chunk_bytes = 1 << 20;
 
 }  // namespace
+
+std::optional<std::string> storage_error_log::failed(const char* operation, const error& failure,
+                                                     clock::time_point now) {
+    auto it = std::find_if(_causes.begin(), _causes.end(), [&](const cause& c) {
+        return std::strcmp(c.operation, operation) == 0 && c.code == failure.code;
+    });
+    if (it == _causes.end()) {
+        _causes.push_back({operation, failure.code, now, 0, 1});
+        return std::string(operation) + " failed: " + failure.message;
+    }
+    ++it->failures;
+    ++it->unlogged;
+    if (now - it->logged_at < interval) return std::nullopt;
+    std::string line = std::string(operation) + " still failing (" + std::to_string(it->unlogged) +
+                       " failures since the last line): " + failure.message;
+    it->logged_at = now;
+    it->unlogged = 0;
+    return line;
+}
+
+std::optional<std::string> storage_error_log::succeeded(const char* operation) {
+    int64_t failures = 0;
+    std::erase_if(_causes, [&](const cause& c) {
+        if (std::strcmp(c.operation, operation) != 0) return false;
+        failures += c.failures;
+        return true;
+    });
+    if (failures == 0) return std::nullopt;
+    return std::string(operation) + " works again after " + std::to_string(failures) + " failures";
+}
+
+void partition::note_storage_failure(const char* operation, const error& failure) {
+    if (auto line = _storage_errors.failed(operation, failure, storage_error_log::clock::now()))
+        net::log_warn("%s-%d: %s (clients get KAFKA_STORAGE_ERROR)", _topic.c_str(), _index,
+                      line->c_str());
+}
+
+void partition::log_storage_success(const char* operation) {
+    if (auto line = _storage_errors.succeeded(operation))
+        net::log_info("%s-%d: %s", _topic.c_str(), _index, line->c_str());
+}
 
 void partition::restore_producer_state() {
     int64_t from = _log->log_start_offset();
@@ -86,7 +130,13 @@ void partition::start_sync(net::shard& shard) {
 
 void partition::finish_sync(net::shard& shard, int64_t end, int res) {
     _sync_in_flight = false;
-    if (res == 0) _log->mark_durable(end);
+    if (res == 0) {
+        _log->mark_durable(end);
+        note_storage_success("fdatasync");
+    } else {
+        note_storage_failure("fdatasync", error{-res, "fdatasync of the active segment: " +
+                                                          std::string(std::strerror(-res))});
+    }
     const int64_t durable = _log->durable_offset();
     std::vector<durability_waiter> waiting;
     waiting.swap(_durability_waiters);

@@ -6,9 +6,11 @@
 // metadata); other shards reach it by sending work to that shard. Lives from the
 // metadata snapshot that assigns it until the one that deletes its topic.
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,38 @@
 #include "storage/log.h"
 
 namespace spate::broker {
+
+// The storage errors of one partition as the broker log tells them. Every failure still
+// reaches its client (KAFKA_STORAGE_ERROR), but a full disk fails every produce request
+// of the partition, thousands a second, so the log gets the first failure of each cause
+// (operation and error code) at once, then at most one line per interval while the
+// cause persists, each saying how many failures it stands for, and one line when the
+// operation succeeds again. The caller logs the returned lines.
+//
+// Ownership: a member of its partition, used on the owner shard only.
+class storage_error_log {
+public:
+    using clock = std::chrono::steady_clock;
+    static constexpr clock::duration interval = std::chrono::seconds(60);
+
+    // The line to log for a failure of `operation` (a static string), or nullopt when
+    // this cause was logged less than `interval` ago.
+    std::optional<std::string> failed(const char* operation, const error& failure,
+                                      clock::time_point now);
+    // The line to log when `operation` succeeds after failures, else nullopt.
+    std::optional<std::string> succeeded(const char* operation);
+    bool quiet() const { return _causes.empty(); }
+
+private:
+    struct cause {
+        const char* operation;
+        int code;
+        clock::time_point logged_at;
+        int64_t unlogged = 0;  // failures since the last line
+        int64_t failures = 0;  // failures since the first
+    };
+    std::vector<cause> _causes;
+};
 
 class partition {
 public:
@@ -64,6 +98,14 @@ public:
     }
     producer_state& producers() { return _producers; }
 
+    // Storage errors: `operation` names what failed ("append", "read", ...), a static
+    // string. Failures are logged at WARN as storage_error_log allows; a success after
+    // failures of the same operation is logged once.
+    void note_storage_failure(const char* operation, const error& failure);
+    void note_storage_success(const char* operation) {
+        if (!_storage_errors.quiet()) log_storage_success(operation);
+    }
+
     // A single node's high watermark is its log end: every written batch is "replicated".
     int64_t high_watermark() const { return _log->log_end_offset(); }
 
@@ -94,6 +136,8 @@ private:
     std::unique_ptr<storage::partition_log> _log;
     effective_topic_config _config;
     producer_state _producers;
+    storage_error_log _storage_errors;
+    void log_storage_success(const char* operation);
     void start_sync(net::shard& shard);
     void finish_sync(net::shard& shard, int64_t end, int res);
 

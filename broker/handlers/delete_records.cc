@@ -33,6 +33,7 @@ void delete_on_owner(shard_state& owner, delete_item& item) {
     }
     if (target > p->log().log_start_offset()) {
         if (auto deleted = p->log().delete_records_before(target); !deleted) {
+            p->note_storage_failure("delete records", deleted.failure());
             item.error = error_code::kafka_storage_error;
             return;
         }

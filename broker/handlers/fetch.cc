@@ -67,9 +67,11 @@ void read_on_owner(shard_state& owner, read_list& list) {
         if (read.offset == read.high_watermark || read.max_bytes <= 0) continue;
         auto got = p->log().read(read.offset, read.max_bytes);
         if (!got) {
+            p->note_storage_failure("read", got.failure());
             read.error = error_code::kafka_storage_error;
             continue;
         }
+        p->note_storage_success("read");
         read.slices = std::move(got->slices);
         for (const auto& slice : read.slices) read.bytes += slice.length;
     }

@@ -31,6 +31,7 @@ void answer_on_owner(shard_state& owner, offset_query& q) {
     }
     auto found = p->log().offset_for_timestamp(q.timestamp);
     if (!found) {
+        p->note_storage_failure("offset lookup", found.failure());
         q.error = error_code::kafka_storage_error;
         return;
     }

@@ -108,9 +108,11 @@ void append_one(shard_state& owner, partition_work& work) {
     }
     auto appended = target->log().append(work.batch, h.records_count);
     if (!appended) {
+        target->note_storage_failure("append", appended.failure());
         work.error = error_code::kafka_storage_error;
         return;
     }
+    target->note_storage_success("append");
     work.base_offset = appended->base_offset;
     work.log_start_offset = target->log().log_start_offset();
     target->producers().record(
