@@ -9,7 +9,9 @@
 //                                retention move it forward; it may lie inside a segment).
 //   clean-shutdown.checkpoint    present only between a clean close() and the next
 //                                open(); its value is the log end offset at close. Its
-//                                presence lets open() skip the scan of the tail segment.
+//                                presence lets open() skip the scan of the tail segment
+//                                once the batches after its last index entry end there
+//                                and at the file's end (segment::adopt_clean_state).
 //   cleaned-through.checkpoint   segments that end at or below it may have been
 //                                rewritten by compaction and so may have offset gaps;
 //                                recovery accepts gaps there (strictly increasing

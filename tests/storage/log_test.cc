@@ -6,10 +6,12 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
+#include <csignal>
 #include <fstream>
 #include <random>
 
@@ -591,6 +593,69 @@ TEST_CASE("junk after the last batch of a closed segment keeps the later segment
     CHECK(report.bytes_dropped == 300);
     CHECK(report.segments_moved_aside == 0);
     CHECK(report.first_dropped_offset == -1);
+}
+
+// Issue 10, defect 8: a storage error must not outlive its cause. A write that fails
+// (ENOSPC, EFBIG, EIO) is cut back to the last whole batch and reported, and a roll
+// that cannot create its file (EMFILE, ENFILE) changes nothing; either way the next
+// append after the cause went away succeeds and the log reads back whole. The limits
+// of the test process stand in for the full disk and the exhausted descriptor table:
+// RLIMIT_FSIZE fails the write with EFBIG half way, RLIMIT_NOFILE fails the open.
+TEST_CASE("appends fail while a write or open error lasts and succeed once it is gone") {
+    temp_dir dir("write-errors");
+    log_config config = test_config();
+    config.segment_bytes = 6000;
+    model expected;
+    auto log = open_log(dir.path(), config);
+    for (int i = 0; i < 3; ++i) append_batch(*log, expected, 2, 100 + i, 500);
+
+    // The file may grow only a little: a large batch is written in part and cut back.
+    struct sigaction ignore {};
+    struct sigaction previous {};
+    ignore.sa_handler = SIG_IGN;
+    REQUIRE(::sigaction(SIGXFSZ, &ignore, &previous) == 0);
+    rlimit size_limit{};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &size_limit) == 0);
+    const fs::path active = last_log_file(dir.path());
+    const auto size = fs::file_size(active);
+    rlimit tight = size_limit;
+    tight.rlim_cur = size + 100;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &tight) == 0);
+    std::vector<uint8_t> large = make_batch(3, 200, 600, 0x55);
+    auto refused = log->append(large, 3);
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &size_limit) == 0);
+    REQUIRE(::sigaction(SIGXFSZ, &previous, nullptr) == 0);
+    REQUIRE(!refused.ok());
+    CHECK(refused.failure().code == EFBIG);
+    CHECK(fs::file_size(active) == size);
+    check_matches(*log, expected);
+    append_batch(*log, expected, 3, 200, 600);
+    check_matches(*log, expected);
+
+    // No descriptor is left for the next segment: the roll fails, then works.
+    const int probe = ::dup(0);
+    REQUIRE(probe >= 0);
+    ::close(probe);
+    rlimit files{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &files) == 0);
+    rlimit no_more = files;
+    no_more.rlim_cur = static_cast<rlim_t>(probe);
+    const size_t segments = log->segment_count();
+    std::vector<uint8_t> rolling = make_batch(2, 300, 3000, 0x66);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &no_more) == 0);
+    auto no_file = log->append(rolling, 2);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &files) == 0);
+    REQUIRE(!no_file.ok());
+    CHECK(no_file.failure().code == EMFILE);
+    CHECK(log->segment_count() == segments);
+    check_matches(*log, expected);
+    append_batch(*log, expected, 2, 300, 3000);
+    CHECK(log->segment_count() == segments + 1);
+    check_matches(*log, expected);
+    REQUIRE(log->close().ok());
+    auto reopened = open_log(dir.path(), config);
+    check_matches(*reopened, expected);
+    CHECK(reopened->recovery_report().bytes_dropped == 0);
 }
 
 TEST_CASE("retention by bytes deletes the oldest closed segments") {
