@@ -277,13 +277,18 @@ result<void> partition_log::recover() {
                     const int64_t dropped = outcome->file_bytes - outcome->valid_bytes;
                     ++_recovery_stats.truncations;
                     _recovery_stats.bytes_dropped += dropped;
+                    if (!outcome->aside_failure.empty()) _recovery_stats.bytes_lost += dropped;
                     net::log_warn(
                         "%s: recovery cut segment %s at byte %lld (offset %lld): %lld bytes "
-                        "from its first invalid batch on were moved to %s",
+                        "from its first invalid batch on %s%s",
                         _dir.c_str(), seg.path().filename().c_str(),
                         static_cast<long long>(outcome->valid_bytes),
                         static_cast<long long>(outcome->next_offset),
-                        static_cast<long long>(dropped), outcome->moved_to.filename().c_str());
+                        static_cast<long long>(dropped),
+                        outcome->aside_failure.empty() ? "were moved to "
+                                                       : "were deleted, as keeping them failed: ",
+                        outcome->aside_failure.empty() ? outcome->moved_to.filename().c_str()
+                                                       : outcome->aside_failure.c_str());
                 }
                 if (!last && !continues) {
                     // The log ends at the first lost offset: the later segments go aside.

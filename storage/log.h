@@ -151,8 +151,10 @@ struct recovery_stats {
     int64_t truncations = 0;
     // Whole segments renamed aside because the log ended before them.
     int64_t segments_moved_aside = 0;
-    // Bytes moved out of the log into .corrupt files, cut tails and whole segments.
+    // Bytes taken out of the log, cut tails and whole segments: moved into .corrupt
+    // files, except the bytes_lost that the disk had no room to copy.
     int64_t bytes_dropped = 0;
+    int64_t bytes_lost = 0;
     // Where recovery ended the log when the bytes it dropped may have held records (a
     // cut in the last segment, or segments moved aside): the first offset that may be
     // lost. -1 when no offset can have been lost (nothing dropped, or only junk after

@@ -256,12 +256,20 @@ result<scan_outcome> segment::scan(scan_mode mode, offset_rule rule) {
     if (invalid_tail && mode == scan_mode::truncate_invalid) {
         // The cut-off bytes are kept aside first: they may hold acknowledged records
         // behind a single damaged batch, which an operator may still want.
+        // Only a full disk (or quota) may stop the copy without stopping the recovery:
+        // a partition that cannot open because its damaged tail does not fit twice would
+        // be worse, and the caller logs what was lost. Any other error fails the open.
         auto kept = copy_aside_from(position);
-        if (!kept) return kept.failure();
+        const bool no_space =
+            !kept && (kept.failure().code == ENOSPC || kept.failure().code == EDQUOT);
+        if (!kept && !no_space) return kept.failure();
         if (auto cut = truncate_to(position); !cut) return cut.failure();
-        return scan_outcome{position, next_offset, invalid_tail, file_size, std::move(*kept)};
+        if (!kept)
+            return scan_outcome{position,  next_offset, invalid_tail,
+                                file_size, {},          kept.failure().message};
+        return scan_outcome{position, next_offset, invalid_tail, file_size, std::move(*kept), {}};
     }
-    return scan_outcome{position, next_offset, invalid_tail, file_size, {}};
+    return scan_outcome{position, next_offset, invalid_tail, file_size, {}, {}};
 }
 
 result<std::filesystem::path> segment::copy_aside_from(int64_t position) {
@@ -273,18 +281,25 @@ result<std::filesystem::path> segment::copy_aside_from(int64_t position) {
     const int fd = ::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return errno_error("create", aside);
     segment_file out(fd);
+    // A copy that did not complete is no evidence of anything and only takes space.
+    auto give_up = [&](error failure) -> result<std::filesystem::path> {
+        (void)remove_file(aside);
+        return failure;
+    };
     std::vector<uint8_t> buffer(static_cast<size_t>(
         std::clamp<int64_t>(file_size - position, 1, static_cast<int64_t>(scan_chunk_bytes))));
     for (int64_t at = position; at < file_size;) {
         const auto want = static_cast<size_t>(
             std::min<int64_t>(file_size - at, static_cast<int64_t>(buffer.size())));
         std::span<uint8_t> chunk(buffer.data(), want);
-        if (auto got = pread_exact((*opened)->fd, chunk, at, _log_path); !got) return got.failure();
-        if (auto put = pwrite_all(out.fd, chunk, at - position, aside); !put) return put.failure();
+        if (auto got = pread_exact((*opened)->fd, chunk, at, _log_path); !got)
+            return give_up(got.failure());
+        if (auto put = pwrite_all(out.fd, chunk, at - position, aside); !put)
+            return give_up(put.failure());
         at += static_cast<int64_t>(want);
     }
     // The copy and its directory entry are durable before the caller cuts the original.
-    if (auto synced = sync_data(out.fd, aside); !synced) return synced.failure();
+    if (auto synced = sync_data(out.fd, aside); !synced) return give_up(synced.failure());
     if (auto synced = sync_directory(_log_path.parent_path()); !synced) return synced.failure();
     return aside;
 }

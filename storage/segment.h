@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "proto/record_batch.h"
 #include "proto/result.h"
@@ -46,8 +47,10 @@ struct scan_outcome {
     int64_t next_offset;    // the offset after the last valid batch (base offset if none)
     bool tail_was_invalid;  // bytes after valid_bytes existed and were not a valid batch
     int64_t file_bytes;     // the size of the file when the scan started
-    // truncate_invalid with an invalid tail: the .corrupt file the tail was copied to.
+    // truncate_invalid with an invalid tail: the .corrupt file the tail was copied to,
+    // or empty and why when the disk had no room for the copy (the tail is cut anyway).
     std::filesystem::path moved_to;
+    std::string aside_failure;
 };
 
 enum class scan_mode : uint8_t {
