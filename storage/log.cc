@@ -278,12 +278,18 @@ result<void> partition_log::recover() {
                     ++_recovery_stats.truncations;
                     _recovery_stats.bytes_dropped += dropped;
                     if (!outcome->aside_failure.empty()) _recovery_stats.bytes_lost += dropped;
+                    // The dropped offsets are known only as far as the damaged headers
+                    // still chain; "-" says that nothing there looks like a batch.
+                    const std::string through = outcome->dropped_last_offset >= 0
+                                                    ? std::to_string(outcome->dropped_last_offset)
+                                                    : std::string("-");
                     net::log_warn(
-                        "%s: recovery cut segment %s at byte %lld (offset %lld): %lld bytes "
-                        "from its first invalid batch on %s%s",
+                        "%s: recovery cut segment %s at byte %lld: offsets %lld..%s (as far "
+                        "as the damaged headers tell), %lld bytes from the first invalid "
+                        "batch on, %s%s",
                         _dir.c_str(), seg.path().filename().c_str(),
                         static_cast<long long>(outcome->valid_bytes),
-                        static_cast<long long>(outcome->next_offset),
+                        static_cast<long long>(outcome->next_offset), through.c_str(),
                         static_cast<long long>(dropped),
                         outcome->aside_failure.empty() ? "were moved to "
                                                        : "were deleted, as keeping them failed: ",

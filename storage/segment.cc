@@ -252,24 +252,36 @@ result<scan_outcome> segment::scan(scan_mode mode, offset_rule rule) {
         next_offset = h.last_offset() + 1;
     }
     SPATE_ASSERT(position == _size, "scan bookkeeping must match the scanned bytes");
-    const bool invalid_tail = position < file_size;
-    if (invalid_tail && mode == scan_mode::truncate_invalid) {
-        // The cut-off bytes are kept aside first: they may hold acknowledged records
-        // behind a single damaged batch, which an operator may still want.
-        // Only a full disk (or quota) may stop the copy without stopping the recovery:
-        // a partition that cannot open because its damaged tail does not fit twice would
-        // be worse, and the caller logs what was lost. Any other error fails the open.
-        auto kept = copy_aside_from(position);
-        const bool no_space =
-            !kept && (kept.failure().code == ENOSPC || kept.failure().code == EDQUOT);
-        if (!kept && !no_space) return kept.failure();
-        if (auto cut = truncate_to(position); !cut) return cut.failure();
-        if (!kept)
-            return scan_outcome{position,  next_offset, invalid_tail,
-                                file_size, {},          kept.failure().message};
-        return scan_outcome{position, next_offset, invalid_tail, file_size, std::move(*kept), {}};
+    scan_outcome outcome{position, next_offset, position < file_size, file_size, -1, {}, {}};
+    if (!outcome.tail_was_invalid || mode != scan_mode::truncate_invalid) return outcome;
+    // For the log line only: the offsets the cut-off bytes seem to hold, from the
+    // headers that still look like a chain of batches (no CRC: they are damaged).
+    for (int64_t at = position; at + static_cast<int64_t>(proto::batch_header_size) <= file_size;) {
+        auto header_bytes = reader.get(at, proto::batch_header_size);
+        if (!header_bytes) break;
+        auto header = proto::read_batch_header(*header_bytes);
+        if (!header || header->magic != proto::batch_magic_v2 || header->last_offset_delta < 0 ||
+            header->total_size() < static_cast<int64_t>(proto::batch_header_size) ||
+            header->total_size() > file_size - at ||
+            header->base_offset < std::max(next_offset, outcome.dropped_last_offset + 1))
+            break;
+        outcome.dropped_last_offset = header->last_offset();
+        at += header->total_size();
     }
-    return scan_outcome{position, next_offset, invalid_tail, file_size, {}, {}};
+    // The cut-off bytes are kept aside first: they may hold acknowledged records behind
+    // a single damaged batch, which an operator may still want. Only a full disk (or
+    // quota) may stop the copy without stopping the recovery: a partition that cannot
+    // open because its damaged tail does not fit twice would be worse, and the caller
+    // logs what was lost. Any other error fails the open.
+    auto kept = copy_aside_from(position);
+    const bool no_space = !kept && (kept.failure().code == ENOSPC || kept.failure().code == EDQUOT);
+    if (!kept && !no_space) return kept.failure();
+    if (auto cut = truncate_to(position); !cut) return cut.failure();
+    if (kept)
+        outcome.moved_to = std::move(*kept);
+    else
+        outcome.aside_failure = kept.failure().message;
+    return outcome;
 }
 
 result<std::filesystem::path> segment::copy_aside_from(int64_t position) {

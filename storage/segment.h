@@ -47,6 +47,10 @@ struct scan_outcome {
     int64_t next_offset;    // the offset after the last valid batch (base offset if none)
     bool tail_was_invalid;  // bytes after valid_bytes existed and were not a valid batch
     int64_t file_bytes;     // the size of the file when the scan started
+    // truncate_invalid with an invalid tail: the last offset of the chain of plausible
+    // batch headers found after the valid prefix (CRC unchecked), a best guess of what
+    // the cut-off bytes held for the log line; -1 when there was none.
+    int64_t dropped_last_offset;
     // truncate_invalid with an invalid tail: the .corrupt file the tail was copied to,
     // or empty and why when the disk had no room for the copy (the tail is cut anyway).
     std::filesystem::path moved_to;
