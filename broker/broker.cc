@@ -93,9 +93,7 @@ void shard_state::submit_log_syncs(partition& p) {
             partition* owner = find_partition(topic, index);
             if (owner == nullptr) return;  // deleted meanwhile: nothing left to make durable
             if (auto done = owner->log().complete_sync(request.durable_offset, res); !done)
-                net::log_error("sync of %s-%d up to %lld: %s", topic.c_str(), index,
-                               static_cast<long long>(request.durable_offset),
-                               done.failure().message.c_str());
+                owner->note_storage_failure("segment sync", done.failure());
         });
     }
 }
@@ -249,12 +247,12 @@ void shard_state::housekeeping() {
         for (auto& p : owned) {
             if (!p) continue;
             submit_log_syncs(*p);
+            // Housekeeping runs every second: its storage errors go through the
+            // partition's rate-limited storage error log.
             if (auto retained = p->log().apply_retention(now_ms); !retained)
-                net::log_error("retention of %s-%d: %s", name.c_str(), p->index(),
-                               retained.failure().message.c_str());
+                p->note_storage_failure("retention", retained.failure());
             if (auto compacted = p->log().compact_step(now_ms); !compacted)
-                net::log_error("compaction of %s-%d: %s", name.c_str(), p->index(),
-                               compacted.failure().message.c_str());
+                p->note_storage_failure("compaction", compacted.failure());
             if (p->producers().producer_count() > 0 && p->producer_state_dirty() && snapshot_due) {
                 if (auto saved = p->save_producer_state(); !saved)
                     net::log_error("producer state of %s-%d: %s", name.c_str(), p->index(),
@@ -262,8 +260,7 @@ void shard_state::housekeeping() {
             }
             if (p->log().flush_due(std::chrono::steady_clock::now())) {
                 if (auto synced = p->log().sync(); !synced)
-                    net::log_error("flush of %s-%d: %s", name.c_str(), p->index(),
-                                   synced.failure().message.c_str());
+                    p->note_storage_failure("flush", synced.failure());
             }
         }
     }
