@@ -465,7 +465,7 @@ TEST_CASE("a clean-shutdown marker does not vouch for a tail cut or extended aft
         }
         auto log = open_log(dir.path(), config);
         check_matches(*log, kept);
-        const recovery_stats& report = log->recovery_report();
+        const recovery_stats report = log->recovery_report();
         CHECK(report.clean_marker_rejected);
         CHECK(report.truncations == 1);
         CHECK(report.bytes_dropped == (cut ? last_batch - 50 : 777));
@@ -548,7 +548,7 @@ TEST_CASE("recovery after mid-log damage moves what it drops aside and reports i
 
     auto log = open_log(dir.path(), config);
     check_matches(*log, kept);
-    const recovery_stats& report = log->recovery_report();
+    const recovery_stats report = log->recovery_report();
     CHECK(report.truncations == 1);
     CHECK(report.segments_moved_aside == static_cast<int64_t>(files.size() - 2));
     CHECK(report.first_dropped_offset == kept.end());
@@ -558,7 +558,9 @@ TEST_CASE("recovery after mid-log damage moves what it drops aside and reports i
     // The damaged segment's cut tail sits next to it, byte for byte.
     const int64_t valid = static_cast<int64_t>(fs::file_size(damaged));
     fs::path tail = damaged;
-    tail += "." + std::to_string(valid) + ".corrupt";
+    tail += ".";
+    tail += std::to_string(valid);
+    tail += ".corrupt";
     std::vector<uint8_t> rejoined = file_bytes(damaged);
     const std::vector<uint8_t> cut_off = file_bytes(tail);
     rejoined.insert(rejoined.end(), cut_off.begin(), cut_off.end());
@@ -588,7 +590,7 @@ TEST_CASE("junk after the last batch of a closed segment keeps the later segment
     }
     auto log = open_log(dir.path(), config);
     check_matches(*log, expected);
-    const recovery_stats& report = log->recovery_report();
+    const recovery_stats report = log->recovery_report();
     CHECK(report.truncations == 1);
     CHECK(report.bytes_dropped == 300);
     CHECK(report.segments_moved_aside == 0);
