@@ -52,8 +52,11 @@ void store_be32(uint8_t* at, uint32_t value) {
 // calls (the bytes past used() are stale), so a reused buffer costs no zeroing.
 class capped_output {
 public:
+    // A guess of the output's size from the input's (none when `input_size` is 0)
+    // sizes the first growth; grow() and make_room() do the rest.
     capped_output(std::vector<uint8_t>& buffer, size_t max, size_t input_size)
         : _buffer(buffer), _max(max) {
+        if (input_size == 0) return;
         const size_t first = std::min(_max, std::max(output_initial_size, input_size * 4));
         if (_buffer.size() < first) grow_to(first);
     }
