@@ -284,18 +284,20 @@ result<std::vector<uint8_t>> zstd_compress(std::span<const uint8_t> input) {
     return output;
 }
 
-result<std::span<const uint8_t>> zstd_decompress(std::span<const uint8_t> input, size_t output_max,
-                                                 std::vector<uint8_t>& buffer) {
-    // One context per thread, reset for every stream: creating one (and its window
-    // buffer) per batch was most of the cost of decompressing a small batch.
-    thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> context(ZSTD_createDCtx(),
-                                                                            ZSTD_freeDCtx);
-    if (!context) return error{ENOMEM, "zstd: cannot create a decompression context"};
-    if (ZSTD_isError(ZSTD_DCtx_reset(context.get(), ZSTD_reset_session_only)))
+// A thread's decompression context keeps the window buffer of the largest frame
+// it decoded; one larger than this (a frame declaring a window past 8 MiB, which
+// only a large output cap allows) is freed after its stream.
+constexpr size_t zstd_context_retained_bytes_max = (size_t{1} << zstd_window_log_floor) + (1 << 20);
+
+result<std::span<const uint8_t>> zstd_decompress_with(ZSTD_DCtx* context,
+                                                      std::span<const uint8_t> input,
+                                                      size_t output_max,
+                                                      std::vector<uint8_t>& buffer) {
+    if (ZSTD_isError(ZSTD_DCtx_reset(context, ZSTD_reset_session_only)))
         return error{EINVAL, "zstd: cannot reset the decompression context"};
     const int cap_log = output_max <= 1 ? 0 : std::bit_width(output_max - 1);
     const int window_log = std::clamp(cap_log, zstd_window_log_floor, zstd_window_log_ceiling);
-    if (ZSTD_isError(ZSTD_DCtx_setParameter(context.get(), ZSTD_d_windowLogMax, window_log)))
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, window_log)))
         return error{EINVAL, "zstd: cannot limit the window size"};
     capped_output output(buffer, output_max, input.size());
     ZSTD_inBuffer source{input.data(), input.size(), 0};
@@ -306,7 +308,7 @@ result<std::span<const uint8_t>> zstd_decompress(std::span<const uint8_t> input,
         const bool probing = output.free_size() == 0 && !output.grow();
         ZSTD_outBuffer target{probing ? &probe : output.free_begin(),
                               probing ? 1 : output.free_size(), 0};
-        hint = ZSTD_decompressStream(context.get(), &target, &source);
+        hint = ZSTD_decompressStream(context, &target, &source);
         if (ZSTD_isError(hint)) {
             if (ZSTD_getErrorCode(hint) == ZSTD_error_memory_allocation)
                 return error{ENOMEM, "zstd: out of memory"};
@@ -320,6 +322,19 @@ result<std::span<const uint8_t>> zstd_decompress(std::span<const uint8_t> input,
             return corrupt("zstd", "truncated frame");
     }
     return output.finish();
+}
+
+result<std::span<const uint8_t>> zstd_decompress(std::span<const uint8_t> input, size_t output_max,
+                                                 std::vector<uint8_t>& buffer) {
+    // One context per thread, reset for every stream: creating one (and its window
+    // buffer) per batch was most of the cost of decompressing a small batch.
+    using context_ptr = std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)>;
+    thread_local context_ptr context(nullptr, ZSTD_freeDCtx);
+    if (!context) context = context_ptr(ZSTD_createDCtx(), ZSTD_freeDCtx);
+    if (!context) return error{ENOMEM, "zstd: cannot create a decompression context"};
+    auto output = zstd_decompress_with(context.get(), input, output_max, buffer);
+    if (ZSTD_sizeof_DCtx(context.get()) > zstd_context_retained_bytes_max) context.reset();
+    return output;
 }
 
 }  // namespace

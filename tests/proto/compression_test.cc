@@ -2,9 +2,12 @@
 
 #include <doctest/doctest.h>
 #include <snappy.h>
+#include <zstd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -210,4 +213,27 @@ TEST_CASE("decompress_into reuses its buffer and returns only this call's output
         REQUIRE_FALSE(capped.ok());
         CHECK(capped.failure().code == EFBIG);
     }
+}
+
+// zstd keeps one decompression context per thread and frees it after a stream
+// whose window made it large; the next stream must decode on a fresh one.
+TEST_CASE("zstd decodes after a large-window frame released the thread's context") {
+    const auto large = sample(24 << 20, 21);
+    std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    REQUIRE(ZSTD_isError(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, 25)) == 0);
+    // Streaming without a pledged size: the frame declares its 32 MiB window.
+    std::vector<uint8_t> packed(ZSTD_compressBound(large.size()));
+    ZSTD_inBuffer in{large.data(), large.size(), 0};
+    ZSTD_outBuffer out{packed.data(), packed.size(), 0};
+    REQUIRE(ZSTD_compressStream2(cctx.get(), &out, &in, ZSTD_e_end) == 0);
+    packed.resize(out.pos);
+    std::vector<uint8_t> buffer;
+    auto first = decompress_into(compression_codec::zstd, packed, 32 << 20, buffer);
+    REQUIRE(first.ok());
+    CHECK(std::equal(first->begin(), first->end(), large.begin(), large.end()));
+    const auto small = sample(5000, 22);
+    auto second = decompress_into(compression_codec::zstd,
+                                  *compress(compression_codec::zstd, small), 1 << 20, buffer);
+    REQUIRE(second.ok());
+    CHECK(std::equal(second->begin(), second->end(), small.begin(), small.end()));
 }
