@@ -45,36 +45,49 @@ void store_be32(uint8_t* at, uint32_t value) {
     std::memcpy(at, &value, sizeof(value));
 }
 
-// The output of a streaming decoder: grows geometrically but never past `max`,
-// and never reserves more than it is about to use (std::vector::resize alone may
-// over-allocate, so every growth reserves the exact size first).
+// The output of a decoder, written into a buffer that its caller may reuse from
+// call to call: it grows geometrically but never past `max`, and never reserves
+// more than it is about to use (std::vector::resize alone may over-allocate, so
+// every growth reserves the exact size first). The buffer keeps its size between
+// calls (the bytes past used() are stale), so a reused buffer costs no zeroing.
 class capped_output {
 public:
-    capped_output(size_t max, size_t input_size) : _max(max) {
-        grow_to(std::min(_max, std::max(output_initial_size, input_size * 4)));
+    // A guess of the output's size from the input's (none when `input_size` is 0)
+    // sizes the first growth; grow() and make_room() do the rest.
+    capped_output(std::vector<uint8_t>& buffer, size_t max, size_t input_size)
+        : _buffer(buffer), _max(max) {
+        if (input_size == 0) return;
+        const size_t first = std::min(_max, std::max(output_initial_size, input_size * 4));
+        if (_buffer.size() < first) grow_to(first);
     }
     uint8_t* free_begin() { return _buffer.data() + _used; }
-    size_t free_size() const { return _buffer.size() - _used; }
+    size_t free_size() const { return limit() - _used; }
     void commit(size_t bytes) { _used += bytes; }
     // Makes room for more output; false when the buffer already holds `max` bytes.
     bool grow() {
-        if (_buffer.size() >= _max) return false;
+        if (limit() >= _max) return false;
         grow_to(std::min(_max, std::max(output_initial_size, _buffer.size() * 2)));
         return true;
     }
-    std::vector<uint8_t> finish() {
-        _buffer.resize(_used);
-        return std::move(_buffer);
+    // Makes at least `bytes` contiguous bytes free; false, allocating nothing, when
+    // that would pass `max`.
+    bool make_room(size_t bytes) {
+        if (bytes > _max - _used) return false;
+        while (free_size() < bytes) grow();
+        return true;
     }
+    std::span<const uint8_t> finish() const { return {_buffer.data(), _used}; }
 
 private:
+    // A previous call with a larger cap may have left the buffer bigger than `max`.
+    size_t limit() const { return std::min(_buffer.size(), _max); }
     void grow_to(size_t size) {
         _buffer.reserve(size);
         _buffer.resize(size);
     }
-    std::vector<uint8_t> _buffer;
-    size_t _used = 0;
+    std::vector<uint8_t>& _buffer;
     size_t _max;
+    size_t _used = 0;
 };
 
 // ---- gzip ----------------------------------------------------------------
@@ -99,7 +112,8 @@ result<std::vector<uint8_t>> gzip_compress(std::span<const uint8_t> input) {
     return output;
 }
 
-result<std::vector<uint8_t>> gzip_decompress(std::span<const uint8_t> input, size_t output_max) {
+result<std::span<const uint8_t>> gzip_decompress(std::span<const uint8_t> input, size_t output_max,
+                                                 std::vector<uint8_t>& buffer) {
     if (input.size() > UINT_MAX) return corrupt("gzip", "input too large");
     z_stream stream{};
     if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK)
@@ -107,7 +121,7 @@ result<std::vector<uint8_t>> gzip_decompress(std::span<const uint8_t> input, siz
     std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&stream, inflateEnd);
     stream.next_in = const_cast<Bytef*>(input.data());
     stream.avail_in = static_cast<uInt>(input.size());
-    capped_output output(output_max, input.size());
+    capped_output output(buffer, output_max, input.size());
     for (;;) {
         uint8_t probe = 0;
         const bool probing = output.free_size() == 0 && !output.grow();
@@ -156,33 +170,34 @@ result<std::vector<uint8_t>> snappy_compress(std::span<const uint8_t> input) {
     return output;
 }
 
-// Appends one raw snappy block to `output`, keeping the total within `output_max`.
+// Appends one raw snappy block to `output`, which refuses to pass its cap. The
+// block's header states its decompressed length, so the cap is checked before
+// any room is made for it.
 result<void> snappy_raw_append(std::span<const uint8_t> block, size_t output_max,
-                               std::vector<uint8_t>& output) {
+                               capped_output& output) {
     const auto* data = reinterpret_cast<const char*>(block.data());
     size_t length = 0;
     if (!snappy::GetUncompressedLength(data, block.size(), &length))
         return corrupt("snappy", "bad block header");
-    if (length > output_max - output.size()) return over_cap("snappy", output_max);
-    const size_t position = output.size();
-    const size_t needed = position + length;
-    if (needed > output.capacity())
-        output.reserve(std::min(output_max, std::max(needed, output.capacity() * 2)));
-    output.resize(needed);
-    if (!snappy::RawUncompress(data, block.size(),
-                               reinterpret_cast<char*>(output.data() + position)))
+    if (!output.make_room(length)) return over_cap("snappy", output_max);
+    if (!snappy::RawUncompress(data, block.size(), reinterpret_cast<char*>(output.free_begin())))
         return corrupt("snappy", "corrupt block");
+    output.commit(length);
     return ok_result();
 }
 
-result<std::vector<uint8_t>> snappy_decompress(std::span<const uint8_t> input, size_t output_max) {
-    std::vector<uint8_t> output;
+result<std::span<const uint8_t>> snappy_decompress(std::span<const uint8_t> input,
+                                                   size_t output_max,
+                                                   std::vector<uint8_t>& buffer) {
+    // Blocks state their own lengths, so the output starts empty rather than at a
+    // guess.
+    capped_output output(buffer, output_max, 0);
     const bool xerial = input.size() >= sizeof(xerial_magic) &&
                         std::memcmp(input.data(), xerial_magic, sizeof(xerial_magic)) == 0;
     if (!xerial) {
         auto appended = snappy_raw_append(input, output_max, output);
         if (!appended) return appended.failure();
-        return output;
+        return output.finish();
     }
     if (input.size() < xerial_header_size) return corrupt("snappy", "truncated xerial header");
     size_t at = xerial_header_size;
@@ -195,7 +210,7 @@ result<std::vector<uint8_t>> snappy_decompress(std::span<const uint8_t> input, s
         if (!appended) return appended.failure();
         at += block_size;
     }
-    return output;
+    return output.finish();
 }
 
 // ---- lz4 -----------------------------------------------------------------
@@ -220,13 +235,14 @@ result<std::vector<uint8_t>> lz4_compress(std::span<const uint8_t> input) {
     return output;
 }
 
-result<std::vector<uint8_t>> lz4_decompress(std::span<const uint8_t> input, size_t output_max) {
+result<std::span<const uint8_t>> lz4_decompress(std::span<const uint8_t> input, size_t output_max,
+                                                std::vector<uint8_t>& buffer) {
     LZ4F_dctx* raw_context = nullptr;
     if (LZ4F_isError(LZ4F_createDecompressionContext(&raw_context, LZ4F_VERSION)))
         return error{ENOMEM, "lz4: cannot create a decompression context"};
     std::unique_ptr<LZ4F_dctx, LZ4F_errorCode_t (*)(LZ4F_dctx*)> context(
         raw_context, LZ4F_freeDecompressionContext);
-    capped_output output(output_max, input.size());
+    capped_output output(buffer, output_max, input.size());
     size_t at = 0;
     size_t hint = 1;  // LZ4F_decompress returns 0 once a frame is complete.
     for (;;) {
@@ -268,14 +284,22 @@ result<std::vector<uint8_t>> zstd_compress(std::span<const uint8_t> input) {
     return output;
 }
 
-result<std::vector<uint8_t>> zstd_decompress(std::span<const uint8_t> input, size_t output_max) {
-    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> context(ZSTD_createDCtx(), ZSTD_freeDCtx);
-    if (!context) return error{ENOMEM, "zstd: cannot create a decompression context"};
+// A thread's decompression context keeps the window buffer of the largest frame
+// it decoded; one larger than this (a frame declaring a window past 8 MiB, which
+// only a large output cap allows) is freed after its stream.
+constexpr size_t zstd_context_retained_bytes_max = (size_t{1} << zstd_window_log_floor) + (1 << 20);
+
+result<std::span<const uint8_t>> zstd_decompress_with(ZSTD_DCtx* context,
+                                                      std::span<const uint8_t> input,
+                                                      size_t output_max,
+                                                      std::vector<uint8_t>& buffer) {
+    if (ZSTD_isError(ZSTD_DCtx_reset(context, ZSTD_reset_session_only)))
+        return error{EINVAL, "zstd: cannot reset the decompression context"};
     const int cap_log = output_max <= 1 ? 0 : std::bit_width(output_max - 1);
     const int window_log = std::clamp(cap_log, zstd_window_log_floor, zstd_window_log_ceiling);
-    if (ZSTD_isError(ZSTD_DCtx_setParameter(context.get(), ZSTD_d_windowLogMax, window_log)))
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, window_log)))
         return error{EINVAL, "zstd: cannot limit the window size"};
-    capped_output output(output_max, input.size());
+    capped_output output(buffer, output_max, input.size());
     ZSTD_inBuffer source{input.data(), input.size(), 0};
     size_t hint = 1;  // ZSTD_decompressStream returns 0 once a frame is complete.
     for (;;) {
@@ -284,7 +308,7 @@ result<std::vector<uint8_t>> zstd_decompress(std::span<const uint8_t> input, siz
         const bool probing = output.free_size() == 0 && !output.grow();
         ZSTD_outBuffer target{probing ? &probe : output.free_begin(),
                               probing ? 1 : output.free_size(), 0};
-        hint = ZSTD_decompressStream(context.get(), &target, &source);
+        hint = ZSTD_decompressStream(context, &target, &source);
         if (ZSTD_isError(hint)) {
             if (ZSTD_getErrorCode(hint) == ZSTD_error_memory_allocation)
                 return error{ENOMEM, "zstd: out of memory"};
@@ -298,6 +322,19 @@ result<std::vector<uint8_t>> zstd_decompress(std::span<const uint8_t> input, siz
             return corrupt("zstd", "truncated frame");
     }
     return output.finish();
+}
+
+result<std::span<const uint8_t>> zstd_decompress(std::span<const uint8_t> input, size_t output_max,
+                                                 std::vector<uint8_t>& buffer) {
+    // One context per thread, reset for every stream: creating one (and its window
+    // buffer) per batch was most of the cost of decompressing a small batch.
+    using context_ptr = std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)>;
+    thread_local context_ptr context(nullptr, ZSTD_freeDCtx);
+    if (!context) context = context_ptr(ZSTD_createDCtx(), ZSTD_freeDCtx);
+    if (!context) return error{ENOMEM, "zstd: cannot create a decompression context"};
+    auto output = zstd_decompress_with(context.get(), input, output_max, buffer);
+    if (ZSTD_sizeof_DCtx(context.get()) > zstd_context_retained_bytes_max) context.reset();
+    return output;
 }
 
 }  // namespace
@@ -334,22 +371,36 @@ result<std::vector<uint8_t>> compress(compression_codec codec, std::span<const u
     return error{ENOTSUP, "unknown compression codec " + std::to_string(static_cast<int>(codec))};
 }
 
-result<std::vector<uint8_t>> decompress(compression_codec codec, std::span<const uint8_t> input,
-                                        size_t output_max) {
+result<std::span<const uint8_t>> decompress_into(compression_codec codec,
+                                                 std::span<const uint8_t> input, size_t output_max,
+                                                 std::vector<uint8_t>& buffer) {
     switch (codec) {
-        case compression_codec::none:
-            if (input.size() > output_max) return over_cap("none", output_max);
-            return std::vector<uint8_t>(input.begin(), input.end());
+        case compression_codec::none: {
+            capped_output output(buffer, output_max, 0);
+            if (!output.make_room(input.size())) return over_cap("none", output_max);
+            if (!input.empty()) std::memcpy(output.free_begin(), input.data(), input.size());
+            output.commit(input.size());
+            return output.finish();
+        }
         case compression_codec::gzip:
-            return gzip_decompress(input, output_max);
+            return gzip_decompress(input, output_max, buffer);
         case compression_codec::snappy:
-            return snappy_decompress(input, output_max);
+            return snappy_decompress(input, output_max, buffer);
         case compression_codec::lz4:
-            return lz4_decompress(input, output_max);
+            return lz4_decompress(input, output_max, buffer);
         case compression_codec::zstd:
-            return zstd_decompress(input, output_max);
+            return zstd_decompress(input, output_max, buffer);
     }
     return error{ENOTSUP, "unknown compression codec " + std::to_string(static_cast<int>(codec))};
+}
+
+result<std::vector<uint8_t>> decompress(compression_codec codec, std::span<const uint8_t> input,
+                                        size_t output_max) {
+    std::vector<uint8_t> buffer;
+    auto output = decompress_into(codec, input, output_max, buffer);
+    if (!output) return output.failure();
+    buffer.resize(output->size());
+    return buffer;
 }
 
 }  // namespace spate::proto

@@ -45,8 +45,18 @@ const char* to_string(compression_codec codec);
 // Compresses `input` whole. `none` returns a copy.
 result<std::vector<uint8_t>> compress(compression_codec codec, std::span<const uint8_t> input);
 
-// Decompresses `input`, failing with EFBIG if the output would exceed `output_max`.
-// `none` returns a copy (subject to the same cap).
+// Decompresses `input` into `buffer`, which the caller owns and may reuse from
+// call to call (a shard keeps one for every batch it validates), and returns the
+// output as a view of its first bytes. Fails with EFBIG if the output would
+// exceed `output_max`; the buffer then holds at most `output_max` bytes, because
+// it grows only as output arrives and never past the cap. The buffer keeps its
+// size between calls: only the returned view is output, what follows is stale.
+// `none` copies (subject to the same cap).
+result<std::span<const uint8_t>> decompress_into(compression_codec codec,
+                                                 std::span<const uint8_t> input, size_t output_max,
+                                                 std::vector<uint8_t>& buffer);
+
+// decompress_into a fresh vector of exactly the output's size.
 result<std::vector<uint8_t>> decompress(compression_codec codec, std::span<const uint8_t> input,
                                         size_t output_max);
 

@@ -2,6 +2,7 @@
 // The layout is documented in record_batch.h.
 #include "proto/record_batch.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -82,6 +83,8 @@ const char* to_string(batch_error error) {
             return "inconsistent record count or offsets";
         case batch_error::too_large:
             return "batch larger than allowed";
+        case batch_error::bad_records:
+            return "records do not match the batch header";
     }
     return "unknown";
 }
@@ -260,10 +263,97 @@ result<std::span<const uint8_t>> batch_records(std::span<const uint8_t> batch,
     if (!known_codec(codec))
         return error{ENOTSUP,
                      "unknown compression codec " + std::to_string(static_cast<int>(codec))};
-    auto decompressed = decompress(codec, section, decompressed_bytes_max);
-    if (!decompressed) return decompressed.failure();
-    scratch = std::move(decompressed).value();
-    return std::span<const uint8_t>(scratch);
+    return decompress_into(codec, section, decompressed_bytes_max, scratch);
+}
+
+namespace {
+
+// Walks one record's framing at the start of `in`: the length varint, then exactly
+// that many bytes holding attributes, timestamp delta, offset delta, key, value and
+// headers. Returns the offset delta and whether the key is present, or nullopt
+// (with `why` set) when the record is malformed or its length does not frame its
+// fields exactly. Reads views only, so it allocates nothing.
+struct skimmed_record {
+    int32_t offset_delta;
+    bool keyed;
+};
+std::optional<skimmed_record> skim_record(reader& in, const char*& why) {
+    const int32_t length = in.varint();
+    if (!in.ok() || length < 0 || static_cast<size_t>(length) > in.remaining()) {
+        why = "record length beyond the records section";
+        return std::nullopt;
+    }
+    reader body(in.raw(static_cast<size_t>(length)));
+    (void)body.int8();     // attributes
+    (void)body.varlong();  // timestamp_delta
+    const int32_t offset_delta = body.varint();
+    const bool keyed = nullable_field(body).has_value();
+    (void)nullable_field(body);  // value
+    const int32_t headers_count = body.varint();
+    if (body.ok() && (headers_count < 0 || static_cast<size_t>(headers_count) >
+                                               body.remaining() / record_header_size_min))
+        body.fail(decode_error::too_large);
+    for (int32_t i = 0; body.ok() && i < headers_count; ++i) {
+        const int32_t key_length = body.varint();
+        if (key_length < 0) body.fail(decode_error::negative_length);
+        body.skip(static_cast<size_t>(std::max(key_length, 0)));
+        (void)nullable_field(body);
+    }
+    if (!body.ok()) {
+        why = "malformed record";
+        return std::nullopt;
+    }
+    if (body.remaining() != 0) {
+        why = "record length does not match its fields";
+        return std::nullopt;
+    }
+    return skimmed_record{offset_delta, keyed};
+}
+
+records_check refuse(batch_error error, const char* why) {
+    records_check check;
+    check.error = error;
+    check.why = why;
+    return check;
+}
+
+}  // namespace
+
+records_check validate_records(std::span<const uint8_t> batch, const batch_header& header,
+                               size_t batch_bytes_max, std::vector<uint8_t>& scratch) {
+    if (header.records_count <= 0 ||
+        static_cast<int64_t>(header.last_offset_delta) + 1 != header.records_count)
+        return refuse(batch_error::bad_count, "records_count does not match last_offset_delta");
+    if (batch_bytes_max < batch_header_size)
+        return refuse(batch_error::too_large, "no room for records under the size limit");
+    // The bound applies to the batch as it would be uncompressed: header plus records.
+    auto section = batch_records(batch, batch_bytes_max - batch_header_size, scratch);
+    if (!section) {
+        if (section.failure().code == EFBIG)
+            return refuse(batch_error::too_large, "records decompress beyond the size limit");
+        return refuse(batch_error::bad_records, "compressed records cannot be decompressed");
+    }
+    const auto records = *section;
+    // Every record takes at least record_size_min bytes: a count the section cannot
+    // hold is refused before walking anything.
+    if (static_cast<uint64_t>(header.records_count) > records.size() / record_size_min)
+        return refuse(batch_error::bad_records, "records_count larger than the records present");
+    records_check check;
+    reader in(records);
+    for (int32_t index = 0; index < header.records_count; ++index) {
+        if (in.remaining() == 0)
+            return refuse(batch_error::bad_records, "fewer records than records_count");
+        const char* why = nullptr;
+        const auto record = skim_record(in, why);
+        if (!record) return refuse(batch_error::bad_records, why);
+        if (record->offset_delta != index)
+            return refuse(batch_error::bad_records, "record offset deltas are not 0, 1, 2, ...");
+        // Compacted topics need every key; noting it here spares them a second pass.
+        if (!record->keyed) check.every_record_keyed = false;
+    }
+    if (in.remaining() != 0)
+        return refuse(batch_error::bad_records, "bytes left after the last record");
+    return check;
 }
 
 batch_builder::batch_builder(compression_codec codec, int64_t base_timestamp, int64_t producer_id,

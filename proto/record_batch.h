@@ -114,8 +114,8 @@ struct batch_header {
 result<batch_header> read_batch_header(std::span<const uint8_t> bytes);
 
 // Why a batch was rejected. The broker maps these to Kafka error codes:
-// truncated, bad_size, bad_magic, bad_crc -> CORRUPT_MESSAGE; bad_count ->
-// INVALID_RECORD; too_large -> MESSAGE_TOO_LARGE; legacy_magic ->
+// truncated, bad_size, bad_magic, bad_crc -> CORRUPT_MESSAGE; bad_count and
+// bad_records -> INVALID_RECORD; too_large -> MESSAGE_TOO_LARGE; legacy_magic ->
 // UNSUPPORTED_VERSION (or a down-conversion the broker does not do).
 enum class batch_error : uint8_t {
     none,
@@ -125,7 +125,10 @@ enum class batch_error : uint8_t {
     bad_magic,     // magic other than 0-2, or attribute bits naming no known codec
     bad_crc,       // CRC-32C over attributes..end does not match
     bad_count,     // records_count, last_offset_delta or (from clients) base_offset inconsistent
-    too_large,     // the whole batch is larger than the allowed maximum
+    too_large,     // the whole batch is larger than the allowed maximum, or its
+                   // records decompress beyond it (validate_records)
+    bad_records,   // the records section disagrees with the header or is malformed
+                   // (validate_records)
 };
 
 const char* to_string(batch_error error);
@@ -222,12 +225,40 @@ private:
 };
 
 // The records section of a validated batch, decompressed when the batch is
-// compressed. `scratch` holds the decompressed bytes; the returned span points
-// either into `batch` or into `scratch`. Decompressed size is capped at
-// `decompressed_bytes_max` (error code EFBIG beyond it).
+// compressed. `scratch` holds the decompressed bytes and may be reused from call
+// to call (see decompress_into: it is never grown past the cap, and only the
+// returned span is meaningful); the returned span points either into `batch` or
+// into `scratch`. Decompressed size is capped at `decompressed_bytes_max` (error
+// code EFBIG beyond it).
 result<std::span<const uint8_t>> batch_records(std::span<const uint8_t> batch,
                                                size_t decompressed_bytes_max,
                                                std::vector<uint8_t>& scratch);
+
+// What validate_records found.
+struct records_check {
+    batch_error error = batch_error::none;
+    const char* why = nullptr;       // a static sentence for logs and the client
+    bool every_record_keyed = true;  // meaningful when error is none
+};
+
+// The checks of a producer's batch that need its records, for a batch that
+// validate_batch accepted from a client, in one pass over its (decompressed)
+// records section:
+//  * records_count > 0 and last_offset_delta == records_count - 1 (bad_count);
+//  * the batch as it would be uncompressed, 61 header bytes plus the decompressed
+//    records section, is at most `batch_bytes_max` bytes (too_large): the limit an
+//    uncompressed batch meets, so compression cannot smuggle in more. Output past
+//    the limit is never produced, so a decompression bomb costs at most
+//    `batch_bytes_max` bytes of `scratch`;
+//  * exactly records_count records follow, each one's length varint framing its
+//    fields exactly, with offset deltas 0, 1, 2, ... in order, and no byte after
+//    the last (bad_records); a compressed section that does not decompress is
+//    bad_records too.
+// Uncompressed batches are walked in place without allocating; compressed ones
+// are decompressed once into `scratch`, which the caller reuses. Reports whether
+// every record has a key, which compacted topics require.
+records_check validate_records(std::span<const uint8_t> batch, const batch_header& header,
+                               size_t batch_bytes_max, std::vector<uint8_t>& scratch);
 
 // Calls `fn(const record_view&)` for each record of a validated batch,
 // decompressing first if needed. `fn` may return void, or bool where false stops

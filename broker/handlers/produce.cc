@@ -1,8 +1,8 @@
-// Produce (0): validate each partition's record batch here (CRC, size, magic, counts),
-// then append it on the partition's owner shard: idempotent-producer check, offsets
-// assigned by rewriting baseOffset, LogAppendTime stamped if the topic says so. acks=0
-// gets no response at all; acks=1/all are answered when every partition is written
-// (and fdatasync'ed first under acks_all_policy = "fsync").
+// Produce (0): validate each partition's record batch here (CRC, size, magic, counts,
+// and every record: see check_records), then append it on the partition's owner shard:
+// idempotent-producer check, offsets assigned by rewriting baseOffset, LogAppendTime stamped if the
+// topic says so. acks=0 gets no response at all; acks=1/all are answered when every partition is
+// written (and fdatasync'ed first under acks_all_policy = "fsync").
 #include <chrono>
 #include <optional>
 #include <string>
@@ -48,22 +48,47 @@ error_code batch_error_code(proto::batch_error failure) {
     }
 }
 
-// Decompressing a batch to check its keys (compacted topics only) stops beyond this.
-constexpr size_t key_check_decompressed_bytes_max = 128 << 20;
+// The buffer this shard decompresses producers' batches into to validate them,
+// reused for every batch so that validation allocates only when a batch needs
+// more room than any before it. Each shard is one thread, so thread_local makes
+// it the shard's own. Never larger than the largest max.message.bytes seen;
+// beyond scratch_retained_bytes_max it is released after the batch, so one big
+// batch does not pin its memory for the shard's lifetime.
+thread_local std::vector<uint8_t> decompression_scratch;
+constexpr size_t scratch_retained_bytes_max = 4 << 20;
 
-// Compaction keeps the latest record per key, so a record without a key has no meaning
-// in a compacted topic; Kafka refuses such a batch with INVALID_RECORD, and so do we.
-// Returns the message for the client, or nullopt when every record has a key.
-std::optional<std::string> keyless_record_problem(std::span<const uint8_t> batch) {
-    bool keyless = false;
-    auto walked = proto::for_each_record(batch, key_check_decompressed_bytes_max,
-                                         [&](const proto::record_view& record) {
-                                             keyless = !record.key.has_value();
-                                             return !keyless;
-                                         });
-    if (!walked) return "records of the batch cannot be decoded: " + walked.failure().message;
-    if (keyless) return std::string("compacted topic cannot accept a record without a key");
-    return std::nullopt;
+// Checks the records of a batch that passed validate_batch, before anything is
+// appended: exactly records_count records with offset deltas 0..n-1, framing that
+// consumes the records section exactly, and (compressed) a decompressed size
+// within max.message.bytes. A batch whose header lies about its count would
+// otherwise take offsets for records that do not exist (one zstd batch claiming
+// 2^31 records moved the log end by 2^31), and a small batch that decompresses to
+// gigabytes would be stored for consumers to choke on. Count and framing errors
+// are INVALID_RECORD, as in Kafka. A decompressed size past max.message.bytes is
+// MESSAGE_TOO_LARGE: that is what the limit says (the batch, uncompressed, is
+// larger than the topic accepts), and a Java producer that meets it splits the
+// batch and resets its compression estimate instead of failing the records,
+// whereas a bomb's sender gets a refusal either way. Compacted topics also need
+// a key on every record, which the same pass reports.
+error_code check_records(std::span<const uint8_t> batch, const proto::batch_header& header,
+                         size_t batch_bytes_max, bool keys_required,
+                         std::optional<std::string>& message) {
+    const proto::records_check checked =
+        proto::validate_records(batch, header, batch_bytes_max, decompression_scratch);
+    if (decompression_scratch.capacity() > scratch_retained_bytes_max)
+        std::vector<uint8_t>().swap(decompression_scratch);
+    if (checked.error != proto::batch_error::none) {
+        message = checked.why;
+        return checked.error == proto::batch_error::too_large ? error_code::message_too_large
+                                                              : error_code::invalid_record;
+    }
+    if (keys_required && !checked.every_record_keyed) {
+        // Compaction keeps the latest record per key, so a record without a key has
+        // no meaning in a compacted topic; Kafka refuses such a batch too.
+        message = "compacted topic cannot accept a record without a key";
+        return error_code::invalid_record;
+    }
+    return error_code::none;
 }
 
 int64_t wall_clock_ms() {
@@ -210,12 +235,10 @@ void handle_produce(request_ptr req) {
                 if (failure == error_code::none &&
                     (checked.header.is_transactional() || checked.header.is_control()))
                     failure = error_code::invalid_record;
-                if (failure == error_code::none && config.log.cleanup_compact) {
-                    if (auto problem = keyless_record_problem(records.bytes)) {
-                        failure = error_code::invalid_record;
-                        out.error_message = std::move(problem);
-                    }
-                }
+                if (failure == error_code::none)
+                    failure = check_records(records.bytes, checked.header,
+                                            static_cast<size_t>(config.message_max_bytes),
+                                            config.log.cleanup_compact, out.error_message);
             }
             out.error_code = proto::code(failure);
             if (failure == error_code::none) {

@@ -2,9 +2,12 @@
 
 #include <doctest/doctest.h>
 #include <snappy.h>
+#include <zstd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -160,4 +163,77 @@ TEST_CASE("concatenated gzip members and lz4/zstd frames decode as one stream") 
         REQUIRE(unpacked.ok());
         CHECK(*unpacked == expected);
     }
+}
+
+// Regression (issue 10, defect 4): the broker validates compressed batches by
+// decompressing them into one buffer per shard. A bomb, a few KiB that expand to
+// far more than the cap, must fail with EFBIG while the buffer stays within the
+// cap: output is written only as it arrives, into room grown geometrically up to
+// the cap and no further, and snappy's stated block length is checked before any
+// room is made. A decoder that sized its output from the input's claim, or grew
+// it without the cap, would show a capacity past it here.
+TEST_CASE("decompress_into refuses a bomb without growing its buffer past the cap") {
+    constexpr size_t cap = 1 << 20;
+    const std::vector<uint8_t> zeros(32 << 20, 0);
+    for (auto codec : all_codecs) {
+        CAPTURE(to_string(codec));
+        auto packed = compress(codec, zeros);
+        REQUIRE(packed.ok());
+        std::vector<uint8_t> buffer;
+        auto bomb = decompress_into(codec, *packed, cap, buffer);
+        REQUIRE_FALSE(bomb.ok());
+        CHECK(bomb.failure().code == EFBIG);
+        CHECK(buffer.capacity() <= cap);
+    }
+    // A single raw snappy block states its whole length up front.
+    std::vector<uint8_t> buffer;
+    auto raw = decompress_into(compression_codec::snappy, raw_snappy(zeros), cap, buffer);
+    REQUIRE_FALSE(raw.ok());
+    CHECK(raw.failure().code == EFBIG);
+    CHECK(buffer.capacity() == 0);
+}
+
+TEST_CASE("decompress_into reuses its buffer and returns only this call's output") {
+    const auto large = sample(200000, 11);
+    const auto small = sample(300, 12);
+    for (auto codec : all_codecs) {
+        CAPTURE(to_string(codec));
+        std::vector<uint8_t> buffer;
+        auto first = decompress_into(codec, *compress(codec, large), 1 << 20, buffer);
+        REQUIRE(first.ok());
+        CHECK(std::vector<uint8_t>(first->begin(), first->end()) == large);
+        const size_t grown = buffer.capacity();
+        auto second = decompress_into(codec, *compress(codec, small), 1 << 20, buffer);
+        REQUIRE(second.ok());
+        CHECK(std::vector<uint8_t>(second->begin(), second->end()) == small);
+        CHECK(second->data() == buffer.data());
+        CHECK(buffer.capacity() == grown);
+        // A smaller cap on a buffer left larger by an earlier call still holds.
+        auto capped = decompress_into(codec, *compress(codec, large), 1000, buffer);
+        REQUIRE_FALSE(capped.ok());
+        CHECK(capped.failure().code == EFBIG);
+    }
+}
+
+// zstd keeps one decompression context per thread and frees it after a stream
+// whose window made it large; the next stream must decode on a fresh one.
+TEST_CASE("zstd decodes after a large-window frame released the thread's context") {
+    const auto large = sample(24 << 20, 21);
+    std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    REQUIRE(ZSTD_isError(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, 25)) == 0);
+    // Streaming without a pledged size: the frame declares its 32 MiB window.
+    std::vector<uint8_t> packed(ZSTD_compressBound(large.size()));
+    ZSTD_inBuffer in{large.data(), large.size(), 0};
+    ZSTD_outBuffer out{packed.data(), packed.size(), 0};
+    REQUIRE(ZSTD_compressStream2(cctx.get(), &out, &in, ZSTD_e_end) == 0);
+    packed.resize(out.pos);
+    std::vector<uint8_t> buffer;
+    auto first = decompress_into(compression_codec::zstd, packed, 32 << 20, buffer);
+    REQUIRE(first.ok());
+    CHECK(std::equal(first->begin(), first->end(), large.begin(), large.end()));
+    const auto small = sample(5000, 22);
+    auto second = decompress_into(compression_codec::zstd,
+                                  *compress(compression_codec::zstd, small), 1 << 20, buffer);
+    REQUIRE(second.ok());
+    CHECK(std::equal(second->begin(), second->end(), small.begin(), small.end()));
 }

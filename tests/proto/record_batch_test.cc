@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -400,4 +401,175 @@ TEST_CASE("for_each_batch splits a blob into whole batches") {
 TEST_CASE("read_batch_header needs a whole header") {
     CHECK_FALSE(read_batch_header(std::span(hand_batch).first(60)).ok());
     CHECK(read_batch_header(std::span(hand_batch).first(61)).ok());
+}
+
+namespace {
+
+// The records section of an uncompressed batch built from `values` (key "k", or
+// no key when `keyed` is false), record offset deltas 0, 1, 2, ...
+std::vector<uint8_t> records_section(std::initializer_list<std::string_view> values,
+                                     bool keyed = true) {
+    batch_builder builder(compression_codec::none, timestamp);
+    for (auto value : values)
+        builder.add(keyed ? std::optional(byte_view("k")) : std::nullopt, byte_view(value));
+    auto batch = builder.build();
+    return {batch.begin() + static_cast<long>(batch_header_size), batch.end()};
+}
+
+// A producer's batch around `section` (compressed with `codec`) whose header
+// claims `count` records and `last_offset_delta`, with a correct CRC: everything
+// validate_batch checks agrees, whatever the records say.
+std::vector<uint8_t> batch_around(compression_codec codec, std::span<const uint8_t> section,
+                                  int32_t count, int32_t last_offset_delta) {
+    batch_builder builder(compression_codec::none, timestamp);
+    builder.add(std::nullopt, byte_view("x"));
+    auto batch = builder.build();
+    batch.resize(batch_header_size);
+    batch[batch_attributes_offset + 1] = static_cast<uint8_t>(codec);
+    put_be32(batch, batch_records_count_offset, static_cast<uint32_t>(count));
+    put_be32(batch, batch_last_offset_delta_offset, static_cast<uint32_t>(last_offset_delta));
+    auto packed = compress(codec, section);
+    REQUIRE(packed.ok());
+    batch.insert(batch.end(), packed->begin(), packed->end());
+    put_be32(batch, batch_length_offset, static_cast<uint32_t>(batch.size() - batch_log_overhead));
+    update_batch_crc(batch);
+    return batch;
+}
+
+records_check check_records(std::span<const uint8_t> batch, size_t batch_bytes_max = one_mib) {
+    std::vector<uint8_t> scratch;
+    auto header = read_batch_header(batch);
+    REQUIRE(header.ok());
+    return validate_records(batch, *header, batch_bytes_max, scratch);
+}
+
+}  // namespace
+
+// Regression (issue 10, defect 3): validate_batch checks only the header, so a
+// batch claiming 5 records while holding 1 (or a zstd batch claiming 2^31 - 1)
+// was appended with its header's count, taking offsets for records that do not
+// exist. validate_records walks the (decompressed) records and refuses every
+// disagreement with the header; each case below passes validate_batch, so only
+// the record walk can catch it.
+TEST_CASE("validate_records refuses records that disagree with the header, for every codec") {
+    // Records of 64-byte values: large enough that validate_batch's bound (at
+    // least 7 bytes per claimed record) lets a claim of 5 through.
+    const std::string a(64, 'a');
+    const std::string b(64, 'b');
+    const auto one = records_section({a});
+    const auto two = records_section({a, b});
+    for (auto codec : all_codecs) {
+        CAPTURE(to_string(codec));
+        SUBCASE("a count above the records present") {
+            auto batch = batch_around(codec, one, 5, 4);
+            REQUIRE(check_client(batch) == batch_error::none);
+            CHECK(check_records(batch).error == batch_error::bad_records);
+            auto huge = batch_around(codec, one, INT32_MAX, INT32_MAX - 1);
+            if (codec != compression_codec::none) {
+                REQUIRE(check_client(huge) == batch_error::none);
+            }
+            CHECK(check_records(huge).error == batch_error::bad_records);
+        }
+        SUBCASE("a count below the records present") {
+            auto batch = batch_around(codec, two, 1, 0);
+            REQUIRE(check_client(batch) == batch_error::none);
+            CHECK(check_records(batch).error == batch_error::bad_records);
+        }
+        SUBCASE("last_offset_delta not count - 1") {
+            auto batch = batch_around(codec, two, 2, 0);
+            CHECK(check_records(batch).error == batch_error::bad_count);
+            batch = batch_around(codec, two, 2, 2);
+            CHECK(check_records(batch).error == batch_error::bad_count);
+        }
+        SUBCASE("offset deltas out of order") {
+            // Both records have the same length, so swapping them leaves deltas 1, 0.
+            auto swapped = two;
+            const size_t half = swapped.size() / 2;
+            std::rotate(swapped.begin(), swapped.begin() + static_cast<long>(half), swapped.end());
+            auto batch = batch_around(codec, swapped, 2, 1);
+            REQUIRE(check_client(batch) == batch_error::none);
+            CHECK(check_records(batch).error == batch_error::bad_records);
+            // Deltas 0, 0: the second record repeats the first's offset.
+            auto repeated = one;
+            repeated.insert(repeated.end(), one.begin(), one.end());
+            CHECK(check_records(batch_around(codec, repeated, 2, 1)).error ==
+                  batch_error::bad_records);
+        }
+        SUBCASE("trailing bytes after the last record") {
+            auto trailing = one;
+            trailing.push_back(0);
+            auto batch = batch_around(codec, trailing, 1, 0);
+            REQUIRE(check_client(batch) == batch_error::none);
+            CHECK(check_records(batch).error == batch_error::bad_records);
+        }
+        SUBCASE("a record length that does not frame its fields") {
+            auto longer = one;
+            longer[0] = static_cast<uint8_t>(longer[0] + 2);  // zig-zag: one byte more
+            longer.push_back(0);
+            CHECK(check_records(batch_around(codec, longer, 1, 0)).error ==
+                  batch_error::bad_records);
+        }
+        SUBCASE("the same records, told truthfully, are accepted") {
+            auto batch = batch_around(codec, two, 2, 1);
+            REQUIRE(check_client(batch) == batch_error::none);
+            const auto checked = check_records(batch);
+            CHECK(checked.error == batch_error::none);
+            CHECK(checked.every_record_keyed);
+            const auto keyless = records_section({"a", "b"}, false);
+            CHECK_FALSE(check_records(batch_around(codec, keyless, 2, 1)).every_record_keyed);
+        }
+    }
+    // Compressed bytes that are not a stream of the codec.
+    auto garbage = batch_around(compression_codec::none, one, 1, 0);
+    garbage[batch_attributes_offset + 1] = static_cast<uint8_t>(compression_codec::lz4);
+    update_batch_crc(garbage);
+    CHECK(check_records(garbage).error == batch_error::bad_records);
+}
+
+// Regression (issue 10, defect 4): a 33 KB zstd batch expanding to 1 GiB was
+// stored. validate_records bounds the batch as it would be uncompressed (header
+// plus decompressed records) by the size limit it is given, the topic's
+// max.message.bytes, and decompresses into the caller's scratch, which never
+// grows past that bound: the bomb is refused as too_large having cost at most the
+// bound in memory, not its expansion.
+TEST_CASE("validate_records refuses a decompression bomb for every codec within the bound") {
+    batch_builder big(compression_codec::none, timestamp);
+    const std::vector<uint8_t> zeros(8 << 20, 0);
+    big.add(byte_view("k"), zeros);
+    const auto built = big.build();
+    const std::span<const uint8_t> section = std::span(built).subspan(batch_header_size);
+    for (auto codec : all_codecs) {
+        if (codec == compression_codec::none) continue;
+        CAPTURE(to_string(codec));
+        auto bomb = batch_around(codec, section, 1, 0);
+        CHECK(bomb.size() < 512 * 1024);
+        REQUIRE(check_client(bomb) == batch_error::none);
+        std::vector<uint8_t> scratch;
+        const auto checked = validate_records(bomb, *read_batch_header(bomb), one_mib, scratch);
+        CHECK(checked.error == batch_error::too_large);
+        CHECK(scratch.capacity() <= one_mib);
+        // With a bound that fits, the same batch is fine.
+        CHECK(validate_records(bomb, *read_batch_header(bomb), 9 << 20, scratch).error ==
+              batch_error::none);
+    }
+}
+
+TEST_CASE("validate_records accepts what batch_builder builds, for every codec") {
+    std::vector<uint8_t> scratch;
+    for (auto codec : all_codecs) {
+        CAPTURE(to_string(codec));
+        batch_builder builder(codec, timestamp, 7, 1, 0);
+        const record_header_view headers[] = {{"h", byte_view("v")}, {"n", std::nullopt}};
+        for (int i = 0; i < 100; ++i)
+            builder.add(byte_view("key"), byte_view(std::string(static_cast<size_t>(i), 'x')),
+                        i % 3 == 0 ? std::span(headers) : std::span<const record_header_view>{});
+        const auto batch = builder.build();
+        const auto header = validate_batch(batch, one_mib, batch_source::client);
+        REQUIRE(header.error == batch_error::none);
+        const auto checked = validate_records(batch, header.header, one_mib, scratch);
+        CHECK(checked.error == batch_error::none);
+        CHECK(checked.why == nullptr);
+    }
+    CHECK(validate_records(hand_batch, *read_batch_header(hand_batch), one_mib, scratch).error ==
+          batch_error::none);
 }
