@@ -178,8 +178,9 @@ shard::shard(shard_id id, uint32_t shard_count, const shard_config& config)
     SPATE_ASSERT(config.request_receive_timeout.count() >= 1, "a receive timeout of at least 1 ms");
     // Each shard reserves frames from an equal share, so the shards never need to agree on
     // it: the sum of the shares is the runtime's limit, with no shared counter per request.
-    _incomplete_bytes_max =
-        std::max<uint64_t>(1, config.incomplete_request_bytes_max / shard_count);
+    const uint64_t share = std::max<uint64_t>(8, config.incomplete_request_bytes_max / shard_count);
+    _frame_pools[0].max = share / 8;
+    _frame_pools[1].max = share - share / 8;
     // The eventfd exists from construction on, so post() and stop() work before the thread
     // starts. A shard without one cannot be woken by foreign threads: that is fatal.
     _wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -955,20 +956,32 @@ void shard::parse(connection& conn, const uint8_t* data, size_t size) {
     }
 }
 
+shard::frame_pool& shard::pool_for(uint32_t frame_size) {
+    return frame_size <= _frame_pools[0].max ? _frame_pools[0] : _frame_pools[1];
+}
+
+namespace {
+
+// A frame fits its pool if the pool has room, or holds nothing: a frame bigger than the
+// whole pool then goes alone, bounded by request_bytes_max.
+bool fits(uint64_t held, uint64_t max, uint32_t size) { return held + size <= max || held == 0; }
+
+}  // namespace
+
 bool shard::try_reserve_frame(connection& conn, uint32_t size) {
+    frame_pool& pool = pool_for(size);
     // Stale entries (connections closed while waiting) leave the front first, so an empty-
     // looking queue is really empty.
-    grant_waiting_frames();
-    const bool fits = _incomplete_bytes + size <= _incomplete_bytes_max || _incomplete_bytes == 0;
-    if (_frame_waiters.empty() && fits) {
+    grant_waiting_frames(pool);
+    if (pool.waiters.empty() && fits(pool.held, pool.max, size)) {
         start_frame(conn, size);
         return true;
     }
-    // Behind the others, oldest first, so a big frame is not starved by small ones. Reading
-    // stops; parse() keeps what the receives already in flight bring.
+    // Behind the others of its pool, oldest first, so a big frame is not starved by smaller
+    // ones. Reading stops; parse() keeps what the receives already in flight bring.
     conn.waiting_for_budget = true;
     conn.waiting_size = size;
-    _frame_waiters.push_back(connection_ref{conn.index, conn.generation});
+    pool.waiters.push_back(connection_ref{conn.index, conn.generation});
     pause_recv(conn);
     return false;
 }
@@ -976,7 +989,7 @@ bool shard::try_reserve_frame(connection& conn, uint32_t size) {
 void shard::start_frame(connection& conn, uint32_t size) {
     SPATE_ASSERT(conn.reserved_bytes == 0, "one reserved frame per connection");
     SPATE_ASSERT(!conn.incoming, "a new frame after the previous one was delivered");
-    _incomplete_bytes += size;
+    pool_for(size).held += size;
     conn.reserved_bytes = size;
     conn.incoming = std::make_unique<frame>();
     conn.incoming_size = size;
@@ -988,24 +1001,25 @@ void shard::start_frame(connection& conn, uint32_t size) {
 }
 
 void shard::release_frame_budget(connection& conn) {
-    SPATE_ASSERT(_incomplete_bytes >= conn.reserved_bytes, "release what was reserved");
-    _incomplete_bytes -= conn.reserved_bytes;
+    frame_pool& pool = pool_for(conn.reserved_bytes);
+    SPATE_ASSERT(pool.held >= conn.reserved_bytes, "release what was reserved");
+    pool.held -= conn.reserved_bytes;
     conn.reserved_bytes = 0;
-    grant_waiting_frames();
+    grant_waiting_frames(pool);
 }
 
-void shard::grant_waiting_frames() {
-    while (!_frame_waiters.empty()) {
-        const connection_ref ref = _frame_waiters.front();
+void shard::grant_waiting_frames(frame_pool& pool) {
+    while (!pool.waiters.empty()) {
+        const connection_ref ref = pool.waiters.front();
         connection* found = lookup(ref);
         if (found == nullptr || !found->waiting_for_budget) {
-            _frame_waiters.pop_front();
+            pool.waiters.pop_front();
             continue;
         }
         connection& conn = *found;
         const uint32_t size = conn.waiting_size;
-        if (_incomplete_bytes + size > _incomplete_bytes_max && _incomplete_bytes != 0) return;
-        _frame_waiters.pop_front();
+        if (!fits(pool.held, pool.max, size)) return;
+        pool.waiters.pop_front();
         conn.waiting_for_budget = false;
         conn.waiting_size = 0;
         start_frame(conn, size);
@@ -1037,9 +1051,12 @@ void shard::begin_close(connection& conn) {
     conn.state = connection::state_kind::closing;
     conn.incoming.reset();
     // Its reservation goes back, and a waiting place is given up (the stale queue entry is
-    // dropped by the next grant): either may let the next waiter in.
-    conn.waiting_for_budget = false;
-    conn.waiting_size = 0;
+    // dropped by the next grant): either may let the next waiter of that pool in.
+    if (conn.waiting_for_budget) {
+        conn.waiting_for_budget = false;
+        grant_waiting_frames(pool_for(conn.waiting_size));
+        conn.waiting_size = 0;
+    }
     release_frame_budget(conn);
     // Wakes every operation still in flight: the receive ends, a blocked send fails.
     ::shutdown(conn.fd, SHUT_RDWR);

@@ -103,9 +103,11 @@ struct shard_config {
     // Kafka's queued.max.request.bytes idea, for frames still being received: the runtime's
     // shards together reserve at most this many bytes for them (each shard an equal share).
     // A frame is reserved whole when its size prefix arrives; one that does not fit waits,
-    // with its connection's reading paused, until reservations are released. A frame bigger
-    // than a shard's share is admitted when that shard has nothing else reserved, so it is
-    // bounded by request_bytes_max instead.
+    // with its connection's reading paused, until reservations are released. An eighth of
+    // each share is kept for small frames (up to that eighth), so metadata, heartbeats and
+    // commits are not stuck behind large requests waiting for room; the rest takes frames of
+    // any size, in arrival order. A frame bigger than that rest is admitted when no other
+    // large frame is reserved, so it is bounded by request_bytes_max instead.
     uint64_t incomplete_request_bytes_max = uint64_t{512} << 20;
     // queued.max.requests, per connection: reading pauses while this many requests await
     // their response (received or not yet fully sent). Frames already received when the
@@ -171,7 +173,9 @@ public:
     // reached, since the shard started.
     uint64_t connections_refused() const { return _connections_refused; }
     // Bytes reserved for request frames being received on this shard.
-    uint64_t incomplete_request_bytes() const { return _incomplete_bytes; }
+    uint64_t incomplete_request_bytes() const {
+        return _frame_pools[0].held + _frame_pools[1].held;
+    }
 
     // The time at the start of the current loop turn.
     std::chrono::steady_clock::time_point now() const { return _now; }
@@ -241,7 +245,6 @@ private:
     bool try_reserve_frame(connection& conn, uint32_t size);
     void start_frame(connection& conn, uint32_t size);
     void release_frame_budget(connection& conn);
-    void grant_waiting_frames();
     // Closes connections idle or stalled mid-frame for too long, and re-arms itself.
     void sweep_connections();
     void refuse_connection(int fd, const char* reason);
@@ -293,12 +296,18 @@ private:
     uint64_t _refusals_unlogged = 0;
     std::chrono::steady_clock::time_point _refusal_logged_at{};
 
-    // This shard's share of incomplete_request_bytes_max, what its frames being received
+    // This shard's share of incomplete_request_bytes_max, in two pools: [0] for small frames
+    // (at most its own size), [1] for the others. Each has what its frames being received
     // have reserved, and the connections whose next frame waits for room, oldest first.
-    // Invariant after every change: the oldest waiter does not fit.
-    uint64_t _incomplete_bytes_max = 0;
-    uint64_t _incomplete_bytes = 0;
-    std::deque<connection_ref> _frame_waiters;
+    // Invariant after every change: the oldest waiter of each pool does not fit.
+    struct frame_pool {
+        uint64_t max = 0;
+        uint64_t held = 0;
+        std::deque<connection_ref> waiters;
+    };
+    frame_pool _frame_pools[2];
+    frame_pool& pool_for(uint32_t frame_size);
+    void grant_waiting_frames(frame_pool& pool);
 
     std::vector<pipe_pair> _idle_pipes;
 

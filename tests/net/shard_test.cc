@@ -899,7 +899,8 @@ TEST_CASE("the frame budget pauses reading and resumes it, in arrival order") {
     // reserves its whole size from the shard's share of incomplete_request_bytes_max when its
     // prefix arrives; one that does not fit stops its connection's reading until a frame
     // completes (or its connection closes) and frees room, then resumes without a lost
-    // wake-up. A frame bigger than the whole share is let in alone.
+    // wake-up. A frame bigger than the whole share is let in alone. (An eighth of the share,
+    // 8 KiB here, is kept for frames of at most 8 KiB: the frames below are all larger.)
     handlers<holding_handler> owned;
     shard_config config = test_config();
     config.incomplete_request_bytes_max = 64 << 10;
@@ -929,21 +930,50 @@ TEST_CASE("the frame budget pauses reading and resumes it, in arrival order") {
     CHECK(b.read_frame() == second);
     run_on(rt, 0, [&] { CHECK(reserved(rt.shard_at(0)) == 0); });
 
-    // A frame bigger than the whole budget waits until nothing else is reserved, then is
-    // read alone.
-    const auto small = pattern(1000, 3);
-    const auto small_framed = with_prefix(small);
+    // A frame bigger than the whole budget waits until no other large frame is reserved,
+    // then is read alone.
+    const auto third = pattern(10000, 3);
+    const auto third_framed = with_prefix(third);
     const auto big = pattern(100000, 4);
-    a.write_all({small_framed.begin(), small_framed.begin() + 500});
-    CHECK(wait_on_shard(rt, 0, [&](shard& s) { return reserved(s) == 1000; }));
+    a.write_all({third_framed.begin(), third_framed.begin() + 5000});
+    CHECK(wait_on_shard(rt, 0, [&](shard& s) { return reserved(s) == 10000; }));
     b.send_frame(big);
     let_shard_settle(rt, 0);
     CHECK(handler.received_count() == 2);
-    a.write_all({small_framed.begin() + 500, small_framed.end()});
+    a.write_all({third_framed.begin() + 5000, third_framed.end()});
     wait_for_frames(handler, 4);
     run_on(rt, 0, [&] { handler.answer_reversed(); });
-    CHECK(a.read_frame() == small);
+    CHECK(a.read_frame() == third);
     CHECK(b.read_frame() == big);
+    rt.stop_and_join();
+}
+
+TEST_CASE("small frames are read while large ones wait for room") {
+    // Regression (issue 10, defect 5), found by the integration test: with one queue for
+    // every frame, a small request (ApiVersions, Metadata, a heartbeat) arriving while large
+    // half-sent requests waited for room queued behind them, so other clients stalled until
+    // a large request completed or timed out. Small frames have their own eighth of the
+    // share and their own queue.
+    handlers<holding_handler> owned;
+    shard_config config = test_config();
+    config.incomplete_request_bytes_max = 64 << 10;
+    runtime rt(1, config, owned.factory());
+    REQUIRE(rt.start().ok());
+    holding_handler& handler = *owned.all[0];
+    auto holding_bytes = size_prefix(40000);
+    holding_bytes.resize(4 + 1000, 1);
+    client holding(rt.bound_port());
+    holding.write_all(holding_bytes);
+    CHECK(wait_on_shard(rt, 0, [](shard& s) { return s.incomplete_request_bytes() == 40000; }));
+    client waiting(rt.bound_port());
+    waiting.send_frame(pattern(40000, 2));
+    let_shard_settle(rt, 0);
+    client small(rt.bound_port());
+    small.send_frame({1, 2, 3});
+    CHECK(wait_on_shard(rt, 0, [&](shard&) { return handler.received_count() >= 1; }));
+    run_on(rt, 0, [&] { handler.answer_reversed(); });
+    CHECK(small.read_frame() == std::vector<uint8_t>{1, 2, 3});
+    CHECK(handler.received_count() == 1);
     rt.stop_and_join();
 }
 
