@@ -107,7 +107,9 @@ struct shard_config {
     // each share is kept for small frames (up to that eighth), so metadata, heartbeats and
     // commits are not stuck behind large requests waiting for room; the rest takes frames of
     // any size, in arrival order. A frame bigger than that rest is admitted when no other
-    // large frame is reserved, so it is bounded by request_bytes_max instead.
+    // large frame is reserved, so it is bounded by request_bytes_max instead. Not counted:
+    // what the receives in flight bring a connection before its pause lands, kept for it
+    // (held_input) until it is let in; about one receive batch per waiting connection.
     uint64_t incomplete_request_bytes_max = uint64_t{512} << 20;
     // queued.max.requests, per connection: reading pauses while this many requests await
     // their response (received or not yet fully sent). Frames already received when the
