@@ -112,6 +112,8 @@ struct shard::connection {
     // the prefix arrived), or the size it waits for in the shard's queue of waiters.
     uint32_t reserved_bytes = 0;
     bool waiting_for_budget = false;
+    // Whether the armed receive is multishot (or one buffer at a time, see arm_recv).
+    bool recv_multishot = false;
     uint32_t waiting_size = 0;
     // When the current frame must be complete (set by its first byte), and the last time any
     // byte moved either way.
@@ -725,6 +727,12 @@ const shard::connection* shard::lookup(connection_ref ref) const {
 
 bool shard::is_open(connection_ref conn) const { return lookup(conn) != nullptr; }
 
+uint64_t shard::held_input_bytes() const {
+    uint64_t total = 0;
+    for (const auto& slot : _connections) total += slot->held_input.size();
+    return total;
+}
+
 void shard::on_accept(const completion& done) {
     if (done.res < 0) {
         const int code = -done.res;
@@ -851,7 +859,13 @@ void shard::arm_recv(connection& conn) {
     SPATE_ASSERT(!conn.recv_armed, "one receive per connection");
     io_uring_sqe* sqe = next_sqe();
     // Multishot: one submission keeps receiving into buffers picked from the shard's ring.
-    io_uring_prep_recv_multishot(sqe, conn.fd, nullptr, 0, 0);
+    // While a frame waits for the budget, one buffer per submission instead: a connection
+    // that must then wait too has been handed at most that buffer, not a batch of them.
+    conn.recv_multishot = !frames_waiting();
+    if (conn.recv_multishot)
+        io_uring_prep_recv_multishot(sqe, conn.fd, nullptr, 0, 0);
+    else
+        io_uring_prep_recv(sqe, conn.fd, nullptr, _config.recv_buffer_bytes, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = buffer_group;
     io_uring_sqe_set_data64(sqe, encode(op_kind::recv, conn.index, conn.generation));
@@ -909,7 +923,9 @@ void shard::on_recv(connection& conn, const completion& done) {
             return;
         }
     }
-    if (!more && conn.held_input.empty() && may_read(conn)) arm_recv(conn);
+    // Parsing may already have re-armed it: a handler answering at once frees in-flight room
+    // (pop_finished), and with one-buffer receives every completion is a final one.
+    if (!more && !conn.recv_armed && conn.held_input.empty() && may_read(conn)) arm_recv(conn);
 }
 
 void shard::parse(connection& conn, const uint8_t* data, size_t size) {
@@ -979,10 +995,18 @@ bool shard::try_reserve_frame(connection& conn, uint32_t size) {
     }
     // Behind the others of its pool, oldest first, so a big frame is not starved by smaller
     // ones. Reading stops; parse() keeps what the receives already in flight bring.
+    const bool first_waiter = !frames_waiting();
     conn.waiting_for_budget = true;
     conn.waiting_size = size;
     pool.waiters.push_back(connection_ref{conn.index, conn.generation});
     pause_recv(conn);
+    if (first_waiter) {
+        // Room is short from now on: the multishot receives still armed end, and come back
+        // (from on_recv) one buffer at a time, until no frame waits any more.
+        for (auto& slot : _connections)
+            if (slot->state == connection::state_kind::open && slot->recv_multishot)
+                pause_recv(*slot);
+    }
     return false;
 }
 
@@ -1092,6 +1116,7 @@ void shard::finalize_if_done(connection& conn) {
     conn.send_in_flight = false;
     conn.close_after_send = false;
     conn.recv_cancelled = false;
+    conn.recv_multishot = false;
     conn.state = connection::state_kind::free;
     ++conn.generation;
     if (conn.generation == 0) conn.generation = 1;

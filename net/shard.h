@@ -109,7 +109,9 @@ struct shard_config {
     // any size, in arrival order. A frame bigger than that rest is admitted when no other
     // large frame is reserved, so it is bounded by request_bytes_max instead. Not counted:
     // what the receives in flight bring a connection before its pause lands, kept for it
-    // (held_input) until it is let in; about one receive batch per waiting connection.
+    // (held_input) until it is let in. While any frame waits, receives take one buffer at a
+    // time, so that is one recv_buffer_bytes per waiting connection, plus once the receives
+    // completed in the turn the first frame had to wait (at most the buffer ring).
     uint64_t incomplete_request_bytes_max = uint64_t{512} << 20;
     // queued.max.requests, per connection: reading pauses while this many requests await
     // their response (received or not yet fully sent). Frames already received when the
@@ -178,6 +180,10 @@ public:
     uint64_t incomplete_request_bytes() const {
         return _frame_pools[0].held + _frame_pools[1].held;
     }
+
+    // Bytes received but not yet parsed, kept for connections paused by a limit (walks the
+    // connections: for tests and occasional metrics, not per request).
+    uint64_t held_input_bytes() const;
 
     // The time at the start of the current loop turn.
     std::chrono::steady_clock::time_point now() const { return _now; }
@@ -308,6 +314,11 @@ private:
         std::deque<connection_ref> waiters;
     };
     frame_pool _frame_pools[2];
+    // Whether any connection waits for the frame budget (or a stale entry is still queued,
+    // which errs on the careful side until the next grant drops it).
+    bool frames_waiting() const {
+        return !_frame_pools[0].waiters.empty() || !_frame_pools[1].waiters.empty();
+    }
     frame_pool& pool_for(uint32_t frame_size);
     void grant_waiting_frames(frame_pool& pool);
 

@@ -1073,3 +1073,101 @@ TEST_CASE("connections_per_ip_max keeps one address from taking every slot") {
     CHECK(refused_in_all(rt) == 2);
     rt.stop_and_join();
 }
+
+TEST_CASE("connections waiting for the frame budget hold at most one receive buffer each") {
+    // Regression (issue 10, defect 5): a multishot receive keeps reading while the socket
+    // has bytes, so a connection whose next frame had to wait for room had already been
+    // handed a batch of receives (up to dozens of buffers) before its pause took effect, kept
+    // outside the budget: many waiting connections still added memory without bound. While
+    // any frame waits for room, receives are armed one buffer at a time, and the multishot
+    // receives already armed are cancelled, so a later waiter holds at most one buffer's
+    // bytes. (Receives that completed in the very turn the first frame had to wait still
+    // bring their batch: at most the shard's ring of buffers, once.)
+    handlers<holding_handler> owned;
+    shard_config config = test_config();
+    config.incomplete_request_bytes_max = 64 << 10;
+    config.request_bytes_max = 1 << 20;
+    runtime rt(1, config, owned.factory());
+    REQUIRE(rt.start().ok());
+    auto holding_bytes = size_prefix(60000);
+    holding_bytes.resize(4 + 1000, 1);
+    client holding(rt.bound_port());
+    holding.write_all(holding_bytes);
+    CHECK(wait_on_shard(rt, 0, [](shard& s) { return s.incomplete_request_bytes() == 60000; }));
+    auto first_bytes = size_prefix(500000);
+    first_bytes.resize(4 + 200000, 2);
+    client first(rt.bound_port());
+    first.write_all(first_bytes);
+    let_shard_settle(rt, 0);
+    uint64_t held_before = 0;
+    run_on(rt, 0, [&] { held_before = rt.shard_at(0).held_input_bytes(); });
+    constexpr size_t waiters = 8;
+    std::vector<std::unique_ptr<client>> waiting;
+    for (size_t i = 0; i < waiters; ++i) {
+        waiting.push_back(std::make_unique<client>(rt.bound_port()));
+        auto bytes = size_prefix(500000);
+        bytes.resize(4 + 200000, 2);  // Fits the socket buffers: write_all returns.
+        waiting.back()->write_all(bytes);
+    }
+    let_shard_settle(rt, 0);
+    uint64_t held = 0;
+    run_on(rt, 0, [&] { held = rt.shard_at(0).held_input_bytes(); });
+    MESSAGE("held by the first waiter: " << held_before << ", then in all: " << held);
+    CHECK(held - held_before <= waiters * config.recv_buffer_bytes);
+    rt.stop_and_join();
+}
+
+namespace {
+
+// Answers frames of up to 64 bytes at once (from inside on_frame), holds bigger ones.
+class small_answering_handler : public holding_handler {
+public:
+    explicit small_answering_handler(shard& owner) : holding_handler(owner), _owner(owner) {}
+    void on_frame(connection_ref conn, uint64_t sequence, frame_ptr request) override {
+        if (request->bytes.size() > 64) {
+            holding_handler::on_frame(conn, sequence, std::move(request));
+            return;
+        }
+        response r;
+        r.bytes = with_prefix(reversed(request->bytes));
+        _owner.respond(conn, sequence, std::move(r));
+    }
+
+private:
+    shard& _owner;
+};
+
+}  // namespace
+
+TEST_CASE("while frames wait for room, one-buffer receives serve pipelined round trips") {
+    // While a frame waits for the budget every receive is a final completion, and a handler
+    // that answers inside on_frame re-arms the receive before on_recv ends: on_recv must not
+    // arm a second one (one receive per connection).
+    handlers<small_answering_handler> owned;
+    shard_config config = test_config();
+    config.incomplete_request_bytes_max = 64 << 10;
+    runtime rt(1, config, owned.factory());
+    REQUIRE(rt.start().ok());
+    auto holding_bytes = size_prefix(60000);
+    holding_bytes.resize(4 + 1000, 1);
+    client holding(rt.bound_port());
+    holding.write_all(holding_bytes);
+    CHECK(wait_on_shard(rt, 0, [](shard& s) { return s.incomplete_request_bytes() == 60000; }));
+    client waiting(rt.bound_port());
+    waiting.send_frame(pattern(60000, 2));
+    let_shard_settle(rt, 0);
+    client chatty(rt.bound_port());
+    for (uint8_t i = 0; i < 50; ++i) {
+        chatty.send_frame({i, 1, 2});
+        CHECK(chatty.read_frame() == std::vector<uint8_t>{2, 1, i});
+    }
+    std::vector<uint8_t> burst;
+    for (uint8_t i = 0; i < 50; ++i) {
+        auto framed = with_prefix({i, 3});
+        burst.insert(burst.end(), framed.begin(), framed.end());
+    }
+    chatty.write_all(burst);
+    for (uint8_t i = 0; i < 50; ++i) CHECK(chatty.read_frame() == std::vector<uint8_t>{3, i});
+    run_on(rt, 0, [&] { CHECK(owned.all[0]->received_count() == 0); });
+    rt.stop_and_join();
+}
