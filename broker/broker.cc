@@ -306,6 +306,11 @@ result<void> broker::start() {
     net_config.request_bytes_max = _config.socket_request_max_bytes;
     net_config.connections_max = _config.connections_max;
     net_config.in_flight_requests_max = _config.queued_max_requests;
+    net_config.connections_per_ip_max = _config.max_connections_per_ip;
+    net_config.idle_timeout = std::chrono::milliseconds(_config.connections_max_idle_ms);
+    net_config.request_receive_timeout =
+        std::chrono::milliseconds(_config.request_receive_timeout_ms);
+    net_config.incomplete_request_bytes_max = _config.queued_max_request_bytes;
     net_config.pin_to_core = _config.pin_shards;
     _states.resize(shards);
     snapshot_ptr initial = _store->snapshot();

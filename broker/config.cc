@@ -113,6 +113,22 @@ const std::map<std::string, key_setter>& key_table() {
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.queued_max_requests, 1, 100000);
          }},
+        {"max_connections_per_ip",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.max_connections_per_ip, 0, 1000000);
+         }},
+        {"connections_max_idle_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.connections_max_idle_ms, 1, INT32_MAX);
+         }},
+        {"request_receive_timeout_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.request_receive_timeout_ms, 1, INT32_MAX);
+         }},
+        {"queued_max_request_bytes",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.queued_max_request_bytes, 1 << 20, int64_t{1} << 40);
+         }},
         {"group_initial_rebalance_delay_ms",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.group_initial_rebalance_delay_ms, 0, 300000);

@@ -35,8 +35,19 @@ struct broker_config {
     int32_t num_partitions = 1;
     int32_t message_max_bytes = 1048588;  // Kafka's default: 1 MiB + 12
     uint32_t socket_request_max_bytes = 100u << 20;
-    uint32_t connections_max = 10000;
+    uint32_t connections_max = 10000;    // for the whole broker, all shards together
     uint32_t queued_max_requests = 500;  // per connection, as in-flight limit
+    // Connection hygiene (net/shard.h's shard_config says how each is enforced). Kafka's
+    // max.connections.per.ip, 0 for no limit; Kafka's default is unlimited, ours a tenth of
+    // connections_max, so one address cannot take every slot.
+    uint32_t max_connections_per_ip = 1000;
+    // Kafka's connections.max.idle.ms (and its default): silent connections are closed.
+    int64_t connections_max_idle_ms = 600000;
+    // A request frame must arrive whole within this long of its first byte.
+    int64_t request_receive_timeout_ms = 30000;
+    // Kafka's queued.max.request.bytes idea, for frames still being received: bytes all
+    // shards together reserve for them before reading pauses. 512 MiB.
+    uint64_t queued_max_request_bytes = uint64_t{512} << 20;
     ack_policy acks_all_policy = ack_policy::page_cache;
     // Kafka's group.initial.rebalance.delay.ms: the first rebalance of an empty group
     // waits this long for more members to arrive.

@@ -50,7 +50,9 @@ void pin_to_core(uint32_t index) {
 
 runtime::runtime(uint32_t shard_count, const shard_config& config,
                  const std::function<connection_handler&(shard&)>& make_handler)
-    : _config(config) {
+    : _config(config),
+      _limits(std::make_unique<connection_limits>(config.connections_max,
+                                                  config.connections_per_ip_max)) {
     SPATE_ASSERT(shard_count >= 1, "at least one shard");
     _shards.reserve(shard_count);
     for (shard_id id = 0; id < shard_count; ++id)
@@ -59,6 +61,7 @@ runtime::runtime(uint32_t shard_count, const shard_config& config,
     for (auto& s : _shards) peers.push_back(s.get());
     for (auto& s : _shards) {
         s->set_peers(peers);
+        s->set_connection_limits(*_limits);
         s->set_handler(make_handler(*s));
     }
 }

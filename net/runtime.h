@@ -51,6 +51,8 @@ private:
     void thread_main(shard_id id, int listen_fd);
 
     shard_config _config;
+    // Declared before the shards, so it outlives them.
+    std::unique_ptr<connection_limits> _limits;
     std::vector<std::unique_ptr<shard>> _shards;
     std::vector<std::thread> _threads;
     std::vector<result<void>> _setup_results;

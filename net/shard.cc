@@ -61,6 +61,12 @@ static_assert(chain_steps_max >= 3, "a chain fits a left-over step and one refil
 // Frames up to this size get their whole buffer at once; bigger ones grow as bytes arrive,
 // so a peer cannot make us allocate socket.request.max.bytes with four bytes.
 constexpr size_t frame_reserve_max = 1 << 20;
+// Refusals at accept are logged at most this often per shard, each line with the count.
+constexpr std::chrono::milliseconds refusal_log_interval{1000};
+// The idle and receive timeouts are checked by one sweep over the connections, this many
+// times per shortest timeout, and at least once a second.
+constexpr int64_t sweeps_per_timeout = 8;
+constexpr std::chrono::milliseconds sweep_interval_max{1000};
 // After EMFILE/ENFILE on accept, wait this long before accepting again.
 constexpr std::chrono::milliseconds accept_retry_delay{100};
 // While tasks wait in an overflow list, the loop polls the peer's queue this often.
@@ -102,6 +108,19 @@ struct shard::connection {
     uint32_t prefix_have = 0;
     frame_ptr incoming;
     uint32_t incoming_size = 0;
+    // The frame budget this connection holds for `incoming` (its whole size, reserved when
+    // the prefix arrived), or the size it waits for in the shard's queue of waiters.
+    uint32_t reserved_bytes = 0;
+    bool waiting_for_budget = false;
+    // Whether the armed receive is multishot (or one buffer at a time, see arm_recv).
+    bool recv_multishot = false;
+    uint32_t waiting_size = 0;
+    // When the current frame must be complete (set by its first byte), and the last time any
+    // byte moved either way.
+    std::chrono::steady_clock::time_point frame_deadline{};
+    std::chrono::steady_clock::time_point last_activity{};
+    // The peer's address, counted in the runtime's connection limits until the slot frees.
+    peer_address peer;
     uint64_t next_sequence = 0;
     bool recv_armed = false;
     bool recv_cancelled = false;
@@ -157,6 +176,13 @@ shard::shard(shard_id id, uint32_t shard_count, const shard_config& config)
     _overflow.resize(shard_count);
     _wake_needed.assign(shard_count, 0);
     _connections.reserve(std::min<uint32_t>(config.connections_max, 1024));
+    SPATE_ASSERT(config.idle_timeout.count() >= 1, "an idle timeout of at least 1 ms");
+    SPATE_ASSERT(config.request_receive_timeout.count() >= 1, "a receive timeout of at least 1 ms");
+    // Each shard reserves frames from an equal share, so the shards never need to agree on
+    // it: the sum of the shares is the runtime's limit, with no shared counter per request.
+    const uint64_t share = std::max<uint64_t>(8, config.incomplete_request_bytes_max / shard_count);
+    _frame_pools[0].max = share / 8;
+    _frame_pools[1].max = share - share / 8;
     // The eventfd exists from construction on, so post() and stop() work before the thread
     // starts. A shard without one cannot be woken by foreign threads: that is fatal.
     _wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -192,6 +218,7 @@ result<void> shard::setup(int listen_fd) {
     _now = std::chrono::steady_clock::now();
     arm_wake_read();
     if (_listen_fd >= 0) arm_accept();
+    sweep_connections();
     return {};
 }
 
@@ -700,6 +727,12 @@ const shard::connection* shard::lookup(connection_ref ref) const {
 
 bool shard::is_open(connection_ref conn) const { return lookup(conn) != nullptr; }
 
+uint64_t shard::held_input_bytes() const {
+    uint64_t total = 0;
+    for (const auto& slot : _connections) total += slot->held_input.size();
+    return total;
+}
+
 void shard::on_accept(const completion& done) {
     if (done.res < 0) {
         const int code = -done.res;
@@ -725,10 +758,24 @@ void shard::on_accept(const completion& done) {
         ::close(fd);
         return;
     }
-    if (_open_connections >= _config.connections_max) {
-        log_warn("refusing a connection: connections_max (%u) reached", _config.connections_max);
-        ::close(fd);
-        return;
+    SPATE_ASSERT(_limits != nullptr, "connection limits before accepting");
+    peer_address peer;
+    if (_limits->counts_addresses()) {
+        sockaddr_storage address{};
+        socklen_t length = sizeof address;
+        // A peer gone already has no address to count: it is admitted and closes at once.
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0)
+            peer = peer_address::of(address);
+    }
+    switch (_limits->try_admit(peer)) {
+        case connection_limits::verdict::admitted:
+            break;
+        case connection_limits::verdict::broker_full:
+            refuse_connection(fd, "connections_max");
+            return;
+        case connection_limits::verdict::address_full:
+            refuse_connection(fd, "max_connections_per_ip");
+            return;
     }
     const int one = 1;
     // Responses are written whole; Nagle would only delay the last segment of each.
@@ -747,15 +794,78 @@ void shard::on_accept(const completion& done) {
     SPATE_ASSERT(conn.state == connection::state_kind::free, "a free slot for a new connection");
     conn.state = connection::state_kind::open;
     conn.fd = fd;
+    conn.peer = peer;
+    conn.last_activity = _now;
     ++_open_connections;
     arm_recv(conn);
+}
+
+void shard::refuse_connection(int fd, const char* reason) {
+    // Closed at once: a refused peer holds no slot, no buffer and no ring operation.
+    ::close(fd);
+    ++_connections_refused;
+    ++_refusals_unlogged;
+    if (_now - _refusal_logged_at < refusal_log_interval) return;
+    log_warn("refused %llu connection(s): %s reached (%llu refused on this shard in all)",
+             static_cast<unsigned long long>(_refusals_unlogged), reason,
+             static_cast<unsigned long long>(_connections_refused));
+    _refusals_unlogged = 0;
+    _refusal_logged_at = _now;
+}
+
+bool shard::may_read(const connection& conn) const {
+    return conn.state == connection::state_kind::open && !conn.close_after_send && !_stopping &&
+           !conn.waiting_for_budget && conn.responses.size() < _config.in_flight_requests_max;
+}
+
+void shard::sweep_connections() {
+    // Refusals the rate limit kept quiet are reported here, at most a second late.
+    if (_refusals_unlogged > 0 && _now - _refusal_logged_at >= refusal_log_interval) {
+        log_warn("refused %llu connection(s) at the connection limits (%llu on this shard in all)",
+                 static_cast<unsigned long long>(_refusals_unlogged),
+                 static_cast<unsigned long long>(_connections_refused));
+        _refusals_unlogged = 0;
+        _refusal_logged_at = _now;
+    }
+    for (auto& slot : _connections) {
+        connection& conn = *slot;
+        if (conn.state != connection::state_kind::open) continue;
+        // Waiting for the frame budget is the broker's doing, not the peer's: no timeout runs.
+        if (conn.waiting_for_budget) continue;
+        const bool mid_frame = conn.incoming != nullptr || conn.prefix_have > 0;
+        if (mid_frame) {
+            if (_now < conn.frame_deadline) continue;
+            log_warn("closing connection %u: a request was not received whole within %lld ms",
+                     conn.index, static_cast<long long>(_config.request_receive_timeout.count()));
+            begin_close(conn);
+            continue;
+        }
+        // Without a send in flight, a queued response slot means the handler still works on
+        // the request (a long-polling fetch, a group join): the peer is waiting, not idle.
+        const bool awaiting_answer = !conn.responses.empty() && !conn.send_in_flight;
+        if (awaiting_answer || _now - conn.last_activity < _config.idle_timeout) continue;
+        log_info("closing connection %u: idle for %lld ms", conn.index,
+                 static_cast<long long>(_config.idle_timeout.count()));
+        begin_close(conn);
+    }
+    if (_stopping) return;
+    const auto shortest = std::min(_config.idle_timeout, _config.request_receive_timeout);
+    const auto interval =
+        std::clamp(shortest / sweeps_per_timeout, std::chrono::milliseconds(1), sweep_interval_max);
+    add_timer(interval, [this] { sweep_connections(); });
 }
 
 void shard::arm_recv(connection& conn) {
     SPATE_ASSERT(!conn.recv_armed, "one receive per connection");
     io_uring_sqe* sqe = next_sqe();
     // Multishot: one submission keeps receiving into buffers picked from the shard's ring.
-    io_uring_prep_recv_multishot(sqe, conn.fd, nullptr, 0, 0);
+    // While a frame waits for the budget, one buffer per submission instead: a connection
+    // that must then wait too has been handed at most that buffer, not a batch of them.
+    conn.recv_multishot = !frames_waiting();
+    if (conn.recv_multishot)
+        io_uring_prep_recv_multishot(sqe, conn.fd, nullptr, 0, 0);
+    else
+        io_uring_prep_recv(sqe, conn.fd, nullptr, _config.recv_buffer_bytes, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = buffer_group;
     io_uring_sqe_set_data64(sqe, encode(op_kind::recv, conn.index, conn.generation));
@@ -785,6 +895,7 @@ void shard::on_recv(connection& conn, const completion& done) {
         SPATE_ASSERT((done.flags & IORING_CQE_F_BUFFER) != 0, "received bytes come in a buffer");
         const auto buffer_id = static_cast<uint16_t>(done.flags >> IORING_CQE_BUFFER_SHIFT);
         uint8_t* buffer = _buffer_memory + size_t{buffer_id} * _config.recv_buffer_bytes;
+        conn.last_activity = _now;
         if (conn.state == connection::state_kind::open) {
             if (conn.held_input.empty())
                 parse(conn, buffer, static_cast<size_t>(done.res));
@@ -812,21 +923,23 @@ void shard::on_recv(connection& conn, const completion& done) {
             return;
         }
     }
-    if (!more && conn.state == connection::state_kind::open && !conn.close_after_send &&
-        !_stopping && conn.held_input.empty() &&
-        conn.responses.size() < _config.in_flight_requests_max)
-        arm_recv(conn);
+    // Parsing may already have re-armed it: a handler answering at once frees in-flight room
+    // (pop_finished), and with one-buffer receives every completion is a final one.
+    if (!more && !conn.recv_armed && conn.held_input.empty() && may_read(conn)) arm_recv(conn);
 }
 
 void shard::parse(connection& conn, const uint8_t* data, size_t size) {
     // Every byte is copied once, into the frame that owns it.
     while (size > 0 && conn.state == connection::state_kind::open) {
-        if (conn.responses.size() >= _config.in_flight_requests_max) {
-            // At the in-flight limit: keep the rest for when responses have gone out.
+        if (conn.responses.size() >= _config.in_flight_requests_max || conn.waiting_for_budget) {
+            // At the in-flight limit, or waiting for room for the next frame: keep the rest
+            // (at most the receives completing before the pause took effect) for later.
             conn.held_input.insert(conn.held_input.end(), data, data + size);
             return;
         }
         if (!conn.incoming) {
+            // A frame's receive timeout runs from its first byte, the prefix's included.
+            if (conn.prefix_have == 0) conn.frame_deadline = _now + _config.request_receive_timeout;
             const size_t take = std::min<size_t>(4 - conn.prefix_have, size);
             std::memcpy(conn.prefix + conn.prefix_have, data, take);
             conn.prefix_have += static_cast<uint32_t>(take);
@@ -841,12 +954,16 @@ void shard::parse(connection& conn, const uint8_t* data, size_t size) {
                 begin_close(conn);
                 return;
             }
-            conn.incoming = std::make_unique<frame>();
-            conn.incoming_size = static_cast<uint32_t>(length);
-            conn.incoming->bytes.reserve(std::min<size_t>(conn.incoming_size, frame_reserve_max));
+            if (!try_reserve_frame(conn, static_cast<uint32_t>(length))) continue;
         } else {
             std::vector<uint8_t>& bytes = conn.incoming->bytes;
             const size_t take = std::min<size_t>(conn.incoming_size - bytes.size(), size);
+            if (bytes.size() + take > bytes.capacity()) {
+                // Grow by doubling, but never past the announced size: the memory a frame
+                // holds stays within what the budget reserved for it.
+                const size_t wanted = std::max(bytes.capacity() * 2, bytes.size() + take);
+                bytes.reserve(std::min<size_t>(wanted, conn.incoming_size));
+            }
             bytes.insert(bytes.end(), data, data + take);
             data += take;
             size -= take;
@@ -855,7 +972,92 @@ void shard::parse(connection& conn, const uint8_t* data, size_t size) {
     }
 }
 
+shard::frame_pool& shard::pool_for(uint32_t frame_size) {
+    return frame_size <= _frame_pools[0].max ? _frame_pools[0] : _frame_pools[1];
+}
+
+namespace {
+
+// A frame fits its pool if the pool has room, or holds nothing: a frame bigger than the
+// whole pool then goes alone, bounded by request_bytes_max.
+bool fits(uint64_t held, uint64_t max, uint32_t size) { return held + size <= max || held == 0; }
+
+}  // namespace
+
+bool shard::try_reserve_frame(connection& conn, uint32_t size) {
+    frame_pool& pool = pool_for(size);
+    // Stale entries (connections closed while waiting) leave the front first, so an empty-
+    // looking queue is really empty.
+    grant_waiting_frames(pool);
+    if (pool.waiters.empty() && fits(pool.held, pool.max, size)) {
+        start_frame(conn, size);
+        return true;
+    }
+    // Behind the others of its pool, oldest first, so a big frame is not starved by smaller
+    // ones. Reading stops; parse() keeps what the receives already in flight bring.
+    const bool first_waiter = !frames_waiting();
+    conn.waiting_for_budget = true;
+    conn.waiting_size = size;
+    pool.waiters.push_back(connection_ref{conn.index, conn.generation});
+    pause_recv(conn);
+    if (first_waiter) {
+        // Room is short from now on: the multishot receives still armed end, and come back
+        // (from on_recv) one buffer at a time, until no frame waits any more.
+        for (auto& slot : _connections)
+            if (slot->state == connection::state_kind::open && slot->recv_multishot)
+                pause_recv(*slot);
+    }
+    return false;
+}
+
+void shard::start_frame(connection& conn, uint32_t size) {
+    SPATE_ASSERT(conn.reserved_bytes == 0, "one reserved frame per connection");
+    SPATE_ASSERT(!conn.incoming, "a new frame after the previous one was delivered");
+    pool_for(size).held += size;
+    conn.reserved_bytes = size;
+    conn.incoming = std::make_unique<frame>();
+    conn.incoming_size = size;
+    // Small frames get their buffer at once; big ones grow as bytes arrive (see parse), so
+    // four bytes of prefix never cost request_bytes_max of memory.
+    conn.incoming->bytes.reserve(std::min<size_t>(size, frame_reserve_max));
+    // The receive timeout restarts here: time spent waiting for the budget was ours.
+    conn.frame_deadline = _now + _config.request_receive_timeout;
+}
+
+void shard::release_frame_budget(connection& conn) {
+    frame_pool& pool = pool_for(conn.reserved_bytes);
+    SPATE_ASSERT(pool.held >= conn.reserved_bytes, "release what was reserved");
+    pool.held -= conn.reserved_bytes;
+    conn.reserved_bytes = 0;
+    grant_waiting_frames(pool);
+}
+
+void shard::grant_waiting_frames(frame_pool& pool) {
+    while (!pool.waiters.empty()) {
+        const connection_ref ref = pool.waiters.front();
+        connection* found = lookup(ref);
+        if (found == nullptr || !found->waiting_for_budget) {
+            pool.waiters.pop_front();
+            continue;
+        }
+        connection& conn = *found;
+        const uint32_t size = conn.waiting_size;
+        if (!fits(pool.held, pool.max, size)) return;
+        pool.waiters.pop_front();
+        conn.waiting_for_budget = false;
+        conn.waiting_size = 0;
+        start_frame(conn, size);
+        // The held bytes are parsed, and reading re-armed, on a later turn: this may run
+        // inside another connection's parse, and must not recurse into this one's.
+        if (!conn.resume_posted) {
+            conn.resume_posted = true;
+            _tasks.push_back([this, ref] { resume_input(ref); });
+        }
+    }
+}
+
 void shard::deliver(connection& conn) {
+    release_frame_budget(conn);
     const uint64_t sequence = conn.next_sequence++;
     conn.responses.emplace_back();
     if (conn.responses.size() >= _config.in_flight_requests_max) pause_recv(conn);
@@ -872,6 +1074,14 @@ void shard::begin_close(connection& conn) {
     if (conn.state != connection::state_kind::open) return;
     conn.state = connection::state_kind::closing;
     conn.incoming.reset();
+    // Its reservation goes back, and a waiting place is given up (the stale queue entry is
+    // dropped by the next grant): either may let the next waiter of that pool in.
+    if (conn.waiting_for_budget) {
+        conn.waiting_for_budget = false;
+        grant_waiting_frames(pool_for(conn.waiting_size));
+        conn.waiting_size = 0;
+    }
+    release_frame_budget(conn);
     // Wakes every operation still in flight: the receive ends, a blocked send fails.
     ::shutdown(conn.fd, SHUT_RDWR);
     _handler->on_close(connection_ref{conn.index, conn.generation});
@@ -906,9 +1116,14 @@ void shard::finalize_if_done(connection& conn) {
     conn.send_in_flight = false;
     conn.close_after_send = false;
     conn.recv_cancelled = false;
+    conn.recv_multishot = false;
     conn.state = connection::state_kind::free;
     ++conn.generation;
     if (conn.generation == 0) conn.generation = 1;
+    conn.frame_deadline = {};
+    conn.last_activity = {};
+    _limits->release(conn.peer);
+    conn.peer = {};
     --_open_connections;
     _free_connections.push_back(conn.index);
 }
@@ -965,9 +1180,7 @@ void shard::pop_finished(connection& conn) {
         release_pipe(*conn.pipe);
         conn.pipe.reset();
     }
-    if (conn.state != connection::state_kind::open || conn.close_after_send || _stopping ||
-        conn.responses.size() >= _config.in_flight_requests_max)
-        return;
+    if (!may_read(conn)) return;
     if (!conn.held_input.empty()) {
         // Parsing here could call the handler, which may respond and come back here: the
         // held bytes are parsed on a later turn instead, at constant stack depth.
@@ -989,10 +1202,7 @@ void shard::resume_input(connection_ref ref) {
     std::vector<uint8_t> held;
     held.swap(conn.held_input);
     parse(conn, held.data(), held.size());
-    if (conn.state == connection::state_kind::open && conn.held_input.empty() && !conn.recv_armed &&
-        !conn.close_after_send && !_stopping &&
-        conn.responses.size() < _config.in_flight_requests_max)
-        arm_recv(conn);
+    if (conn.held_input.empty() && !conn.recv_armed && may_read(conn)) arm_recv(conn);
 }
 
 void shard::start_output(connection& conn) {
@@ -1065,6 +1275,7 @@ void shard::on_send(connection& conn, const completion& done) {
     conn.send_in_flight = false;
     --conn.ops_in_flight;
     --_ops_in_flight;
+    if (done.res > 0) conn.last_activity = _now;
     if (conn.state != connection::state_kind::open) return;
     if (done.res < 0) {
         const int code = -done.res;
@@ -1216,6 +1427,7 @@ void shard::on_splice_chain(connection& conn, const completion& done, uint32_t s
     SPATE_ASSERT(last || done.res != static_cast<int32_t>(reported.length),
                  "only the last step of a chain reports success");
     conn.chain_steps = 0;
+    if (done.res > 0 || step > 0) conn.last_activity = _now;
     if (done.res > 0) {
         SPATE_ASSERT(static_cast<uint32_t>(done.res) <= reported.length,
                      "a splice moves at most what it was asked");

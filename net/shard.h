@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "net/connection_limits.h"
 #include "net/spsc_queue.h"
 #include "net/unique_function.h"
 #include "proto/result.h"
@@ -86,7 +87,32 @@ struct shard_config {
     uint16_t listen_port = 9092;
     // socket.request.max.bytes: a bigger size prefix closes the connection.
     uint32_t request_bytes_max = 100 << 20;
+    // Connections open at once in the whole runtime (all shards together); more are closed
+    // as soon as they are accepted.
     uint32_t connections_max = 10000;
+    // Kafka's max.connections.per.ip: connections open at once from one IP address, so a
+    // single client cannot take every slot of connections_max. 0 means no limit.
+    uint32_t connections_per_ip_max = 1000;
+    // Kafka's connections.max.idle.ms: a connection that has received and sent nothing for
+    // this long, and has no request waiting for its answer, is closed.
+    std::chrono::milliseconds idle_timeout{600'000};
+    // A request frame must arrive whole within this long of its first byte (time spent
+    // waiting for incomplete_request_bytes_max does not count), so a client trickling bytes
+    // cannot keep a connection and its partial frame forever.
+    std::chrono::milliseconds request_receive_timeout{30'000};
+    // Kafka's queued.max.request.bytes idea, for frames still being received: the runtime's
+    // shards together reserve at most this many bytes for them (each shard an equal share).
+    // A frame is reserved whole when its size prefix arrives; one that does not fit waits,
+    // with its connection's reading paused, until reservations are released. An eighth of
+    // each share is kept for small frames (up to that eighth), so metadata, heartbeats and
+    // commits are not stuck behind large requests waiting for room; the rest takes frames of
+    // any size, in arrival order. A frame bigger than that rest is admitted when no other
+    // large frame is reserved, so it is bounded by request_bytes_max instead. Not counted:
+    // what the receives in flight bring a connection before its pause lands, kept for it
+    // (held_input) until it is let in. While any frame waits, receives take one buffer at a
+    // time, so that is one recv_buffer_bytes per waiting connection, plus once the receives
+    // completed in the turn the first frame had to wait (at most the buffer ring).
+    uint64_t incomplete_request_bytes_max = uint64_t{512} << 20;
     // queued.max.requests, per connection: reading pauses while this many requests await
     // their response (received or not yet fully sent). Frames already received when the
     // pause takes effect are still delivered, so this is a soft limit by one read batch.
@@ -147,6 +173,18 @@ public:
     // this shard with 0 or -errno.
     void submit_fdatasync(int fd, unique_function<void(int)> done);
 
+    // Connections refused at accept because connections_max or connections_per_ip_max was
+    // reached, since the shard started.
+    uint64_t connections_refused() const { return _connections_refused; }
+    // Bytes reserved for request frames being received on this shard.
+    uint64_t incomplete_request_bytes() const {
+        return _frame_pools[0].held + _frame_pools[1].held;
+    }
+
+    // Bytes received but not yet parsed, kept for connections paused by a limit (walks the
+    // connections: for tests and occasional metrics, not per request).
+    uint64_t held_input_bytes() const;
+
     // The time at the start of the current loop turn.
     std::chrono::steady_clock::time_point now() const { return _now; }
 
@@ -173,6 +211,7 @@ private:
     result<void> setup(int listen_fd);
     void set_handler(connection_handler& handler) { _handler = &handler; }
     void set_peers(std::vector<shard*> peers) { _peers = std::move(peers); }
+    void set_connection_limits(connection_limits& limits) { _limits = &limits; }
     // The loop; returns after stop() once every operation has completed.
     void run();
 
@@ -208,6 +247,15 @@ private:
     void pause_recv(connection& conn);
     void parse(connection& conn, const uint8_t* data, size_t size);
     void resume_input(connection_ref ref);
+    // Whether the connection may have a receive armed now (the limits that pause reading).
+    bool may_read(const connection& conn) const;
+    // Frame budget: reserve a frame's size when its prefix arrives, or queue the connection.
+    bool try_reserve_frame(connection& conn, uint32_t size);
+    void start_frame(connection& conn, uint32_t size);
+    void release_frame_budget(connection& conn);
+    // Closes connections idle or stalled mid-frame for too long, and re-arms itself.
+    void sweep_connections();
+    void refuse_connection(int fd, const char* reason);
     void deliver(connection& conn);
     void begin_close(connection& conn);
     void finalize_if_done(connection& conn);
@@ -250,6 +298,29 @@ private:
     std::vector<std::unique_ptr<connection>> _connections;
     std::vector<uint32_t> _free_connections;
     uint32_t _open_connections = 0;
+    connection_limits* _limits = nullptr;
+    uint64_t _connections_refused = 0;
+    // Refusals not yet reported: one log line per second at most, with the count.
+    uint64_t _refusals_unlogged = 0;
+    std::chrono::steady_clock::time_point _refusal_logged_at{};
+
+    // This shard's share of incomplete_request_bytes_max, in two pools: [0] for small frames
+    // (at most its own size), [1] for the others. Each has what its frames being received
+    // have reserved, and the connections whose next frame waits for room, oldest first.
+    // Invariant after every change: the oldest waiter of each pool does not fit.
+    struct frame_pool {
+        uint64_t max = 0;
+        uint64_t held = 0;
+        std::deque<connection_ref> waiters;
+    };
+    frame_pool _frame_pools[2];
+    // Whether any connection waits for the frame budget (or a stale entry is still queued,
+    // which errs on the careful side until the next grant drops it).
+    bool frames_waiting() const {
+        return !_frame_pools[0].waiters.empty() || !_frame_pools[1].waiters.empty();
+    }
+    frame_pool& pool_for(uint32_t frame_size);
+    void grant_waiting_frames(frame_pool& pool);
 
     std::vector<pipe_pair> _idle_pipes;
 

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <string>
+
 #include "broker/metadata.h"
 #include "broker/topic_config.h"
 
@@ -135,4 +138,31 @@ TEST_CASE("uuids round-trip through their text form") {
     REQUIRE(back);
     CHECK(*back == id);
     CHECK_FALSE(uuid_from_string("xyz"));
+}
+
+TEST_CASE("connection limits and timeouts: defaults, keys and ranges") {
+    // Issue 10 (defects 5 and 6): the settings that bound idle connections, stalled requests,
+    // memory held by half-received requests and connections per address.
+    broker_config config;
+    CHECK(config.connections_max == 10000);
+    CHECK(config.max_connections_per_ip == 1000);
+    CHECK(config.connections_max_idle_ms == 600000);
+    CHECK(config.request_receive_timeout_ms == 30000);
+    CHECK(config.queued_max_request_bytes == uint64_t{512} << 20);
+    REQUIRE(
+        apply_toml_text("max_connections_per_ip = 0\nconnections_max_idle_ms = 1000\n"
+                        "request_receive_timeout_ms = 500\n"
+                        "queued_max_request_bytes = 1073741824\n",
+                        "test", config));
+    CHECK(config.max_connections_per_ip == 0);
+    CHECK(config.connections_max_idle_ms == 1000);
+    CHECK(config.request_receive_timeout_ms == 500);
+    CHECK(config.queued_max_request_bytes == uint64_t{1} << 30);
+    for (const char* bad : {"connections_max_idle_ms = 0", "request_receive_timeout_ms = -1",
+                            "queued_max_request_bytes = 1000", "max_connections_per_ip = -1"}) {
+        auto refused = apply_toml_text(std::string(bad) + "\n", "test", config);
+        REQUIRE_FALSE(refused);
+        const std::string key(bad, std::strchr(bad, ' '));
+        CHECK(refused.failure().message.find(key) != std::string::npos);
+    }
 }
