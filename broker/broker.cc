@@ -289,8 +289,14 @@ result<void> broker::start() {
                      "cannot create data_dir \"" + _config.data_dir + "\": " + failed.message()};
     uint32_t shards = _config.shards;
     if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
-    _store = std::make_unique<metadata_store>(_config.data_dir, shards);
+    _store = std::make_unique<metadata_store>(_config.data_dir, shards, _config.partitions_max);
     if (auto loaded = _store->load(); !loaded) return loaded;
+    // Data accepted under a higher limit is served; only new partitions are refused.
+    if (const int64_t hosted = _store->snapshot()->hosted_replica_count();
+        hosted > _config.partitions_max)
+        net::log_warn("%lld partition replicas exceed partitions_max = %lld: new ones are refused",
+                      static_cast<long long>(hosted),
+                      static_cast<long long>(_config.partitions_max));
     // Committed offsets are replayed before any shard serves (broker/group/offset_store.h).
     auto offsets = group::recover_offsets(_config.data_dir, shards);
     if (!offsets) return offsets.failure();
