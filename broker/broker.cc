@@ -1,6 +1,8 @@
 // shard_state and broker: request dispatch, partition ownership, metadata propagation.
 #include "broker/broker.h"
 
+#include <sys/resource.h>
+
 #include <filesystem>
 
 #include "broker/handlers/handlers.h"
@@ -14,6 +16,7 @@ shard_state::shard_state(broker& owner, net::shard& shard)
     : _broker(owner),
       _shard(shard),
       _metadata(std::make_shared<metadata_snapshot>()),
+      _descriptors(static_cast<size_t>(owner.shard_segment_files())),
       _group_environment(shard) {
     group::coordinator_config groups_config;
     groups_config.initial_rebalance_delay_ms = owner.config().group_initial_rebalance_delay_ms;
@@ -201,7 +204,7 @@ void shard_state::install_snapshot(snapshot_ptr next) {
                 continue;
             }
             const auto dir = fs::path(cfg.data_dir) / (name + "-" + std::to_string(i));
-            auto log = storage::partition_log::open(dir, effective.log);
+            auto log = storage::partition_log::open(dir, effective.log, &_descriptors);
             if (!log) {
                 net::log_error("cannot open partition %s-%zu: %s", name.c_str(), i,
                                log.failure().message.c_str());
@@ -289,6 +292,17 @@ result<void> broker::start() {
                      "cannot create data_dir \"" + _config.data_dir + "\": " + failed.message()};
     uint32_t shards = _config.shards;
     if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
+    // The descriptor budget follows the limit main() raised: however many partitions the
+    // data directory holds, opening them never needs more descriptors than this.
+    rlimit files{};
+    const int64_t descriptor_limit =
+        getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+            ? static_cast<int64_t>(files.rlim_cur)
+            : int64_t{1} << 20;
+    _shard_segment_files = segment_files_per_shard(_config, descriptor_limit, shards);
+    net::log_info("descriptor limit %lld: up to %lld segment files open per shard",
+                  static_cast<long long>(descriptor_limit),
+                  static_cast<long long>(_shard_segment_files));
     _store = std::make_unique<metadata_store>(_config.data_dir, shards, _config.partitions_max);
     if (auto loaded = _store->load(); !loaded) return loaded;
     // Data accepted under a higher limit is served; only new partitions are refused.
