@@ -244,6 +244,9 @@ void shard_state::schedule_housekeeping() {
 
 void shard_state::housekeeping() {
     _groups->expire_offsets();
+    // Housekeeping runs every second, which is the descriptor cache's clock.
+    _descriptors.tick_and_close_idle(
+        static_cast<uint64_t>(std::max<int64_t>(config().segment_files_idle_ms / 1000, 1)));
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();

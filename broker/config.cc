@@ -106,6 +106,10 @@ const std::map<std::string, key_setter>& key_table() {
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.segment_files_max, 0, 100000000);
          }},
+        {"segment_files_idle_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.segment_files_idle_ms, 1000, INT64_MAX);
+         }},
         {"message_max_bytes",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.message_max_bytes, 64, INT32_MAX);

@@ -47,6 +47,9 @@ struct broker_config {
     // segment_files_per_shard_min per shard, leaving the other half to connections,
     // pipes and short-lived files.
     int64_t segment_files_max = 0;
+    // A segment file unused for this long is closed (and reopened on its next use), so
+    // idle partitions hold no descriptor even below the budget. Checked every second.
+    int64_t segment_files_idle_ms = 60000;
     int32_t message_max_bytes = 1048588;  // Kafka's default: 1 MiB + 12
     uint32_t socket_request_max_bytes = 100u << 20;
     uint32_t connections_max = 10000;

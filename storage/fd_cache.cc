@@ -38,7 +38,6 @@ void fd_cache::evict(cached_descriptor& entry) {
     // The entry leaves the list before it drops its descriptor, so the list never names
     // an entry without one.
     unlink(entry);
-    ++_evictions;
     entry._drop(entry);
 }
 
@@ -46,10 +45,14 @@ void fd_cache::touch(cached_descriptor& entry) {
     SPATE_ASSERT(entry._cache == nullptr || entry._cache == this,
                  "a segment belongs to one shard's cache");
     if (entry._cache == this) {
-        if (_newest == &entry) return;
+        if (_newest == &entry) {
+            entry._used_tick = _ticks;
+            return;
+        }
         unlink(entry);
     }
     entry._cache = this;
+    entry._used_tick = _ticks;
     entry._newer = nullptr;
     entry._older = _newest;
     if (_newest != nullptr) _newest->_newer = &entry;
@@ -61,6 +64,7 @@ void fd_cache::touch(cached_descriptor& entry) {
     while (_count > _budget) {
         SPATE_ASSERT(_oldest != &entry, "the entry in use is never evicted by its own touch");
         evict(*_oldest);
+        ++_evictions;
     }
 }
 
@@ -74,7 +78,21 @@ bool fd_cache::evict_one_except(const cached_descriptor* keep) {
     if (victim != nullptr && victim == keep) victim = victim->_newer;
     if (victim == nullptr) return false;
     evict(*victim);
+    ++_evictions;
     return true;
+}
+
+size_t fd_cache::tick_and_close_idle(uint64_t idle_ticks) {
+    SPATE_ASSERT(idle_ticks > 0, "a descriptor used during this tick is not idle");
+    ++_ticks;
+    size_t closed = 0;
+    while (_oldest != nullptr && _ticks - _oldest->_used_tick >= idle_ticks) {
+        SPATE_ASSERT(_oldest->_used_tick <= _ticks, "entries are stamped with past ticks");
+        evict(*_oldest);
+        ++closed;
+    }
+    _idle_closes += closed;
+    return closed;
 }
 
 }  // namespace spate::storage

@@ -8,7 +8,9 @@
 // file on use (segment::file) and tells the cache (touch); beyond the budget the cache
 // asks the least recently used segments to let theirs go (their drop function), and they
 // reopen on their next use. Start-up, idle partitions and housekeeping therefore never
-// hold more than the budget, whatever the partition count.
+// hold more than the budget, whatever the partition count. Descriptors unused for a
+// while are closed too (tick_and_close_idle), so that idle partitions hold none even
+// below the budget, leaving the descriptors to connections and transfers.
 //
 // What the budget does not count: a segment that lets its descriptor go only drops its
 // reference to the shared segment_file, so holders of other references keep it open
@@ -52,6 +54,7 @@ private:
     friend class fd_cache;
     drop_function _drop;
     fd_cache* _cache = nullptr;  // non-null exactly while listed
+    uint64_t _used_tick = 0;     // the cache's clock at the last touch
     cached_descriptor* _newer = nullptr;
     cached_descriptor* _older = nullptr;
 };
@@ -75,6 +78,11 @@ public:
     // retry succeed. Returns false when there was nothing to evict.
     bool evict_one_except(const cached_descriptor* keep);
 
+    // Advances the cache's clock by one tick (the shard's housekeeping second) and closes
+    // the descriptors not used for `idle_ticks` ticks or more, oldest first; returns how
+    // many. The list is in order of use, so this stops at the first recent entry.
+    size_t tick_and_close_idle(uint64_t idle_ticks);
+
     size_t budget() const { return _budget; }
     // Entries holding a descriptor now (at most the budget).
     size_t open_count() const { return _count; }
@@ -82,6 +90,7 @@ public:
     // resource report: a count that grows fast means the budget is too small for the
     // partitions in use (each eviction costs a reopen later).
     uint64_t evictions() const { return _evictions; }
+    uint64_t idle_closes() const { return _idle_closes; }
 
 private:
     void unlink(cached_descriptor& entry);
@@ -90,6 +99,8 @@ private:
     size_t _budget;
     size_t _count = 0;
     uint64_t _evictions = 0;
+    uint64_t _idle_closes = 0;
+    uint64_t _ticks = 0;
     cached_descriptor* _newest = nullptr;
     cached_descriptor* _oldest = nullptr;
 };

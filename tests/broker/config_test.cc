@@ -69,6 +69,8 @@ TEST_CASE("partitions_max and the segment descriptor budget") {
     CHECK(segment_files_per_shard(config, 20000, 2) == 5000);
     CHECK(segment_files_per_shard(config, 256, 2) == 64);
     CHECK(segment_files_per_shard(config, 20, 2) == segment_files_per_shard_min);
+    CHECK(config.segment_files_idle_ms == 60000);
+    CHECK_FALSE(apply_toml_text("segment_files_idle_ms = 10\n", "test", config));
     auto zero = apply_toml_text("partitions_max = 0\n", "test", config);
     REQUIRE_FALSE(zero);
     CHECK(zero.failure().message.find("partitions_max") != std::string::npos);

@@ -103,6 +103,25 @@ TEST_CASE("the cache evicts the least recently used entry, never the one in use"
     CHECK(cache.open_count() == 0);
 }
 
+TEST_CASE("descriptors unused for the idle time are closed, recent ones stay") {
+    fd_cache cache(8);
+    probe old_one, recent;
+    old_one.use(cache);
+    recent.use(cache);
+    CHECK(cache.tick_and_close_idle(3) == 0);
+    CHECK(cache.tick_and_close_idle(3) == 0);
+    recent.use(cache);  // used during the second tick
+    CHECK(cache.tick_and_close_idle(3) == 1);
+    CHECK_FALSE(old_one.open);
+    CHECK(recent.open);
+    CHECK(cache.tick_and_close_idle(3) == 0);
+    CHECK(cache.tick_and_close_idle(3) == 1);
+    CHECK_FALSE(recent.open);
+    CHECK(cache.open_count() == 0);
+    CHECK(cache.idle_closes() == 2);
+    CHECK(cache.evictions() == 0);
+}
+
 TEST_CASE("many logs share a tiny descriptor budget through appends, reads, rolls and reopens") {
     temp_dir dir("fd-cache-many");
     constexpr size_t budget = 4;
