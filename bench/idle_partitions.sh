@@ -2,8 +2,9 @@
 # Idle partitions: the broker's resident set size and open descriptors before and after
 # creating N partitions (default 4000) that then sit idle, per partition; the time to
 # create them, to stop (SIGTERM) and to start again with them (until the broker logs
-# that it listens, which it does once every partition is open), and the same figures
-# after the restart. partitions_max is raised to N for the run.
+# that it listens, which it does once every partition is open), the same figures after
+# the restart, and the descriptors once the idle segment files have been closed
+# (segment_files_idle_ms, IDLE_MS [60000]). partitions_max is raised to N for the run.
 # Usage: bench/idle_partitions.sh [BUILD_DIR] [N] [SHARDS]
 set -euo pipefail
 build=${1:-build}
@@ -13,8 +14,10 @@ data=$(mktemp -d)
 log="$data.log"
 config="$data.toml"
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'partitions_max = %d\n' "$(( count > 10000 ? count : 10000 ))" >"$config"
-# Creation and start-up take about a millisecond or more per partition (fsyncs).
+idle_ms=${IDLE_MS:-60000}
+printf 'partitions_max = %d\nsegment_files_idle_ms = %d\n' "$(( count > 10000 ? count : 10000 ))" \
+  "$idle_ms" >"$config"
+# Creation, stop and start-up take a few milliseconds per partition (fsyncs).
 wait_s=$(( 120 + count / 100 ))
 pid=
 start_broker() {
@@ -57,6 +60,8 @@ grep -q 'stopped cleanly' "$log" || { echo "unclean stop" >&2; tail -5 "$log" >&
 t4=$(now_ms); start_broker; wait_listening 2; t5=$(now_ms)
 sleep 2
 restart_kib=$(rss); restart_fds=$(fds)
+sleep $(( idle_ms / 1000 + 2 ))
+idle_fds=$(fds)
 budget=$(grep -o 'up to [0-9]* segment files open per shard' "$log" | tail -1)
 
 echo "partitions:                $count on $shards shards ($budget)"
@@ -67,3 +72,4 @@ echo "fds before/after:          $before_fds / $after_fds ($(per "$before_fds" "
 echo "stop (SIGTERM):            $(( t3 - t2 )) ms"
 echo "start with them:           $(( t5 - t4 )) ms"
 echo "after restart:             RSS ${restart_kib} KiB, fds $restart_fds ($(per "$before_fds" "$restart_fds") per partition)"
+echo "after ${idle_ms} ms idle:        fds $idle_fds ($(per "$before_fds" "$idle_fds") per partition)"
