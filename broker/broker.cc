@@ -306,6 +306,11 @@ result<void> broker::start() {
     net::log_info("descriptor limit %lld: up to %lld segment files open per shard",
                   static_cast<long long>(descriptor_limit),
                   static_cast<long long>(_shard_segment_files));
+    // A budget above the limit still works (a failed open evicts and retries), but then
+    // connections compete with idle segments for the last descriptors.
+    if (_shard_segment_files * static_cast<int64_t>(shards) > descriptor_limit)
+        net::log_warn("segment_files_max exceeds the descriptor limit %lld",
+                      static_cast<long long>(descriptor_limit));
     _store = std::make_unique<metadata_store>(_config.data_dir, shards, _config.partitions_max);
     if (auto loaded = _store->load(); !loaded) return loaded;
     // Data accepted under a higher limit is served; only new partitions are refused.
