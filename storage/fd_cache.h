@@ -21,6 +21,13 @@
 // holder. A segment reopened while an old reference lives has two descriptors for a
 // while; both name the same file.
 //
+// Durability: fdatasync flushes a file's dirty pages whichever descriptor wrote them, and
+// Linux (errseq, 4.13+) reports a writeback error to an fdatasync through a descriptor
+// opened before the error, or after it when nobody has seen it yet, so closing and
+// reopening a segment between its writes and their fdatasync loses neither. The one gap:
+// the kernel may drop a file's inode, and with it an unseen error, while no descriptor
+// holds it (only under memory pressure).
+//
 // Ownership: one per shard (broker::shard_state), used only on that shard's thread, and
 // it outlives every log of the shard (entries leave the list when their segment dies;
 // the destructor asserts that none is left). Not thread-safe. Nothing here does I/O.
