@@ -29,7 +29,8 @@ stop_broker() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
-trap 'stop_broker; rm -rf "$data" "$log" "$config"' EXIT
+# The data is deleted anyway: no clean stop (which costs minutes for 100,000 partitions).
+trap 'kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data" "$log" "$config"' EXIT
 now_ms() { date +%s%3N; }
 # Waits until the log holds `count` lines saying the broker listens.
 wait_listening() {
