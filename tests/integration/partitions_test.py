@@ -136,8 +136,9 @@ def test_start_with_more_partitions_than_descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (DESCRIPTORS, DESCRIPTORS))
     path = config_file("partitions_max = %d\n" % (2 * PARTITIONS))
     data = tempfile.mkdtemp(prefix="spate-it-many-")
+    b = Broker(data_dir=data, extra=["--config", path])
     try:
-        with Broker(data_dir=data, extra=["--config", path]) as b:
+        with b:
             a = AdminClient({"bootstrap.servers": b.bootstrap})
             a.create_topics([NewTopic("many", num_partitions=PARTITIONS,
                                       replication_factor=1)])["many"].result(timeout=120)
@@ -152,6 +153,10 @@ def test_start_with_more_partitions_than_descriptors():
             assert "Too many open files" not in b.read_log(), b.read_log()
     finally:
         os.unlink(path)
+        # The harness keeps the log of a directory it was given (next to it, named
+        # through it): it goes first, while that name still resolves.
+        if os.path.exists(b.log_path):
+            os.unlink(b.log_path)
         shutil.rmtree(data, ignore_errors=True)
 
 
