@@ -1,6 +1,8 @@
 // shard_state and broker: request dispatch, partition ownership, metadata propagation.
 #include "broker/broker.h"
 
+#include <sys/resource.h>
+
 #include <filesystem>
 
 #include "broker/handlers/handlers.h"
@@ -14,6 +16,7 @@ shard_state::shard_state(broker& owner, net::shard& shard)
     : _broker(owner),
       _shard(shard),
       _metadata(std::make_shared<metadata_snapshot>()),
+      _descriptors(static_cast<size_t>(owner.shard_segment_files())),
       _group_environment(shard) {
     group::coordinator_config groups_config;
     groups_config.initial_rebalance_delay_ms = owner.config().group_initial_rebalance_delay_ms;
@@ -199,7 +202,7 @@ void shard_state::install_snapshot(snapshot_ptr next) {
                 continue;
             }
             const auto dir = fs::path(cfg.data_dir) / (name + "-" + std::to_string(i));
-            auto log = storage::partition_log::open(dir, effective.log);
+            auto log = storage::partition_log::open(dir, effective.log, &_descriptors);
             if (!log) {
                 net::log_error("cannot open partition %s-%zu: %s", name.c_str(), i,
                                log.failure().message.c_str());
@@ -239,6 +242,9 @@ void shard_state::schedule_housekeeping() {
 
 void shard_state::housekeeping() {
     _groups->expire_offsets();
+    // Housekeeping runs every second, which is the descriptor cache's clock.
+    _descriptors.tick_and_close_idle(
+        static_cast<uint64_t>(std::max<int64_t>(config().segment_files_idle_ms / 1000, 1)));
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
@@ -286,8 +292,30 @@ result<void> broker::start() {
                      "cannot create data_dir \"" + _config.data_dir + "\": " + failed.message()};
     uint32_t shards = _config.shards;
     if (shards == 0) shards = std::max(1u, std::thread::hardware_concurrency());
-    _store = std::make_unique<metadata_store>(_config.data_dir, shards);
+    // The descriptor budget follows the limit main() raised: however many partitions the
+    // data directory holds, opening them never needs more descriptors than this.
+    rlimit files{};
+    const int64_t descriptor_limit =
+        getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+            ? static_cast<int64_t>(files.rlim_cur)
+            : int64_t{1} << 20;
+    _shard_segment_files = segment_files_per_shard(_config, descriptor_limit, shards);
+    net::log_info("descriptor limit %lld: up to %lld segment files open per shard",
+                  static_cast<long long>(descriptor_limit),
+                  static_cast<long long>(_shard_segment_files));
+    // A budget above the limit still works (a failed open evicts and retries), but then
+    // connections compete with idle segments for the last descriptors.
+    if (_shard_segment_files * static_cast<int64_t>(shards) > descriptor_limit)
+        net::log_warn("segment_files_max exceeds the descriptor limit %lld",
+                      static_cast<long long>(descriptor_limit));
+    _store = std::make_unique<metadata_store>(_config.data_dir, shards, _config.partitions_max);
     if (auto loaded = _store->load(); !loaded) return loaded;
+    // Data accepted under a higher limit is served; only new partitions are refused.
+    if (const int64_t hosted = _store->snapshot()->hosted_replica_count();
+        hosted > _config.partitions_max)
+        net::log_warn("%lld partition replicas exceed partitions_max = %lld: new ones are refused",
+                      static_cast<long long>(hosted),
+                      static_cast<long long>(_config.partitions_max));
     // Committed offsets are replayed before any shard serves (broker/group/offset_store.h).
     auto offsets = group::recover_offsets(_config.data_dir, shards);
     if (!offsets) return offsets.failure();

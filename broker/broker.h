@@ -103,6 +103,7 @@ public:
     void install_snapshot(snapshot_ptr next);
     // Closes every log cleanly (shutdown).
     void close_all();
+    const storage::fd_cache& descriptors() const { return _descriptors; }
     // Flush policy and retention, run from a periodic timer.
     void housekeeping();
     void schedule_housekeeping();
@@ -117,6 +118,9 @@ private:
     // housekeeping ticks (seconds), bounding the log a restart must re-read.
     static constexpr uint64_t producer_snapshot_period_ticks = 30;
     uint64_t _snapshot_ticks = 0;
+    // The segment descriptors this shard's logs keep open (storage/fd_cache.h); declared
+    // before the partitions, so it outlives their segments.
+    storage::fd_cache _descriptors;
     std::unordered_map<std::string, std::vector<std::unique_ptr<partition>>> _partitions;
     group::shard_environment _group_environment;
     std::unique_ptr<group::group_coordinator> _groups;
@@ -137,12 +141,15 @@ public:
     shard_state& state(net::shard_id id) { return *_states[id]; }
     // Only on shard 0.
     metadata_store& store() { return *_store; }
+    // Each shard's budget of cached segment descriptors (segment_files_max), fixed at start.
+    int64_t shard_segment_files() const { return _shard_segment_files; }
     uint16_t bound_port() const;
     std::string advertised_host() const;
     int32_t advertised_port() const;
 
 private:
     broker_config _config;
+    int64_t _shard_segment_files = segment_files_per_shard_min;
     std::unique_ptr<metadata_store> _store;
     std::unique_ptr<net::runtime> _runtime;
     std::vector<std::unique_ptr<shard_state>> _states;

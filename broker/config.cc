@@ -4,6 +4,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <functional>
@@ -96,6 +97,18 @@ const std::map<std::string, key_setter>& key_table() {
         {"num_partitions",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.num_partitions, 1, 100000);
+         }},
+        {"partitions_max",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.partitions_max, 1, 10000000);
+         }},
+        {"segment_files_max",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.segment_files_max, 0, 100000000);
+         }},
+        {"segment_files_idle_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.segment_files_idle_ms, 1000, INT64_MAX);
          }},
         {"message_max_bytes",
          [](const toml::node& n, const std::string& k, broker_config& c) {
@@ -238,6 +251,14 @@ result<void> validate(const broker_config& config) {
     if (config.log.segment_bytes < config.message_max_bytes)
         return config_error("log.segment_bytes must be at least message_max_bytes");
     return {};
+}
+
+int64_t segment_files_per_shard(const broker_config& config, int64_t descriptor_limit,
+                                uint32_t shards) {
+    SPATE_ASSERT(shards > 0, "a broker has at least one shard");
+    const int64_t total = config.segment_files_max > 0 ? config.segment_files_max
+                                                       : std::max<int64_t>(descriptor_limit / 2, 0);
+    return std::max<int64_t>(total / shards, segment_files_per_shard_min);
 }
 
 result<parsed_command_line> parse_command_line(int argc, char** argv) {

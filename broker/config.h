@@ -33,6 +33,23 @@ struct broker_config {
 
     bool auto_create_topics_enable = true;
     int32_t num_partitions = 1;
+    // The partition replicas the whole broker may host (broker/metadata.h counts them).
+    // CreateTopics, CreatePartitions and auto-creation beyond it are refused with
+    // POLICY_VIOLATION. 10,000 because each busy partition wants its active segment's
+    // descriptor, and a host with the common 20,000-descriptor limit gets a budget of
+    // 10,000 of them (half, see segment_files_max); idle partitions cost about 2.3 KB of
+    // memory each, so memory allows far more, and the limit may be raised with the
+    // descriptor limit.
+    int64_t partitions_max = 10000;
+    // Segment descriptors the shards keep open together (storage/fd_cache.h), shared
+    // evenly; the least recently used is closed beyond it and reopened on demand. 0: half
+    // the descriptor limit (RLIMIT_NOFILE after main raised it), at least
+    // segment_files_per_shard_min per shard, leaving the other half to connections,
+    // pipes and short-lived files.
+    int64_t segment_files_max = 0;
+    // A segment file unused for this long is closed (and reopened on its next use), so
+    // idle partitions hold no descriptor even below the budget. Checked every second.
+    int64_t segment_files_idle_ms = 60000;
     int32_t message_max_bytes = 1048588;  // Kafka's default: 1 MiB + 12
     uint32_t socket_request_max_bytes = 100u << 20;
     uint32_t connections_max = 10000;    // for the whole broker, all shards together
@@ -69,5 +86,13 @@ result<void> apply_toml_file(const std::string& path, broker_config& config);
 result<void> apply_toml_text(const std::string& text, const std::string& origin,
                              broker_config& config);
 result<void> validate(const broker_config& config);
+
+// A shard never works with fewer cached segment descriptors than this, whatever the
+// descriptor limit: below it every fetch of a few partitions would reopen files.
+constexpr int64_t segment_files_per_shard_min = 16;
+// The per-shard budget of cached segment descriptors that segment_files_max (0: derived
+// from `descriptor_limit`) gives each of `shards` shards.
+int64_t segment_files_per_shard(const broker_config& config, int64_t descriptor_limit,
+                                uint32_t shards);
 
 }  // namespace spate::broker

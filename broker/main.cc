@@ -19,8 +19,10 @@ int main(int argc, char** argv) {
         std::fputs(parsed->exit_text.c_str(), stdout);
         return 0;
     }
-    // Each partition keeps its active segment open: raise the descriptor limit to the
-    // hard maximum so thousands of partitions fit, as Kafka's packaging does.
+    // Raise the descriptor limit to the hard maximum, as Kafka's packaging does: half of
+    // it becomes the shards' budget of cached segment descriptors (segment_files_max), the
+    // rest serves connections. Partitions beyond the budget reopen their files on demand,
+    // so start-up never depends on this succeeding.
     rlimit files{};
     if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
         files.rlim_cur = files.rlim_max;

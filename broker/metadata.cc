@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 
+#include "proto/error_code.h"
 #include "storage/file.h"
 
 namespace spate::broker {
@@ -70,9 +71,27 @@ std::optional<proto::uuid> uuid_from_string(const std::string& text) {
     return id;
 }
 
-metadata_store::metadata_store(std::string data_dir, uint32_t shard_count)
+int64_t metadata_snapshot::hosted_replica_count() const {
+    int64_t count = 0;
+    for (const auto& [name, topic] : topics) count += topic->partition_count();
+    return count;
+}
+
+result<void> check_partitions_max(const metadata_snapshot& current, int64_t adding,
+                                  int64_t partitions_max) {
+    SPATE_ASSERT(adding >= 0, "a request adds partition replicas, never removes them");
+    const int64_t hosted = current.hosted_replica_count();
+    if (adding <= partitions_max - hosted) return {};
+    return error{proto::code(proto::error_code::policy_violation),
+                 "the broker hosts " + std::to_string(hosted) + " partition replicas and " +
+                     std::to_string(adding) + " more would exceed partitions_max = " +
+                     std::to_string(partitions_max) + " (a broker setting)"};
+}
+
+metadata_store::metadata_store(std::string data_dir, uint32_t shard_count, int64_t partitions_max)
     : _data_dir(std::move(data_dir)),
       _shard_count(shard_count),
+      _partitions_max(partitions_max),
       _current(std::make_shared<metadata_snapshot>()) {}
 
 uint32_t metadata_store::owner_for(const std::string& name, int32_t index) const {
@@ -160,6 +179,8 @@ result<snapshot_ptr> metadata_store::publish(std::shared_ptr<metadata_snapshot> 
 result<snapshot_ptr> metadata_store::create_topic(const std::string& name, int32_t partitions,
                                                   const topic_configs& configs) {
     SPATE_ASSERT(partitions > 0, "create_topic needs at least one partition");
+    if (auto fits = check_partitions_max(*_current, partitions, _partitions_max); !fits)
+        return fits.failure();
     auto next = std::make_shared<metadata_snapshot>(*_current);
     auto topic = std::make_shared<topic_info>();
     topic->name = name;
@@ -179,6 +200,11 @@ result<snapshot_ptr> metadata_store::delete_topic(const std::string& name) {
 result<snapshot_ptr> metadata_store::add_partitions(const std::string& name, int32_t total) {
     const topic_info* existing = _current->find(name);
     SPATE_ASSERT(existing != nullptr, "add_partitions of an unknown topic");
+    SPATE_ASSERT(total > existing->partition_count(), "add_partitions only grows a topic");
+    if (auto fits =
+            check_partitions_max(*_current, total - existing->partition_count(), _partitions_max);
+        !fits)
+        return fits.failure();
     auto next = std::make_shared<metadata_snapshot>(*_current);
     auto topic = std::make_shared<topic_info>(*existing);
     for (int32_t i = topic->partition_count(); i < total; ++i)

@@ -9,6 +9,7 @@
 // sending the new one to every shard: Metadata requests are answered locally.
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -39,6 +40,12 @@ struct metadata_snapshot {
         auto found = topics.find(name);
         return found == topics.end() ? nullptr : found->second.get();
     }
+    // The partition replicas this broker hosts, which is what partitions_max limits.
+    // Kafka's and Redpanda's operators cap replicas per broker, not partitions, because
+    // each replica costs a log, descriptors and memory wherever it lives; on a single
+    // node every partition is one replica here. When broker/cluster/ arrives, this
+    // counts the replicas assigned to this broker and nothing else needs to change.
+    int64_t hosted_replica_count() const;
 };
 using snapshot_ptr = std::shared_ptr<const metadata_snapshot>;
 
@@ -49,12 +56,23 @@ inline std::optional<uint32_t> owner_of(const topic_info* topic, int32_t index) 
     return topic->partition_shards[static_cast<size_t>(index)];
 }
 
+// Whether `adding` more partition replicas fit under `partitions_max` beside the ones
+// `current` already hosts. The refusal carries POLICY_VIOLATION and a message naming the
+// key, the current count and the request, so an operator knows what to raise.
+result<void> check_partitions_max(const metadata_snapshot& current, int64_t adding,
+                                  int64_t partitions_max);
+
 // Kafka's rules for topic names: 1..249 chars of [a-zA-Z0-9._-], not "." or "..".
 bool valid_topic_name(const std::string& name);
 
 class metadata_store {
 public:
-    metadata_store(std::string data_dir, uint32_t shard_count);
+    // `partitions_max` bounds the replicas of every topic together (broker_config); the
+    // store enforces it on every creation and growth, since handlers on other shards
+    // check against snapshots that may be one change behind. Data loaded at start-up is
+    // never refused: a lowered limit only stops new partitions.
+    metadata_store(std::string data_dir, uint32_t shard_count,
+                   int64_t partitions_max = std::numeric_limits<int64_t>::max());
 
     // Reads metadata.toml if present. Errors name the file and what is wrong.
     result<void> load();
@@ -77,6 +95,7 @@ private:
 
     std::string _data_dir;
     uint32_t _shard_count;
+    int64_t _partitions_max;
     snapshot_ptr _current;
 };
 

@@ -121,8 +121,20 @@ void partition::start_sync(net::shard& shard) {
     SPATE_ASSERT(!_sync_in_flight, "one group-commit sync per partition at a time");
     _sync_in_flight = true;
     const int64_t end = _log->log_end_offset();
+    auto file = _log->active_file();
+    if (!file) {
+        // The active segment could not be reopened (EMFILE, ENOENT): every waiter's data
+        // is at or below `end`, so they all fail now, as after a failed fdatasync.
+        SPATE_ASSERT(file.failure().code > 0, "a failed reopen carries its errno");
+        finish_sync(shard, end, -file.failure().code);
+        return;
+    }
     std::weak_ptr<bool> alive = _alive;
-    shard.submit_fdatasync(_log->active_fd(), [this, &shard, alive, end](int res) {
+    const int fd = (*file)->fd;
+    // The callback holds the file until the fdatasync completes: the shard's descriptor
+    // cache may close the segment's own reference meanwhile, and the descriptor number
+    // must not be reused for another file while the ring still has it.
+    shard.submit_fdatasync(fd, [this, &shard, alive, end, held = std::move(*file)](int res) {
         if (alive.expired()) return;
         finish_sync(shard, end, res);
     });

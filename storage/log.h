@@ -16,8 +16,13 @@
 //
 // Durability: appends go to the page cache (pwrite/pwritev). Nothing is fdatasync'ed
 // per append unless the flush policy (flush_messages / flush_ms) or the broker asks:
-// the broker may fdatasync active_fd() on its ring and then call mark_durable, or call
+// the broker may fdatasync active_file() on its ring and then call mark_durable, or call
 // the blocking sync().
+//
+// Descriptors: opened with the owner shard's fd_cache (storage/fd_cache.h), no segment,
+// the active one included, keeps its descriptor longer than the cache allows; it is
+// reopened on the next use, and a failed reopen (EMFILE, ENOENT, ...) fails that
+// operation with the errno, like any other I/O error of the partition.
 //
 // Rolling a segment never waits for the disk (a blocking fdatasync of a just-closed
 // 1 GiB segment would stall every connection of the shard for up to seconds). The roll
@@ -98,6 +103,7 @@
 #include <vector>
 
 #include "proto/result.h"
+#include "storage/fd_cache.h"
 #include "storage/file.h"
 
 namespace spate::storage {
@@ -197,9 +203,12 @@ struct append_result {
 
 class partition_log {
 public:
-    // Creates `dir` if needed and recovers whatever it holds.
+    // Creates `dir` if needed and recovers whatever it holds. `descriptors` is the owner
+    // shard's descriptor cache, which must outlive the log; null keeps every file the
+    // log uses open (tools and tests without a shard).
     static result<std::unique_ptr<partition_log>> open(std::filesystem::path dir,
-                                                       const log_config& config);
+                                                       const log_config& config,
+                                                       fd_cache* descriptors = nullptr);
     ~partition_log();
     partition_log(const partition_log&) = delete;
     partition_log& operator=(const partition_log&) = delete;
@@ -224,8 +233,11 @@ public:
     int64_t durable_offset() const { return _durable; }
     // Recovery after a crash scans from the segment holding this offset (checkpointed).
     int64_t recovery_point() const { return _recovery_point; }
-    // The descriptor of the active segment, for an fdatasync submitted by the broker.
-    int active_fd() const;
+    // The active segment's file, for an fdatasync submitted by the broker, who holds the
+    // reference until the fdatasync completes: the descriptor cache may close the
+    // segment's own reference meanwhile, and a bare descriptor number could by then
+    // name another file. Reopening it may fail (EMFILE, ENOENT).
+    result<std::shared_ptr<segment_file>> active_file() const;
     // Records that an fdatasync of the active segment's descriptor, submitted when the
     // log end was `offset` (<= log end now), completed. The durable offset follows at
     // once if no sync request is outstanding, else when the requests complete. The
@@ -305,7 +317,7 @@ public:
     size_t open_file_count() const;
 
 private:
-    partition_log(std::filesystem::path dir, const log_config& config);
+    partition_log(std::filesystem::path dir, const log_config& config, fd_cache* descriptors);
     result<void> recover();
     result<void> roll(int64_t now_ms);
     // Whether a batch of `batch_bytes` ending at `last_offset` must go to a new segment
@@ -339,6 +351,7 @@ private:
 
     std::filesystem::path _dir;
     log_config _config;
+    fd_cache* _descriptors;
     // Ascending base offsets; never empty after open; back() is the active segment.
     std::vector<std::unique_ptr<segment>> _segments;
     int64_t _log_start = 0;

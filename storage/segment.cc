@@ -100,12 +100,28 @@ result<std::vector<uint8_t>> read_index_file(const std::filesystem::path& path, 
 }  // namespace
 
 segment::segment(std::filesystem::path log_path, int64_t base_offset, int64_t size_bytes,
-                 int64_t created_ms, int32_t index_interval_bytes)
-    : _log_path(std::move(log_path)),
+                 int64_t created_ms, int32_t index_interval_bytes, fd_cache* descriptors)
+    : cached_descriptor(drop_descriptor),
+      _log_path(std::move(log_path)),
       _base_offset(base_offset),
       _size(size_bytes),
       _created_ms(created_ms),
-      _index_interval_bytes(index_interval_bytes) {}
+      _index_interval_bytes(index_interval_bytes),
+      _descriptors(descriptors) {}
+
+segment::~segment() { release_file(); }
+
+void segment::note_file_use() const {
+    SPATE_ASSERT(_file != nullptr, "only a segment holding its descriptor is cached");
+    // Segments are never const objects (the log holds them by unique_ptr<segment>); file()
+    // is const only because caching a descriptor does not change what the segment holds.
+    if (_descriptors != nullptr) _descriptors->touch(*const_cast<segment*>(this));
+}
+
+void segment::release_file() const {
+    if (_descriptors != nullptr) _descriptors->forget(*const_cast<segment*>(this));
+    _file.reset();
+}
 
 std::filesystem::path segment::log_path(const std::filesystem::path& directory,
                                         int64_t base_offset) {
@@ -129,10 +145,17 @@ std::filesystem::path segment::time_index_path() const {
 result<std::unique_ptr<segment>> segment::create(const std::filesystem::path& directory,
                                                  int64_t base_offset, int64_t created_ms,
                                                  int64_t preallocate_bytes,
-                                                 int32_t index_interval_bytes) {
+                                                 int32_t index_interval_bytes,
+                                                 fd_cache* descriptors) {
     std::filesystem::path path = log_path(directory, base_offset);
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return errno_error("create segment", path);
+    int fd = -1;
+    while ((fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0) {
+        // Out of descriptors: cached ones of idle segments go first (none is in use here).
+        if ((errno == EMFILE || errno == ENFILE) && descriptors != nullptr &&
+            descriptors->evict_one_except(nullptr))
+            continue;
+        return errno_error("create segment", path);
+    }
     auto file = std::make_shared<segment_file>(fd);
     if (preallocate_bytes > 0) {
         // KEEP_SIZE reserves blocks without moving the end of file, so recovery and
@@ -146,25 +169,37 @@ result<std::unique_ptr<segment>> segment::create(const std::filesystem::path& di
             return failure;
         }
     }
-    std::unique_ptr<segment> created(
-        new segment(std::move(path), base_offset, 0, created_ms, index_interval_bytes));
+    std::unique_ptr<segment> created(new segment(std::move(path), base_offset, 0, created_ms,
+                                                 index_interval_bytes, descriptors));
     created->_file = std::move(file);
+    created->note_file_use();
     created->_indexes_loaded = true;
     return created;
 }
 
 std::unique_ptr<segment> segment::attach(const std::filesystem::path& directory,
                                          int64_t base_offset, int64_t size_bytes,
-                                         int64_t created_ms, int32_t index_interval_bytes) {
+                                         int64_t created_ms, int32_t index_interval_bytes,
+                                         fd_cache* descriptors) {
     return std::unique_ptr<segment>(new segment(log_path(directory, base_offset), base_offset,
-                                                size_bytes, created_ms, index_interval_bytes));
+                                                size_bytes, created_ms, index_interval_bytes,
+                                                descriptors));
 }
 
 result<std::shared_ptr<segment_file>> segment::file() const {
-    if (_file) return _file;
-    const int fd = ::open(_log_path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return errno_error("open segment", _log_path);
-    _file = std::make_shared<segment_file>(fd);
+    if (!_file) {
+        int fd = -1;
+        while ((fd = ::open(_log_path.c_str(), O_RDWR | O_CLOEXEC)) < 0) {
+            // Connections and transfers may have taken the descriptors the budget left
+            // free: the cache gives up idle segments' ones until the open succeeds.
+            if ((errno == EMFILE || errno == ENFILE) && _descriptors != nullptr &&
+                _descriptors->evict_one_except(this))
+                continue;
+            return errno_error("open segment", _log_path);
+        }
+        _file = std::make_shared<segment_file>(fd);
+    }
+    note_file_use();
     return _file;
 }
 
@@ -496,7 +531,7 @@ result<int64_t> segment::modified_ms() const {
 }
 
 void segment::adopt_rewritten(int64_t size_bytes) {
-    _file.reset();
+    release_file();
     release_indexes();
     _max_timestamp.reset();
     _size = size_bytes;

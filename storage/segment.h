@@ -19,7 +19,11 @@
 // in-flight zero-copy transfers. The last segment of a log is the active one: only it
 // is appended to, and its indexes live in memory until it is sealed (on roll or close).
 // Closed segments open their file and load their indexes lazily, on first use, which
-// keeps an idle partition small.
+// keeps an idle partition small. With a descriptor cache (storage/fd_cache.h) every
+// segment, the active one included, holds its descriptor only as a cache entry: the
+// cache may make it let go whenever another segment of the shard opens its file, and
+// file() reopens it. So nothing may keep a raw descriptor of a segment across a call
+// into another segment: callers hold the shared segment_file while they use its fd.
 
 #include <cstdint>
 #include <filesystem>
@@ -30,6 +34,7 @@
 
 #include "proto/record_batch.h"
 #include "proto/result.h"
+#include "storage/fd_cache.h"
 #include "storage/file.h"
 #include "storage/index.h"
 
@@ -105,18 +110,23 @@ private:
     std::optional<time_index_entry> _max_timestamp;
 };
 
-class segment {
+class segment : private cached_descriptor {
 public:
     // Creates a new, empty segment file at `base_offset` (which must not exist yet).
     // `index_interval_bytes` is the spacing of offset-index entries (log_config).
+    // `descriptors` is the owner shard's cache, or null to keep the file open as long as
+    // the segment wants it (tools and tests without a shard).
     static result<std::unique_ptr<segment>> create(const std::filesystem::path& directory,
                                                    int64_t base_offset, int64_t created_ms,
                                                    int64_t preallocate_bytes,
-                                                   int32_t index_interval_bytes);
+                                                   int32_t index_interval_bytes,
+                                                   fd_cache* descriptors);
     // Describes an existing segment file of `size_bytes`; nothing is opened or read.
     static std::unique_ptr<segment> attach(const std::filesystem::path& directory,
                                            int64_t base_offset, int64_t size_bytes,
-                                           int64_t created_ms, int32_t index_interval_bytes);
+                                           int64_t created_ms, int32_t index_interval_bytes,
+                                           fd_cache* descriptors);
+    ~segment();
 
     static std::filesystem::path log_path(const std::filesystem::path& directory,
                                           int64_t base_offset);
@@ -128,7 +138,10 @@ public:
     std::filesystem::path index_path() const;
     std::filesystem::path time_index_path() const;
 
-    // The open file, opened on first use.
+    // The open file, opened on first use (again after the cache made the segment let it
+    // go). A failed open (EMFILE, ENFILE, ENOENT, EACCES, ...) is an error naming the
+    // file, never a crash: the log's operation fails and the partition reports a storage
+    // error. EMFILE and ENFILE are retried after the cache gave up descriptors.
     result<std::shared_ptr<segment_file>> file() const;
 
     // Loads both indexes from their files, rebuilding them from the log (and saving
@@ -181,7 +194,7 @@ public:
     // Drops the segment's reference to its open file (a closed, synced segment nobody
     // reads), so an idle partition keeps one descriptor; file() reopens it on demand.
     // Transfers and sync requests holding the file keep it open until they finish.
-    void release_file() const { _file.reset(); }
+    void release_file() const;
     bool file_open() const { return _file != nullptr; }
     bool holds_file(const segment_file* file) const { return _file.get() == file; }
 
@@ -217,7 +230,13 @@ public:
 
 private:
     segment(std::filesystem::path log_path, int64_t base_offset, int64_t size_bytes,
-            int64_t created_ms, int32_t index_interval_bytes);
+            int64_t created_ms, int32_t index_interval_bytes, fd_cache* descriptors);
+    // The cache evicts this segment's descriptor (cached_descriptor's drop function).
+    static void drop_descriptor(cached_descriptor& entry) {
+        static_cast<segment&>(entry)._file.reset();
+    }
+    // Tells the cache the segment uses its descriptor now.
+    void note_file_use() const;
     enum class index_durability : uint8_t { synced, unsynced };
     result<void> save_indexes(index_durability durability) const;
     void append_final_time_entry();
@@ -229,6 +248,7 @@ private:
     int32_t _index_interval_bytes;
     // Append bookkeeping of the active segment.
     int64_t _bytes_since_index_entry = 0;
+    fd_cache* _descriptors;
     // Mutable: opened, loaded and cached lazily by const lookups.
     mutable std::shared_ptr<segment_file> _file;
     mutable offset_index _index;

@@ -1,5 +1,6 @@
 // CreatePartitions (37): raises a topic's partition count (never lowers it); explicit
-// assignments must place every new partition on this broker.
+// assignments must place every new partition on this broker. Growth that would take the
+// broker past partitions_max is refused with POLICY_VIOLATION, validate_only included.
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
 #include "proto/messages.h"
@@ -48,6 +49,7 @@ void handle_create_partitions(request_ptr req) {
     shard_state& shard = *req->shard;
     auto response = std::make_shared<response_type>();
     std::vector<shard_state::metadata_step> steps;
+    int64_t adding = 0;
     for (const auto& topic : body.topics) {
         response_type::create_partitions_topic_result out;
         out.name = topic.name;
@@ -71,6 +73,17 @@ void handle_create_partitions(request_ptr req) {
                 fail(error_code::invalid_replica_assignment,
                      "assignments must list each new partition on broker " +
                          std::to_string(shard.config().node_id));
+        }
+        if (out.error_code == 0) {
+            // One replica per new partition on a single node; earlier topics of this
+            // request count, as in CreateTopics, and the store checks again.
+            const int64_t replicas = topic.count - info->partition_count();
+            if (auto fits = check_partitions_max(*shard.metadata(), adding + replicas,
+                                                 shard.config().partitions_max);
+                !fits)
+                fail(error_code::policy_violation, fits.failure().message);
+            else
+                adding += replicas;
         }
         if (out.error_code == 0 && !body.validate_only)
             steps.push_back(

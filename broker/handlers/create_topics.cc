@@ -1,7 +1,8 @@
 // CreateTopics (19): validates names, partition counts, the replication factor (1, or -1
 // for the default, on a single node), replica assignments and configs, then creates
 // the topics one by one through the controller (shard 0). validate_only checks without
-// creating. v5+ answers with the effective configs.
+// creating. v5+ answers with the effective configs. Topics that would take the broker
+// past partitions_max are refused with POLICY_VIOLATION before anything is created.
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
 #include "proto/messages.h"
@@ -51,10 +52,13 @@ shard_state::metadata_step create_step(shard_state& shard, std::shared_ptr<respo
                 const topic_plan& p = *shared_plan;
                 auto& out = response->topics[p.slot];
                 if (!created) {
+                    // The store's own refusals keep their Kafka code; anything else is
+                    // an errno from persisting the metadata.
                     const int code = created.failure().code;
-                    out.error_code = code == proto::code(error_code::topic_already_exists)
-                                         ? proto::code(error_code::topic_already_exists)
-                                         : proto::code(error_code::kafka_storage_error);
+                    const bool refused = code == proto::code(error_code::topic_already_exists) ||
+                                         code == proto::code(error_code::policy_violation);
+                    out.error_code = refused ? static_cast<int16_t>(code)
+                                             : proto::code(error_code::kafka_storage_error);
                     out.error_message = created.failure().message;
                 } else {
                     fill_success(shard, p, created.value()->find(p.name), out);
@@ -76,6 +80,10 @@ void handle_create_topics(request_ptr req) {
     auto response = std::make_shared<response_type>();
     std::vector<shard_state::metadata_step> steps;
     std::map<std::string, int> seen;
+    // partitions_max is checked up front, counting the topics accepted earlier in this
+    // request, so that a refused request creates nothing and validate_only answers what
+    // the creation would; the store checks again, as other shards may create meanwhile.
+    int64_t adding = 0;
     for (const auto& topic : body.topics) seen[topic.name]++;
     for (const auto& topic : body.topics) {
         response_type::creatable_topic_result out;
@@ -116,6 +124,16 @@ void handle_create_topics(request_ptr req) {
         } else if (plan.partitions < 1 || plan.partitions > 100000) {
             fail(error_code::invalid_partitions,
                  "number of partitions must be between 1 and 100000");
+        }
+        if (out.error_code == 0) {
+            // One replica per partition on a single node (the replication factor is 1).
+            const int64_t replicas = plan.partitions;
+            if (auto fits = check_partitions_max(*shard.metadata(), adding + replicas,
+                                                 shard.config().partitions_max);
+                !fits)
+                fail(error_code::policy_violation, fits.failure().message);
+            else
+                adding += replicas;
         }
         if (out.error_code == 0) {
             for (const auto& config : topic.configs) {

@@ -59,6 +59,26 @@ TEST_CASE("flags override the file and bad flags are errors") {
     CHECK(v->exit_now);
 }
 
+TEST_CASE("partitions_max and the segment descriptor budget") {
+    broker_config config;
+    CHECK(config.partitions_max == 10000);
+    REQUIRE(apply_toml_text("partitions_max = 250\nsegment_files_max = 90\n", "test", config));
+    CHECK(config.partitions_max == 250);
+    // An explicit budget is shared evenly, never below the per-shard minimum.
+    CHECK(segment_files_per_shard(config, 20000, 3) == 30);
+    CHECK(segment_files_per_shard(config, 20000, 64) == segment_files_per_shard_min);
+    // 0 derives it from the descriptor limit: half of it, for all shards together.
+    REQUIRE(apply_toml_text("segment_files_max = 0\n", "test", config));
+    CHECK(segment_files_per_shard(config, 20000, 2) == 5000);
+    CHECK(segment_files_per_shard(config, 256, 2) == 64);
+    CHECK(segment_files_per_shard(config, 20, 2) == segment_files_per_shard_min);
+    CHECK(config.segment_files_idle_ms == 60000);
+    CHECK_FALSE(apply_toml_text("segment_files_idle_ms = 10\n", "test", config));
+    auto zero = apply_toml_text("partitions_max = 0\n", "test", config);
+    REQUIRE_FALSE(zero);
+    CHECK(zero.failure().message.find("partitions_max") != std::string::npos);
+}
+
 TEST_CASE("topic names follow Kafka's rules") {
     CHECK(valid_topic_name("orders.v1_eu-west"));
     CHECK_FALSE(valid_topic_name(""));

@@ -55,3 +55,39 @@ TEST_CASE("a damaged metadata file is an error naming the file") {
     CHECK(loaded.failure().message.find("metadata.toml") != std::string::npos);
     fs::remove_all(dir);
 }
+
+TEST_CASE("the store refuses creations and growth beyond partitions_max and persists nothing") {
+    // Regression (issue 10, defect 7): one CreateTopics of 100,000 partitions used to be
+    // accepted and opened one segment descriptor per partition until the broker ran out
+    // of them. The store is the last line of that check, since handlers on other shards
+    // look at snapshots that may be one change behind.
+    const fs::path dir =
+        fs::temp_directory_path() / ("spate-metadata-cap-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    {
+        metadata_store store(dir.string(), 2, 10);
+        REQUIRE(store.load());
+        REQUIRE(store.create_topic("small", 6, {}));
+        auto too_big = store.create_topic("big", 5, {});
+        REQUIRE_FALSE(too_big);
+        CHECK(too_big.failure().code == 44);  // POLICY_VIOLATION
+        CHECK(too_big.failure().message.find("partitions_max = 10") != std::string::npos);
+        CHECK(store.snapshot()->find("big") == nullptr);
+        auto grown = store.add_partitions("small", 11);
+        REQUIRE_FALSE(grown);
+        CHECK(grown.failure().code == 44);
+        CHECK(store.snapshot()->find("small")->partition_count() == 6);
+        REQUIRE(store.create_topic("fits", 4, {}));
+        CHECK(store.snapshot()->hosted_replica_count() == 10);
+    }
+    // A lower limit after a restart keeps what exists and refuses anything new.
+    metadata_store reloaded(dir.string(), 2, 5);
+    REQUIRE(reloaded.load());
+    CHECK(reloaded.snapshot()->hosted_replica_count() == 10);
+    CHECK(reloaded.snapshot()->find("big") == nullptr);
+    CHECK_FALSE(reloaded.create_topic("more", 1, {}));
+    REQUIRE(reloaded.delete_topic("small"));
+    CHECK(reloaded.create_topic("more", 1, {}));
+    fs::remove_all(dir);
+}

@@ -66,8 +66,12 @@ bool ring_step(partition_log& log, std::vector<sync_request>& in_flight, std::mt
         in_flight.clear();  // their completions would now be stale, which is harmless
     }
     const int64_t end = log.log_end_offset();
-    const int fd = log.active_fd();
-    if (::fdatasync(fd) != 0) {
+    auto file = log.active_file();
+    if (!file) {
+        report("active_file", file.failure());
+        return false;
+    }
+    if (::fdatasync((*file)->fd) != 0) {
         std::perror("fdatasync");
         return false;
     }

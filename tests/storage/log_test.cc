@@ -821,7 +821,7 @@ TEST_CASE("durability marks and the flush policy") {
     CHECK(log->durable_offset() == 6);
     CHECK(!log->flush_due(now));
     append_batch(*log, expected, 1, 1, 10);
-    CHECK(::fdatasync(log->active_fd()) == 0);
+    CHECK(::fdatasync(log->active_file().value()->fd) == 0);
     log->mark_durable(log->log_end_offset());
     CHECK(log->durable_offset() == 7);
 
@@ -948,7 +948,7 @@ TEST_CASE("a roll queues a sync request instead of syncing, completions advance 
 
     // The active segment synced: still not durable while older segments are not.
     const int64_t end = log->log_end_offset();
-    REQUIRE(::fdatasync(log->active_fd()) == 0);
+    REQUIRE(::fdatasync(log->active_file().value()->fd) == 0);
     log->mark_durable(end);
     CHECK(log->durable_offset() == 0);
 
@@ -987,7 +987,7 @@ TEST_CASE("mark_durable counts inside a segment once the older segments are sync
     // offset stops at the base of that segment even though the active one was synced.
     REQUIRE(log->complete_sync(requests[0].durable_offset, 0).ok());
     const int64_t end = log->log_end_offset();
-    REQUIRE(::fdatasync(log->active_fd()) == 0);
+    REQUIRE(::fdatasync(log->active_file().value()->fd) == 0);
     log->mark_durable(end);
     CHECK(log->durable_offset() == requests[0].durable_offset);
     CHECK(log->recovery_point() == requests[0].durable_offset);
