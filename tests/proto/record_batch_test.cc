@@ -503,8 +503,9 @@ TEST_CASE("validate_records refuses records that disagree with the header, for e
             CHECK(check_records(batch).error == batch_error::bad_records);
         }
         SUBCASE("a record length that does not frame its fields") {
-            auto longer = one;
-            longer[0] = static_cast<uint8_t>(longer[0] + 2);  // zig-zag: one byte more
+            // The first byte is the record's zig-zag length: +2 claims one byte more.
+            std::vector<uint8_t> longer{static_cast<uint8_t>(one.at(0) + 2)};
+            longer.insert(longer.end(), one.begin() + 1, one.end());
             longer.push_back(0);
             CHECK(check_records(batch_around(codec, longer, 1, 0)).error ==
                   batch_error::bad_records);
