@@ -12,6 +12,13 @@
 //   api key, version, correlation id, client id, tagged fields when flexible)
 // A few fields that only make the broker wait or grow (Fetch max_wait_ms, JoinGroup
 // timeouts, partition counts) are clamped when the body decodes, and sent re-encoded.
+// So that group requests get past the member check, the member id "@" and the
+// generation -2 in a decodable group request stand for the member id and generation of
+// the last JoinGroup answer of this input (a fuzzer cannot guess a generated id).
+//
+// Seeds: `SPATE_FUZZ_WRITE_SEEDS=DIR broker_fuzz` writes the seed corpus (real record
+// batches of every codec, encoded with the project's codecs) to DIR and exits; the
+// committed tests/fuzz/broker_corpus/ came from it.
 //
 // After each request the harness sends an ApiVersions "ping" and reads until its answer:
 // the request's own answer, if any (acks=0 produce has none), must come first, carry
@@ -42,6 +49,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "broker/broker.h"
@@ -50,6 +58,7 @@
 #include "proto/header.h"
 #include "proto/messages.h"
 #include "proto/reader.h"
+#include "proto/record_batch.h"
 #include "proto/writer.h"
 
 namespace spate::net {
@@ -143,10 +152,16 @@ public:
         address.sin_family = AF_INET;
         address.sin_port = htons(port);
         address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::connect(_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+        if (::connect(_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+            std::fprintf(stderr, "broker_fuzz: connect: %s\n", std::strerror(errno));
             fail("cannot connect to the broker");
+        }
         int one = 1;
         (void)::setsockopt(_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        // Close with a reset: two connections per input would otherwise leave thousands
+        // of sockets in TIME_WAIT a second and run out of ephemeral ports in seconds.
+        linger abort_on_close{1, 0};
+        (void)::setsockopt(_fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
     }
     ~client() { ::close(_fd); }
     client(const client&) = delete;
@@ -261,6 +276,21 @@ std::optional<Response> call(client& c, const Request& body, int16_t version,
 
 // ---- clamping what only makes the broker wait or grow -----------------------------
 
+// What the last JoinGroup answer of the current input said.
+constexpr const char* member_placeholder = "@";
+constexpr int32_t generation_placeholder = -2;
+struct membership {
+    std::string member_id = member_placeholder;
+    int32_t generation_id = generation_placeholder;
+};
+
+void substitute(std::string& member_id, const membership& joined) {
+    if (member_id == member_placeholder) member_id = joined.member_id;
+}
+void substitute_generation(int32_t& generation_id, const membership& joined) {
+    if (generation_id == generation_placeholder) generation_id = joined.generation_id;
+}
+
 template <class Request, class Clamp>
 void clamp_body(std::vector<uint8_t>& body, int16_t version, Clamp clamp) {
     proto::reader in(body.data(), body.size());
@@ -272,7 +302,8 @@ void clamp_body(std::vector<uint8_t>& body, int16_t version, Clamp clamp) {
     body = std::move(out.buffer());
 }
 
-void clamp_request(int16_t key, int16_t version, std::vector<uint8_t>& body) {
+void clamp_request(int16_t key, int16_t version, std::vector<uint8_t>& body,
+                   const membership& joined) {
     switch (static_cast<proto::api_key>(key)) {
         case proto::api_key::fetch:
             clamp_body<proto::fetch_request>(body, version, [](proto::fetch_request& r) {
@@ -280,10 +311,39 @@ void clamp_request(int16_t key, int16_t version, std::vector<uint8_t>& body) {
             });
             break;
         case proto::api_key::join_group:
-            clamp_body<proto::join_group_request>(body, version, [](proto::join_group_request& r) {
+            clamp_body<proto::join_group_request>(body, version, [&](proto::join_group_request& r) {
                 r.session_timeout_ms = std::min(r.session_timeout_ms, 6000);
                 r.rebalance_timeout_ms = std::min(r.rebalance_timeout_ms, 100);
+                substitute(r.member_id, joined);
             });
+            break;
+        case proto::api_key::sync_group:
+            clamp_body<proto::sync_group_request>(body, version, [&](proto::sync_group_request& r) {
+                substitute(r.member_id, joined);
+                substitute_generation(r.generation_id, joined);
+                for (auto& assignment : r.assignments) substitute(assignment.member_id, joined);
+            });
+            break;
+        case proto::api_key::heartbeat:
+            clamp_body<proto::heartbeat_request>(body, version, [&](proto::heartbeat_request& r) {
+                substitute(r.member_id, joined);
+                substitute_generation(r.generation_id, joined);
+            });
+            break;
+        case proto::api_key::leave_group:
+            clamp_body<proto::leave_group_request>(body, version,
+                                                   [&](proto::leave_group_request& r) {
+                                                       substitute(r.member_id, joined);
+                                                       for (auto& member : r.members)
+                                                           substitute(member.member_id, joined);
+                                                   });
+            break;
+        case proto::api_key::offset_commit:
+            clamp_body<proto::offset_commit_request>(
+                body, version, [&](proto::offset_commit_request& r) {
+                    substitute(r.member_id, joined);
+                    substitute_generation(r.generation_id, joined);
+                });
             break;
         case proto::api_key::create_topics:
             clamp_body<proto::create_topics_request>(
@@ -376,9 +436,312 @@ void start_broker() {
     check_health();
 }
 
+// ---- the seed corpus ----------------------------------------------------------------
+
+// One seed input, built request by request in the layout described at the top.
+class seed_input {
+public:
+    template <class Request>
+    seed_input& add(const Request& body, int16_t version) {
+        const auto handlers = broker::handler_list();
+        size_t index = 0;
+        while (handlers[index].key != Request::key) ++index;
+        proto::writer out;
+        body.encode(out, version);
+        const std::vector<uint8_t>& encoded = out.buffer();
+        if (encoded.size() > 0xffff) fail("a seed request is too long for the input layout");
+        _bytes.push_back(static_cast<uint8_t>(index));
+        _bytes.push_back(static_cast<uint8_t>(version - handlers[index].version_min));
+        _bytes.push_back(static_cast<uint8_t>(encoded.size()));
+        _bytes.push_back(static_cast<uint8_t>(encoded.size() >> 8));
+        _bytes.insert(_bytes.end(), encoded.begin(), encoded.end());
+        return *this;
+    }
+
+    void write(const std::string& dir, const char* name) const {
+        const std::string path = dir + "/" + name;
+        FILE* file = std::fopen(path.c_str(), "wb");
+        if (file == nullptr || std::fwrite(_bytes.data(), 1, _bytes.size(), file) != _bytes.size())
+            fail("cannot write a seed");
+        std::fclose(file);
+    }
+
+private:
+    std::vector<uint8_t> _bytes;
+};
+
+std::vector<uint8_t> seed_batch(proto::compression_codec codec, int64_t producer_id = -1,
+                                int16_t producer_epoch = -1, int32_t base_sequence = -1) {
+    proto::batch_builder builder(codec, 1764720000000, producer_id, producer_epoch, base_sequence);
+    const std::string text = "a value that compresses: spate spate spate spate spate";
+    for (int i = 0; i < 3; ++i) {
+        const std::string key = "key-" + std::to_string(i);
+        const proto::record_header_view header{"trace", proto::byte_view("fuzz")};
+        builder.add(proto::byte_view(key), proto::byte_view(text),
+                    std::span<const proto::record_header_view>(&header, 1));
+    }
+    return builder.build();
+}
+
+proto::create_topics_request create_topic(
+    const std::string& name, int32_t partitions,
+    std::vector<std::pair<std::string, std::string>> configs = {}) {
+    proto::create_topics_request request;
+    request.timeout_ms = 3000;
+    proto::create_topics_request::creatable_topic topic;
+    topic.name = name;
+    topic.num_partitions = partitions;
+    topic.replication_factor = 1;
+    for (auto& [key, value] : configs) topic.configs.push_back({key, value});
+    request.topics.push_back(topic);
+    return request;
+}
+
+proto::produce_request produce(const std::string& topic, const std::vector<uint8_t>& batch,
+                               int16_t acks) {
+    proto::produce_request request;
+    request.acks = acks;
+    request.timeout_ms = 1000;
+    proto::produce_request::partition_produce_data data;
+    data.index = 0;
+    data.records_.bytes = batch;
+    request.topic_data.push_back({topic, {data}});
+    return request;
+}
+
+proto::fetch_request fetch(const std::string& topic, int64_t offset) {
+    proto::fetch_request request;
+    request.max_wait_ms = 10;
+    request.min_bytes = 1;
+    request.max_bytes = 1 << 20;
+    proto::fetch_request::fetch_partition partition;
+    partition.partition = 0;
+    partition.fetch_offset = offset;
+    partition.partition_max_bytes = 1 << 20;
+    request.topics.push_back({topic, {partition}});
+    return request;
+}
+
+proto::list_offsets_request list_offsets(const std::string& topic, int64_t timestamp) {
+    proto::list_offsets_request request;
+    request.replica_id = -1;
+    proto::list_offsets_request::list_offsets_partition partition;
+    partition.timestamp = timestamp;
+    request.topics.push_back({topic, {partition}});
+    return request;
+}
+
+proto::metadata_request metadata(std::vector<std::string> names, bool auto_create) {
+    proto::metadata_request request;
+    request.topics.emplace();
+    for (auto& name : names) request.topics->push_back({proto::uuid{}, name});
+    request.allow_auto_topic_creation = auto_create;
+    return request;
+}
+
+proto::join_group_request join(const std::string& group, const std::string& member) {
+    proto::join_group_request request;
+    request.group_id = group;
+    request.session_timeout_ms = 6000;
+    request.rebalance_timeout_ms = 100;
+    request.member_id = member;
+    request.protocol_type = "consumer";
+    const std::vector<uint8_t> subscription = {0, 1,   0,   0,    0,    1,    0,
+                                               2, 'f', 'z', 0xff, 0xff, 0xff, 0xff};
+    request.protocols.push_back({"range", subscription});
+    return request;
+}
+
+proto::sync_group_request sync(const std::string& group) {
+    proto::sync_group_request request;
+    request.group_id = group;
+    request.generation_id = generation_placeholder;
+    request.member_id = member_placeholder;
+    request.protocol_type = "consumer";
+    request.protocol_name = "range";
+    const std::vector<uint8_t> assignment = {0, 1, 0, 0, 0, 1, 0, 2,    'f',  'z',  0,
+                                             0, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+    request.assignments.push_back({member_placeholder, assignment});
+    return request;
+}
+
+proto::heartbeat_request heartbeat(const std::string& group) {
+    proto::heartbeat_request request;
+    request.group_id = group;
+    request.generation_id = generation_placeholder;
+    request.member_id = member_placeholder;
+    return request;
+}
+
+proto::offset_commit_request commit(const std::string& group, const std::string& member,
+                                    int32_t generation) {
+    proto::offset_commit_request request;
+    request.group_id = group;
+    request.generation_id = generation;
+    request.member_id = member;
+    proto::offset_commit_request::offset_commit_request_partition partition;
+    partition.committed_offset = 1;
+    partition.committed_metadata = "seed";
+    request.topics.push_back({"fz", {partition}});
+    return request;
+}
+
+proto::offset_fetch_request offset_fetch(const std::string& group) {
+    proto::offset_fetch_request request;
+    request.group_id = group;
+    request.topics =
+        std::vector<proto::offset_fetch_request::offset_fetch_request_topic>{{"fz", {0}}};
+    request.groups.push_back({group, std::nullopt});
+    return request;
+}
+
+proto::leave_group_request leave(const std::string& group) {
+    proto::leave_group_request request;
+    request.group_id = group;
+    request.member_id = member_placeholder;
+    request.members.push_back({member_placeholder, std::nullopt, std::string("seed")});
+    return request;
+}
+
+proto::find_coordinator_request find_coordinator(const std::string& group) {
+    proto::find_coordinator_request request;
+    request.key_ = group;
+    request.coordinator_keys.push_back(group);
+    return request;
+}
+
+void write_seeds(const std::string& dir) {
+    using codec = proto::compression_codec;
+    std::filesystem::create_directories(dir);
+    const auto plain = seed_batch(codec::none);
+    seed_input()
+        .add(create_topic("fz", 2), 5)
+        .add(produce("fz", plain, 1), 9)
+        .add(fetch("fz", 0), 12)
+        .add(list_offsets("fz", -1), 7)
+        .add(metadata({"fz"}, false), 12)
+        .write(dir, "produce_none_fetch");
+    const auto gzip = seed_batch(codec::gzip);
+    seed_input().add(produce("fz", gzip, -1), 3).add(fetch("fz", 0), 4).write(dir, "produce_gzip");
+    const auto snappy = seed_batch(codec::snappy);
+    seed_input()
+        .add(produce("fz", snappy, 1), 7)
+        .add(fetch("fz", 1), 11)
+        .write(dir, "produce_snappy");
+    const auto lz4 = seed_batch(codec::lz4);
+    seed_input()
+        .add(produce("fz", lz4, 0), 8)
+        .add(fetch("fz", 0), 7)
+        .write(dir, "produce_lz4_acks0");
+    const auto zstd = seed_batch(codec::zstd);
+    seed_input().add(produce("fz", zstd, 1), 9).add(fetch("fz", 0), 12).write(dir, "produce_zstd");
+    const auto idempotent = seed_batch(codec::none, 0, 0, 0);
+    proto::init_producer_id_request init;
+    init.transaction_timeout_ms = 60000;
+    seed_input()
+        .add(init, 4)
+        .add(produce("fz", idempotent, -1), 9)
+        .add(produce("fz", idempotent, -1), 9)
+        .write(dir, "idempotent_produce");
+    proto::delete_records_request delete_records;
+    delete_records.timeout_ms = 1000;
+    delete_records.topics.push_back({"fz", {{0, 1}}});
+    proto::offset_for_leader_epoch_request epochs;
+    epochs.topics.push_back({"fz", {{0, -1, 0}}});
+    seed_input()
+        .add(produce("fz", plain, 1), 9)
+        .add(delete_records, 2)
+        .add(list_offsets("fz", -2), 7)
+        .add(list_offsets("fz", 1764720000000), 1)
+        .add(list_offsets("fz", -1), 0)
+        .add(epochs, 4)
+        .write(dir, "delete_records");
+    seed_input()
+        .add(find_coordinator("g"), 4)
+        .add(join("g", ""), 5)
+        .add(join("g", member_placeholder), 5)
+        .add(sync("g"), 5)
+        .add(heartbeat("g"), 4)
+        .add(commit("g", member_placeholder, generation_placeholder), 8)
+        .add(offset_fetch("g"), 8)
+        .add(leave("g"), 5)
+        .write(dir, "group_lifecycle");
+    proto::describe_groups_request describe_groups;
+    describe_groups.groups.push_back("g0");
+    seed_input()
+        .add(find_coordinator("g0"), 0)
+        .add(join("g0", ""), 0)
+        .add(sync("g0"), 0)
+        .add(heartbeat("g0"), 0)
+        .add(commit("g0", member_placeholder, generation_placeholder), 2)
+        .add(offset_fetch("g0"), 1)
+        .add(describe_groups, 0)
+        .add(leave("g0"), 0)
+        .write(dir, "group_old_versions");
+    proto::offset_delete_request offset_delete;
+    offset_delete.group_id = "gs";
+    offset_delete.topics.push_back({"fz", {{0}}});
+    proto::describe_groups_request describe_simple;
+    describe_simple.groups.push_back("gs");
+    proto::delete_groups_request delete_groups;
+    delete_groups.groups_names.push_back("gs");
+    seed_input()
+        .add(commit("gs", "", -1), 8)
+        .add(offset_fetch("gs"), 5)
+        .add(offset_delete, 0)
+        .add(proto::list_groups_request{}, 4)
+        .add(describe_simple, 5)
+        .add(delete_groups, 2)
+        .write(dir, "simple_consumer_offsets");
+    proto::describe_configs_request describe_configs;
+    describe_configs.resources.push_back({2, "fz-admin", std::nullopt});
+    proto::incremental_alter_configs_request alter;
+    alter.resources.push_back({2, "fz-admin", {{"segment.bytes", 0, std::string("16384")}}});
+    proto::create_partitions_request more_partitions;
+    more_partitions.timeout_ms = 3000;
+    more_partitions.topics.push_back({"fz-admin", 3, std::nullopt});
+    proto::delete_topics_request delete_topics;
+    delete_topics.timeout_ms = 3000;
+    delete_topics.topics.push_back({std::string("fz-admin"), proto::uuid{}});
+    seed_input()
+        .add(create_topic("fz-admin", 1,
+                          {{"retention.bytes", "65536"}, {"cleanup.policy", "delete"}}),
+             2)
+        .add(describe_configs, 4)
+        .add(alter, 1)
+        .add(more_partitions, 3)
+        .add(proto::describe_cluster_request{}, 1)
+        .add(metadata({}, false), 1)
+        .add(delete_topics, 6)
+        .write(dir, "topic_admin");
+    const auto keyed = seed_batch(codec::gzip);
+    seed_input()
+        .add(create_topic("fz-compact", 1,
+                          {{"cleanup.policy", "compact"}, {"segment.bytes", "4096"}}),
+             7)
+        .add(produce("fz-compact", keyed, 1), 9)
+        .add(produce("fz-compact", keyed, 1), 5)
+        .add(fetch("fz-compact", 0), 12)
+        .write(dir, "compacted_topic");
+    proto::api_versions_request versions;
+    versions.client_software_name = "broker-fuzz";
+    versions.client_software_version = "1";
+    seed_input()
+        .add(versions, 3)
+        .add(metadata({"fz-auto"}, true), 4)
+        .add(metadata({"fz-auto"}, false), 12)
+        .add(produce("fz-auto", plain, 1), 2)
+        .add(fetch("fz-auto", 0), 0)
+        .write(dir, "metadata_auto_create");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
+    if (const char* seeds = std::getenv("SPATE_FUZZ_WRITE_SEEDS")) {
+        write_seeds(seeds);
+        std::exit(0);
+    }
     start_broker();
     return 0;
 }
@@ -390,6 +753,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         client c(the_broker->port);
         const auto deadline = clock_type::now() + input_wait;
         bool open = true;
+        membership joined;
         for (size_t i = 0; open && i < requests_per_input_max && size - position >= 4; ++i) {
             const broker::handler_entry& entry = handlers[data[position] % handlers.size()];
             const int range = entry.version_max - entry.version_min + 1;
@@ -401,7 +765,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             std::vector<uint8_t> body(data + position, data + position + length);
             position += length;
             const auto key = static_cast<int16_t>(entry.key);
-            clamp_request(key, version, body);
+            clamp_request(key, version, body, joined);
 
             const auto request_id = static_cast<int32_t>(i + 1);
             std::vector<uint8_t> bytes =
@@ -415,6 +779,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 std::vector<uint8_t> frame;
                 const auto got = c.read_frame(deadline, frame);
                 if (got != client::status::frame) {
+                    net::log_info(
+                        "fuzz: api %d v%d: %s", key, version,
+                        got == client::status::closed ? "connection closed" : "no answer in time");
                     open = false;
                     break;
                 }
@@ -425,7 +792,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 answered = true;
                 proto::visit_response_type(key, [&](auto type) {
                     using response = typename decltype(type)::type;
-                    (void)decode_response<response>(frame, key, version);
+                    auto decoded = decode_response<response>(frame, key, version);
+                    if constexpr (requires { decoded.error_code; })
+                        net::log_info("fuzz: api %d v%d answered, error_code %d", key, version,
+                                      decoded.error_code);
+                    else
+                        net::log_info("fuzz: api %d v%d answered", key, version);
+                    if constexpr (std::is_same_v<response, proto::join_group_response>) {
+                        if (!decoded.member_id.empty()) joined.member_id = decoded.member_id;
+                        if (decoded.generation_id >= 0)
+                            joined.generation_id = decoded.generation_id;
+                    }
                 });
             }
         }
