@@ -117,9 +117,13 @@ using namespace spate;
 using clock_type = std::chrono::steady_clock;
 
 constexpr size_t requests_per_input_max = 8;
-// How long one input may wait for answers in all (a legitimately slow request, e.g. a
-// JoinGroup waiting for members of an earlier input, is cut here, not failed).
-constexpr auto input_wait = std::chrono::milliseconds(2000);
+// How long one input may wait in all for the APIs that may legitimately wait (Fetch
+// long polls, JoinGroup and SyncGroup wait for the other members): the input is cut
+// there, not failed.
+constexpr auto input_wait = std::chrono::milliseconds(1000);
+// Every other API answers at once: no answer this long after the request is a lost
+// response (the connection's later responses are stuck behind it), and fails the run.
+constexpr auto answer_wait = std::chrono::milliseconds(5000);
 // A broker that cannot answer ApiVersions this long after an input is broken.
 constexpr auto health_wait = std::chrono::milliseconds(5000);
 constexpr uint64_t cleanup_period_inputs = 512;
@@ -152,7 +156,8 @@ public:
         address.sin_family = AF_INET;
         address.sin_port = htons(port);
         address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::connect(_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        if (::connect(_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 &&
+            !finish_interrupted_connect()) {
             std::fprintf(stderr, "broker_fuzz: connect: %s\n", std::strerror(errno));
             fail("cannot connect to the broker");
         }
@@ -193,6 +198,23 @@ public:
     }
 
 private:
+    // libFuzzer's -timeout alarm (SIGALRM) may interrupt a blocking connect, which then
+    // goes on in the background: wait for it and read its outcome.
+    bool finish_interrupted_connect() {
+        if (errno != EINTR) return false;
+        pollfd waiting{_fd, POLLOUT, 0};
+        int ready = 0;
+        do {
+            ready = ::poll(&waiting, 1, static_cast<int>(answer_wait.count()));
+        } while (ready < 0 && errno == EINTR);
+        if (ready <= 0) return false;
+        int failure = 0;
+        socklen_t length = sizeof failure;
+        if (::getsockopt(_fd, SOL_SOCKET, SO_ERROR, &failure, &length) != 0) return false;
+        errno = failure;
+        return failure == 0;
+    }
+
     status read_exactly(clock_type::time_point deadline, uint8_t* into, size_t count) {
         size_t got = 0;
         while (got < count) {
@@ -276,12 +298,21 @@ std::optional<Response> call(client& c, const Request& body, int16_t version,
 
 // ---- clamping what only makes the broker wait or grow -----------------------------
 
-// What the last JoinGroup answer of the current input said.
+bool may_wait(proto::api_key key) {
+    return key == proto::api_key::fetch || key == proto::api_key::join_group ||
+           key == proto::api_key::sync_group;
+}
+
+// What the last JoinGroup answer of the current input said, and every member the
+// input's JoinGroups created: they leave at the end of the input, so that the next
+// input's JoinGroup does not wait a session timeout for them to rejoin.
 constexpr const char* member_placeholder = "@";
 constexpr int32_t generation_placeholder = -2;
 struct membership {
     std::string member_id = member_placeholder;
     int32_t generation_id = generation_placeholder;
+    std::string last_join_group;
+    std::vector<std::pair<std::string, std::string>> joined_members;  // (group, member)
 };
 
 void substitute(std::string& member_id, const membership& joined) {
@@ -302,8 +333,7 @@ void clamp_body(std::vector<uint8_t>& body, int16_t version, Clamp clamp) {
     body = std::move(out.buffer());
 }
 
-void clamp_request(int16_t key, int16_t version, std::vector<uint8_t>& body,
-                   const membership& joined) {
+void clamp_request(int16_t key, int16_t version, std::vector<uint8_t>& body, membership& joined) {
     switch (static_cast<proto::api_key>(key)) {
         case proto::api_key::fetch:
             clamp_body<proto::fetch_request>(body, version, [](proto::fetch_request& r) {
@@ -315,6 +345,7 @@ void clamp_request(int16_t key, int16_t version, std::vector<uint8_t>& body,
                 r.session_timeout_ms = std::min(r.session_timeout_ms, 6000);
                 r.rebalance_timeout_ms = std::min(r.rebalance_timeout_ms, 100);
                 substitute(r.member_id, joined);
+                joined.last_join_group = r.group_id;
             });
             break;
         case proto::api_key::sync_group:
@@ -374,6 +405,20 @@ void check_health() {
     auto answer = call<proto::api_versions_response>(c, request, 3, health_wait);
     if (!answer || answer->error_code != 0)
         fail("the broker no longer answers ApiVersions on a fresh connection");
+}
+
+// The members an input's JoinGroups created leave (answers are not checked: the
+// member may have left or expired already).
+void leave_groups(const membership& joined) {
+    if (joined.joined_members.empty()) return;
+    client c(the_broker->port);
+    for (const auto& [group, member] : joined.joined_members) {
+        proto::leave_group_request leave;
+        leave.group_id = group;
+        leave.member_id = member;
+        if (!call<proto::leave_group_response>(c, leave, 0, answer_wait))
+            fail("the broker did not answer a LeaveGroup of the harness");
+    }
 }
 
 // Deletes every topic and every group the inputs so far created.
@@ -751,7 +796,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     size_t position = 0;
     {
         client c(the_broker->port);
-        const auto deadline = clock_type::now() + input_wait;
+        const auto input_deadline = clock_type::now() + input_wait;
         bool open = true;
         membership joined;
         for (size_t i = 0; open && i < requests_per_input_max && size - position >= 4; ++i) {
@@ -775,9 +820,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             bytes.insert(bytes.end(), ping_bytes.begin(), ping_bytes.end());
             if (!c.send_all(bytes)) break;
             bool answered = false;
+            const bool waits = may_wait(entry.key);
+            const auto deadline = waits ? input_deadline : clock_type::now() + answer_wait;
             for (;;) {
                 std::vector<uint8_t> frame;
                 const auto got = c.read_frame(deadline, frame);
+                if (got == client::status::timed_out && !waits) {
+                    std::fprintf(stderr, "broker_fuzz: api %d v%d: no answer in %lld ms\n", key,
+                                 version, static_cast<long long>(answer_wait.count()));
+                    fail("a request that never waits got no answer");
+                }
                 if (got != client::status::frame) {
                     net::log_info(
                         "fuzz: api %d v%d: %s", key, version,
@@ -799,13 +851,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     else
                         net::log_info("fuzz: api %d v%d answered", key, version);
                     if constexpr (std::is_same_v<response, proto::join_group_response>) {
-                        if (!decoded.member_id.empty()) joined.member_id = decoded.member_id;
+                        if (!decoded.member_id.empty()) {
+                            joined.member_id = decoded.member_id;
+                            joined.joined_members.emplace_back(joined.last_join_group,
+                                                               decoded.member_id);
+                        }
                         if (decoded.generation_id >= 0)
                             joined.generation_id = decoded.generation_id;
                     }
                 });
             }
         }
+        leave_groups(joined);
     }
     check_health();
     if (++the_broker->inputs % cleanup_period_inputs == 0) clean_up();
