@@ -9,8 +9,10 @@
 #                  (default build-fuzz/)
 #   JOBS=n         parallel compiles (default 2)
 #
-# Each target links against all of proto/ (plus the generated message codecs), so
-# a new target needs no change here. Seeds live in tests/fuzz/<name>_corpus/ for a
+# Each target links against all of proto/ (plus the generated message codecs) and
+# all of net/, storage/ and broker/ except main.cc (two archives: a target pulls only
+# the objects it uses), so a new target needs no change here. No mimalloc: the
+# sanitizers own malloc. Seeds live in tests/fuzz/<name>_corpus/ for a
 # target <name>_fuzz.cc; they are only read: inputs libFuzzer finds go to
 # $FUZZ_OUT/corpus/<name>/.
 set -euo pipefail
@@ -27,7 +29,11 @@ common_flags=(-std=c++20 -O1 -g -msse4.2 -mpclmul -I"$root" -I"$out/gen"
   -fno-sanitize-recover=undefined)
 object_flags=(-fsanitize=fuzzer-no-link,address,undefined)
 link_flags=(-fsanitize=fuzzer,address,undefined)
-libraries=(-lz -lsnappy -llz4 -lzstd)
+libraries=(-lz -lsnappy -llz4 -lzstd -lpthread)
+# liburing and toml++ (a compiled library in Debian, header-only elsewhere) as
+# pkg-config describes them.
+broker_cflags=($(pkg-config --cflags liburing tomlplusplus 2>/dev/null || true))
+broker_libraries=($(pkg-config --libs liburing tomlplusplus 2>/dev/null || echo -luring))
 
 mkdir -p "$out/gen/proto" "$out/obj" "$out/bin" "$out/artifacts"
 
@@ -38,21 +44,33 @@ if [ -f "$root/proto/gen/generate.py" ]; then
   sources+=("$out/gen/proto/messages.cc")
 fi
 
-echo "fuzz: compiling ${#sources[@]} proto sources"
-rm -f "$out"/obj/*.o
-printf '%s\n' "${sources[@]}" | xargs -P "$jobs" -I{} sh -c \
-  'src="$1"; shift; exec "$@" -c "$src" -o "'"$out"'/obj/$(basename "$src" .cc).o"' _ {} \
-  "$cxx" "${common_flags[@]}" "${object_flags[@]}"
-rm -f "$out/libproto_fuzz.a"
-"$ar" rcs "$out/libproto_fuzz.a" "$out"/obj/*.o
+# compile ARCHIVE SOURCES...: objects in $out/obj/ARCHIVE/, then $out/ARCHIVE.a.
+compile() {
+  local archive=$1
+  shift
+  echo "fuzz: compiling $# sources for $archive"
+  rm -rf "${out:?}/obj/$archive"
+  mkdir -p "$out/obj/$archive"
+  # Object names keep the folder (broker/handlers/metadata.cc vs broker/metadata.cc).
+  printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c \
+    'src="$1"; shift; name=$(echo "${src#'"$root"'/}" | tr / _); exec "$@" -c "$src" -o "'"$out/obj/$archive"'/${name%.cc}.o"' _ {} \
+    "$cxx" "${common_flags[@]}" "${broker_cflags[@]}" "${object_flags[@]}"
+  rm -f "$out/$archive.a"
+  "$ar" rcs "$out/$archive.a" "$out/obj/$archive"/*.o
+}
+compile libproto_fuzz "${sources[@]}"
+broker_sources=()
+while IFS= read -r src; do broker_sources+=("$src"); done < <(
+  find "$root/net" "$root/storage" "$root/broker" -name '*.cc' ! -path "$root/broker/main.cc" | sort)
+compile libspate_fuzz "${broker_sources[@]}"
 
 targets=()
 for target_source in "$root"/tests/fuzz/*_fuzz.cc; do
   [ -e "$target_source" ] || continue
   name=$(basename "$target_source" .cc)
   echo "fuzz: building $name"
-  "$cxx" "${common_flags[@]}" "${link_flags[@]}" "$target_source" "$out/libproto_fuzz.a" \
-    "${libraries[@]}" -o "$out/bin/$name"
+  "$cxx" "${common_flags[@]}" "${link_flags[@]}" "${broker_cflags[@]}" "$target_source" \
+    "$out/libspate_fuzz.a" "$out/libproto_fuzz.a" "${libraries[@]}" "${broker_libraries[@]}" -o "$out/bin/$name"
   targets+=("$name")
 done
 
