@@ -90,6 +90,33 @@ def test_create_partitions_beyond_partitions_max_is_refused():
         os.unlink(path)
 
 
+def test_metadata_that_cannot_be_saved_is_a_storage_error():
+    """Regression (hardening, fetch defect 2): when metadata.toml could not be written,
+    CreatePartitions and DeleteTopics answered the errno as a Kafka error code (ENOSPC,
+    28, read as INVALID_COMMIT_OFFSET_SIZE). A directory where the broker writes its
+    temporary metadata file makes every save fail with EISDIR (21, which would read as
+    INVALID_REQUIRED_ACKS): the answer is KAFKA_STORAGE_ERROR, nothing changes, and
+    everything works again once the directory is gone."""
+    with Broker() as b:
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        a.create_topics([NewTopic("stuck", num_partitions=2, replication_factor=1)])[
+            "stuck"].result(timeout=30)
+        blocker = os.path.join(b.data_dir, "metadata.toml.tmp")
+        os.mkdir(blocker)
+        err = refusal(a.create_partitions([NewPartitions("stuck", 4)])["stuck"])
+        assert err.code() == KafkaError.KAFKA_STORAGE_ERROR, err
+        assert "metadata" in err.str(), err.str()
+        err = refusal(a.create_topics([NewTopic("other", num_partitions=1,
+                                                replication_factor=1)])["other"])
+        assert err.code() == KafkaError.KAFKA_STORAGE_ERROR, err
+        err = refusal(a.delete_topics(["stuck"])["stuck"])
+        assert err.code() == KafkaError.KAFKA_STORAGE_ERROR, err
+        assert len(a.list_topics(timeout=10).topics["stuck"].partitions) == 2
+        os.rmdir(blocker)
+        a.create_partitions([NewPartitions("stuck", 4)])["stuck"].result(timeout=30)
+        assert len(a.list_topics(timeout=10).topics["stuck"].partitions) == 4
+
+
 PARTITIONS = 1000
 DESCRIPTORS = 256
 
@@ -168,4 +195,5 @@ if __name__ == "__main__":
     # be raised again), so it runs last.
     Runner().run([test_create_topics_beyond_partitions_max_is_refused,
                   test_create_partitions_beyond_partitions_max_is_refused,
+                  test_metadata_that_cannot_be_saved_is_a_storage_error,
                   test_start_with_more_partitions_than_descriptors])
