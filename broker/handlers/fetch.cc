@@ -6,14 +6,15 @@
 // always 0 (KIP-227 sessions are optional for clients; a non-zero id is unknown here).
 //
 // What one answer carries (KIP-74, Fetch v3+): partitions are filled in request order
-// while the response's max_bytes lasts; the first partition with data is always answered
-// whole (at least its first batch), and a later partition whose batches do not fit what
-// is left is answered empty, as Kafka answers a partition whose first batch does not fit.
-// Unlike Kafka, a partition is never split to fill the last bytes: it fits whole (up to
-// its partition_max_bytes) or not at all. Each partition with data holds its segment's
-// descriptor until the answer is sent, so an answer also carries data from at most
-// fetch_partitions_with_data_max(shard) partitions, the first ones in request order;
-// a client fetching more partitions than that gets the rest in its next fetches.
+// while the response's max_bytes (at most fetch_response_bytes_max, 55 MiB) lasts; the
+// first partition with data is always answered (at least its first batch), and a later
+// partition whose batches do not fit what is left is answered empty, as Kafka answers
+// a partition whose first batch does not fit. Unlike Kafka, a partition is never split
+// to fill the last bytes: it fits whole (up to its partition_max_bytes) or not at all.
+// Each partition with data holds its segment's descriptor until the answer is sent, so
+// an answer also carries data from at most fetch_partitions_with_data_max(shard)
+// partitions, the first ones in request order; a client fetching more partitions than
+// that gets the rest in its next fetches.
 //
 // Owner shards read in parallel, each in request order over its own partitions with the
 // whole byte budget and its share of the partition cap, and do not read a partition
@@ -87,12 +88,17 @@ struct fetch_state : std::enable_shared_from_this<fetch_state> {
 };
 using fetch_ptr = std::shared_ptr<fetch_state>;
 
-// The response's max_bytes: Fetch v0-2 has none (each partition is bounded only by its
-// partition_max_bytes). A negative value from a client is an empty budget, which still
-// lets the first partition with data through.
+// The bytes of log one answer carries at most, whatever the client asks for: Kafka's
+// broker setting fetch.max.bytes (KIP-541) and its default, 55 MiB. Without it a client
+// asking for INT32_MAX could be sent more than a frame's int32 size can describe.
+constexpr int64_t fetch_response_bytes_max = 55 << 20;
+
+// The response's max_bytes, within fetch_response_bytes_max: Fetch v0-2 has none of its
+// own (each partition is bounded only by its partition_max_bytes). A negative value from
+// a client is an empty budget, which still lets the first partition with data through.
 int64_t response_bytes_max(const fetch_state& state) {
-    if (state.req->version() < 3) return INT32_MAX;
-    return std::max<int64_t>(state.body.max_bytes, 0);
+    if (state.req->version() < 3) return fetch_response_bytes_max;
+    return std::clamp<int64_t>(state.body.max_bytes, 0, fetch_response_bytes_max);
 }
 
 void run_round(fetch_ptr state);

@@ -168,6 +168,34 @@ def test_an_answer_carries_at_most_one_cache_of_partitions():
         os.unlink(path)
 
 
+def test_an_answer_carries_at_most_55_mib():
+    """A client may ask for max_bytes and partition_max_bytes of INT32_MAX; the answer
+    still stops at Kafka's broker-side fetch.max.bytes (55 MiB), so one answer cannot
+    outgrow what its int32 frame size describes. Three partitions of about 26.5 MiB each:
+    the first two fit whole, the third does not."""
+    with Broker() as b:
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        a.create_topics([NewTopic("big", num_partitions=3, replication_factor=1)])[
+            "big"].result(timeout=60)
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5,
+                      "compression.type": "none", "batch.size": 1 << 20})
+        value = b"b" * (900 << 10)
+        for i in range(3):
+            for _ in range(30):
+                p.produce("big", value=value, partition=i)
+                p.poll(0)
+        assert p.flush(120) == 0, "records left unsent"
+        answer = fetch(b, "big", [(i, 0) for i in range(3)], 0x7fffffff,
+                       partition_max_bytes=0x7fffffff)
+        sizes = [len(answer[i][2]) for i in range(3)]
+        assert all(answer[i][0] == 0 and answer[i][1] == 30 for i in range(3)), answer.keys()
+        assert sizes[0] > 26 << 20 and sizes[1] > 26 << 20, sizes
+        assert sum(sizes) <= 55 << 20, sizes
+        for i in range(2):
+            assert sum(count for _, count in batches_of(answer[i][2])) == 30
+
+
 if __name__ == "__main__":
     Runner().run([test_max_bytes_fills_partitions_in_request_order,
-                  test_an_answer_carries_at_most_one_cache_of_partitions])
+                  test_an_answer_carries_at_most_one_cache_of_partitions,
+                  test_an_answer_carries_at_most_55_mib])
