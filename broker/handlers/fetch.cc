@@ -171,8 +171,8 @@ bool trim_to_response(fetch_state& state) {
     const size_t with_data_max = fetch_partitions_with_data_max(*state.req->shard);
     int64_t used = 0;
     size_t with_data = 0;
-    // Past a partition its owner left unread, nothing goes out: the answer stays a
-    // prefix of the request, as Kafka's does.
+    // Past a partition its owner left unread, nothing goes out: Kafka's order fills
+    // that partition before any later one, so a later one may not jump the queue.
     bool past_unread = false;
     bool limited = false;
     for (partition_read& read : state.results) {
