@@ -171,7 +171,9 @@ result<void> metadata_store::persist(const metadata_snapshot& next) const {
 
 result<snapshot_ptr> metadata_store::publish(std::shared_ptr<metadata_snapshot> next) {
     next->version = _current->version + 1;
-    if (auto persisted = persist(*next); !persisted) return persisted.failure();
+    if (auto persisted = persist(*next); !persisted)
+        return error{proto::code(proto::error_code::kafka_storage_error),
+                     "cannot save the metadata: " + persisted.failure().message};
     _current = std::move(next);
     return _current;
 }

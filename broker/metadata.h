@@ -78,7 +78,11 @@ public:
     result<void> load();
     snapshot_ptr snapshot() const { return _current; }
 
-    // Mutations persist before they return; on error nothing changed.
+    // Mutations persist before they return; on error nothing changed. Their failures
+    // carry a Kafka error code, since handlers answer with it: POLICY_VIOLATION beyond
+    // partitions_max, KAFKA_STORAGE_ERROR when metadata.toml could not be written (the
+    // message names the errno; an errno passed on as a code would read as an unrelated
+    // Kafka error, ENOSPC = 28 as INVALID_COMMIT_OFFSET_SIZE).
     result<snapshot_ptr> create_topic(const std::string& name, int32_t partitions,
                                       const topic_configs& configs);
     result<snapshot_ptr> delete_topic(const std::string& name);

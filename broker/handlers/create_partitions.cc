@@ -32,6 +32,7 @@ shard_state::metadata_step grow_step(std::shared_ptr<response_type> response, gr
             [response, slot = plan.slot](result<snapshot_ptr> grown) {
                 if (grown) return;
                 auto& out = response->results[slot];
+                // A Kafka code: the step's own refusal or the store's (metadata.h).
                 out.error_code = static_cast<int16_t>(grown.failure().code);
                 out.error_message = grown.failure().message;
             }};

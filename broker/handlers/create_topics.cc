@@ -52,13 +52,8 @@ shard_state::metadata_step create_step(shard_state& shard, std::shared_ptr<respo
                 const topic_plan& p = *shared_plan;
                 auto& out = response->topics[p.slot];
                 if (!created) {
-                    // The store's own refusals keep their Kafka code; anything else is
-                    // an errno from persisting the metadata.
-                    const int code = created.failure().code;
-                    const bool refused = code == proto::code(error_code::topic_already_exists) ||
-                                         code == proto::code(error_code::policy_violation);
-                    out.error_code = refused ? static_cast<int16_t>(code)
-                                             : proto::code(error_code::kafka_storage_error);
+                    // A Kafka code: the step's own refusal or the store's (metadata.h).
+                    out.error_code = static_cast<int16_t>(created.failure().code);
                     out.error_message = created.failure().message;
                 } else {
                     fill_success(shard, p, created.value()->find(p.name), out);

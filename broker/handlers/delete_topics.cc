@@ -21,9 +21,8 @@ shard_state::metadata_step delete_step(std::shared_ptr<response_type> response, 
             [response, slot](result<snapshot_ptr> deleted) {
                 if (deleted) return;
                 auto& out = response->responses[slot];
-                out.error_code = static_cast<int16_t>(
-                    deleted.failure().code > 0 ? deleted.failure().code
-                                               : proto::code(error_code::kafka_storage_error));
+                // A Kafka code: the step's own refusal or the store's (metadata.h).
+                out.error_code = static_cast<int16_t>(deleted.failure().code);
                 out.error_message = deleted.failure().message;
             }};
 }

@@ -40,6 +40,7 @@ shard_state::metadata_step alter_step(std::shared_ptr<response_type> response, a
             [response, slot](result<snapshot_ptr> altered) {
                 if (altered) return;
                 auto& out = response->responses[slot];
+                // A Kafka code: the step's own refusal or the store's (metadata.h).
                 out.error_code = static_cast<int16_t>(altered.failure().code);
                 out.error_message = altered.failure().message;
             }};

@@ -91,3 +91,44 @@ TEST_CASE("the store refuses creations and growth beyond partitions_max and pers
     CHECK(reloaded.create_topic("more", 1, {}));
     fs::remove_all(dir);
 }
+
+TEST_CASE("a metadata change that cannot be saved fails with KAFKA_STORAGE_ERROR, not an errno") {
+    // Regression (hardening, fetch defect 2): a failure to write metadata.toml came out of
+    // the store with its errno as the code, and CreatePartitions, DeleteTopics and
+    // IncrementalAlterConfigs answered that number as a Kafka error code (ENOSPC, 28, went
+    // out as INVALID_COMMIT_OFFSET_SIZE). A directory where the store writes its temporary
+    // file makes every save fail with EISDIR (21, which would read as INVALID_REQUIRED_ACKS).
+    const fs::path dir =
+        fs::temp_directory_path() / ("spate-metadata-unsaved-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    metadata_store store(dir.string(), 2);
+    REQUIRE(store.load());
+    REQUIRE(store.create_topic("kept", 2, {}));
+    fs::create_directories(dir / "metadata.toml.tmp");
+    const int storage_error = 56;  // KAFKA_STORAGE_ERROR
+    auto check = [&](const spate::error& failure) {
+        CHECK(failure.code == storage_error);
+        CHECK(failure.message.find("metadata.toml") != std::string::npos);
+    };
+    auto created = store.create_topic("new", 1, {});
+    REQUIRE_FALSE(created);
+    check(created.failure());
+    auto grown = store.add_partitions("kept", 3);
+    REQUIRE_FALSE(grown);
+    check(grown.failure());
+    auto configured = store.set_topic_configs("kept", {{"retention.ms", "1000"}});
+    REQUIRE_FALSE(configured);
+    check(configured.failure());
+    auto deleted = store.delete_topic("kept");
+    REQUIRE_FALSE(deleted);
+    check(deleted.failure());
+    // Nothing changed, and the store works again once it can write.
+    CHECK(store.snapshot()->find("new") == nullptr);
+    REQUIRE(store.snapshot()->find("kept") != nullptr);
+    CHECK(store.snapshot()->find("kept")->partition_count() == 2);
+    CHECK(store.snapshot()->find("kept")->configs.empty());
+    fs::remove(dir / "metadata.toml.tmp");
+    CHECK(store.add_partitions("kept", 3));
+    fs::remove_all(dir);
+}

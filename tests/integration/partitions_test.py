@@ -90,6 +90,33 @@ def test_create_partitions_beyond_partitions_max_is_refused():
         os.unlink(path)
 
 
+def test_metadata_that_cannot_be_saved_is_a_storage_error():
+    """Regression (hardening, fetch defect 2): when metadata.toml could not be written,
+    CreatePartitions and DeleteTopics answered the errno as a Kafka error code (ENOSPC,
+    28, read as INVALID_COMMIT_OFFSET_SIZE). A directory where the broker writes its
+    temporary metadata file makes every save fail with EISDIR (21, which would read as
+    INVALID_REQUIRED_ACKS): the answer is KAFKA_STORAGE_ERROR, nothing changes, and
+    everything works again once the directory is gone."""
+    with Broker() as b:
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        a.create_topics([NewTopic("stuck", num_partitions=2, replication_factor=1)])[
+            "stuck"].result(timeout=30)
+        blocker = os.path.join(b.data_dir, "metadata.toml.tmp")
+        os.mkdir(blocker)
+        err = refusal(a.create_partitions([NewPartitions("stuck", 4)])["stuck"])
+        assert err.code() == KafkaError.KAFKA_STORAGE_ERROR, err
+        assert "metadata" in err.str(), err.str()
+        err = refusal(a.create_topics([NewTopic("other", num_partitions=1,
+                                                replication_factor=1)])["other"])
+        assert err.code() == KafkaError.KAFKA_STORAGE_ERROR, err
+        err = refusal(a.delete_topics(["stuck"])["stuck"])
+        assert err.code() == KafkaError.KAFKA_STORAGE_ERROR, err
+        assert len(a.list_topics(timeout=10).topics["stuck"].partitions) == 2
+        os.rmdir(blocker)
+        a.create_partitions([NewPartitions("stuck", 4)])["stuck"].result(timeout=30)
+        assert len(a.list_topics(timeout=10).topics["stuck"].partitions) == 4
+
+
 PARTITIONS = 1000
 DESCRIPTORS = 256
 
@@ -105,22 +132,25 @@ def produce_one_each(b, topic, value):
     assert not errors, errors[:5]
 
 
-def consume_all(b, topic, expected_per_partition, chunk=50):
-    """Reads every partition from the start, `chunk` partitions at a time: a Fetch holds
-    one descriptor for each partition in its response until the response is sent, so a
-    fetch of all 1,000 partitions would by itself need more than the limit allows."""
+def consume_all(b, topic, expected_per_partition):
+    """Reads every partition from the start, all of them assigned at once.
+
+    Regression (hardening, fetch defect 1): a Fetch read every requested partition and
+    held each one's segment descriptor until its answer was sent, so one fetch of these
+    1,000 partitions needed more descriptors than the limit of 256 and accept failed with
+    EMFILE (this test used to assign 50 partitions at a time to get around it). An answer
+    now carries data from at most one shard's cache of partitions (64 here)."""
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "many-reader",
                   "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, i, 0) for i in range(PARTITIONS)])
     seen = {}
-    for first in range(0, PARTITIONS, chunk):
-        c.assign([TopicPartition(topic, i, 0) for i in range(first, first + chunk)])
-        want = (first + chunk) * expected_per_partition
-        deadline = time.time() + 60
-        while sum(seen.values()) < want and time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None or m.error():
-                continue
-            seen[m.partition()] = seen.get(m.partition(), 0) + 1
+    want = PARTITIONS * expected_per_partition
+    deadline = time.time() + 120
+    while sum(seen.values()) < want and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        seen[m.partition()] = seen.get(m.partition(), 0) + 1
     c.close()
     assert len(seen) == PARTITIONS, "records from %d partitions" % len(seen)
     assert all(n == expected_per_partition for n in seen.values()), seen
@@ -165,4 +195,5 @@ if __name__ == "__main__":
     # be raised again), so it runs last.
     Runner().run([test_create_topics_beyond_partitions_max_is_refused,
                   test_create_partitions_beyond_partitions_max_is_refused,
+                  test_metadata_that_cannot_be_saved_is_a_storage_error,
                   test_start_with_more_partitions_than_descriptors])
