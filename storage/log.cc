@@ -227,6 +227,7 @@ result<void> partition_log::recover() {
     // Compaction rewrites only segments ending at or below the recovery point of the
     // time, and both marks only grow, so below either of them gaps are legitimate.
     const int64_t gaps_allowed_below = std::max(_cleaned_through, recovery_point);
+    bool clean = false;
 
     if (found.empty()) {
         auto created = segment::create(_dir, checkpointed_start, now_ms, preallocate_bytes,
@@ -238,7 +239,6 @@ result<void> partition_log::recover() {
         for (const found_segment& s : found)
             _segments.push_back(segment::attach(_dir, s.base, s.size, now_ms,
                                                 _config.index_interval_bytes, _descriptors));
-        bool clean = false;
         if (clean_end) {
             auto adopted = active().adopt_clean_state(*clean_end);
             clean = adopted && *adopted;
@@ -334,13 +334,28 @@ result<void> partition_log::recover() {
     _durable = _log_end;
     _active_synced = _log_end;
 
-    if (clean_end) {
-        if (auto removed = remove_file(_dir / clean_shutdown_file_name); !removed) return removed;
+    if (clean) {
+        // The marker stays: it describes the files as they are, and is removed durably
+        // before the first change (retire_clean_marker), so an idle partition opens and
+        // closes without writing. The clean close wrote the recovery point (the log end)
+        // before the marker; should the checkpoint read otherwise (damaged, or a crash
+        // between the two unsynced writes of a batched close), it is written again.
+        _clean_marker = true;
+        if (recovery_point != _log_end) {
+            if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end);
+                !written)
+                return written;
+        }
+    } else {
+        if (clean_end) {
+            if (auto removed = remove_file(_dir / clean_shutdown_file_name); !removed)
+                return removed;
+        }
+        // Writing the recovery point also fsyncs the directory, which makes the marker's
+        // removal and any segment creation or deletion above durable.
+        if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
+            return written;
     }
-    // Writing the recovery point also fsyncs the directory, which makes the marker's
-    // removal and any segment creation or deletion above durable.
-    if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
-        return written;
     _recovery_point = _log_end;
     // A run after every start picks up tombstones and young segments whose time came
     // while the partition was closed.
@@ -371,8 +386,20 @@ result<void> partition_log::move_newest_segments_aside(size_t count) {
     return sync_directory(_dir);
 }
 
+result<void> partition_log::retire_clean_marker() {
+    if (!_clean_marker) return {};
+    // The unlink is durable before the caller changes anything: a marker left on disk
+    // next to changed files would make the next open trust a tail it did not check
+    // against the change (a roll, a moved log start, a rewritten segment).
+    if (auto removed = remove_file(_dir / clean_shutdown_file_name); !removed) return removed;
+    if (auto synced = sync_directory(_dir); !synced) return synced;
+    _clean_marker = false;
+    return {};
+}
+
 result<void> partition_log::delete_oldest_segments(size_t count) {
     SPATE_ASSERT(count < _segments.size(), "the active segment is never deleted");
+    if (auto retired = retire_clean_marker(); !retired) return retired;
     for (size_t i = 0; i < count; ++i) {
         if (auto removed = _segments[i]->remove_files(); !removed) return removed;
     }
@@ -577,6 +604,7 @@ result<std::vector<append_result>> partition_log::append_many(
             header->last_offset_delta < 0)
             return error{invalid_batch, "append: not one whole record batch"};
     }
+    if (auto retired = retire_clean_marker(); !retired) return retired.failure();
     std::vector<append_result> results;
     results.reserve(batches.size());
     std::vector<iovec> vectors;
@@ -704,6 +732,7 @@ result<partition_log::offset_and_timestamp> partition_log::offset_for_timestamp(
 
 result<void> partition_log::advance_log_start(int64_t offset) {
     if (offset <= _log_start) return {};
+    if (auto retired = retire_clean_marker(); !retired) return retired;
     if (auto written = write_checkpoint(_dir / log_start_file_name, offset); !written)
         return written;
     _log_start = offset;
@@ -765,6 +794,11 @@ void partition_log::set_config(const log_config& config) {
 result<void> partition_log::close() {
     if (!_usable) return {};
     abort_compaction();
+    if (_clean_marker) {
+        // Nothing changed since the open adopted the marker: it still says it all.
+        _usable = false;
+        return {};
+    }
     if (auto synced = sync(); !synced) return synced;
     if (auto sealed = active().seal(); !sealed) return sealed;
     if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
@@ -774,6 +808,37 @@ result<void> partition_log::close() {
         return written;
     _usable = false;
     return {};
+}
+
+result<bool> partition_log::close_unsynced() {
+    if (!_usable) return false;
+    abort_compaction();
+    _usable = false;
+    if (_clean_marker) return false;
+    // Everything from here on is made durable by the caller's syncfs; a failure leaves
+    // the log stopped without a marker, which the next open scans.
+    if (auto sealed = active().seal_without_sync(); !sealed) return sealed.failure();
+    _awaiting_close_sync = true;
+    return true;
+}
+
+result<void> partition_log::close_after_sync() {
+    SPATE_ASSERT(_awaiting_close_sync, "close_after_sync follows a close_unsynced that needs it");
+    _awaiting_close_sync = false;
+    // The syncfs flushed every dirty page of the file system, so the closed segments of
+    // the outstanding requests (taken or not) and the active segment are on disk.
+    _syncs.clear();
+    _syncs.shrink_to_fit();
+    _durable = _log_end;
+    _active_synced = _log_end;
+    _recovery_point = _log_end;
+    check_marks();
+    // The recovery point first, then the marker: the marker's open trusts the recovery
+    // point, and rewrites it if the caller's second syncfs did not make it durable.
+    if (auto written = write_checkpoint_unsynced(_dir / recovery_point_file_name, _log_end);
+        !written)
+        return written;
+    return write_checkpoint_unsynced(_dir / clean_shutdown_file_name, _log_end);
 }
 
 size_t partition_log::memory_bytes() const {
@@ -1080,6 +1145,7 @@ result<void> partition_log::map_step(int64_t& budget_bytes, int64_t now_ms) {
         return {};
     }
     if (range_end > _cleaned_through) {
+        if (auto retired = retire_clean_marker(); !retired) return retired;
         // Recovery must know that gaps may exist below range_end before any exists.
         if (auto written = write_checkpoint(_dir / cleaned_through_file_name, range_end); !written)
             return written;
@@ -1201,6 +1267,7 @@ result<void> partition_log::finish_cleaned_segment() {
         release_closed_file(*seg);
         return {};
     }
+    if (auto retired = retire_clean_marker(); !retired) return retired;
     // Step 1: the new files are on disk before anything refers to them.
     if (auto synced = sync_data(current.output->fd, current.output_path); !synced) return synced;
     current.output.reset();
