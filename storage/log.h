@@ -401,6 +401,9 @@ private:
     int64_t _log_end = 0;
     int64_t _durable = 0;
     int64_t _recovery_point = 0;
+    // What recovery-point.checkpoint holds as this log last wrote (or, at open, found)
+    // it, so that a close does not write the same value again.
+    int64_t _checkpointed_recovery_point = -1;
     // The largest offset mark_durable reported for the active segment; it becomes the
     // durable offset once no sync request is outstanding.
     int64_t _active_synced = 0;

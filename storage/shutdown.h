@@ -31,6 +31,12 @@ struct close_report {
     size_t synced = 0;        // closed through the shared syncfs
     size_t on_their_own = 0;  // on another file system: closed with their own fsyncs
     size_t failed = 0;        // left without a marker (each failure logged at ERROR)
+    // How long the steps took, for the shutdown's log line: stopping the logs and
+    // writing what they hold unsynced, the first syncfs, the markers, the second syncfs.
+    int64_t stop_ms = 0;
+    int64_t first_sync_ms = 0;
+    int64_t markers_ms = 0;
+    int64_t second_sync_ms = 0;
 };
 
 // `filesystem_fd` is an open directory descriptor on the file system holding the logs

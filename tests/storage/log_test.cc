@@ -642,6 +642,36 @@ TEST_CASE("close_logs closes changed and untouched logs, and all reopen clean") 
     }
 }
 
+// Creating and then stopping 100,000 empty partitions used to write a recovery point
+// at each creation (two fsyncs) and two index files and two checkpoints at each stop.
+// An empty log's checkpoint would say 0, which a missing file says too, and an empty
+// segment's indexes are empty whatever its files hold, so neither is written: a new
+// partition's directory gets its segment file, and at the stop its marker, nothing else.
+TEST_CASE("an empty log writes no recovery point and no index files, and reopens clean") {
+    temp_dir root("empty-log");
+    const fs::path dir = root.path() / "p";
+    {
+        auto log = open_log(dir, test_config());
+        partition_log* logs[] = {log.get()};
+        const int fd = ::open(root.path().c_str(), O_RDONLY | O_DIRECTORY);
+        auto closed = close_logs(logs, fd);
+        ::close(fd);
+        REQUIRE(closed.ok());
+        CHECK(closed->synced == 1);
+    }
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(dir))
+        names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"00000000000000000000.log", clean_shutdown_file_name});
+    auto log = open_log(dir, test_config());
+    CHECK(log->vouched_by_clean_marker());
+    CHECK(log->log_end_offset() == 0);
+    model expected;
+    append_batch(*log, expected, 3, 10, 10);
+    check_matches(*log, expected);
+}
+
 // Issue 10, defect 1, the read side. A read returns as many whole batches as fit in
 // max_bytes, walking their headers, and used to fail as a whole when a header after
 // the first batch was damaged: the batches in front of the damage could then not be
@@ -1085,8 +1115,9 @@ void append_until_rolls(partition_log& log, model& expected, size_t rolls) {
     while (log.segment_count() < target) append_batch(log, expected, 2, 7, 300);
 }
 
+// A missing checkpoint reads as 0, as it does at open: a new log writes none.
 int64_t checkpointed_recovery_point(const fs::path& dir) {
-    return read_checkpoint(dir / recovery_point_file_name).value_or(-1);
+    return read_checkpoint(dir / recovery_point_file_name).value_or(0);
 }
 
 }  // namespace
