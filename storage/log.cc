@@ -178,32 +178,58 @@ result<std::unique_ptr<partition_log>> partition_log::open(std::filesystem::path
 
 result<void> partition_log::recover() {
     const int64_t now_ms = wall_clock_ms();
-    if (auto leftovers = recover_compaction_leftovers(); !leftovers) return leftovers;
     struct found_segment {
         int64_t base;
         int64_t size;
     };
     std::vector<found_segment> found;
     std::vector<std::pair<int64_t, fs::path>> index_files;
+    // The checkpoint files the listing found: a start-up opens every partition, and
+    // looking up files that are not there costs as much as reading those that are.
+    bool clean_present = false;
+    bool recovery_point_present = false;
+    bool log_start_present = false;
+    bool cleaned_through_present = false;
+    bool compaction_leftovers = false;
     std::error_code ec;
-    for (const fs::directory_entry& entry : fs::directory_iterator(_dir, ec)) {
-        const fs::path& path = entry.path();
-        const std::string extension = path.extension().string();
-        if (extension == ".tmp") {
-            if (auto removed = remove_file(path); !removed) return removed;
-            continue;
+    const auto list = [&]() -> result<void> {
+        found.clear();
+        index_files.clear();
+        for (const fs::directory_entry& entry : fs::directory_iterator(_dir, ec)) {
+            const fs::path& path = entry.path();
+            const std::string extension = path.extension().string();
+            if (extension == ".tmp") {
+                if (auto removed = remove_file(path); !removed) return removed;
+                continue;
+            }
+            if (extension == ".cleaned" || extension == ".swap") {
+                compaction_leftovers = true;
+                continue;
+            }
+            const std::string name = path.filename().string();
+            clean_present = clean_present || name == clean_shutdown_file_name;
+            recovery_point_present = recovery_point_present || name == recovery_point_file_name;
+            log_start_present = log_start_present || name == log_start_file_name;
+            cleaned_through_present = cleaned_through_present || name == cleaned_through_file_name;
+            const std::optional<int64_t> base = parse_base_offset(path.stem().string());
+            if (!base) continue;
+            if (extension == ".log") {
+                const auto size = static_cast<int64_t>(entry.file_size(ec));
+                if (ec) return error{ec.value(), "stat " + path.string() + ": " + ec.message()};
+                found.push_back({*base, size});
+            } else if (extension == ".index" || extension == ".timeindex") {
+                index_files.emplace_back(*base, path);
+            }
         }
-        const std::optional<int64_t> base = parse_base_offset(path.stem().string());
-        if (!base) continue;
-        if (extension == ".log") {
-            const auto size = static_cast<int64_t>(entry.file_size(ec));
-            if (ec) return error{ec.value(), "stat " + path.string() + ": " + ec.message()};
-            found.push_back({*base, size});
-        } else if (extension == ".index" || extension == ".timeindex") {
-            index_files.emplace_back(*base, path);
-        }
+        if (ec) return error{ec.value(), "list " + _dir.string() + ": " + ec.message()};
+        return {};
+    };
+    if (auto listed = list(); !listed) return listed;
+    if (compaction_leftovers) {
+        // Completing or rolling back a swap renames segment files: list them again.
+        if (auto leftovers = recover_compaction_leftovers(); !leftovers) return leftovers;
+        if (auto listed = list(); !listed) return listed;
     }
-    if (ec) return error{ec.value(), "list " + _dir.string() + ": " + ec.message()};
     std::sort(found.begin(), found.end(),
               [](const found_segment& a, const found_segment& b) { return a.base < b.base; });
     // Index files whose log is gone are leftovers of an interrupted deletion.
@@ -216,13 +242,18 @@ result<void> partition_log::recover() {
         }
     }
 
-    const std::optional<int64_t> clean_end = read_checkpoint(_dir / clean_shutdown_file_name);
-    const int64_t recovery_point = read_checkpoint(_dir / recovery_point_file_name).value_or(0);
+    const auto read_if = [&](bool present, const char* name) -> std::optional<int64_t> {
+        if (!present) return std::nullopt;
+        return read_checkpoint(_dir / name);
+    };
+    const std::optional<int64_t> clean_end = read_if(clean_present, clean_shutdown_file_name);
+    const int64_t recovery_point =
+        read_if(recovery_point_present, recovery_point_file_name).value_or(0);
     const int64_t checkpointed_start =
-        std::max<int64_t>(read_checkpoint(_dir / log_start_file_name).value_or(0), 0);
+        std::max<int64_t>(read_if(log_start_present, log_start_file_name).value_or(0), 0);
     const int64_t preallocate_bytes = _config.preallocate ? _config.segment_bytes : 0;
-    _cleaned_through =
-        std::max<int64_t>(read_checkpoint(_dir / cleaned_through_file_name).value_or(0), 0);
+    _cleaned_through = std::max<int64_t>(
+        read_if(cleaned_through_present, cleaned_through_file_name).value_or(0), 0);
     _dirty_start = _cleaned_through;
     // Compaction rewrites only segments ending at or below the recovery point of the
     // time, and both marks only grow, so below either of them gaps are legitimate.
