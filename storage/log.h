@@ -89,7 +89,13 @@
 // syncfs that covers the data it vouches for has returned success, so no crash between
 // the steps can leave a marker (or recovery point) over data that is not on disk: it
 // leaves no marker (a scan) or a damaged one (read as absent, a scan). A failed syncfs
-// writes no marker at all.
+// writes no marker at all, and syncfs fails on any write-back error of the file system
+// since the broker opened its data directory (storage/shutdown.h), so an error that an
+// fdatasync of the old per-log close would have seen is not missed. Writes that would
+// repeat what the files already say are skipped on every path: an unchanged recovery
+// point, and the index files of an empty segment (an empty segment's indexes are empty
+// whatever its files hold); so a partition created and stopped empty writes its segment
+// file and its marker, nothing else.
 //
 // Compaction (cleanup.policy=compact, see storage/compaction.h for what a run keeps):
 // the owner calls compact_step() periodically; each call does a bounded amount of work
