@@ -228,16 +228,19 @@ void shard_state::install_snapshot(snapshot_ptr next) {
 
 void shard_state::close_all() {
     _groups->close();
-    // Producer snapshots go first and unsynced when a syncfs follows: they must be on
-    // disk by the time the markers are, and the first syncfs of close_logs covers them.
-    const storage::file_durability snapshot_durability =
-        _data_directory ? storage::file_durability::unsynced : storage::file_durability::synced;
+    // Producer snapshots go first, unsynced when the log's close goes through the shared
+    // syncfs: they are on disk by the time the markers are written. A log that is still
+    // vouched for by its marker is not synced by close_logs, so its snapshot (dirty only
+    // when a crash left an older one) is written synced.
     std::vector<storage::partition_log*> logs;
     for (auto& [name, owned] : _partitions) {
         for (auto& p : owned) {
             if (!p) continue;
             if (p->producer_state_dirty()) {
-                if (auto saved = p->save_producer_state(snapshot_durability); !saved)
+                const bool batched = _data_directory && !p->log().vouched_by_clean_marker();
+                const storage::file_durability durability =
+                    batched ? storage::file_durability::unsynced : storage::file_durability::synced;
+                if (auto saved = p->save_producer_state(durability); !saved)
                     net::log_error("producer state of %s-%d: %s", name.c_str(), p->index(),
                                    saved.failure().message.c_str());
             }
