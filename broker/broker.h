@@ -21,6 +21,7 @@
 #include "broker/partition.h"
 #include "net/runtime.h"
 #include "proto/header.h"
+#include "storage/file.h"
 
 namespace spate::broker {
 
@@ -101,7 +102,8 @@ public:
     // Installs a new snapshot: opens partitions newly owned here, applies config changes,
     // closes and removes partitions of deleted topics.
     void install_snapshot(snapshot_ptr next);
-    // Closes every log cleanly (shutdown).
+    // Closes every log cleanly (shutdown): the logs untouched since a clean open write
+    // nothing, the others share two syncfs calls (storage/shutdown.h).
     void close_all();
     const storage::fd_cache& descriptors() const { return _descriptors; }
     // Flush policy and retention, run from a periodic timer.
@@ -121,6 +123,10 @@ private:
     // The segment descriptors this shard's logs keep open (storage/fd_cache.h); declared
     // before the partitions, so it outlives their segments.
     storage::fd_cache _descriptors;
+    // The data directory, opened before any partition: its syncfs at shutdown reports
+    // every write-back error of the file system since then (storage/shutdown.h). Null
+    // when it could not be opened; the logs are then closed one by one.
+    std::unique_ptr<storage::segment_file> _data_directory;
     std::unordered_map<std::string, std::vector<std::unique_ptr<partition>>> _partitions;
     group::shard_environment _group_environment;
     std::unique_ptr<group::group_coordinator> _groups;

@@ -63,14 +63,18 @@ void partition::log_storage_success(const char* operation) {
 void partition::restore_producer_state() {
     int64_t from = _log->log_start_offset();
     auto bytes = storage::read_small_file(_dir / snapshot_name, snapshot_bytes_max);
+    // Whether the files alone reproduce the state restored here (see the header).
+    bool reproducible = !bytes && from == _log->log_end_offset();
     if (bytes) {
         std::span<const uint8_t> view(reinterpret_cast<const uint8_t*>(bytes->data()),
                                       bytes->size());
         auto loaded = _producers.load_snapshot(view);
-        if (loaded && *loaded <= _log->log_end_offset())
+        if (loaded && *loaded <= _log->log_end_offset()) {
             from = std::max(from, *loaded);
-        else
+            reproducible = *loaded == _log->log_end_offset();
+        } else {
             _producers = producer_state{};
+        }
     }
     // Re-read every batch written after the snapshot: whole batches come back as file
     // ranges, whose headers are all we need.
@@ -96,14 +100,16 @@ void partition::restore_producer_state() {
             break;
         }
     }
-    _producers_saved_at = -1;
+    _producers_saved_at = reproducible ? _log->log_end_offset() : -1;
 }
 
-result<void> partition::save_producer_state() {
+result<void> partition::save_producer_state(storage::file_durability durability) {
     const int64_t offset = _log->log_end_offset();
     const std::vector<uint8_t> bytes = _producers.encode_snapshot(offset);
-    if (auto written = storage::write_file_atomically(_dir / snapshot_name, bytes); !written)
-        return written;
+    const auto write = durability == storage::file_durability::synced
+                           ? storage::write_file_atomically
+                           : storage::replace_file_unsynced;
+    if (auto written = write(_dir / snapshot_name, bytes); !written) return written;
     _producers_saved_at = offset;
     return {};
 }

@@ -68,9 +68,13 @@ public:
     // Idempotent-producer state survives restarts: a snapshot file in the partition's
     // directory (saved at clean shutdown and periodically), then the batches written
     // after it, read back from the log. A missing or damaged snapshot means a scan
-    // from the log start.
+    // from the log start. The state counts as saved (not dirty) after a restore only
+    // when the files alone give it back without reading batches: a snapshot at the log
+    // end, or no snapshot and an empty log; so an idle partition's close writes none.
+    // An unsynced save is for a shutdown that syncs the file system afterwards (a crash
+    // before that leaves the old snapshot or a damaged one: a longer rebuild, no harm).
     void restore_producer_state();
-    result<void> save_producer_state();
+    result<void> save_producer_state(storage::file_durability durability);
     bool producer_state_dirty() const { return _producers_saved_at != _log->log_end_offset(); }
 
     // Group commit: calls `done(true)` once everything below `end` is on disk, or

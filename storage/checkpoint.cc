@@ -13,9 +13,8 @@ namespace {
 constexpr std::array<uint8_t, 4> checkpoint_magic = {'S', 'P', 'C', 'K'};
 constexpr size_t checkpoint_crc_position = 16;
 static_assert(checkpoint_crc_position + 4 == checkpoint_file_size);
-}  // namespace
 
-result<void> write_checkpoint(const std::filesystem::path& path, int64_t value) {
+std::array<uint8_t, checkpoint_file_size> encode_checkpoint(int64_t value) {
     std::array<uint8_t, checkpoint_file_size> bytes{};
     std::memcpy(bytes.data(), checkpoint_magic.data(), checkpoint_magic.size());
     bytes[4] = static_cast<uint8_t>(checkpoint_version >> 8);
@@ -24,7 +23,17 @@ result<void> write_checkpoint(const std::filesystem::path& path, int64_t value) 
     const uint32_t crc =
         proto::crc32c(std::span<const uint8_t>(bytes.data(), checkpoint_crc_position));
     store_be32(bytes.data() + checkpoint_crc_position, crc);
-    return write_file_atomically(path, bytes);
+    return bytes;
+}
+
+}  // namespace
+
+result<void> write_checkpoint(const std::filesystem::path& path, int64_t value) {
+    return write_file_atomically(path, encode_checkpoint(value));
+}
+
+result<void> write_checkpoint_unsynced(const std::filesystem::path& path, int64_t value) {
+    return replace_file_unsynced(path, encode_checkpoint(value));
 }
 
 std::optional<int64_t> read_checkpoint(const std::filesystem::path& path) {

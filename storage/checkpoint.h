@@ -7,11 +7,14 @@
 //                                after the one holding this offset.
 //   log-start-offset.checkpoint  the first offset a client may read (DeleteRecords and
 //                                retention move it forward; it may lie inside a segment).
-//   clean-shutdown.checkpoint    present only between a clean close() and the next
-//                                open(); its value is the log end offset at close. Its
-//                                presence lets open() skip the scan of the tail segment
-//                                once the batches after its last index entry end there
-//                                and at the file's end (segment::adopt_clean_state).
+//   clean-shutdown.checkpoint    written by a clean close(); its value is the log end
+//                                offset at close. It stays in place through open() and
+//                                is removed (durably) before the first change of the
+//                                log, so it only ever vouches for an unchanged log (see
+//                                storage/log.h). Its presence lets open() skip the scan
+//                                of the tail segment once the batches after its last
+//                                index entry end there and at the file's end
+//                                (segment::adopt_clean_state).
 //   cleaned-through.checkpoint   segments that end at or below it may have been
 //                                rewritten by compaction and so may have offset gaps;
 //                                recovery accepts gaps there (strictly increasing
@@ -30,7 +33,8 @@
 // A file with a wrong size, magic, version or CRC is treated as absent: every
 // checkpoint has a safe default (scan everything, start at the first segment).
 //
-// Writes go through write_file_atomically (temp file, fsync, rename, fsync dir).
+// Writes go through write_file_atomically (temp file, fsync, rename, fsync dir), except
+// the unsynced writes of a shutdown that syncs the whole file system afterwards.
 
 #include <cstdint>
 #include <filesystem>
@@ -50,6 +54,11 @@ inline constexpr const char* cleaned_through_file_name = "cleaned-through.checkp
 
 // Writes `value` to `path` atomically.
 result<void> write_checkpoint(const std::filesystem::path& path, int64_t value);
+// Replaces `path` through a temporary file and a rename, without fsync: for callers
+// that make it durable with one syncfs(2) afterwards (partition_log::close_after_sync).
+// A crash before that leaves the old file, the new one, or a damaged one, which reads
+// as absent; every checkpoint has a safe default, so each outcome is safe.
+result<void> write_checkpoint_unsynced(const std::filesystem::path& path, int64_t value);
 
 // Reads a checkpoint; nullopt when the file is missing or not a valid checkpoint.
 std::optional<int64_t> read_checkpoint(const std::filesystem::path& path);

@@ -53,6 +53,10 @@ result<void> sync_data(int fd, const std::filesystem::path& path);
 // fsync of a directory, which makes creations, renames and unlinks inside it durable.
 result<void> sync_directory(const std::filesystem::path& directory);
 
+// Whether a file write waits for the disk, for writers whose callers sometimes make
+// the file durable themselves (a shutdown's syncfs, storage/shutdown.h).
+enum class file_durability : uint8_t { synced, unsynced };
+
 // Writes `bytes` to `path` atomically: a temporary file next to it is written and
 // fsync'ed, renamed over `path`, and the directory is fsync'ed. A crash at any
 // point leaves either the old or the new content, never a mix.

@@ -178,32 +178,58 @@ result<std::unique_ptr<partition_log>> partition_log::open(std::filesystem::path
 
 result<void> partition_log::recover() {
     const int64_t now_ms = wall_clock_ms();
-    if (auto leftovers = recover_compaction_leftovers(); !leftovers) return leftovers;
     struct found_segment {
         int64_t base;
         int64_t size;
     };
     std::vector<found_segment> found;
     std::vector<std::pair<int64_t, fs::path>> index_files;
+    // The checkpoint files the listing found: a start-up opens every partition, and
+    // looking up files that are not there costs as much as reading those that are.
+    bool clean_present = false;
+    bool recovery_point_present = false;
+    bool log_start_present = false;
+    bool cleaned_through_present = false;
+    bool compaction_leftovers = false;
     std::error_code ec;
-    for (const fs::directory_entry& entry : fs::directory_iterator(_dir, ec)) {
-        const fs::path& path = entry.path();
-        const std::string extension = path.extension().string();
-        if (extension == ".tmp") {
-            if (auto removed = remove_file(path); !removed) return removed;
-            continue;
+    const auto list = [&]() -> result<void> {
+        found.clear();
+        index_files.clear();
+        for (const fs::directory_entry& entry : fs::directory_iterator(_dir, ec)) {
+            const fs::path& path = entry.path();
+            const std::string extension = path.extension().string();
+            if (extension == ".tmp") {
+                if (auto removed = remove_file(path); !removed) return removed;
+                continue;
+            }
+            if (extension == ".cleaned" || extension == ".swap") {
+                compaction_leftovers = true;
+                continue;
+            }
+            const std::string name = path.filename().string();
+            clean_present = clean_present || name == clean_shutdown_file_name;
+            recovery_point_present = recovery_point_present || name == recovery_point_file_name;
+            log_start_present = log_start_present || name == log_start_file_name;
+            cleaned_through_present = cleaned_through_present || name == cleaned_through_file_name;
+            const std::optional<int64_t> base = parse_base_offset(path.stem().string());
+            if (!base) continue;
+            if (extension == ".log") {
+                const auto size = static_cast<int64_t>(entry.file_size(ec));
+                if (ec) return error{ec.value(), "stat " + path.string() + ": " + ec.message()};
+                found.push_back({*base, size});
+            } else if (extension == ".index" || extension == ".timeindex") {
+                index_files.emplace_back(*base, path);
+            }
         }
-        const std::optional<int64_t> base = parse_base_offset(path.stem().string());
-        if (!base) continue;
-        if (extension == ".log") {
-            const auto size = static_cast<int64_t>(entry.file_size(ec));
-            if (ec) return error{ec.value(), "stat " + path.string() + ": " + ec.message()};
-            found.push_back({*base, size});
-        } else if (extension == ".index" || extension == ".timeindex") {
-            index_files.emplace_back(*base, path);
-        }
+        if (ec) return error{ec.value(), "list " + _dir.string() + ": " + ec.message()};
+        return {};
+    };
+    if (auto listed = list(); !listed) return listed;
+    if (compaction_leftovers) {
+        // Completing or rolling back a swap renames segment files: list them again.
+        if (auto leftovers = recover_compaction_leftovers(); !leftovers) return leftovers;
+        if (auto listed = list(); !listed) return listed;
     }
-    if (ec) return error{ec.value(), "list " + _dir.string() + ": " + ec.message()};
     std::sort(found.begin(), found.end(),
               [](const found_segment& a, const found_segment& b) { return a.base < b.base; });
     // Index files whose log is gone are leftovers of an interrupted deletion.
@@ -216,17 +242,23 @@ result<void> partition_log::recover() {
         }
     }
 
-    const std::optional<int64_t> clean_end = read_checkpoint(_dir / clean_shutdown_file_name);
-    const int64_t recovery_point = read_checkpoint(_dir / recovery_point_file_name).value_or(0);
+    const auto read_if = [&](bool present, const char* name) -> std::optional<int64_t> {
+        if (!present) return std::nullopt;
+        return read_checkpoint(_dir / name);
+    };
+    const std::optional<int64_t> clean_end = read_if(clean_present, clean_shutdown_file_name);
+    const int64_t recovery_point =
+        read_if(recovery_point_present, recovery_point_file_name).value_or(0);
     const int64_t checkpointed_start =
-        std::max<int64_t>(read_checkpoint(_dir / log_start_file_name).value_or(0), 0);
+        std::max<int64_t>(read_if(log_start_present, log_start_file_name).value_or(0), 0);
     const int64_t preallocate_bytes = _config.preallocate ? _config.segment_bytes : 0;
-    _cleaned_through =
-        std::max<int64_t>(read_checkpoint(_dir / cleaned_through_file_name).value_or(0), 0);
+    _cleaned_through = std::max<int64_t>(
+        read_if(cleaned_through_present, cleaned_through_file_name).value_or(0), 0);
     _dirty_start = _cleaned_through;
     // Compaction rewrites only segments ending at or below the recovery point of the
     // time, and both marks only grow, so below either of them gaps are legitimate.
     const int64_t gaps_allowed_below = std::max(_cleaned_through, recovery_point);
+    bool clean = false;
 
     if (found.empty()) {
         auto created = segment::create(_dir, checkpointed_start, now_ms, preallocate_bytes,
@@ -238,7 +270,6 @@ result<void> partition_log::recover() {
         for (const found_segment& s : found)
             _segments.push_back(segment::attach(_dir, s.base, s.size, now_ms,
                                                 _config.index_interval_bytes, _descriptors));
-        bool clean = false;
         if (clean_end) {
             auto adopted = active().adopt_clean_state(*clean_end);
             clean = adopted && *adopted;
@@ -334,14 +365,36 @@ result<void> partition_log::recover() {
     _durable = _log_end;
     _active_synced = _log_end;
 
-    if (clean_end) {
-        if (auto removed = remove_file(_dir / clean_shutdown_file_name); !removed) return removed;
+    if (clean) {
+        // The marker stays: it describes the files as they are, and is removed durably
+        // before the first change (retire_clean_marker), so an idle partition opens and
+        // closes without writing. The clean close wrote the recovery point (the log end)
+        // before the marker; should the checkpoint read otherwise (damaged, or a crash
+        // between the two unsynced writes of a batched close), it is written again.
+        _clean_marker = true;
+        if (recovery_point != _log_end) {
+            if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end);
+                !written)
+                return written;
+        }
+    } else {
+        if (clean_end) {
+            if (auto removed = remove_file(_dir / clean_shutdown_file_name); !removed)
+                return removed;
+        }
+        // Writing the recovery point also fsyncs the directory, which makes the marker's
+        // removal and any segment creation or deletion above durable. A new partition's
+        // log (no checkpoint, which reads as 0, and an empty segment at 0) skips it: its
+        // segment file vanishing in a crash costs nothing, the next open creates it again,
+        // and creating 100,000 partitions then costs no fsync per partition here.
+        if (clean_end || recovery_point != _log_end) {
+            if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end);
+                !written)
+                return written;
+        }
     }
-    // Writing the recovery point also fsyncs the directory, which makes the marker's
-    // removal and any segment creation or deletion above durable.
-    if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
-        return written;
     _recovery_point = _log_end;
+    _checkpointed_recovery_point = _log_end;
     // A run after every start picks up tombstones and young segments whose time came
     // while the partition was closed.
     _compaction_due_ms = 0;
@@ -371,8 +424,20 @@ result<void> partition_log::move_newest_segments_aside(size_t count) {
     return sync_directory(_dir);
 }
 
+result<void> partition_log::retire_clean_marker() {
+    if (!_clean_marker) return {};
+    // The unlink is durable before the caller changes anything: a marker left on disk
+    // next to changed files would make the next open trust a tail it did not check
+    // against the change (a roll, a moved log start, a rewritten segment).
+    if (auto removed = remove_file(_dir / clean_shutdown_file_name); !removed) return removed;
+    if (auto synced = sync_directory(_dir); !synced) return synced;
+    _clean_marker = false;
+    return {};
+}
+
 result<void> partition_log::delete_oldest_segments(size_t count) {
     SPATE_ASSERT(count < _segments.size(), "the active segment is never deleted");
+    if (auto retired = retire_clean_marker(); !retired) return retired;
     for (size_t i = 0; i < count; ++i) {
         if (auto removed = _segments[i]->remove_files(); !removed) return removed;
     }
@@ -497,6 +562,7 @@ result<void> partition_log::advance_recovery_point() {
     // next completion, sync() or close() writes it again.
     if (auto written = write_checkpoint(_dir / recovery_point_file_name, point); !written)
         return written;
+    _checkpointed_recovery_point = point;
     for (size_t i = 0; i < completed; ++i) {
         // The synced segment keeps no descriptor unless someone reads it again.
         auto it = std::lower_bound(_segments.begin(), _segments.end(), _syncs[i].segment_base,
@@ -577,6 +643,7 @@ result<std::vector<append_result>> partition_log::append_many(
             header->last_offset_delta < 0)
             return error{invalid_batch, "append: not one whole record batch"};
     }
+    if (auto retired = retire_clean_marker(); !retired) return retired.failure();
     std::vector<append_result> results;
     results.reserve(batches.size());
     std::vector<iovec> vectors;
@@ -704,6 +771,7 @@ result<partition_log::offset_and_timestamp> partition_log::offset_for_timestamp(
 
 result<void> partition_log::advance_log_start(int64_t offset) {
     if (offset <= _log_start) return {};
+    if (auto retired = retire_clean_marker(); !retired) return retired;
     if (auto written = write_checkpoint(_dir / log_start_file_name, offset); !written)
         return written;
     _log_start = offset;
@@ -765,15 +833,59 @@ void partition_log::set_config(const log_config& config) {
 result<void> partition_log::close() {
     if (!_usable) return {};
     abort_compaction();
+    if (_clean_marker) {
+        // Nothing changed since the open adopted the marker: it still says it all.
+        _usable = false;
+        return {};
+    }
     if (auto synced = sync(); !synced) return synced;
     if (auto sealed = active().seal(); !sealed) return sealed;
-    if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
-        return written;
+    if (_checkpointed_recovery_point != _log_end) {
+        if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
+            return written;
+        _checkpointed_recovery_point = _log_end;
+    }
     _recovery_point = _log_end;
     if (auto written = write_checkpoint(_dir / clean_shutdown_file_name, _log_end); !written)
         return written;
     _usable = false;
     return {};
+}
+
+result<bool> partition_log::close_unsynced() {
+    if (!_usable) return false;
+    abort_compaction();
+    _usable = false;
+    if (_clean_marker) return false;
+    // Everything from here on is made durable by the caller's syncfs; a failure leaves
+    // the log stopped without a marker, which the next open scans.
+    if (auto sealed = active().seal_without_sync(); !sealed) return sealed.failure();
+    _awaiting_close_sync = true;
+    return true;
+}
+
+result<void> partition_log::close_after_sync() {
+    SPATE_ASSERT(_awaiting_close_sync, "close_after_sync follows a close_unsynced that needs it");
+    _awaiting_close_sync = false;
+    // The syncfs flushed every dirty page of the file system, so the closed segments of
+    // the outstanding requests (taken or not) and the active segment are on disk.
+    _syncs.clear();
+    _syncs.shrink_to_fit();
+    _durable = _log_end;
+    _active_synced = _log_end;
+    _recovery_point = _log_end;
+    check_marks();
+    // The recovery point first, then the marker: the marker's open trusts the recovery
+    // point, and rewrites it if the caller's second syncfs did not make it durable. A
+    // log that appended nothing since its recovery point was written (a partition
+    // created and left empty, say) need not write it again.
+    if (_checkpointed_recovery_point != _log_end) {
+        if (auto written = write_checkpoint_unsynced(_dir / recovery_point_file_name, _log_end);
+            !written)
+            return written;
+        _checkpointed_recovery_point = _log_end;
+    }
+    return write_checkpoint_unsynced(_dir / clean_shutdown_file_name, _log_end);
 }
 
 size_t partition_log::memory_bytes() const {
@@ -1080,6 +1192,7 @@ result<void> partition_log::map_step(int64_t& budget_bytes, int64_t now_ms) {
         return {};
     }
     if (range_end > _cleaned_through) {
+        if (auto retired = retire_clean_marker(); !retired) return retired;
         // Recovery must know that gaps may exist below range_end before any exists.
         if (auto written = write_checkpoint(_dir / cleaned_through_file_name, range_end); !written)
             return written;
@@ -1201,6 +1314,7 @@ result<void> partition_log::finish_cleaned_segment() {
         release_closed_file(*seg);
         return {};
     }
+    if (auto retired = retire_clean_marker(); !retired) return retired;
     // Step 1: the new files are on disk before anything refers to them.
     if (auto synced = sync_data(current.output->fd, current.output_path); !synced) return synced;
     current.output.reset();

@@ -7,7 +7,8 @@
 //   <20-digit base offset>.timeindex  sparse time index (storage/index.h)
 //   recovery-point.checkpoint         storage/checkpoint.h
 //   log-start-offset.checkpoint       storage/checkpoint.h
-//   clean-shutdown.checkpoint         storage/checkpoint.h, only between close and open
+//   clean-shutdown.checkpoint         storage/checkpoint.h, from a clean close to the
+//                                     first change of the log after the next open
 //   *.tmp                             a checkpoint or index write cut short; deleted at open
 //
 // Offsets move forward through named marks, asserted on every update:
@@ -66,6 +67,36 @@
 // there reaches only the reads of the damaged batches. A torn tail never prevents
 // start-up.
 //
+// The clean-shutdown marker vouches for the log exactly as a clean close left it: every
+// segment fdatasync'ed (or the whole file system synced), the active segment's indexes
+// saved, the recovery point at the log end. An open that adopts it leaves it in place
+// and writes nothing (the recovery point is already the log end), so that a partition
+// that stays idle costs no write at open or at close: its close only stops the log. The
+// marker is removed, durably (unlink, then fsync of the directory), before the first
+// change of the log reaches a file: an append (and so a roll), a log start move
+// (DeleteRecords, retention), a segment deletion, a compaction's cleaned-through
+// checkpoint or swap (retire_clean_marker). So a marker on disk always describes the
+// files as they are, whether the process then closes, crashes or is killed: a crash of
+// an unchanged log reopens it clean, a crash after a change finds no marker and scans.
+// The first change after an open pays that one directory fsync.
+//
+// Shutdown of many logs (storage/shutdown.h) batches the durability work of the logs
+// that changed instead of syncing each file: (1) close_unsynced() stops each log and
+// replaces its active segment's indexes without fsync; (2) one syncfs(2) of the file
+// system makes every segment's data, every index and every directory entry durable;
+// (3) close_after_sync() writes each log's recovery point and marker, unsynced; (4) a
+// second syncfs makes those durable. No marker or recovery point is written before the
+// syncfs that covers the data it vouches for has returned success, so no crash between
+// the steps can leave a marker (or recovery point) over data that is not on disk: it
+// leaves no marker (a scan) or a damaged one (read as absent, a scan). A failed syncfs
+// writes no marker at all, and syncfs fails on any write-back error of the file system
+// since the broker opened its data directory (storage/shutdown.h), so an error that an
+// fdatasync of the old per-log close would have seen is not missed. Writes that would
+// repeat what the files already say are skipped on every path: an unchanged recovery
+// point, and the index files of an empty segment (an empty segment's indexes are empty
+// whatever its files hold); so a partition created and stopped empty writes its segment
+// file and its marker, nothing else.
+//
 // Compaction (cleanup.policy=compact, see storage/compaction.h for what a run keeps):
 // the owner calls compact_step() periodically; each call does a bounded amount of work
 // (about compaction_step_bytes of reading) and keeps the run's state in the log, so the
@@ -92,7 +123,8 @@
 // Ownership: exactly one shard owns a partition_log for as long as the partition exists
 // on it; it is not thread-safe and every call is blocking file I/O on that shard (appends
 // hit the page cache; fdatasync happens only in sync(), run_sync_requests(), close() and
-// at open; complete_sync() writes the small recovery-point checkpoint).
+// at open; complete_sync() writes the small recovery-point checkpoint; the first change
+// after a clean open fsyncs the directory once to remove the marker).
 
 #include <chrono>
 #include <cstdint>
@@ -306,8 +338,22 @@ public:
     const log_config& config() const { return _config; }
 
     // Syncs, seals the active segment's indexes, writes the checkpoints and the
-    // clean-shutdown marker. Further appends fail; calling close() again does nothing.
+    // clean-shutdown marker. A log still vouched for by the marker it was opened with
+    // (nothing changed since) writes nothing. Further appends fail; calling close()
+    // again does nothing.
     result<void> close();
+    // The two halves of a close whose syncing the caller batches over many logs with
+    // syncfs(2) (storage/shutdown.h, the ordering in the header comment). Step 1 stops
+    // the log and replaces the active segment's indexes unsynced; it returns whether
+    // the log needs step 2 (false for a log still vouched for by its marker, or one a
+    // write-back error left unusable, which must not get a marker). Step 2 may be
+    // called only after a syncfs of the log's file system that started after step 1
+    // returned and succeeded: it writes the recovery point and the marker, unsynced.
+    result<bool> close_unsynced();
+    result<void> close_after_sync();
+    // Whether the clean-shutdown marker on disk describes the log as it is now.
+    bool vouched_by_clean_marker() const { return _clean_marker; }
+    const std::filesystem::path& directory() const { return _dir; }
 
     // Heap bytes held by this log (segments, indexes, paths), for the memory report.
     size_t memory_bytes() const;
@@ -325,6 +371,9 @@ private:
     bool should_roll(int64_t segment_bytes, int64_t batch_bytes, int64_t last_offset,
                      int64_t now_ms) const;
     result<void> delete_oldest_segments(size_t count);
+    // Removes the clean-shutdown marker durably before the first change of the log
+    // (see the header comment); nothing once it is gone.
+    result<void> retire_clean_marker();
     // Recovery: renames the newest `count` segments aside (see the header comment).
     result<void> move_newest_segments_aside(size_t count);
     result<void> advance_log_start(int64_t offset);
@@ -358,6 +407,9 @@ private:
     int64_t _log_end = 0;
     int64_t _durable = 0;
     int64_t _recovery_point = 0;
+    // What recovery-point.checkpoint holds as this log last wrote (or, at open, found)
+    // it, so that a close does not write the same value again.
+    int64_t _checkpointed_recovery_point = -1;
     // The largest offset mark_durable reported for the active segment; it becomes the
     // durable offset once no sync request is outstanding.
     int64_t _active_synced = 0;
@@ -375,6 +427,10 @@ private:
     std::vector<pending_sync> _syncs;
     steady _last_flush;
     bool _usable = true;
+    // The marker on disk vouches for the log as it is (opened clean, unchanged since).
+    bool _clean_marker = false;
+    // Between close_unsynced (which returned true) and close_after_sync.
+    bool _awaiting_close_sync = false;
 
     // Compaction: the run in progress (null between runs, so an idle log pays a pointer),
     // the checkpointed end of the rewritten range, and when a run is due again without

@@ -211,6 +211,14 @@ void segment::release_indexes() const {
 
 result<void> segment::load_indexes() const {
     if (_indexes_loaded) return {};
+    if (_size == 0) {
+        // An empty segment has empty indexes whatever its index files hold (a crash or
+        // a recovery cut may have left older ones): nothing to read, nothing to rebuild.
+        _index.clear_and_release();
+        _time_index.clear_and_release();
+        _indexes_loaded = true;
+        return {};
+    }
     // An index has at most one entry per batch, and a batch is at least a header.
     const size_t batches_max = static_cast<size_t>(_size / proto::batch_header_size) + 1;
     auto offsets = read_index_file(index_path(), batches_max * offset_index_entry_size);
@@ -449,7 +457,11 @@ void segment::append_final_time_entry() {
 
 result<void> segment::seal() {
     append_final_time_entry();
-    if (auto saved = save_indexes(index_durability::synced); !saved) return saved;
+    // Empty indexes need no files (load_indexes of an empty segment reads none), which
+    // spares a shutdown two file writes per partition that was created and left empty.
+    if (_size > 0) {
+        if (auto saved = save_indexes(index_durability::synced); !saved) return saved;
+    }
     auto opened = file();
     if (!opened) return opened.failure();
     return sync_data((*opened)->fd, _log_path);
@@ -457,6 +469,7 @@ result<void> segment::seal() {
 
 result<void> segment::seal_without_sync() {
     append_final_time_entry();
+    if (_size == 0) return {};  // see seal()
     return save_indexes(index_durability::unsynced);
 }
 

@@ -145,7 +145,8 @@ public:
     result<std::shared_ptr<segment_file>> file() const;
 
     // Loads both indexes from their files, rebuilding them from the log (and saving
-    // them) when a file is missing or fails its sanity checks.
+    // them) when a file is missing or fails its sanity checks. An empty segment needs
+    // no index files (seal writes none for it).
     result<void> load_indexes() const;
     // Frees the in-memory indexes of a closed segment; the next lookup reloads them.
     void release_indexes() const;

@@ -1,10 +1,14 @@
-// Tests of broker/partition.h pieces that need no shard: the storage error log.
+// Tests of broker/partition.h pieces that need no shard: the storage error log and
+// when the producer state needs saving.
 
 #include "broker/partition.h"
 
 #include <doctest/doctest.h>
 
 #include <cerrno>
+#include <filesystem>
+
+#include "tests/storage/test_support.h"
 
 namespace {
 
@@ -51,4 +55,47 @@ TEST_CASE("storage errors are logged once per cause, rate-limited, and their end
     CHECK(log.quiet());
     // A new failure after the recovery is news again.
     CHECK(log.failed("append", full, start + storage_error_log::interval).has_value());
+}
+
+namespace {
+
+std::unique_ptr<spate::broker::partition> open_partition(const std::filesystem::path& dir) {
+    auto log = spate::storage::partition_log::open(dir, spate::storage::log_config{});
+    REQUIRE(log.ok());
+    auto p = std::make_unique<spate::broker::partition>("t", 0, spate::proto::uuid{}, dir,
+                                                        std::move(log).value(),
+                                                        spate::broker::effective_topic_config{});
+    p->restore_producer_state();
+    return p;
+}
+
+}  // namespace
+
+// Every partition's producer state counted as unsaved after a restart, so a shutdown
+// wrote (and fsynced) one snapshot per partition even when nothing had happened. The
+// state is now clean after a restore that the files alone give back: no snapshot and an
+// empty log, or a snapshot at the log end. Only an append makes it dirty again.
+TEST_CASE("an idle partition's producer state needs no snapshot at shutdown") {
+    spate::storage::testing::temp_dir dir("producer-idle");
+    {
+        auto p = open_partition(dir.path());
+        CHECK_FALSE(p->producer_state_dirty());
+        std::vector<uint8_t> batch = spate::storage::testing::make_batch(2, 1000, 10, 1);
+        REQUIRE(p->log().append(batch, 2).ok());
+        CHECK(p->producer_state_dirty());
+        REQUIRE(p->save_producer_state(spate::storage::file_durability::synced).ok());
+        CHECK_FALSE(p->producer_state_dirty());
+        REQUIRE(p->log().append(batch, 2).ok());
+        CHECK(p->producer_state_dirty());
+        REQUIRE(p->log().close().ok());
+    }
+    {
+        // The snapshot is behind the log end: the restore read batches, so it is dirty.
+        auto p = open_partition(dir.path());
+        CHECK(p->producer_state_dirty());
+        REQUIRE(p->save_producer_state(spate::storage::file_durability::unsynced).ok());
+        REQUIRE(p->log().close().ok());
+    }
+    auto p = open_partition(dir.path());
+    CHECK_FALSE(p->producer_state_dirty());
 }
