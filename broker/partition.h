@@ -6,6 +6,7 @@
 // metadata); other shards reach it by sending work to that shard. Lives from the
 // metadata snapshot that assigns it until the one that deletes its topic.
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -117,9 +118,17 @@ public:
     // once, on this (the owner) shard, at the next append, then forgotten. The callback
     // itself forwards to the fetch's shard. `alive` expires when the fetch has been
     // answered (by a timeout, say): such waiters are pruned when new ones arrive, so an
-    // idle partition polled by long-waiting consumers does not accumulate them.
+    // idle partition polled by long-waiting consumers does not accumulate them. A fetch
+    // registers again after every round that finds too little, while its waiters on the
+    // partitions that saw no append are still here: a partition keeps one waiter per
+    // fetch (the one `alive` points to), so a fetch woken round after round by a busy
+    // partition does not pile up waiters, and wake-ups, on the quiet ones.
     void add_waiter(std::weak_ptr<void> alive, std::function<void()> wake) {
         std::erase_if(_waiters, [](const waiter& w) { return w.alive.expired(); });
+        const bool registered = std::any_of(_waiters.begin(), _waiters.end(), [&](const waiter& w) {
+            return !w.alive.owner_before(alive) && !alive.owner_before(w.alive);
+        });
+        if (registered) return;
         _waiters.push_back({std::move(alive), std::move(wake)});
     }
     void wake_waiters() {

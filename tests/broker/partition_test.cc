@@ -99,3 +99,44 @@ TEST_CASE("an idle partition's producer state needs no snapshot at shutdown") {
     auto p = open_partition(dir.path());
     CHECK_FALSE(p->producer_state_dirty());
 }
+
+// Fetch long polling registered the fetch as a waiter on every partition it reads at the
+// end of every round that found too little, and a waiter leaves a partition only when an
+// append there consumes it. A fetch waiting for fetch.min.bytes over a quiet and a busy
+// partition was woken by each small append to the busy one, ran a round that fell short
+// again and registered once more on the quiet one: the quiet partition held one waiter per
+// round (and would have called the fetch that many times) until max_wait_ms answered it.
+// A partition now keeps at most one waiter per fetch, and that waiter still wakes it.
+TEST_CASE("a fetch re-registering each round keeps one waiter per partition") {
+    spate::storage::testing::temp_dir quiet_dir("waiters-quiet");
+    spate::storage::testing::temp_dir busy_dir("waiters-busy");
+    auto quiet = open_partition(quiet_dir.path());
+    auto busy = open_partition(busy_dir.path());
+    auto fetch = std::make_shared<int>(0);
+    int wakes = 0;
+    // What fetch.cc does when a round falls short: register on every partition it reads.
+    auto register_round = [&] {
+        for (auto* p : {quiet.get(), busy.get()}) p->add_waiter(fetch, [&wakes] { ++wakes; });
+    };
+    register_round();
+    for (int append = 0; append < 100; ++append) {
+        // A small append to the busy partition wakes the fetch, whose new round is still
+        // short of min_bytes and registers again.
+        busy->wake_waiters();
+        register_round();
+        CHECK(quiet->waiter_count() == 1);
+        CHECK(busy->waiter_count() == 1);
+    }
+    CHECK(wakes == 100);
+    // Enough data arrives on the quiet partition: the fetch is woken, once.
+    quiet->wake_waiters();
+    CHECK(wakes == 101);
+    CHECK(quiet->waiter_count() == 0);
+    // Another fetch on the same partition has a waiter of its own.
+    auto other = std::make_shared<int>(0);
+    quiet->add_waiter(fetch, [] {});
+    quiet->add_waiter(other, [] {});
+    CHECK(quiet->waiter_count() == 2);
+    REQUIRE(quiet->log().close().ok());
+    REQUIRE(busy->log().close().ok());
+}
