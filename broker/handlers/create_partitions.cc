@@ -1,6 +1,10 @@
 // CreatePartitions (37): raises a topic's partition count (never lowers it); explicit
 // assignments must place every new partition on this broker. Growth that would take the
 // broker past partitions_max is refused with POLICY_VIOLATION, validate_only included.
+// A topic named more than once is refused (INVALID_REQUEST) in each of its entries.
+#include <map>
+#include <string_view>
+
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
 #include "proto/messages.h"
@@ -51,6 +55,11 @@ void handle_create_partitions(request_ptr req) {
     auto response = std::make_shared<response_type>();
     std::vector<shard_state::metadata_step> steps;
     int64_t adding = 0;
+    // A topic named twice is refused in every entry that names it, none of them applied,
+    // as Kafka does: growing it once per entry would apply two answers to one question,
+    // and choosing one entry would be a guess.
+    std::map<std::string_view, int> mentions;
+    for (const auto& topic : body.topics) ++mentions[topic.name];
     for (const auto& topic : body.topics) {
         response_type::create_partitions_topic_result out;
         out.name = topic.name;
@@ -59,7 +68,9 @@ void handle_create_partitions(request_ptr req) {
             out.error_code = proto::code(code);
             out.error_message = std::move(message);
         };
-        if (info == nullptr) {
+        if (mentions[topic.name] > 1) {
+            fail(error_code::invalid_request, "Duplicate topic in request.");
+        } else if (info == nullptr) {
             fail(error_code::unknown_topic_or_partition, "topic does not exist");
         } else if (topic.count <= info->partition_count() || topic.count > 100000) {
             fail(error_code::invalid_partitions,

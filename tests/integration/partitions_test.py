@@ -5,6 +5,8 @@ starts and serves them, because segment descriptors are cached within a budget."
 import os
 import resource
 import shutil
+import socket
+import struct
 import tempfile
 import time
 
@@ -190,10 +192,79 @@ def test_start_with_more_partitions_than_descriptors():
         shutil.rmtree(data, ignore_errors=True)
 
 
+def create_partitions_raw(b, topics, correlation_id=11):
+    """Sends CreatePartitions v0 with `topics` as (name, count) pairs, duplicates
+    included (AdminClient merges or refuses those before they reach the broker), and
+    returns the results as (name, error_code, error_message) in answer order."""
+    client = b"raw"
+    header = struct.pack(">hhih", 37, 0, correlation_id, len(client)) + client
+    body = struct.pack(">i", len(topics))
+    for name, count in topics:
+        body += struct.pack(">h", len(name)) + name.encode() + struct.pack(">ii", count, -1)
+    body += struct.pack(">ib", 30000, 0)
+    frame = header + body
+    host, port = b.bootstrap.split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        (size,) = struct.unpack(">i", read_exactly(s, 4))
+        data = read_exactly(s, size)
+    (got_correlation_id, _throttle_ms, count) = struct.unpack(">iii", data[:12])
+    assert got_correlation_id == correlation_id, got_correlation_id
+    at = 12
+    results = []
+    for _ in range(count):
+        (length,) = struct.unpack(">h", data[at:at + 2])
+        name = data[at + 2:at + 2 + length].decode()
+        at += 2 + length
+        (code, message_length) = struct.unpack(">hh", data[at:at + 4])
+        at += 4
+        message = None
+        if message_length >= 0:
+            message = data[at:at + message_length].decode()
+            at += message_length
+        results.append((name, code, message))
+    assert at == len(data), (at, len(data))
+    return results
+
+
+def read_exactly(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "connection closed"
+        data += chunk
+    return data
+
+
+def test_create_partitions_refuses_a_topic_named_twice():
+    """A topic named twice in one CreatePartitions request used to be grown once per
+    entry, each entry answered as a success (to 3, then to 5 here), so the count the
+    client ends with depended on the order of its entries. Every entry of such a topic
+    is now refused with INVALID_REQUEST and none is applied, as Kafka answers; the
+    other topics of the request are grown as usual."""
+    with Broker() as b:
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        for future in a.create_topics([NewTopic("twice", num_partitions=1, replication_factor=1),
+                                       NewTopic("once", num_partitions=1,
+                                                replication_factor=1)]).values():
+            future.result(timeout=30)
+        results = create_partitions_raw(b, [("twice", 3), ("once", 2), ("twice", 5)])
+        invalid_request = 42
+        duplicate = (invalid_request, "Duplicate topic in request.")
+        assert [r[0] for r in results] == ["twice", "once", "twice"], results
+        assert results[0][1:] == duplicate, results
+        assert results[1][1] == 0, results
+        assert results[2][1:] == duplicate, results
+        topics = a.list_topics(timeout=10).topics
+        assert len(topics["twice"].partitions) == 1, topics["twice"].partitions
+        assert len(topics["once"].partitions) == 2, topics["once"].partitions
+
+
 if __name__ == "__main__":
     # The last test lowers this process's descriptor limit for good (a hard limit cannot
     # be raised again), so it runs last.
     Runner().run([test_create_topics_beyond_partitions_max_is_refused,
                   test_create_partitions_beyond_partitions_max_is_refused,
+                  test_create_partitions_refuses_a_topic_named_twice,
                   test_metadata_that_cannot_be_saved_is_a_storage_error,
                   test_start_with_more_partitions_than_descriptors])
