@@ -62,6 +62,26 @@ inline std::optional<uint32_t> owner_of(const topic_info* topic, int32_t index) 
 result<void> check_partitions_max(const metadata_snapshot& current, int64_t adding,
                                   int64_t partitions_max);
 
+// The partition replicas one admin request adds, topic by topic, checked against
+// partitions_max with the topics accepted earlier in the same request counted (a refused
+// topic counts nothing). Lives for one request on the shard handling it.
+class partitions_reservation {
+public:
+    partitions_reservation(const metadata_snapshot& current, int64_t partitions_max)
+        : _current(current), _partitions_max(partitions_max) {}
+    // Counts `replicas` more when they fit; otherwise check_partitions_max's refusal.
+    result<void> reserve(int64_t replicas) {
+        auto fits = check_partitions_max(_current, _adding + replicas, _partitions_max);
+        if (fits) _adding += replicas;
+        return fits;
+    }
+
+private:
+    const metadata_snapshot& _current;
+    int64_t _partitions_max;
+    int64_t _adding = 0;
+};
+
 // Kafka's rules for topic names: 1..249 chars of [a-zA-Z0-9._-], not "." or "..".
 bool valid_topic_name(const std::string& name);
 

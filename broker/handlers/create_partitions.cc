@@ -54,7 +54,7 @@ void handle_create_partitions(request_ptr req) {
     shard_state& shard = *req->shard;
     auto response = std::make_shared<response_type>();
     std::vector<shard_state::metadata_step> steps;
-    int64_t adding = 0;
+    partitions_reservation reservation(*shard.metadata(), shard.config().partitions_max);
     // A topic named twice is refused in every entry that names it, none of them applied,
     // as Kafka does: growing it once per entry would apply two answers to one question,
     // and choosing one entry would be a guess.
@@ -90,12 +90,8 @@ void handle_create_partitions(request_ptr req) {
             // One replica per new partition on a single node; earlier topics of this
             // request count, as in CreateTopics, and the store checks again.
             const int64_t replicas = topic.count - info->partition_count();
-            if (auto fits = check_partitions_max(*shard.metadata(), adding + replicas,
-                                                 shard.config().partitions_max);
-                !fits)
+            if (auto fits = reservation.reserve(replicas); !fits)
                 fail(error_code::policy_violation, fits.failure().message);
-            else
-                adding += replicas;
         }
         if (out.error_code == 0 && !body.validate_only)
             steps.push_back(

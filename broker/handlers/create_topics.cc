@@ -78,7 +78,7 @@ void handle_create_topics(request_ptr req) {
     // partitions_max is checked up front, counting the topics accepted earlier in this
     // request, so that a refused request creates nothing and validate_only answers what
     // the creation would; the store checks again, as other shards may create meanwhile.
-    int64_t adding = 0;
+    partitions_reservation reservation(*shard.metadata(), shard.config().partitions_max);
     for (const auto& topic : body.topics) seen[topic.name]++;
     for (const auto& topic : body.topics) {
         response_type::creatable_topic_result out;
@@ -123,12 +123,8 @@ void handle_create_topics(request_ptr req) {
         if (out.error_code == 0) {
             // One replica per partition on a single node (the replication factor is 1).
             const int64_t replicas = plan.partitions;
-            if (auto fits = check_partitions_max(*shard.metadata(), adding + replicas,
-                                                 shard.config().partitions_max);
-                !fits)
+            if (auto fits = reservation.reserve(replicas); !fits)
                 fail(error_code::policy_violation, fits.failure().message);
-            else
-                adding += replicas;
         }
         if (out.error_code == 0) {
             for (const auto& config : topic.configs) {
