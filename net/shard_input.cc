@@ -1,0 +1,246 @@
+// The shard's receive path: arming and pausing receives, reading bytes into request frames
+// (the size prefix and the frame itself), the frame budget shared by the shard's
+// connections (reserving, releasing and granting waiting frames) and handing complete
+// frames to the broker. Part of class shard (net/shard.h); see net/shard.cc for the loop.
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "net/log.h"
+#include "net/shard.h"
+#include "net/shard_internal.h"
+
+namespace spate::net {
+
+namespace {
+
+uint32_t read_be32(const uint8_t* bytes) {
+    return (uint32_t{bytes[0]} << 24) | (uint32_t{bytes[1]} << 16) | (uint32_t{bytes[2]} << 8) |
+           uint32_t{bytes[3]};
+}
+
+}  // namespace
+
+// ---- receiving and framing ------------------------------------------------------------
+
+void shard::arm_recv(connection& conn) {
+    SPATE_ASSERT(!conn.recv_armed, "one receive per connection");
+    io_uring_sqe* sqe = next_sqe();
+    // Multishot: one submission keeps receiving into buffers picked from the shard's ring.
+    // While a frame waits for the budget, one buffer per submission instead: a connection
+    // that must then wait too has been handed at most that buffer, not a batch of them.
+    conn.recv_multishot = !frames_waiting();
+    if (conn.recv_multishot)
+        io_uring_prep_recv_multishot(sqe, conn.fd, nullptr, 0, 0);
+    else
+        io_uring_prep_recv(sqe, conn.fd, nullptr, _config.recv_buffer_bytes, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = buffer_group;
+    io_uring_sqe_set_data64(sqe, encode(op_kind::recv, conn.index, conn.generation));
+    conn.recv_armed = true;
+    conn.recv_cancelled = false;
+    ++conn.ops_in_flight;
+    ++_ops_in_flight;
+}
+
+void shard::pause_recv(connection& conn) {
+    if (!conn.recv_armed || conn.recv_cancelled) return;
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_cancel64(sqe, encode(op_kind::recv, conn.index, conn.generation), 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    conn.recv_cancelled = true;
+}
+
+void shard::on_recv(connection& conn, const completion& done) {
+    const bool more = (done.flags & IORING_CQE_F_MORE) != 0;
+    if (!more) {
+        conn.recv_armed = false;
+        --conn.ops_in_flight;
+        --_ops_in_flight;
+    }
+    if (done.res > 0) {
+        SPATE_ASSERT((done.flags & IORING_CQE_F_BUFFER) != 0, "received bytes come in a buffer");
+        const auto buffer_id = static_cast<uint16_t>(done.flags >> IORING_CQE_BUFFER_SHIFT);
+        uint8_t* buffer = _buffer_memory + size_t{buffer_id} * _config.recv_buffer_bytes;
+        conn.last_activity = _now;
+        if (conn.state == connection::state_kind::open) {
+            if (conn.held_input.empty())
+                parse(conn, buffer, static_cast<size_t>(done.res));
+            else
+                conn.held_input.insert(conn.held_input.end(), buffer, buffer + done.res);
+        }
+        // The bytes were copied into frames: the buffer goes straight back to the kernel.
+        io_uring_buf_ring_add(_buffer_ring, buffer, _config.recv_buffer_bytes, buffer_id,
+                              io_uring_buf_ring_mask(_config.recv_buffer_count), 0);
+        io_uring_buf_ring_advance(_buffer_ring, 1);
+    } else if (done.res == 0) {
+        // End of stream: the peer closed its side.
+        begin_close(conn);
+        return;
+    } else {
+        const int code = -done.res;
+        if (code == ENOBUFS) {
+            // Every buffer was in use: this turn returns them; re-arm below.
+        } else if (code == ECANCELED) {
+            // Our pause, or the close below already happened.
+        } else {
+            if (code != ECONNRESET && code != EPIPE && code != ETIMEDOUT)
+                log_warn("connection %u: receive failed: %s", conn.index, std::strerror(code));
+            begin_close(conn);
+            return;
+        }
+    }
+    // Parsing may already have re-armed it: a handler answering at once frees in-flight room
+    // (pop_finished), and with one-buffer receives every completion is a final one.
+    if (!more && !conn.recv_armed && conn.held_input.empty() && may_read(conn)) arm_recv(conn);
+}
+
+void shard::parse(connection& conn, const uint8_t* data, size_t size) {
+    // Every byte is copied once, into the frame that owns it.
+    while (size > 0 && conn.state == connection::state_kind::open) {
+        if (conn.responses.size() >= _config.in_flight_requests_max || conn.waiting_for_budget) {
+            // At the in-flight limit, or waiting for room for the next frame: keep the rest
+            // (at most the receives completing before the pause took effect) for later.
+            conn.held_input.insert(conn.held_input.end(), data, data + size);
+            return;
+        }
+        if (!conn.incoming) {
+            // A frame's receive timeout runs from its first byte, the prefix's included.
+            if (conn.prefix_have == 0) conn.frame_deadline = _now + _config.request_receive_timeout;
+            const size_t take = std::min<size_t>(4 - conn.prefix_have, size);
+            std::memcpy(conn.prefix + conn.prefix_have, data, take);
+            conn.prefix_have += static_cast<uint32_t>(take);
+            data += take;
+            size -= take;
+            if (conn.prefix_have < 4) return;
+            conn.prefix_have = 0;
+            const auto length = static_cast<int32_t>(read_be32(conn.prefix));
+            if (length < 0 || static_cast<uint32_t>(length) > _config.request_bytes_max) {
+                log_warn("closing connection %u: request size %d outside [0, %u]", conn.index,
+                         length, _config.request_bytes_max);
+                begin_close(conn);
+                return;
+            }
+            if (!try_reserve_frame(conn, static_cast<uint32_t>(length))) continue;
+        } else {
+            std::vector<uint8_t>& bytes = conn.incoming->bytes;
+            const size_t take = std::min<size_t>(conn.incoming_size - bytes.size(), size);
+            if (bytes.size() + take > bytes.capacity()) {
+                // Grow by doubling, but never past the announced size: the memory a frame
+                // holds stays within what the budget reserved for it.
+                const size_t wanted = std::max(bytes.capacity() * 2, bytes.size() + take);
+                bytes.reserve(std::min<size_t>(wanted, conn.incoming_size));
+            }
+            bytes.insert(bytes.end(), data, data + take);
+            data += take;
+            size -= take;
+        }
+        if (conn.incoming && conn.incoming->bytes.size() == conn.incoming_size) deliver(conn);
+    }
+}
+
+shard::frame_pool& shard::pool_for(uint32_t frame_size) {
+    return frame_size <= _frame_pools[0].max ? _frame_pools[0] : _frame_pools[1];
+}
+
+namespace {
+
+// A frame fits its pool if the pool has room, or holds nothing: a frame bigger than the
+// whole pool then goes alone, bounded by request_bytes_max.
+bool fits(uint64_t held, uint64_t max, uint32_t size) { return held + size <= max || held == 0; }
+
+}  // namespace
+
+bool shard::try_reserve_frame(connection& conn, uint32_t size) {
+    frame_pool& pool = pool_for(size);
+    // Stale entries (connections closed while waiting) leave the front first, so an empty-
+    // looking queue is really empty.
+    grant_waiting_frames(pool);
+    if (pool.waiters.empty() && fits(pool.held, pool.max, size)) {
+        start_frame(conn, size);
+        return true;
+    }
+    // Behind the others of its pool, oldest first, so a big frame is not starved by smaller
+    // ones. Reading stops; parse() keeps what the receives already in flight bring.
+    const bool first_waiter = !frames_waiting();
+    conn.waiting_for_budget = true;
+    conn.waiting_size = size;
+    pool.waiters.push_back(connection_ref{conn.index, conn.generation});
+    pause_recv(conn);
+    if (first_waiter) {
+        // Room is short from now on: the multishot receives still armed end, and come back
+        // (from on_recv) one buffer at a time, until no frame waits any more.
+        for (auto& slot : _connections)
+            if (slot->state == connection::state_kind::open && slot->recv_multishot)
+                pause_recv(*slot);
+    }
+    return false;
+}
+
+void shard::start_frame(connection& conn, uint32_t size) {
+    SPATE_ASSERT(conn.reserved_bytes == 0, "one reserved frame per connection");
+    SPATE_ASSERT(!conn.incoming, "a new frame after the previous one was delivered");
+    pool_for(size).held += size;
+    conn.reserved_bytes = size;
+    conn.incoming = std::make_unique<frame>();
+    conn.incoming_size = size;
+    // Small frames get their buffer at once; big ones grow as bytes arrive (see parse), so
+    // four bytes of prefix never cost request_bytes_max of memory.
+    conn.incoming->bytes.reserve(std::min<size_t>(size, frame_reserve_max));
+    // The receive timeout restarts here: time spent waiting for the budget was ours.
+    conn.frame_deadline = _now + _config.request_receive_timeout;
+}
+
+void shard::release_frame_budget(connection& conn) {
+    frame_pool& pool = pool_for(conn.reserved_bytes);
+    SPATE_ASSERT(pool.held >= conn.reserved_bytes, "release what was reserved");
+    pool.held -= conn.reserved_bytes;
+    conn.reserved_bytes = 0;
+    grant_waiting_frames(pool);
+}
+
+void shard::grant_waiting_frames(frame_pool& pool) {
+    while (!pool.waiters.empty()) {
+        const connection_ref ref = pool.waiters.front();
+        connection* found = lookup(ref);
+        if (found == nullptr || !found->waiting_for_budget) {
+            pool.waiters.pop_front();
+            continue;
+        }
+        connection& conn = *found;
+        const uint32_t size = conn.waiting_size;
+        if (!fits(pool.held, pool.max, size)) return;
+        pool.waiters.pop_front();
+        conn.waiting_for_budget = false;
+        conn.waiting_size = 0;
+        start_frame(conn, size);
+        // The held bytes are parsed, and reading re-armed, on a later turn: this may run
+        // inside another connection's parse, and must not recurse into this one's.
+        if (!conn.resume_posted) {
+            conn.resume_posted = true;
+            _tasks.push_back([this, ref] { resume_input(ref); });
+        }
+    }
+}
+
+void shard::deliver(connection& conn) {
+    release_frame_budget(conn);
+    const uint64_t sequence = conn.next_sequence++;
+    conn.responses.emplace_back();
+    if (conn.responses.size() >= _config.in_flight_requests_max) pause_recv(conn);
+    frame_ptr request = std::move(conn.incoming);
+    conn.incoming_size = 0;
+    _handler->on_frame(connection_ref{conn.index, conn.generation}, sequence, std::move(request));
+}
+
+}  // namespace spate::net
