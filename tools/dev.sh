@@ -39,6 +39,18 @@ install_js_deps() {
     (cd tests/integration/js && npm install --no-audit --no-fund --silent)
 }
 
+# Apache Kafka's Java tools (../shared/kafka or $SPATE_KAFKA_DIR), when the machine has them:
+# their Debian dependencies (a JRE among them). The tests that use them skip otherwise.
+install_kafka_deps() {
+  local k
+  for k in "${SPATE_KAFKA_DIR:-}" ../shared/kafka /work/shared/kafka; do
+    if [ -n "$k" ] && [ -x "$k/install-deps.sh" ]; then
+      "$k/install-deps.sh" >/dev/null || echo "warning: $k/install-deps.sh failed" >&2
+      return 0
+    fi
+  done
+}
+
 build() {  # build DIR [meson options…]
   local dir=$1; shift
   [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
@@ -57,12 +69,14 @@ case "${1:-}" in
   test)
     install_deps
     install_js_deps
+    install_kafka_deps
     build build
     meson test -C build --print-errorlogs --num-processes 1
     ;;
   asan)
     install_deps
     install_js_deps
+    install_kafka_deps
     build build-asan -Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Db_lundef=false -Dbenchmarks=disabled
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3
