@@ -1,5 +1,7 @@
 #include "broker/producer_state.h"
 
+#include <algorithm>
+
 #include "proto/assert.h"
 #include "proto/crc32c.h"
 #include "proto/reader.h"
@@ -46,6 +48,22 @@ void producer_state::record(int64_t producer_id, int16_t epoch, const producer_b
     known.recent.push_back(batch);
     while (known.recent.size() > batches_kept) known.recent.pop_front();
     SPATE_ASSERT(known.recent.size() <= batches_kept, "producer keeps at most five batches");
+}
+
+std::vector<producer_state::summary> producer_state::summaries() const {
+    std::vector<summary> out;
+    out.reserve(_producers.size());
+    for (const auto& [id, known] : _producers) {
+        summary s{id, known.epoch, -1, -1};
+        if (!known.recent.empty()) {
+            s.last_sequence = known.recent.back().last_sequence;
+            s.last_timestamp_ms = known.recent.back().log_append_time_ms;
+        }
+        out.push_back(s);
+    }
+    std::sort(out.begin(), out.end(),
+              [](const summary& a, const summary& b) { return a.producer_id < b.producer_id; });
+    return out;
 }
 
 void producer_state::observe(const proto::batch_header& header) {

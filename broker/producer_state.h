@@ -51,6 +51,15 @@ public:
     void observe(const proto::batch_header& header);
     size_t producer_count() const { return _producers.size(); }
 
+    // What DescribeProducers reports of one producer: its epoch and its newest batch.
+    struct summary {
+        int64_t producer_id;
+        int16_t epoch;
+        int32_t last_sequence;      // -1 when no batch is remembered
+        int64_t last_timestamp_ms;  // the newest batch's log-append time, -1 if unknown
+    };
+    std::vector<summary> summaries() const;
+
     // Snapshot file (written atomically beside the partition's segments):
     //   int32  magic "SPPS" (0x53505053), int32 format version (1),
     //   int64  log offset the snapshot is valid up to (batches below it are included),

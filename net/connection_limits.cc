@@ -1,6 +1,7 @@
 // connection_limits: the broker-wide and per-address connection counts.
 #include "net/connection_limits.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -22,6 +23,14 @@ peer_address peer_address::of(const sockaddr_storage& address) {
         out.length = 16;
     }
     return out;
+}
+
+std::string peer_address::text() const {
+    if (length != 4 && length != 16) return {};
+    char buffer[INET6_ADDRSTRLEN + 1] = {'/'};
+    const int family = length == 4 ? AF_INET : AF_INET6;
+    if (::inet_ntop(family, bytes.data(), buffer + 1, INET6_ADDRSTRLEN) == nullptr) return {};
+    return buffer;
 }
 
 size_t peer_address_hash::operator()(const peer_address& address) const {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 struct sockaddr_storage;
@@ -26,6 +27,9 @@ struct peer_address {
     // (a Unix socket, or getpeername failing because the peer already left).
     static peer_address of(const sockaddr_storage& address);
     bool operator==(const peer_address& other) const = default;
+    // Kafka's spelling of a client host: "/" and the address ("/127.0.0.1", "/::1");
+    // empty when unknown.
+    std::string text() const;
 };
 
 struct peer_address_hash {

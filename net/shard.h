@@ -168,6 +168,8 @@ public:
     void close_connection(connection_ref conn);
     // Whether `conn` still names an open connection.
     bool is_open(connection_ref conn) const;
+    // The IP address of `conn`'s peer (length 0 when closed or unknown).
+    peer_address peer_of(connection_ref conn) const;
 
     // fdatasync on the ring (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC); `done(res)` runs on
     // this shard with 0 or -errno.

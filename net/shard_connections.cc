@@ -42,6 +42,11 @@ const shard::connection* shard::lookup(connection_ref ref) const {
 
 bool shard::is_open(connection_ref conn) const { return lookup(conn) != nullptr; }
 
+peer_address shard::peer_of(connection_ref conn) const {
+    const connection* found = lookup(conn);
+    return found == nullptr ? peer_address{} : found->peer;
+}
+
 uint64_t shard::held_input_bytes() const {
     uint64_t total = 0;
     for (const auto& slot : _connections) total += slot->held_input.size();
@@ -74,14 +79,14 @@ void shard::on_accept(const completion& done) {
         return;
     }
     SPATE_ASSERT(_limits != nullptr, "connection limits before accepting");
+    // Taken for every connection: the per-address limit counts it and DescribeGroups
+    // reports it as a member's client host.
     peer_address peer;
-    if (_limits->counts_addresses()) {
-        sockaddr_storage address{};
-        socklen_t length = sizeof address;
-        // A peer gone already has no address to count: it is admitted and closes at once.
-        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0)
-            peer = peer_address::of(address);
-    }
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    // A peer gone already has no address: it is admitted and closes at once.
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0)
+        peer = peer_address::of(address);
     switch (_limits->try_admit(peer)) {
         case connection_limits::verdict::admitted:
             break;

@@ -888,6 +888,12 @@ result<void> partition_log::close_after_sync() {
     return write_checkpoint_unsynced(_dir / clean_shutdown_file_name, _log_end);
 }
 
+int64_t partition_log::size_bytes() const {
+    int64_t total = 0;
+    for (const auto& seg : _segments) total += seg->size_bytes();
+    return total;
+}
+
 size_t partition_log::memory_bytes() const {
     size_t bytes = sizeof(partition_log) + _dir.native().capacity() +
                    _segments.capacity() * sizeof(std::unique_ptr<segment>) +

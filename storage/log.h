@@ -358,6 +358,8 @@ public:
     // Heap bytes held by this log (segments, indexes, paths), for the memory report.
     size_t memory_bytes() const;
     size_t segment_count() const { return _segments.size(); }
+    // Bytes of every segment file (what DescribeLogDirs reports as the partition's size).
+    int64_t size_bytes() const;
     // Descriptors this log holds open (the active segment, closed segments being read
     // or waiting for their sync), for the resource report.
     size_t open_file_count() const;

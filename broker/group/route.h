@@ -30,10 +30,11 @@ void on_group_shard(const request_ptr& req, const std::string& group_id,
         [req](Response response) { req->shard->respond(*req, response); });
 }
 
-// The requesting client, for DescribeGroups (the peer address is not known here).
+// The requesting client, for DescribeGroups: its client id and address ("/127.0.0.1").
 inline member_context context_of(const request& req) {
     member_context context;
     context.client_id = req.header.client_id.value_or(std::string());
+    context.client_host = req.shard->net_shard().peer_of(req.conn).text();
     context.version = req.version();
     return context;
 }

@@ -32,6 +32,9 @@ std::span<const handler_entry> handler_list() {
         {api_key::describe_groups, 0, 5, handle_describe_groups},
         {api_key::delete_groups, 0, 2, handle_delete_groups},
         {api_key::offset_delete, 0, 0, handle_offset_delete},
+        {api_key::describe_log_dirs, 0, 4, handle_describe_log_dirs},
+        {api_key::describe_producers, 0, 0, handle_describe_producers},
+        {api_key::describe_topic_partitions, 0, 0, handle_describe_topic_partitions},
     };
     return list;
 }

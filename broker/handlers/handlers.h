@@ -48,5 +48,8 @@ void handle_list_groups(request_ptr req);
 void handle_describe_groups(request_ptr req);
 void handle_delete_groups(request_ptr req);
 void handle_offset_delete(request_ptr req);
+void handle_describe_log_dirs(request_ptr req);
+void handle_describe_producers(request_ptr req);
+void handle_describe_topic_partitions(request_ptr req);
 
 }  // namespace spate::broker

@@ -94,3 +94,19 @@ TEST_CASE("rebuilding from batch headers restores sequences") {
     state.observe(header);
     CHECK(state.producer_count() == 1);
 }
+
+TEST_CASE("summaries report each producer's epoch and newest batch, by producer id") {
+    producer_state state;
+    state.record(42, 1, {0, 9, 0, -1});
+    state.record(42, 1, {10, 14, 10, 1700000000000});
+    state.record(7, 3, {0, 0, 15, -1});
+    const auto all = state.summaries();
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].producer_id == 7);
+    CHECK(all[0].epoch == 3);
+    CHECK(all[0].last_sequence == 0);
+    CHECK(all[0].last_timestamp_ms == -1);
+    CHECK(all[1].producer_id == 42);
+    CHECK(all[1].last_sequence == 14);
+    CHECK(all[1].last_timestamp_ms == 1700000000000);
+}
