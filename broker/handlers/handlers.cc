@@ -35,6 +35,9 @@ std::span<const handler_entry> handler_list() {
         {api_key::describe_log_dirs, 0, 4, handle_describe_log_dirs},
         {api_key::describe_producers, 0, 0, handle_describe_producers},
         {api_key::describe_topic_partitions, 0, 0, handle_describe_topic_partitions},
+        {api_key::describe_acls, 0, 3, handle_describe_acls},
+        {api_key::create_acls, 0, 3, handle_create_acls},
+        {api_key::delete_acls, 0, 3, handle_delete_acls},
     };
     return list;
 }

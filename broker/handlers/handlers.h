@@ -51,5 +51,8 @@ void handle_offset_delete(request_ptr req);
 void handle_describe_log_dirs(request_ptr req);
 void handle_describe_producers(request_ptr req);
 void handle_describe_topic_partitions(request_ptr req);
+void handle_describe_acls(request_ptr req);
+void handle_create_acls(request_ptr req);
+void handle_delete_acls(request_ptr req);
 
 }  // namespace spate::broker

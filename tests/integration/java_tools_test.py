@@ -195,6 +195,9 @@ def test_admin_client_describe_apis():
         configs = {l[1]: (l[2], l[3]) for l in probe(b, "broker-configs", "0") if l[0] == "config"}
         assert configs.get("broker.id", (None,))[0] == "0", configs
 
+        # No authorizer: ACLs can be neither listed nor created, and the client is told so.
+        assert probe(b, "acls") == [["acls", "SecurityDisabledException", "SecurityDisabledException"]]
+
 
 if __name__ == "__main__":
     if KAFKA is None:

@@ -20,6 +20,7 @@ public class AdminProbe {
                 case "topics" -> topics(admin, Arrays.asList(args).subList(2, args.length));
                 case "broker-configs" -> brokerConfigs(admin, args[2]);
                 case "group" -> group(admin, args[2]);
+                case "acls" -> acls(admin);
                 default -> throw new IllegalArgumentException("unknown command " + args[0]);
             }
         }
@@ -59,6 +60,31 @@ public class AdminProbe {
         Config config = admin.describeConfigs(List.of(broker)).all().get().get(broker);
         for (ConfigEntry e : config.entries())
             System.out.printf("config\t%s\t%s\t%s%n", e.name(), e.value(), e.source());
+    }
+
+    // Listing and creating ACLs: the exception each fails with, or "ok".
+    static void acls(Admin admin) {
+        String listed, created;
+        try {
+            admin.describeAcls(org.apache.kafka.common.acl.AclBindingFilter.ANY).values().get();
+            listed = "ok";
+        } catch (Exception e) {
+            listed = e.getCause() == null ? e.toString() : e.getCause().getClass().getSimpleName();
+        }
+        var binding = new org.apache.kafka.common.acl.AclBinding(
+            new org.apache.kafka.common.resource.ResourcePattern(
+                org.apache.kafka.common.resource.ResourceType.TOPIC, "t",
+                org.apache.kafka.common.resource.PatternType.LITERAL),
+            new org.apache.kafka.common.acl.AccessControlEntry("User:alice", "*",
+                org.apache.kafka.common.acl.AclOperation.READ,
+                org.apache.kafka.common.acl.AclPermissionType.ALLOW));
+        try {
+            admin.createAcls(List.of(binding)).all().get();
+            created = "ok";
+        } catch (Exception e) {
+            created = e.getCause() == null ? e.toString() : e.getCause().getClass().getSimpleName();
+        }
+        System.out.printf("acls\t%s\t%s%n", listed, created);
     }
 
     static void group(Admin admin, String id) throws Exception {
