@@ -39,6 +39,10 @@ const char* error_name(error_code code) {
             return "INVALID_TOPIC_EXCEPTION";
         case error_code::record_list_too_large:
             return "RECORD_LIST_TOO_LARGE";
+        case error_code::not_enough_replicas:
+            return "NOT_ENOUGH_REPLICAS";
+        case error_code::not_enough_replicas_after_append:
+            return "NOT_ENOUGH_REPLICAS_AFTER_APPEND";
         case error_code::invalid_required_acks:
             return "INVALID_REQUIRED_ACKS";
         case error_code::illegal_generation:

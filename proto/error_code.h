@@ -24,6 +24,8 @@ enum class error_code : int16_t {
     not_coordinator = 16,
     invalid_topic_exception = 17,  // bad topic name
     record_list_too_large = 18,
+    not_enough_replicas = 19,
+    not_enough_replicas_after_append = 20,
     invalid_required_acks = 21,  // acks not in {-1, 0, 1}
     illegal_generation = 22,
     inconsistent_group_protocol = 23,

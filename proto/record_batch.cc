@@ -276,6 +276,7 @@ namespace {
 struct skimmed_record {
     int32_t offset_delta;
     bool keyed;
+    int64_t timestamp_delta;
 };
 std::optional<skimmed_record> skim_record(reader& in, const char*& why) {
     const int32_t length = in.varint();
@@ -284,8 +285,8 @@ std::optional<skimmed_record> skim_record(reader& in, const char*& why) {
         return std::nullopt;
     }
     reader body(in.raw(static_cast<size_t>(length)));
-    (void)body.int8();     // attributes
-    (void)body.varlong();  // timestamp_delta
+    (void)body.int8();  // attributes
+    const int64_t timestamp_delta = body.varlong();
     const int32_t offset_delta = body.varint();
     const bool keyed = nullable_field(body).has_value();
     (void)nullable_field(body);  // value
@@ -307,7 +308,7 @@ std::optional<skimmed_record> skim_record(reader& in, const char*& why) {
         why = "record length does not match its fields";
         return std::nullopt;
     }
-    return skimmed_record{offset_delta, keyed};
+    return skimmed_record{offset_delta, keyed, timestamp_delta};
 }
 
 records_check refuse(batch_error error, const char* why) {
@@ -350,10 +351,39 @@ records_check validate_records(std::span<const uint8_t> batch, const batch_heade
             return refuse(batch_error::bad_records, "record offset deltas are not 0, 1, 2, ...");
         // Compacted topics need every key; noting it here spares them a second pass.
         if (!record->keyed) check.every_record_keyed = false;
+        if (index == 0 || record->timestamp_delta < check.timestamp_delta_min)
+            check.timestamp_delta_min = record->timestamp_delta;
+        if (index == 0 || record->timestamp_delta > check.timestamp_delta_max)
+            check.timestamp_delta_max = record->timestamp_delta;
     }
     if (in.remaining() != 0)
         return refuse(batch_error::bad_records, "bytes left after the last record");
     return check;
+}
+
+result<std::vector<uint8_t>> recompress_batch(std::span<const uint8_t> batch,
+                                              compression_codec codec,
+                                              size_t decompressed_bytes_max,
+                                              std::vector<uint8_t>& scratch) {
+    SPATE_ASSERT(batch.size() >= batch_header_size, "recompress_batch on a short batch");
+    auto section = batch_records(batch, decompressed_bytes_max, scratch);
+    if (!section) return section.failure();
+    std::vector<uint8_t> out(batch.begin(), batch.begin() + batch_header_size);
+    if (codec == compression_codec::none) {
+        out.insert(out.end(), section->begin(), section->end());
+    } else {
+        auto packed = compress(codec, *section);
+        if (!packed) return packed.failure();
+        out.insert(out.end(), packed->begin(), packed->end());
+    }
+    const int16_t attributes = load_be<int16_t>(out.data() + batch_attributes_offset);
+    store_be<int16_t>(out.data() + batch_attributes_offset,
+                      static_cast<int16_t>((attributes & ~batch_attribute_codec_mask) |
+                                           static_cast<int16_t>(codec)));
+    store_be<int32_t>(out.data() + batch_length_offset,
+                      static_cast<int32_t>(out.size() - batch_log_overhead));
+    update_batch_crc(out);
+    return out;
 }
 
 batch_builder::batch_builder(compression_codec codec, int64_t base_timestamp, int64_t producer_id,

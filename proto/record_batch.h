@@ -239,6 +239,9 @@ struct records_check {
     batch_error error = batch_error::none;
     const char* why = nullptr;       // a static sentence for logs and the client
     bool every_record_keyed = true;  // meaningful when error is none
+    // The smallest and largest record timestamp delta (from base_timestamp).
+    int64_t timestamp_delta_min = 0;
+    int64_t timestamp_delta_max = 0;
 };
 
 // The checks of a producer's batch that need its records, for a batch that
@@ -259,6 +262,15 @@ struct records_check {
 // every record has a key, which compacted topics require.
 records_check validate_records(std::span<const uint8_t> batch, const batch_header& header,
                                size_t batch_bytes_max, std::vector<uint8_t>& scratch);
+
+// The batch re-encoded with `codec` (proto::compression_codec::none decompresses it): the
+// same header (producer id, sequences, timestamps, offsets) with the codec bits, length
+// and CRC changed, and the same records section compressed anew. For a batch that
+// validate_records accepted; `decompressed_bytes_max` bounds its records section.
+result<std::vector<uint8_t>> recompress_batch(std::span<const uint8_t> batch,
+                                              compression_codec codec,
+                                              size_t decompressed_bytes_max,
+                                              std::vector<uint8_t>& scratch);
 
 // Calls `fn(const record_view&)` for each record of a validated batch,
 // decompressing first if needed. `fn` may return void, or bool where false stops

@@ -589,12 +589,24 @@ bool partition_log::flush_due(steady now) const {
     return elapsed_ms >= _config.flush_ms;
 }
 
+int64_t partition_log::roll_jitter_ms(int64_t base_offset) const {
+    if (_config.segment_jitter_ms <= 0) return 0;
+    // A fixed pseudo-random draw per (directory, segment): Kafka draws at random when the
+    // segment is created; a hash gives the same spread and survives restarts.
+    uint64_t h = std::hash<std::string>{}(_dir.native()) ^
+                 (static_cast<uint64_t>(base_offset) * 0x9E3779B97F4A7C15ull);
+    h ^= h >> 31;
+    const int64_t jitter =
+        static_cast<int64_t>(h % static_cast<uint64_t>(_config.segment_jitter_ms));
+    return std::min(jitter, _config.segment_ms - 1);
+}
+
 bool partition_log::should_roll(int64_t segment_bytes, int64_t batch_bytes, int64_t last_offset,
                                 int64_t now_ms) const {
     if (segment_bytes == 0) return false;  // an empty segment takes any one batch
     const segment& seg = active();
     return segment_bytes + batch_bytes > _config.segment_bytes ||
-           now_ms - seg.created_ms() >= _config.segment_ms ||
+           now_ms - seg.created_ms() >= _config.segment_ms - roll_jitter_ms(seg.base_offset()) ||
            last_offset - seg.base_offset() > std::numeric_limits<int32_t>::max();
 }
 

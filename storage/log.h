@@ -154,6 +154,10 @@ enum log_error : int {
 struct log_config {
     int64_t segment_bytes = 1 << 30;
     int64_t segment_ms = 7 * 24 * 3600 * 1000LL;
+    // segment.jitter.ms: each segment rolls by time up to this much before segment_ms
+    // (a per-segment amount drawn from its base offset), so partitions created together
+    // do not all roll at once.
+    int64_t segment_jitter_ms = 0;
     int32_t index_interval_bytes = 4096;
     int64_t retention_ms = 7 * 24 * 3600 * 1000LL;                 // -1: keep forever
     int64_t retention_bytes = -1;                                  // -1: no size limit
@@ -370,6 +374,7 @@ private:
     result<void> roll(int64_t now_ms);
     // Whether a batch of `batch_bytes` ending at `last_offset` must go to a new segment
     // when the active one already holds `segment_bytes`.
+    int64_t roll_jitter_ms(int64_t base_offset) const;
     bool should_roll(int64_t segment_bytes, int64_t batch_bytes, int64_t last_offset,
                      int64_t now_ms) const;
     result<void> delete_oldest_segments(size_t count);

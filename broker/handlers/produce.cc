@@ -24,6 +24,7 @@ struct partition_work {
     std::string topic;
     int32_t index;
     std::span<uint8_t> batch;
+    std::vector<uint8_t> recompressed;  // owns `batch` when the topic's codec changed it
     proto::batch_header header;
     // Results, filled in on the owner shard.
     error_code error = error_code::none;
@@ -72,9 +73,8 @@ constexpr size_t scratch_retained_bytes_max = 4 << 20;
 // a key on every record, which the same pass reports.
 error_code check_records(std::span<const uint8_t> batch, const proto::batch_header& header,
                          size_t batch_bytes_max, bool keys_required,
-                         std::optional<std::string>& message) {
-    const proto::records_check checked =
-        proto::validate_records(batch, header, batch_bytes_max, decompression_scratch);
+                         std::optional<std::string>& message, proto::records_check& checked) {
+    checked = proto::validate_records(batch, header, batch_bytes_max, decompression_scratch);
     if (decompression_scratch.capacity() > scratch_retained_bytes_max)
         std::vector<uint8_t>().swap(decompression_scratch);
     if (checked.error != proto::batch_error::none) {
@@ -95,6 +95,61 @@ int64_t wall_clock_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
+}
+
+// message.timestamp.before.max.ms / after.max.ms (or difference.max.ms) of a CreateTime
+// topic: every record's timestamp within [now - before, now + after], else
+// INVALID_TIMESTAMP, as Kafka's LogValidator checks them.
+error_code check_timestamps(const effective_topic_config& config, const proto::batch_header& h,
+                            const proto::records_check& records,
+                            std::optional<std::string>& message) {
+    if (config.timestamps != timestamp_type::create_time) return error_code::none;
+    const int64_t before = config.timestamp_before_limit_ms();
+    const int64_t after = config.timestamp_after_limit_ms();
+    if (before == INT64_MAX && after == INT64_MAX) return error_code::none;
+    const int64_t now = wall_clock_ms();
+    const int64_t earliest = h.base_timestamp + records.timestamp_delta_min;
+    const int64_t latest = h.base_timestamp + records.timestamp_delta_max;
+    if (before != INT64_MAX && earliest < now - before) {
+        message = "record timestamp " + std::to_string(earliest) + " is more than " +
+                  std::to_string(before) + " ms before the broker's time " + std::to_string(now);
+        return error_code::invalid_timestamp;
+    }
+    if (after != INT64_MAX && latest > now && latest - now > after) {
+        message = "record timestamp " + std::to_string(latest) + " is more than " +
+                  std::to_string(after) + " ms after the broker's time " + std::to_string(now);
+        return error_code::invalid_timestamp;
+    }
+    return error_code::none;
+}
+
+// compression.type other than "producer": the batch in the topic's codec, when it differs.
+error_code apply_topic_codec(const effective_topic_config& config, partition_work& work,
+                             std::optional<std::string>& message) {
+    if (config.compression == topic_compression::producer) return error_code::none;
+    const auto codec = static_cast<proto::compression_codec>(config.compression);
+    if (codec == work.header.codec()) return error_code::none;
+    auto converted = proto::recompress_batch(
+        work.batch, codec, static_cast<size_t>(config.message_max_bytes), decompression_scratch);
+    if (decompression_scratch.capacity() > scratch_retained_bytes_max)
+        std::vector<uint8_t>().swap(decompression_scratch);
+    if (!converted) {
+        message =
+            "recompressing to the topic's compression.type failed: " + converted.failure().message;
+        return error_code::corrupt_message;
+    }
+    if (converted->size() > static_cast<size_t>(config.message_max_bytes)) {
+        message =
+            "the batch recompressed to the topic's compression.type exceeds max.message.bytes";
+        return error_code::message_too_large;
+    }
+    work.recompressed = std::move(*converted);
+    work.batch = work.recompressed;
+    work.header.attributes =
+        static_cast<int16_t>((work.header.attributes & ~proto::batch_attribute_codec_mask) |
+                             static_cast<int16_t>(codec));
+    work.header.batch_length = static_cast<int32_t>(work.batch.size() - proto::batch_log_overhead);
+    return error_code::none;
 }
 
 // Runs on the owner shard: appends one partition's batch.
@@ -214,6 +269,7 @@ void handle_produce(request_ptr req) {
             out.log_append_time_ms = -1;
             error_code failure = error_code::none;
             proto::batch_check checked{};
+            proto::records_check records_checked{};
             const auto& records = part.records_;
             const auto owner = owner_of(info, part.index);
             if (!acks_valid)
@@ -238,11 +294,22 @@ void handle_produce(request_ptr req) {
                 if (failure == error_code::none)
                     failure = check_records(records.bytes, checked.header,
                                             static_cast<size_t>(config.message_max_bytes),
-                                            config.log.cleanup_compact, out.error_message);
+                                            config.log.cleanup_compact, out.error_message,
+                                            records_checked);
+                if (failure == error_code::none)
+                    failure = check_timestamps(config, checked.header, records_checked,
+                                               out.error_message);
+                // One replica here: acks=all cannot meet a min.insync.replicas above 1.
+                if (failure == error_code::none && body->acks == -1 &&
+                    config.min_insync_replicas > 1) {
+                    failure = error_code::not_enough_replicas;
+                    out.error_message = "min.insync.replicas is " +
+                                        std::to_string(config.min_insync_replicas) +
+                                        " but the partition has 1 in-sync replica";
+                }
             }
-            out.error_code = proto::code(failure);
+            partition_work work;
             if (failure == error_code::none) {
-                partition_work work;
                 work.topic_slot = response->responses.size();
                 work.partition_slot = topic_out.partition_responses.size();
                 work.topic = topic.name;
@@ -250,8 +317,10 @@ void handle_produce(request_ptr req) {
                 // The frame is ours and lives as long as `req`: offsets are rewritten in place.
                 work.batch = {const_cast<uint8_t*>(records.bytes.data()), records.bytes.size()};
                 work.header = checked.header;
-                by_owner[*owner].push_back(std::move(work));
+                failure = apply_topic_codec(config, work, out.error_message);
             }
+            out.error_code = proto::code(failure);
+            if (failure == error_code::none) by_owner[*owner].push_back(std::move(work));
             topic_out.partition_responses.push_back(std::move(out));
         }
         response->responses.push_back(std::move(topic_out));

@@ -88,7 +88,7 @@ TEST_CASE("topic names follow Kafka's rules") {
     CHECK_FALSE(valid_topic_name(std::string(250, 'a')));
 }
 
-TEST_CASE("topic configs: only honoured names, validated values, overrides win") {
+TEST_CASE("topic configs: Kafka's names only, validated values, overrides win") {
     CHECK(validate_topic_config("retention.ms", "1000"));
     CHECK(validate_topic_config("retention.ms", "-1"));
     CHECK_FALSE(validate_topic_config("retention.ms", "soon"));
@@ -184,5 +184,63 @@ TEST_CASE("connection limits and timeouts: defaults, keys and ranges") {
         REQUIRE_FALSE(refused);
         const std::string key(bad, std::strchr(bad, ' '));
         CHECK(refused.failure().message.find(key) != std::string::npos);
+    }
+}
+
+TEST_CASE("topic configs: Kafka's validators for booleans, ratios, enums, lists and ranges") {
+    CHECK(validate_topic_config("preallocate", "TRUE"));
+    CHECK(validate_topic_config("unclean.leader.election.enable", " false "));
+    CHECK_FALSE(validate_topic_config("preallocate", "yes"));
+    CHECK(validate_topic_config("min.cleanable.dirty.ratio", "0"));
+    CHECK(validate_topic_config("min.cleanable.dirty.ratio", "1"));
+    CHECK_FALSE(validate_topic_config("min.cleanable.dirty.ratio", "1.01"));
+    CHECK_FALSE(validate_topic_config("min.cleanable.dirty.ratio", "nan"));
+    for (const char* codec : {"producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"})
+        CHECK(validate_topic_config("compression.type", codec));
+    CHECK_FALSE(validate_topic_config("compression.type", "none"));
+    CHECK(validate_topic_config("compression.gzip.level", "-1"));
+    CHECK_FALSE(validate_topic_config("compression.gzip.level", "0"));
+    CHECK(validate_topic_config("compression.zstd.level", "-131072"));
+    CHECK_FALSE(validate_topic_config("compression.lz4.level", "18"));
+    CHECK(validate_topic_config("leader.replication.throttled.replicas", ""));
+    CHECK(validate_topic_config("leader.replication.throttled.replicas", "0:1,3:2"));
+    CHECK_FALSE(validate_topic_config("leader.replication.throttled.replicas", "0:1,"));
+    CHECK(validate_topic_config("message.format.version", "0.10.2"));
+    CHECK(validate_topic_config("message.format.version", "3.0-IV1"));
+    CHECK_FALSE(validate_topic_config("message.format.version", "3"));
+    CHECK_FALSE(validate_topic_config("message.format.version", "3.0-IV"));
+    CHECK(validate_topic_config("remote.storage.enable", "false"));
+    CHECK_FALSE(validate_topic_config("remote.storage.enable", "true"));
+    CHECK_FALSE(validate_topic_config("min.insync.replicas", "0"));
+    CHECK_FALSE(validate_topic_config("max.message.bytes", "2147483648"));
+    CHECK(validate_topic_config("local.retention.ms", "-2"));
+    CHECK_FALSE(validate_topic_config("local.retention.ms", "-3"));
+}
+
+TEST_CASE("topic configs: honoured values reach the effective config") {
+    broker_config broker;
+    auto c = effective_config(broker, {{"compression.type", "zstd"},
+                                       {"min.insync.replicas", "2"},
+                                       {"preallocate", "true"},
+                                       {"segment.jitter.ms", "5000"},
+                                       {"message.downconversion.enable", "false"},
+                                       {"message.timestamp.difference.max.ms", "1000"},
+                                       {"message.timestamp.after.max.ms", "50"}});
+    CHECK(c.compression == topic_compression::zstd);
+    CHECK(c.min_insync_replicas == 2);
+    CHECK(c.log.preallocate);
+    CHECK(c.log.segment_jitter_ms == 5000);
+    CHECK_FALSE(c.downconversion_enable);
+    // difference.max.ms stands in for the side left at its default only.
+    CHECK(c.timestamp_before_limit_ms() == 1000);
+    CHECK(c.timestamp_after_limit_ms() == 50);
+    auto plain = effective_config(broker, {});
+    CHECK(plain.compression == topic_compression::producer);
+    CHECK(plain.timestamp_before_limit_ms() == INT64_MAX);
+    // Stored-only configs describe the stored value, or Kafka's default.
+    for (const auto& d :
+         describe_topic_configs(broker, {{"unclean.leader.election.enable", "true"}})) {
+        if (d.name == "unclean.leader.election.enable") CHECK(d.value == "true");
+        if (d.name == "segment.index.bytes") CHECK(d.value == "10485760");
     }
 }

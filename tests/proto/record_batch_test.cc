@@ -574,3 +574,39 @@ TEST_CASE("validate_records accepts what batch_builder builds, for every codec")
     CHECK(validate_records(hand_batch, *read_batch_header(hand_batch), one_mib, scratch).error ==
           batch_error::none);
 }
+
+TEST_CASE("recompress_batch changes only the codec: header fields and records kept") {
+    for (auto from : all_codecs) {
+        for (auto to : all_codecs) {
+            CAPTURE(to_string(from));
+            CAPTURE(to_string(to));
+            batch_builder builder(from, timestamp, 77, 2, 40);
+            for (int i = 0; i < 30; ++i)
+                builder.add(byte_view("key"), byte_view(std::string(100 + i, 'x')), {},
+                            timestamp + (i % 3) - 1);
+            const auto original = builder.build();
+            std::vector<uint8_t> scratch;
+            auto converted = recompress_batch(original, to, one_mib, scratch);
+            REQUIRE(converted);
+            auto check = validate_batch(*converted, one_mib, batch_source::client);
+            REQUIRE(check.error == batch_error::none);
+            CHECK(check.header.codec() == to);
+            CHECK(check.header.producer_id == 77);
+            CHECK(check.header.producer_epoch == 2);
+            CHECK(check.header.base_sequence == 40);
+            CHECK(check.header.records_count == 30);
+            CHECK(check.header.base_timestamp == timestamp);
+            auto records = validate_records(*converted, check.header, one_mib, scratch);
+            CHECK(records.error == batch_error::none);
+            CHECK(records.timestamp_delta_min == -1);
+            CHECK(records.timestamp_delta_max == 1);
+            std::vector<size_t> sizes;
+            auto walked = for_each_record(*converted, one_mib, [&](const record_view& r) {
+                sizes.push_back(r.value->size());
+            });
+            CHECK(walked);
+            REQUIRE(sizes.size() == 30);
+            CHECK(sizes.back() == 129);
+        }
+    }
+}
