@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <random>
 
 #include "broker/handlers/handlers.h"
 #include "net/log.h"
@@ -87,6 +88,18 @@ void shard_state::close_connection(const request& req, const char* why) {
     net::log_warn("closing a connection: %s (api %d v%d)", why, req.header.api_key,
                   req.header.api_version);
     _shard.close_connection(req.conn);
+}
+
+fetch_session_cache& shard_state::fetch_sessions() {
+    if (!_fetch_sessions) {
+        const uint64_t shards = std::max<uint32_t>(_broker.shard_count(), 1);
+        const uint64_t slots =
+            (config().max_incremental_fetch_session_cache_slots + shards - 1) / shards;
+        _fetch_sessions = std::make_unique<fetch_session_cache>(
+            static_cast<size_t>(slots), config().min_incremental_fetch_session_eviction_ms,
+            static_cast<uint8_t>(id()), std::random_device{}());
+    }
+    return *_fetch_sessions;
 }
 
 partition* shard_state::find_partition(const std::string& topic, int32_t index) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "broker/config.h"
+#include "broker/fetch_session.h"
 #include "broker/group/coordinator.h"
 #include "broker/metadata.h"
 #include "broker/partition.h"
@@ -78,6 +79,10 @@ public:
     // Installs this shard's offsets and groups recovered at start-up and its offsets file.
     void start_groups(group::recovered_groups recovered, group::offset_log log);
 
+    // The incremental fetch sessions of this shard's connections (broker/fetch_session.h),
+    // created on first use with this shard's share of the broker's slots.
+    fetch_session_cache& fetch_sessions();
+
     // Partitions owned by this shard.
     partition* find_partition(const std::string& topic, int32_t index);
     // Submits on the ring the fdatasyncs the log queued (segments closed by a roll) and
@@ -130,6 +135,7 @@ private:
     std::unordered_map<std::string, std::vector<std::unique_ptr<partition>>> _partitions;
     group::shard_environment _group_environment;
     std::unique_ptr<group::group_coordinator> _groups;
+    std::unique_ptr<fetch_session_cache> _fetch_sessions;
 };
 
 class broker {

@@ -146,6 +146,15 @@ const std::map<std::string, key_setter>& key_table() {
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.group_initial_rebalance_delay_ms, 0, 300000);
          }},
+        {"max_incremental_fetch_session_cache_slots",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.max_incremental_fetch_session_cache_slots, 0, 1000000);
+         }},
+        {"min_incremental_fetch_session_eviction_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.min_incremental_fetch_session_eviction_ms, 0,
+                               int64_t{86400000});
+         }},
         {"offsets_retention_minutes",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.offsets_retention_minutes, 1, int64_t{100} * 365 * 24 * 60);
@@ -184,13 +193,11 @@ const std::map<std::string, key_setter>& key_table() {
              return integer_in(n, k, c.log.retention_bytes, -1, INT64_MAX);
          }},
         {"log.flush_messages",
-         [](const toml::node& n, const std::string& k, broker_config& c) {
-             return integer_in(n, k, c.log.flush_messages, 1, INT64_MAX);
-         }},
+         [](const toml::node& n, const std::string& k,
+            broker_config& c) { return integer_in(n, k, c.log.flush_messages, 1, INT64_MAX); }},
         {"log.flush_ms",
-         [](const toml::node& n, const std::string& k, broker_config& c) {
-             return integer_in(n, k, c.log.flush_ms, 0, INT64_MAX);
-         }},
+         [](const toml::node& n, const std::string& k,
+            broker_config& c) { return integer_in(n, k, c.log.flush_ms, 0, INT64_MAX); }},
     };
     return table;
 }

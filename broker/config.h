@@ -69,6 +69,12 @@ struct broker_config {
     // Kafka's group.initial.rebalance.delay.ms: the first rebalance of an empty group
     // waits this long for more members to arrive.
     int32_t group_initial_rebalance_delay_ms = 3000;
+    // Kafka's max.incremental.fetch.session.cache.slots: fetch sessions (KIP-227) the
+    // broker keeps, shared out evenly among the shards; 0 turns sessions off.
+    uint32_t max_incremental_fetch_session_cache_slots = 1000;
+    // Kafka's min.incremental.fetch.session.eviction.ms: a session younger than this is
+    // evicted only for a follower's, and one unused for this long goes first.
+    int64_t min_incremental_fetch_session_eviction_ms = 120000;
     // Kafka's offsets.retention.minutes: committed offsets of an empty group expire.
     int64_t offsets_retention_minutes = 10080;
     storage::log_config log;  // broker defaults for topic configs

@@ -138,6 +138,7 @@ result<void> metadata_store::load() {
             next->topics[topic->name] = std::move(topic);
         }
     }
+    next->index_ids();
     _current = std::move(next);
     return {};
 }
@@ -171,6 +172,7 @@ result<void> metadata_store::persist(const metadata_snapshot& next) const {
 
 result<snapshot_ptr> metadata_store::publish(std::shared_ptr<metadata_snapshot> next) {
     next->version = _current->version + 1;
+    next->index_ids();
     if (auto persisted = persist(*next); !persisted)
         return error{proto::code(proto::error_code::kafka_storage_error),
                      "cannot save the metadata: " + persisted.failure().message};

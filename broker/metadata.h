@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "proto/result.h"
@@ -32,13 +33,32 @@ struct topic_info {
     int32_t partition_count() const { return static_cast<int32_t>(partition_shards.size()); }
 };
 
+struct uuid_hash {
+    size_t operator()(const proto::uuid& id) const {
+        uint64_t h = 0;
+        for (size_t i = 0; i < 8; ++i) h = (h << 8) | id.bytes[i];
+        return static_cast<size_t>(h ^ (h >> 29));
+    }
+};
+
 struct metadata_snapshot {
     uint64_t version = 0;
     std::map<std::string, std::shared_ptr<const topic_info>> topics;
+    // Topic id -> topic (Fetch v13+ names topics by id); rebuilt by index_ids().
+    std::unordered_map<proto::uuid, const topic_info*, uuid_hash> by_id;
 
     const topic_info* find(const std::string& name) const {
         auto found = topics.find(name);
         return found == topics.end() ? nullptr : found->second.get();
+    }
+    const topic_info* find(const proto::uuid& id) const {
+        auto found = by_id.find(id);
+        return found == by_id.end() ? nullptr : found->second;
+    }
+    // Rebuilds by_id from topics: called on every snapshot before it is published.
+    void index_ids() {
+        by_id.clear();
+        for (const auto& [name, topic] : topics) by_id.emplace(topic->id, topic.get());
     }
     // The partition replicas this broker hosts, which is what partitions_max limits.
     // Kafka's and Redpanda's operators cap replicas per broker, not partitions, because

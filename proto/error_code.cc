@@ -149,6 +149,8 @@ const char* error_name(error_code code) {
             return "UNKNOWN_TOPIC_ID";
         case error_code::inconsistent_topic_id:
             return "INCONSISTENT_TOPIC_ID";
+        case error_code::fetch_session_topic_id_error:
+            return "FETCH_SESSION_TOPIC_ID_ERROR";
     }
     return "UNKNOWN_ERROR_CODE";
 }

@@ -79,6 +79,7 @@ enum class error_code : int16_t {
     unstable_offset_commit = 88,
     unknown_topic_id = 100,
     inconsistent_topic_id = 103,
+    fetch_session_topic_id_error = 106,
 };
 
 // Kafka's upper-case name of a code, e.g. "UNKNOWN_TOPIC_OR_PARTITION" (for messages).

@@ -197,7 +197,9 @@ private:
             leader_stream stream;
             stream.leader = leader;
             stream.connection = connection.value();
-            stream.version = version.value();
+            // Fetch v13+ names the topic by id: without one from Metadata, stay below.
+            stream.version = _layout.topic_id.is_zero() ? std::min<int16_t>(version.value(), 12)
+                                                        : version.value();
             stream.cursors = std::move(cursors);
             streams.push_back(std::move(stream));
         }
@@ -211,7 +213,7 @@ private:
         request.max_wait_ms = _max_wait_ms;
         request.min_bytes = 1;
         request.max_bytes = fetch_response_bytes_max;
-        request.topics.push_back({_layout.name, {}});
+        request.topics.push_back({_layout.name, _layout.topic_id, {}});
         for (const auto* cursor : stream.cursors) {
             proto::fetch_request::fetch_partition partition;
             partition.partition = cursor->partition;

@@ -2,8 +2,12 @@
 // sends them with splice (zero-copy). Long polling: when fewer than min_bytes are
 // available the fetch registers a wake-up on every partition it reads and a timer of
 // max_wait_ms; the next append to any of them (or the timer) runs another round.
-// Sessionless: every requested partition is listed in every answer and session_id is
-// always 0 (KIP-227 sessions are optional for clients; a non-zero id is unknown here).
+// Sessions (KIP-227, v7+, broker/fetch_session.h): a full fetch with epoch 0 opens a
+// session and lists every partition; an incremental fetch names only what changed and
+// its answer lists only partitions with records, a moved high watermark or log start
+// offset, or an error. v13+ names topics by id (UNKNOWN_TOPIC_ID for an id that names
+// no topic, INCONSISTENT_TOPIC_ID when the partition found belongs to another topic of
+// the same name, e.g. one deleted and created again under a session).
 //
 // What one answer carries (KIP-74, Fetch v3+): partitions are filled in request order
 // while the response's max_bytes (at most fetch_response_bytes_max, 55 MiB) lasts; the
@@ -22,6 +26,7 @@
 // then applies the rules above to the merged results in request order and lets go of
 // what does not fit at once, so a fetch never holds more than a few descriptors beyond
 // what it answers, and none at all while it waits for data.
+#include "broker/fetch_session.h"
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
 #include "proto/messages.h"
@@ -32,9 +37,9 @@ namespace {
 using proto::error_code;
 
 struct partition_read {
-    size_t topic_slot;
-    size_t partition_slot;
+    size_t slot;  // position in the fetch's targets (the answer's order)
     std::string topic;
+    proto::uuid topic_id;  // checked against the partition's when not zero
     int32_t index;
     int64_t offset;
     int32_t max_bytes;
@@ -71,9 +76,23 @@ size_t fetch_partitions_with_data_max(shard_state& shard) {
     return static_cast<size_t>(files);
 }
 
+// A partition the answer is about, in answer order.
+struct fetch_target {
+    std::string topic;
+    proto::uuid topic_id;
+    int32_t partition;
+};
+
 struct fetch_state : std::enable_shared_from_this<fetch_state> {
     request_ptr req;
     proto::fetch_request body;
+    std::vector<fetch_target> targets;
+    // Partitions answered with an error before any read (unknown topic, id or partition),
+    // put back into `results` every round.
+    std::vector<partition_read> failed_early;
+    session_ptr session;       // the session this fetch opened or continues, if any
+    bool incremental = false;  // list only what changed (an incremental session fetch)
+    int32_t response_session_id = 0;
     std::map<net::shard_id, read_list>
         by_owner;                         // what to read where (results overwritten each round)
     std::vector<partition_read> results;  // last round, in request order
@@ -121,6 +140,10 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
             read.error = error_code::unknown_topic_or_partition;
             continue;
         }
+        if (!read.topic_id.is_zero() && p->topic_id() != read.topic_id) {
+            read.error = error_code::inconsistent_topic_id;
+            continue;
+        }
         read.high_watermark = p->high_watermark();
         read.log_start_offset = p->log().log_start_offset();
         if (read.offset < read.log_start_offset || read.offset > read.high_watermark) {
@@ -164,9 +187,8 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
 // for min_bytes would only delay it (a fetch of many small partitions could otherwise
 // wait max_wait_ms with data at hand).
 bool trim_to_response(fetch_state& state) {
-    std::sort(state.results.begin(), state.results.end(), [](const auto& a, const auto& b) {
-        return std::tie(a.topic_slot, a.partition_slot) < std::tie(b.topic_slot, b.partition_slot);
-    });
+    std::sort(state.results.begin(), state.results.end(),
+              [](const auto& a, const auto& b) { return a.slot < b.slot; });
     const int64_t budget = response_bytes_max(state);
     const size_t with_data_max = fetch_partitions_with_data_max(*state.req->shard);
     int64_t used = 0;
@@ -192,41 +214,79 @@ bool trim_to_response(fetch_state& state) {
     return limited;
 }
 
+// Whether an incremental answer lists this partition, updating what the session last
+// told the client about it (Kafka's CachedPartition.maybeUpdateResponseData).
+bool changed_for_session(fetch_session& session, const partition_read& read) {
+    const int64_t at = session.find(read.topic, read.topic_id, read.index);
+    if (at < 0) return true;  // forgotten by a later request meanwhile: list it anyway
+    session_partition& known = session.partitions[static_cast<size_t>(at)];
+    bool include = read.bytes > 0 || read.error != error_code::none;
+    if (known.high_watermark != read.high_watermark ||
+        known.log_start_offset != read.log_start_offset)
+        include = true;
+    // An error leaves the watermark unknown, so the partition is listed again once it clears.
+    known.high_watermark = read.error != error_code::none ? -1 : read.high_watermark;
+    known.log_start_offset = read.log_start_offset;
+    return include;
+}
+
+// The answer: every target in order (a full fetch) or only what changed (incremental),
+// consecutive partitions of one topic under one topic entry.
+proto::fetch_response build_response(fetch_state& state,
+                                     std::vector<std::vector<storage::file_slice>>& external) {
+    proto::fetch_response response;
+    response.error_code = proto::code(state.top_error);
+    response.session_id = state.response_session_id;
+    std::vector<partition_read*> by_slot(state.targets.size(), nullptr);
+    for (partition_read& read : state.results)
+        if (read.slot < by_slot.size()) by_slot[read.slot] = &read;
+    std::vector<size_t> rotated;  // session positions that returned records
+    for (size_t slot = 0; slot < by_slot.size(); ++slot) {
+        partition_read* read = by_slot[slot];
+        if (read == nullptr) continue;
+        const bool listed = state.session ? changed_for_session(*state.session, *read) : true;
+        if (state.incremental && !listed) {
+            read->slices.clear();
+            continue;
+        }
+        const fetch_target& target = state.targets[slot];
+        if (response.responses.empty() || response.responses.back().topic != target.topic ||
+            response.responses.back().topic_id != target.topic_id) {
+            proto::fetch_response::fetchable_topic_response topic;
+            topic.topic = target.topic;
+            topic.topic_id = target.topic_id;
+            response.responses.push_back(std::move(topic));
+        }
+        proto::fetch_response::partition_data p;
+        p.partition_index = target.partition;
+        p.error_code = proto::code(read->error);
+        p.high_watermark = read->high_watermark;
+        p.last_stable_offset = read->high_watermark;
+        p.log_start_offset = read->log_start_offset;
+        p.preferred_read_replica = -1;
+        p.aborted_transactions.emplace();
+        if (read->error == error_code::none && read->bytes > 0) {
+            p.records_.external_length = static_cast<int32_t>(read->bytes);
+            p.records_.external_id = static_cast<uint32_t>(external.size());
+            external.push_back(std::move(read->slices));
+            if (state.session) {
+                const int64_t at = state.session->find(read->topic, read->topic_id, read->index);
+                if (at >= 0) rotated.push_back(static_cast<size_t>(at));
+            }
+        }
+        response.responses.back().partitions.push_back(std::move(p));
+    }
+    if (state.incremental) state.session->rotate(rotated);
+    return response;
+}
+
 void respond_now(const fetch_ptr& state) {
     state->done = true;
     shard_state& shard = *state->req->shard;
     if (state->timer_id != 0) shard.net_shard().cancel_timer(state->timer_id);
-    proto::fetch_response response;
-    response.error_code = proto::code(state->top_error);
-    response.session_id = 0;
-    for (const auto& topic : state->body.topics) {
-        proto::fetch_response::fetchable_topic_response out;
-        out.topic = topic.topic;
-        for (const auto& part : topic.partitions) {
-            proto::fetch_response::partition_data p;
-            p.partition_index = part.partition;
-            p.high_watermark = -1;
-            p.last_stable_offset = -1;
-            p.log_start_offset = -1;
-            p.preferred_read_replica = -1;
-            p.aborted_transactions.emplace();
-            out.partitions.push_back(std::move(p));
-        }
-        response.responses.push_back(std::move(out));
-    }
     // The results were trimmed to the response's limits (trim_to_response).
     std::vector<std::vector<storage::file_slice>> external;
-    for (partition_read& read : state->results) {
-        auto& p = response.responses[read.topic_slot].partitions[read.partition_slot];
-        p.error_code = proto::code(read.error);
-        p.high_watermark = read.high_watermark;
-        p.last_stable_offset = read.high_watermark;
-        p.log_start_offset = read.log_start_offset;
-        if (read.error != error_code::none || read.bytes == 0) continue;
-        p.records_.external_length = static_cast<int32_t>(read.bytes);
-        p.records_.external_id = static_cast<uint32_t>(external.size());
-        external.push_back(std::move(read.slices));
-    }
+    const proto::fetch_response response = build_response(*state, external);
     // Encode through a writer to learn where each partition's records go, then turn
     // every gap into file pieces spliced by net/ at that position.
     proto::writer out(512);
@@ -355,7 +415,7 @@ void finish_round(const fetch_ptr& state) {
 
 void run_round(fetch_ptr state) {
     state->round_running = true;
-    state->results.clear();
+    state->results = state->failed_early;
     auto remaining = std::make_shared<size_t>(state->by_owner.size());
     // The partition cap is shared out so that the owners together never read more
     // partitions with data than one answer may carry (give or take the rounding).
@@ -385,6 +445,112 @@ void run_round(fetch_ptr state) {
     }
 }
 
+int64_t wall_clock_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// A requested topic as (name, id): v13+ names it by id, and the name comes from the
+// metadata (empty when the id names no topic); older versions name it, with no id.
+fetch_target resolve(const metadata_snapshot& metadata, bool by_id, const std::string& name,
+                     const proto::uuid& id, int32_t partition) {
+    if (by_id) {
+        const topic_info* topic = metadata.find(id);
+        return {topic ? topic->name : std::string(), id, partition};
+    }
+    return {name, proto::uuid{}, partition};  // names only: the session keys on them
+}
+
+session_partition session_entry(const fetch_target& target,
+                                const proto::fetch_request::fetch_partition& part) {
+    session_partition p;
+    p.topic = target.topic;
+    p.topic_id = target.topic_id;
+    p.partition = target.partition;
+    p.fetch_offset = part.fetch_offset;
+    p.max_bytes = part.partition_max_bytes;
+    p.current_leader_epoch = part.current_leader_epoch;
+    p.last_fetched_epoch = part.last_fetched_epoch;
+    return p;
+}
+
+// The partitions of the request itself, in request order (a full fetch).
+std::vector<session_partition> requested(const fetch_state& state, const metadata_snapshot& md) {
+    const bool by_id = state.req->version() >= 13;
+    std::vector<session_partition> out;
+    for (const auto& topic : state.body.topics)
+        for (const auto& part : topic.partitions)
+            out.push_back(session_entry(
+                resolve(md, by_id, topic.topic, topic.topic_id, part.partition), part));
+    return out;
+}
+
+// Applies an incremental request to its session: partitions added or updated, then the
+// forgotten ones removed.
+void update_session(fetch_session& session, const fetch_state& state, const metadata_snapshot& md) {
+    const bool by_id = state.req->version() >= 13;
+    for (const auto& topic : state.body.topics)
+        for (const auto& part : topic.partitions)
+            session.upsert(session_entry(
+                resolve(md, by_id, topic.topic, topic.topic_id, part.partition), part));
+    for (const auto& forgotten : state.body.forgotten_topics_data)
+        for (int32_t index : forgotten.partitions)
+            session.forget(by_id ? std::string() : forgotten.topic, forgotten.topic_id, index);
+}
+
+// Chooses what this fetch reads and how it answers (Kafka's FetchManager.newContext):
+// returns the partitions to read, or sets top_error for a session it cannot use.
+std::vector<session_partition> fetch_context(fetch_state& state) {
+    shard_state& shard = *state.req->shard;
+    const metadata_snapshot& md = *shard.metadata();
+    const auto& body = state.body;
+    if (state.req->version() < 7) return requested(state, md);
+    fetch_session_cache& cache = shard.fetch_sessions();
+    const bool full = body.session_epoch == 0 || body.session_epoch == -1;
+    if (full) {
+        // A full fetch closes the session it names; epoch 0 opens a new one.
+        if (body.session_id != 0) cache.remove(body.session_id);
+        auto partitions = requested(state, md);
+        if (body.session_epoch == 0 && !partitions.empty()) {
+            const bool follower = body.replica_id >= 0 || body.replica_state_.replica_id >= 0;
+            state.session =
+                cache.create(follower, state.req->version() >= 13, wall_clock_ms(), partitions);
+            if (state.session) state.response_session_id = state.session->id;
+        }
+        return partitions;
+    }
+    session_ptr session = cache.find(body.session_id);
+    if (!session) {
+        state.top_error = error_code::fetch_session_id_not_found;
+        return {};
+    }
+    if (session->epoch != body.session_epoch) {
+        state.top_error = error_code::invalid_fetch_session_epoch;
+        return {};
+    }
+    if (session->uses_topic_ids != (state.req->version() >= 13)) {
+        state.top_error = error_code::fetch_session_topic_id_error;
+        return {};
+    }
+    update_session(*session, state, md);
+    if (session->partitions.empty()) {
+        cache.remove(session->id);
+        return {};
+    }
+    cache.touch(*session, wall_clock_ms());
+    session->epoch = next_session_epoch(session->epoch);
+    state.session = session;
+    state.incremental = true;
+    state.response_session_id = session->id;
+    // A session fetch names each topic as the session does (by id, or by name); the
+    // name of an id is looked up again, as the topic may have gone since.
+    auto partitions = session->partitions;
+    for (auto& p : partitions)
+        if (session->uses_topic_ids) p.topic = resolve(md, true, "", p.topic_id, 0).topic;
+    return partitions;
+}
+
 }  // namespace
 
 void handle_fetch(request_ptr req) {
@@ -399,44 +565,36 @@ void handle_fetch(request_ptr req) {
     const auto& body = state->body;
     state->deadline = std::chrono::steady_clock::now() +
                       std::chrono::milliseconds(std::max<int32_t>(body.max_wait_ms, 0));
-    if (req->version() >= 7 && body.session_id != 0) {
-        state->top_error = error_code::fetch_session_id_not_found;
-        respond_now(state);
-        return;
-    }
-    for (size_t t = 0; t < body.topics.size(); ++t) {
-        const auto& topic = body.topics[t];
-        const topic_info* info = shard.metadata()->find(topic.topic);
-        for (size_t i = 0; i < topic.partitions.size(); ++i) {
-            const auto& part = topic.partitions[i];
-            partition_read read;
-            read.topic_slot = t;
-            read.partition_slot = i;
-            read.topic = topic.topic;
-            read.index = part.partition;
-            read.offset = part.fetch_offset;
-            read.max_bytes = part.partition_max_bytes;
-            const auto owner = owner_of(info, part.partition);
-            if (!owner) {
-                read.error = error_code::unknown_topic_or_partition;
-                state->results.push_back(std::move(read));
-                continue;
-            }
-            state->by_owner[*owner].push_back(std::move(read));
+    const std::vector<session_partition> partitions = fetch_context(*state);
+    const bool by_id = req->version() >= 13;
+    for (const session_partition& part : partitions) {
+        const size_t slot = state->targets.size();
+        state->targets.push_back({part.topic, part.topic_id, part.partition});
+        partition_read read;
+        read.slot = slot;
+        read.topic = part.topic;
+        read.topic_id = by_id ? part.topic_id : proto::uuid{};
+        read.index = part.partition;
+        read.offset = part.fetch_offset;
+        read.max_bytes = part.max_bytes;
+        const topic_info* info = part.topic.empty() ? nullptr : shard.metadata()->find(part.topic);
+        if (by_id && (info == nullptr || info->id != part.topic_id)) {
+            read.error = error_code::unknown_topic_id;
+            state->failed_early.push_back(std::move(read));
+            continue;
         }
+        const auto owner = owner_of(info, part.partition);
+        if (!owner) {
+            read.error = error_code::unknown_topic_or_partition;
+            state->failed_early.push_back(std::move(read));
+            continue;
+        }
+        state->by_owner[*owner].push_back(std::move(read));
     }
     if (state->by_owner.empty()) {
+        state->results = state->failed_early;
         respond_now(state);
         return;
-    }
-    // Partitions that failed before reading stay in `results` of every round.
-    auto failed_early = std::make_shared<std::vector<partition_read>>(std::move(state->results));
-    state->results.clear();
-    if (!failed_early->empty()) {
-        for (auto& read : *failed_early) {
-            auto& list = state->by_owner.begin()->second;
-            list.push_back(std::move(read));
-        }
     }
     run_round(state);
 }

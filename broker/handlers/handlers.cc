@@ -8,7 +8,7 @@ std::span<const handler_entry> handler_list() {
     using proto::api_key;
     static const handler_entry list[] = {
         {api_key::produce, 0, 9, handle_produce},
-        {api_key::fetch, 0, 12, handle_fetch},
+        {api_key::fetch, 0, 17, handle_fetch},
         {api_key::list_offsets, 0, 7, handle_list_offsets},
         {api_key::metadata, 0, 12, handle_metadata},
         {api_key::api_versions, 0, 3, handle_api_versions},
