@@ -89,7 +89,7 @@ void handle_describe_topic_partitions(request_ptr req) {
             continue;
         }
         if (remaining == 0) {  // the next answer starts at this topic
-            response.next_cursor.emplace();
+            response.next_cursor = response_type::response_cursor{};
             response.next_cursor->topic_name = name;
             response.next_cursor->partition_index = 0;
             break;
@@ -101,7 +101,7 @@ void handle_describe_topic_partitions(request_ptr req) {
         response.topics.push_back(describe(*topic, node, first, count));
         remaining -= count;
         if (first + count < topic->partition_count()) {
-            response.next_cursor.emplace();
+            response.next_cursor = response_type::response_cursor{};
             response.next_cursor->topic_name = name;
             response.next_cursor->partition_index = first + count;
             break;

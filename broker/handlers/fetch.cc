@@ -26,9 +26,15 @@
 // then applies the rules above to the merged results in request order and lets go of
 // what does not fit at once, so a fetch never holds more than a few descriptors beyond
 // what it answers, and none at all while it waits for data.
+#include <unistd.h>
+
+#include <cerrno>
+
 #include "broker/fetch_session.h"
 #include "broker/handlers/handlers.h"
+#include "broker/topic_config.h"
 #include "proto/error_code.h"
+#include "proto/legacy_records.h"
 #include "proto/messages.h"
 
 namespace spate::broker {
@@ -90,6 +96,8 @@ struct fetch_state : std::enable_shared_from_this<fetch_state> {
     // Partitions answered with an error before any read (unknown topic, id or partition),
     // put back into `results` every round.
     std::vector<partition_read> failed_early;
+    // Fetch v0-v3: the records converted to message format v0/v1, owned until sent.
+    std::vector<std::vector<uint8_t>> converted;
     session_ptr session;       // the session this fetch opened or continues, if any
     bool incremental = false;  // list only what changed (an incremental session fetch)
     int32_t response_session_id = 0;
@@ -230,6 +238,33 @@ bool changed_for_session(fetch_session& session, const partition_read& read) {
     return include;
 }
 
+// Fetch v0-v3 predate record batch v2: the batches read are converted to message format
+// v0 (Fetch v0-v1) or v1 (v2-v3), a copy instead of a splice, as Kafka 3.x does, unless
+// the topic's message.downconversion.enable is false (UNSUPPORTED_VERSION then).
+error_code downconvert(fetch_state& state, partition_read& read,
+                       proto::fetch_response::partition_data& out) {
+    const topic_info* topic = state.req->shard->metadata()->find(read.topic);
+    if (topic == nullptr) return error_code::unknown_topic_or_partition;
+    if (!effective_config(state.req->shard->config(), topic->configs).downconversion_enable)
+        return error_code::unsupported_version;
+    std::vector<uint8_t> bytes(static_cast<size_t>(read.bytes));
+    size_t at = 0;
+    for (const storage::file_slice& slice : read.slices) {
+        const ssize_t got = ::pread(slice.file->fd, bytes.data() + at,
+                                    static_cast<size_t>(slice.length), slice.position);
+        if (got != slice.length) return error_code::kafka_storage_error;
+        at += static_cast<size_t>(slice.length);
+    }
+    read.slices.clear();
+    const int8_t magic = state.req->version() >= 2 ? 1 : 0;
+    auto converted = proto::downconvert_batches(
+        bytes, magic, static_cast<size_t>(std::max<int32_t>(read.max_bytes, 1)));
+    if (!converted) return error_code::corrupt_message;
+    state.converted.push_back(std::move(*converted));
+    out.records_.bytes = state.converted.back();
+    return error_code::none;
+}
+
 // The answer: every target in order (a full fetch) or only what changed (incremental),
 // consecutive partitions of one topic under one topic entry.
 proto::fetch_response build_response(fetch_state& state,
@@ -265,7 +300,9 @@ proto::fetch_response build_response(fetch_state& state,
         p.log_start_offset = read->log_start_offset;
         p.preferred_read_replica = -1;
         p.aborted_transactions.emplace();
-        if (read->error == error_code::none && read->bytes > 0) {
+        if (read->error == error_code::none && read->bytes > 0 && state.req->version() < 4) {
+            p.error_code = proto::code(downconvert(state, *read, p));
+        } else if (read->error == error_code::none && read->bytes > 0) {
             p.records_.external_length = static_cast<int32_t>(read->bytes);
             p.records_.external_id = static_cast<uint32_t>(external.size());
             external.push_back(std::move(read->slices));

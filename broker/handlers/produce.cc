@@ -9,6 +9,7 @@
 
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
+#include "proto/legacy_records.h"
 #include "proto/messages.h"
 #include "proto/record_batch.h"
 
@@ -24,7 +25,9 @@ struct partition_work {
     std::string topic;
     int32_t index;
     std::span<uint8_t> batch;
-    std::vector<uint8_t> recompressed;  // owns `batch` when the topic's codec changed it
+    // Owns `batch` when the broker rewrote it: converted from message format v0/v1, or
+    // recompressed to the topic's codec.
+    std::vector<uint8_t> owned;
     proto::batch_header header;
     // Results, filled in on the owner shard.
     error_code error = error_code::none;
@@ -91,6 +94,26 @@ error_code check_records(std::span<const uint8_t> batch, const proto::batch_head
     return error_code::none;
 }
 
+// Produce v0-v2 may carry message format v0/v1 (magic 0 or 1 where a batch has its
+// magic): converted to one record batch v2, as Kafka 3.x converts it on append.
+bool is_legacy_set(std::span<const uint8_t> bytes) {
+    return bytes.size() > proto::batch_magic_offset &&
+           (bytes[proto::batch_magic_offset] == 0 || bytes[proto::batch_magic_offset] == 1);
+}
+
+error_code upconvert(std::span<const uint8_t> bytes, size_t bytes_max,
+                     std::vector<uint8_t>& converted, std::optional<std::string>& message) {
+    auto batch = proto::upconvert_message_set(bytes, bytes_max);
+    if (batch) {
+        converted = std::move(*batch);
+        return error_code::none;
+    }
+    message = batch.failure().message;
+    // CORRUPT_MESSAGE rather than INVALID_RECORD: clients this old know only that code.
+    return batch.failure().code == EFBIG ? error_code::message_too_large
+                                         : error_code::corrupt_message;
+}
+
 int64_t wall_clock_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
@@ -143,8 +166,8 @@ error_code apply_topic_codec(const effective_topic_config& config, partition_wor
             "the batch recompressed to the topic's compression.type exceeds max.message.bytes";
         return error_code::message_too_large;
     }
-    work.recompressed = std::move(*converted);
-    work.batch = work.recompressed;
+    work.owned = std::move(*converted);
+    work.batch = work.owned;
     work.header.attributes =
         static_cast<int16_t>((work.header.attributes & ~proto::batch_attribute_codec_mask) |
                              static_cast<int16_t>(codec));
@@ -241,6 +264,47 @@ void append_all(shard_state& owner, work_list list, bool sync_first,
     }
 }
 
+// Validates one partition's records and fills `work.batch` / `work.header` with the
+// batch to append: the request's own bytes (the frame lives as long as the request, so
+// offsets are rewritten in place), or a v2 batch converted from message format v0/v1.
+error_code check_partition(const proto::produce_request& body, int16_t version,
+                           const effective_topic_config& config, const proto::records& records,
+                           partition_work& work, std::optional<std::string>& message) {
+    if (records.is_null || records.bytes.empty()) return error_code::invalid_record;
+    const auto bytes_max = static_cast<size_t>(config.message_max_bytes);
+    work.batch = {const_cast<uint8_t*>(records.bytes.data()), records.bytes.size()};
+    if (version <= 2 && is_legacy_set(records.bytes)) {
+        if (auto failure = upconvert(records.bytes, bytes_max, work.owned, message);
+            failure != error_code::none)
+            return failure;
+        work.batch = work.owned;
+    }
+    const proto::batch_check checked = proto::validate_batch(work.batch, bytes_max, true);
+    if (error_code failure = batch_error_code(checked.error); failure != error_code::none)
+        return failure;
+    // Produce v3+ carries exactly one batch per partition.
+    if (checked.header.total_size() != static_cast<int64_t>(work.batch.size()))
+        return error_code::invalid_record;
+    if (checked.header.is_transactional() || checked.header.is_control())
+        return error_code::invalid_record;
+    proto::records_check records_checked{};
+    if (error_code failure = check_records(work.batch, checked.header, bytes_max,
+                                           config.log.cleanup_compact, message, records_checked);
+        failure != error_code::none)
+        return failure;
+    if (error_code failure = check_timestamps(config, checked.header, records_checked, message);
+        failure != error_code::none)
+        return failure;
+    // One replica here: acks=all cannot meet a min.insync.replicas above 1.
+    if (body.acks == -1 && config.min_insync_replicas > 1) {
+        message = "min.insync.replicas is " + std::to_string(config.min_insync_replicas) +
+                  " but the partition has 1 in-sync replica";
+        return error_code::not_enough_replicas;
+    }
+    work.header = checked.header;
+    return error_code::none;
+}
+
 }  // namespace
 
 void handle_produce(request_ptr req) {
@@ -267,56 +331,23 @@ void handle_produce(request_ptr req) {
             out.base_offset = -1;
             out.log_start_offset = -1;
             out.log_append_time_ms = -1;
-            error_code failure = error_code::none;
-            proto::batch_check checked{};
-            proto::records_check records_checked{};
-            const auto& records = part.records_;
             const auto owner = owner_of(info, part.index);
+            error_code failure = error_code::none;
+            partition_work work;
             if (!acks_valid)
                 failure = error_code::invalid_required_acks;
             else if (!owner)
                 failure = error_code::unknown_topic_or_partition;
             else if (transactional)
                 failure = error_code::transactional_id_authorization_failed;
-            else if (records.is_null || records.bytes.empty())
-                failure = error_code::invalid_record;
-            else {
-                checked = proto::validate_batch(
-                    records.bytes, static_cast<size_t>(config.message_max_bytes), true);
-                failure = batch_error_code(checked.error);
-                // Produce v3+ carries exactly one batch per partition.
-                if (failure == error_code::none &&
-                    checked.header.total_size() != static_cast<int64_t>(records.bytes.size()))
-                    failure = error_code::invalid_record;
-                if (failure == error_code::none &&
-                    (checked.header.is_transactional() || checked.header.is_control()))
-                    failure = error_code::invalid_record;
-                if (failure == error_code::none)
-                    failure = check_records(records.bytes, checked.header,
-                                            static_cast<size_t>(config.message_max_bytes),
-                                            config.log.cleanup_compact, out.error_message,
-                                            records_checked);
-                if (failure == error_code::none)
-                    failure = check_timestamps(config, checked.header, records_checked,
-                                               out.error_message);
-                // One replica here: acks=all cannot meet a min.insync.replicas above 1.
-                if (failure == error_code::none && body->acks == -1 &&
-                    config.min_insync_replicas > 1) {
-                    failure = error_code::not_enough_replicas;
-                    out.error_message = "min.insync.replicas is " +
-                                        std::to_string(config.min_insync_replicas) +
-                                        " but the partition has 1 in-sync replica";
-                }
-            }
-            partition_work work;
+            else
+                failure = check_partition(*body, req->version(), config, part.records_, work,
+                                          out.error_message);
             if (failure == error_code::none) {
                 work.topic_slot = response->responses.size();
                 work.partition_slot = topic_out.partition_responses.size();
                 work.topic = topic.name;
                 work.index = part.index;
-                // The frame is ours and lives as long as `req`: offsets are rewritten in place.
-                work.batch = {const_cast<uint8_t*>(records.bytes.data()), records.bytes.size()};
-                work.header = checked.header;
                 failure = apply_topic_codec(config, work, out.error_message);
             }
             out.error_code = proto::code(failure);

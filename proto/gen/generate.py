@@ -732,10 +732,13 @@ class CodeGen:
             return
         if field.is_struct:
             if is_optional(field):
+                # Not emplace(): clang 14 rejects emplace() of a nested struct with default
+                # member initialisers; assigning a value-initialised one works everywhere.
+                fresh = f"{expr} = std::decay_t<decltype({expr})>::value_type{{}}; {expr}->read({source}, version);"
                 if nullable_cond == "false":
-                    out(f"{expr}.emplace().read({source}, version);", indent)
+                    out(fresh, indent)
                 else:
-                    out(f"if (!({nullable_cond}) || {source}.int8() >= 0) {expr}.emplace().read({source}, version);", indent)
+                    out(f"if (!({nullable_cond}) || {source}.int8() >= 0) {{ {fresh} }}", indent)
                     out(f"else {expr}.reset();", indent)
             else:
                 out(f"{expr}.read({source}, version);", indent)
@@ -927,7 +930,8 @@ class CodeGen:
                     body.append(f"{expr} = std::vector<{element_type(field)}>{{{a}, {b}}};")
             elif field.is_struct:
                 if is_optional(field):
-                    body.append(f"{expr}.emplace().fill_sample(version);")
+                    body.append(f"{expr} = std::decay_t<decltype({expr})>::value_type{{}};")
+                    body.append(f"{expr}->fill_sample(version);")
                 else:
                     body.append(f"{expr}.fill_sample(version);")
             else:
