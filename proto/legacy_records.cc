@@ -108,12 +108,16 @@ result<std::vector<uint8_t>> upconvert_message_set(std::span<const uint8_t> set,
         return error{EINVAL, "unknown compression codec in a legacy message"};
     std::optional<batch_builder> builder;
     size_t bytes = batch_header_size;
+    bool bad_timestamp = false;
     auto walked = for_each_legacy_message(set, bytes_max, [&](const legacy_message& m) {
+        // -1 (none, and every magic 0 message) or a time since the epoch, as Kafka checks.
+        if (m.timestamp < -1) bad_timestamp = true;
         if (!builder) builder.emplace(codec, m.timestamp);
         bytes += 32 + (m.key ? m.key->size() : 0) + (m.value ? m.value->size() : 0);
         if (bytes <= bytes_max) builder->add(m.key, m.value, {}, m.timestamp);
     });
     if (!walked) return walked.failure();
+    if (bad_timestamp) return error{EINVAL, "a legacy message timestamp below -1"};
     if (bytes > bytes_max) return error{EFBIG, "legacy messages exceed the size limit"};
     if (!builder || builder->records_count() == 0)
         return error{EINVAL, "a legacy message set without a complete message"};
@@ -137,9 +141,9 @@ result<std::vector<uint8_t>> downconvert_batches(std::span<const uint8_t> batche
             const int8_t attributes =
                 h.has_log_append_time() && magic >= 1 ? attribute_log_append_time : 0;
             auto walked = for_each_record(batch, bytes_max, [&](const record_view& r) {
-                const int64_t timestamp = h.has_log_append_time()
-                                              ? h.max_timestamp
-                                              : h.base_timestamp + r.timestamp_delta;
+                const int64_t timestamp =
+                    h.has_log_append_time() ? h.max_timestamp
+                                            : record_timestamp(h.base_timestamp, r.timestamp_delta);
                 write_message(converted, magic, h.base_offset + r.offset_delta, attributes,
                               timestamp, r.key, r.value);
             });

@@ -405,7 +405,8 @@ void batch_builder::add(std::optional<std::span<const uint8_t>> key,
     if (timestamp > _max_timestamp) _max_timestamp = timestamp;
     writer body;
     body.int8(0);
-    body.varlong(timestamp - _base_timestamp);
+    body.varlong(static_cast<int64_t>(static_cast<uint64_t>(timestamp) -
+                                      static_cast<uint64_t>(_base_timestamp)));
     body.varint(_count);
     auto nullable = [&body](const std::optional<std::span<const uint8_t>>& field) {
         if (!field) {

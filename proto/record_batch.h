@@ -280,6 +280,12 @@ template <class Fn>
 result<void> for_each_record(std::span<const uint8_t> batch, size_t decompressed_bytes_max,
                              Fn&& fn);
 
+// A record's timestamp: the batch's base plus the record's delta, wrapping as Java's long
+// arithmetic does instead of overflowing (both come from peers and may be anything).
+inline int64_t record_timestamp(int64_t base, int64_t delta) {
+    return static_cast<int64_t>(static_cast<uint64_t>(base) + static_cast<uint64_t>(delta));
+}
+
 // Converts text to the byte view the record functions take.
 inline std::span<const uint8_t> byte_view(std::string_view text) {
     return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};

@@ -110,9 +110,10 @@ result<partition_log::offset_and_timestamp> first_record_at_or_after(const segme
         return got.failure();
     auto walked = proto::for_each_record(
         bytes, timestamp_search_decompressed_bytes_max, [&](const proto::record_view& record) {
-            if (h.base_timestamp + record.timestamp_delta < timestamp) return true;
+            if (proto::record_timestamp(h.base_timestamp, record.timestamp_delta) < timestamp)
+                return true;
             found = {h.base_offset + record.offset_delta,
-                     h.base_timestamp + record.timestamp_delta};
+                     proto::record_timestamp(h.base_timestamp, record.timestamp_delta)};
             return false;
         });
     (void)walked;  // A decoding failure keeps the whole-batch answer, as documented.

@@ -410,9 +410,10 @@ void append_record(std::string& out, std::string_view topic, int32_t partition_i
     consumed.partition = partition_index;
     consumed.offset = header.base_offset + record.offset_delta;
     consumed.log_append_time = header.has_log_append_time();
-    consumed.timestamp_ms = consumed.log_append_time
-                                ? header.max_timestamp
-                                : header.base_timestamp + record.timestamp_delta;
+    consumed.timestamp_ms =
+        consumed.log_append_time
+            ? header.max_timestamp
+            : proto::record_timestamp(header.base_timestamp, record.timestamp_delta);
     consumed.key = record.key;
     consumed.value = record.value;
     consumed.headers = record.headers;

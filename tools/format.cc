@@ -343,9 +343,10 @@ std::string format_batch_line(const proto::batch_header& header, int64_t positio
 std::string format_record_line(const proto::batch_header& header, const proto::record_view& record,
                                bool print_payload) {
     const int64_t offset = header.base_offset + record.offset_delta;
-    const int64_t timestamp = header.has_log_append_time()
-                                  ? header.max_timestamp
-                                  : header.base_timestamp + record.timestamp_delta;
+    const int64_t timestamp =
+        header.has_log_append_time()
+            ? header.max_timestamp
+            : proto::record_timestamp(header.base_timestamp, record.timestamp_delta);
     const int64_t sequence =
         header.base_sequence < 0 ? -1 : header.base_sequence + record.offset_delta;
     std::string out =

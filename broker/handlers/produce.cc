@@ -131,8 +131,8 @@ error_code check_timestamps(const effective_topic_config& config, const proto::b
     const int64_t after = config.timestamp_after_limit_ms();
     if (before == INT64_MAX && after == INT64_MAX) return error_code::none;
     const int64_t now = wall_clock_ms();
-    const int64_t earliest = h.base_timestamp + records.timestamp_delta_min;
-    const int64_t latest = h.base_timestamp + records.timestamp_delta_max;
+    const int64_t earliest = proto::record_timestamp(h.base_timestamp, records.timestamp_delta_min);
+    const int64_t latest = proto::record_timestamp(h.base_timestamp, records.timestamp_delta_max);
     if (before != INT64_MAX && earliest < now - before) {
         message = "record timestamp " + std::to_string(earliest) + " is more than " +
                   std::to_string(before) + " ms before the broker's time " + std::to_string(now);

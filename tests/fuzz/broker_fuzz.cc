@@ -563,7 +563,7 @@ proto::fetch_request fetch(const std::string& topic, int64_t offset) {
     partition.partition = 0;
     partition.fetch_offset = offset;
     partition.partition_max_bytes = 1 << 20;
-    request.topics.push_back({topic, {partition}});
+    request.topics.push_back({topic, {}, {partition}});
     return request;
 }
 
