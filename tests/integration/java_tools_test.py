@@ -6,11 +6,14 @@ broker configs). Skips, saying so, when the Kafka folder or a JDK is absent."""
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 
-from harness import Broker, Runner
+from harness import Broker, Runner, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -64,6 +67,60 @@ def wait_for(what, check, timeout=30):
             return last
         time.sleep(0.5)
     raise AssertionError("timed out waiting for " + what)
+
+
+class RequestLog:
+    """A loopback TCP proxy in front of the broker that notes (api_key, version, bytes) of
+    every request passing through, so a test can see what a real client sends."""
+
+    def __init__(self, target_port, port):
+        self.port = port
+        self.target = target_port
+        self.requests = []
+        self.lock = threading.Lock()
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self.pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(upstream, client, False), daemon=True).start()
+
+    def pump(self, source, sink, requests):
+        pending = b""
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+                if not requests:
+                    continue
+                pending += data
+                while len(pending) >= 8:
+                    size = struct.unpack(">i", pending[:4])[0]
+                    if len(pending) < 4 + size:
+                        break
+                    key, version = struct.unpack(">hh", pending[4:8])
+                    with self.lock:
+                        self.requests.append((key, version, size))
+                    pending = pending[4 + size:]
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.server.close()
 
 
 def test_topics_create_describe_alter_delete():
@@ -199,6 +256,36 @@ def test_admin_client_describe_apis():
         assert probe(b, "acls") == [["acls", "SecurityDisabledException", "SecurityDisabledException"]]
 
 
+def test_java_consumer_of_1000_partitions_fetches_incrementally():
+    """The Java consumer opens a fetch session (Fetch v17, topic ids): after its first full
+    fetch, each fetch request names only what changed and is a few bytes, not 1,000
+    partitions."""
+    proxy_port = free_port()
+    with Broker(extra=["--advertised", "127.0.0.1:%d" % proxy_port]) as b:
+        log = RequestLog(b.port, proxy_port)
+        try:
+            tool(b, "kafka-topics.sh", "--create", "--topic", "wide", "--partitions", "1000")
+            tool(b, "kafka-console-producer.sh", "--topic", "wide",
+                 data="".join("record %d\n" % i for i in range(20)))
+            out = subprocess.run(
+                [os.path.join(KAFKA, "bin", "kafka-console-consumer.sh"), "--bootstrap-server",
+                 "127.0.0.1:%d" % proxy_port, "--topic", "wide", "--from-beginning",
+                 "--timeout-ms", "8000", "--consumer-property", "fetch.max.wait.ms=200"],
+                capture_output=True, text=True, timeout=120)
+            got = sorted(out.stdout.splitlines())
+            assert got == sorted("record %d" % i for i in range(20)), (len(got), out.stderr[-2000:])
+            fetches = [(version, size) for key, version, size in log.requests if key == 1]
+            assert len(fetches) >= 5 and all(v == 17 for v, _ in fetches), fetches[:5]
+            full = max(size for _, size in fetches)
+            later = sorted(size for _, size in fetches[2:])
+            assert full > 15000, fetches[:3]  # 1,000 partitions named once
+            assert later[len(later) // 2] < 200, later  # then only what changed
+            print("java consumer, 1,000 partitions: largest fetch request %d B, median later %d B"
+                  " over %d fetches" % (full, later[len(later) // 2], len(fetches)))
+        finally:
+            log.close()
+
+
 if __name__ == "__main__":
     if KAFKA is None:
         print("SKIP: Apache Kafka's tools not found (../shared/kafka or $SPATE_KAFKA_DIR); "
@@ -209,4 +296,5 @@ if __name__ == "__main__":
         sys.exit(77)
     Runner().run([test_topics_create_describe_alter_delete, test_console_producer_and_consumer,
                   test_consumer_groups_describe_shows_host, test_perf_tools,
-                  test_admin_client_describe_apis])
+                  test_admin_client_describe_apis,
+                  test_java_consumer_of_1000_partitions_fetches_incrementally])
