@@ -163,7 +163,8 @@ std::optional<version_range> broker_connection::advertised(int16_t key) const {
 
 result<void> broker_connection::negotiate() {
     // Ask at our highest version; a broker that does not know it answers in the v0 body
-    // with UNSUPPORTED_VERSION and its own range, and we ask again at that.
+    // with UNSUPPORTED_VERSION and its own range (or none, before Kafka 2.4), and we ask
+    // again at that (or at v0).
     int16_t version = proto::api_versions_request::version_max;
     for (int attempt = 0; attempt < 2; ++attempt) {
         proto::api_versions_request request;
@@ -192,9 +193,11 @@ result<void> broker_connection::negotiate() {
         if (response.error_code != proto::code(proto::error_code::unsupported_version))
             return failure(std::string("ApiVersions error ") +
                            proto::error_name(response.error_code));
+        // Brokers before KIP-511 (Kafka < 2.4) send no ranges with the error: every
+        // broker serves v0, so ask again at v0.
         const auto theirs = advertised(static_cast<int16_t>(proto::api_key::api_versions));
-        if (!theirs || theirs->max >= version) return failure("an inconsistent ApiVersions answer");
-        version = theirs->max;
+        if (theirs && theirs->max >= version) return failure("an inconsistent ApiVersions answer");
+        version = theirs ? theirs->max : 0;
     }
     return failure("no common ApiVersions version");
 }
