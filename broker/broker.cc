@@ -95,9 +95,12 @@ fetch_session_cache& shard_state::fetch_sessions() {
         const uint64_t shards = std::max<uint32_t>(_broker.shard_count(), 1);
         const uint64_t slots =
             (config().max_incremental_fetch_session_cache_slots + shards - 1) / shards;
+        // Room for a few sessions naming every partition the broker may host, per shard.
+        const auto entries_max =
+            static_cast<size_t>(4 * std::max<int64_t>(config().partitions_max, 1000));
         _fetch_sessions = std::make_unique<fetch_session_cache>(
             static_cast<size_t>(slots), config().min_incremental_fetch_session_eviction_ms,
-            static_cast<uint8_t>(id()), std::random_device{}());
+            static_cast<uint8_t>(id()), std::random_device{}(), entries_max);
     }
     return *_fetch_sessions;
 }

@@ -65,8 +65,18 @@ void fetch_session::reindex() {
 int32_t next_session_epoch(int32_t epoch) { return epoch == INT32_MAX ? 1 : epoch + 1; }
 
 fetch_session_cache::fetch_session_cache(size_t slots, int64_t eviction_ms, uint8_t shard_index,
-                                         uint64_t seed)
-    : _slots(slots), _eviction_ms(eviction_ms), _shard_index(shard_index), _random(seed) {}
+                                         uint64_t seed, size_t entries_max)
+    : _slots(slots),
+      _eviction_ms(eviction_ms),
+      _shard_index(shard_index),
+      _entries_max(entries_max),
+      _random(seed) {}
+
+size_t fetch_session_cache::entries() const {
+    size_t total = 0;
+    for (const auto& [id, session] : _sessions) total += session->partitions.size();
+    return total;
+}
 
 session_ptr fetch_session_cache::find(int32_t id) const {
     auto found = _sessions.find(id);
@@ -119,9 +129,10 @@ bool fetch_session_cache::evict_for(bool privileged, size_t size, int64_t now_ms
 
 session_ptr fetch_session_cache::create(bool privileged, bool uses_topic_ids, int64_t now_ms,
                                         std::vector<session_partition> partitions) {
-    if (_slots == 0) return nullptr;
+    if (_slots == 0 || partitions.size() > _entries_max) return nullptr;
     if (_sessions.size() >= _slots && !evict_for(privileged, partitions.size(), now_ms))
         return nullptr;
+    if (entries() + partitions.size() > _entries_max) return nullptr;
     auto session = std::make_shared<fetch_session>();
     session->id = new_id();
     session->privileged = privileged;

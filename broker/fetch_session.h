@@ -17,8 +17,12 @@
 // than that (any of them, for a follower's session, which is privileged, also a
 // non-privileged one of any age), provided the new one is larger, or privileged
 // against a non-privileged one. When nothing can be evicted the fetch is answered in full
-// with session id 0.
+// with session id 0. The partitions all sessions hold together are bounded too: a new
+// session that would pass the bound is not created, and an incremental fetch that grows
+// its session past it loses the session (FETCH_SESSION_ID_NOT_FOUND, as after an
+// eviction); the client then fetches without one.
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -82,7 +86,11 @@ int32_t next_session_epoch(int32_t epoch);
 
 class fetch_session_cache {
 public:
-    fetch_session_cache(size_t slots, int64_t eviction_ms, uint8_t shard_index, uint64_t seed);
+    // `entries_max` bounds the partitions all sessions hold together (a session's
+    // partitions come from requests of up to 100 MiB: without it 1,000 sessions could
+    // hold millions of entries).
+    fetch_session_cache(size_t slots, int64_t eviction_ms, uint8_t shard_index, uint64_t seed,
+                        size_t entries_max = SIZE_MAX);
 
     session_ptr find(int32_t id) const;
     // A new session for `partitions` when a slot is free or one may be evicted; nullptr
@@ -93,6 +101,10 @@ public:
     void touch(fetch_session& session, int64_t now_ms) { session.last_used_ms = now_ms; }
 
     size_t size() const { return _sessions.size(); }
+    // Partitions held by every session together, and whether that is within bounds (an
+    // incremental fetch that grows its session past them loses the session).
+    size_t entries() const;
+    bool within_bounds() const { return entries() <= _entries_max; }
     size_t slots() const { return _slots; }
     uint64_t evictions() const { return _evictions; }
 
@@ -103,6 +115,7 @@ private:
     size_t _slots;
     int64_t _eviction_ms;
     uint8_t _shard_index;
+    size_t _entries_max;
     std::mt19937_64 _random;
     std::map<int32_t, session_ptr> _sessions;
     uint64_t _evictions = 0;

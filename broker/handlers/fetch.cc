@@ -571,6 +571,11 @@ std::vector<session_partition> fetch_context(fetch_state& state) {
         return {};
     }
     update_session(*session, state, md);
+    if (!cache.within_bounds()) {  // grown past what the sessions may hold together
+        cache.remove(session->id);
+        state.top_error = error_code::fetch_session_id_not_found;
+        return {};
+    }
     if (session->partitions.empty()) {
         cache.remove(session->id);
         return {};

@@ -93,3 +93,20 @@ TEST_CASE("fetch session cache: zero slots turns sessions off") {
     fetch_session_cache cache(0, 1000, 0, 7);
     CHECK_FALSE(cache.create(true, false, 0, parts("a", 1)));
 }
+
+TEST_CASE("fetch session cache: the partitions of all sessions together are bounded") {
+    fetch_session_cache cache(10, 1000, 0, 7, 10);
+    CHECK_FALSE(cache.create(false, false, 0, parts("big", 11)));  // alone past the bound
+    auto a = cache.create(false, false, 0, parts("a", 6));
+    REQUIRE(a);
+    CHECK_FALSE(cache.create(false, false, 0, parts("b", 5)));  // 6 + 5 > 10
+    auto b = cache.create(false, false, 0, parts("b", 4));
+    REQUIRE(b);
+    CHECK(cache.entries() == 10);
+    CHECK(cache.within_bounds());
+    session_partition more;
+    more.topic = "b";
+    more.partition = 99;
+    b->upsert(more);  // an incremental fetch grows it
+    CHECK_FALSE(cache.within_bounds());
+}

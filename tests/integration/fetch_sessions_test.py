@@ -209,8 +209,38 @@ def test_full_cache_answers_without_session_until_one_goes_stale():
         os.unlink(config.name)
 
 
+def test_sessions_together_hold_a_bounded_number_of_partitions():
+    # One shard with partitions_max 1000 keeps at most 4,000 session entries.
+    config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    config.write("partitions_max = 1000\n")
+    config.close()
+    try:
+        with Broker(shards=1, extra=["--config", config.name]) as b:
+            create(b, "p", 1000)
+            everything = [("p", [(i, 0) for i in range(1000)])]
+            clients = [FetchClient(b) for _ in range(5)]
+            sessions = [c.fetch(12, 0, 0, everything)[1] for c in clients]
+            assert all(s > 0 for s in sessions[:4]) and sessions[4] == 0, sessions
+            # Growing a session past the bound loses it, as an eviction would.
+            clients[0].fetch(12, sessions[0], -1, [])  # close one: room for 1,000
+            small = clients[4].fetch(12, 0, 0, [("p", [(0, 0)])])[1]
+            assert small > 0
+            error = clients[4].fetch(12, small, 1, [("p", [(i, 0) for i in range(1, 1000)])])[0]
+            assert error == 0  # exactly at the bound
+            new = clients[0].fetch(12, 0, 0, [("p", [(0, 0)])])[1]
+            assert new == 0  # no room left
+            # One entry more (even for a topic that does not exist) loses the session.
+            assert clients[4].fetch(12, small, 2, [("nope", [(0, 0)])])[0] == 70
+            assert clients[0].fetch(12, 0, 0, [("p", [(0, 0)])])[1] > 0  # room again
+            for c in clients:
+                c.close()
+    finally:
+        os.unlink(config.name)
+
+
 if __name__ == "__main__":
     Runner().run([test_incremental_session_carries_only_changes,
                   test_session_updates_forgets_and_closes,
                   test_fetch_by_topic_id,
-                  test_full_cache_answers_without_session_until_one_goes_stale])
+                  test_full_cache_answers_without_session_until_one_goes_stale,
+                  test_sessions_together_hold_a_bounded_number_of_partitions])
