@@ -154,8 +154,10 @@ def produce(b, topic, records, raise_errors=True, **config):
     return errors
 
 
-def consume(b, topic, count):
-    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "cfg-" + topic,
+def consume_messages(b, topic, count, group):
+    """Up to `count` messages of `topic` from the beginning (30 s at most), as a consumer
+    group member; confluent-kafka Message objects."""
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group,
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([topic])
     got = []
@@ -163,9 +165,13 @@ def consume(b, topic, count):
     while len(got) < count and time.time() < deadline:
         m = c.poll(0.5)
         if m is not None and m.error() is None:
-            got.append((m.key(), m.value()))
+            got.append(m)
     c.close()
     return got
+
+
+def consume(b, topic, count):
+    return [(m.key(), m.value()) for m in consume_messages(b, topic, count, "cfg-" + topic)]
 
 
 def test_compression_type_recompresses_batches():

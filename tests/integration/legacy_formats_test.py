@@ -9,9 +9,9 @@ import struct
 import time
 import zlib
 
-from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from configs_test import consume_messages
 from groups_test import Raw, Reader, string
 from harness import Broker, Runner
 
@@ -94,17 +94,8 @@ def create(b, name, config=None):
 
 
 def consume(b, topic, count):
-    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "modern-" + topic,
-                  "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    got = []
-    deadline = time.time() + 30
-    while len(got) < count and time.time() < deadline:
-        m = c.poll(0.5)
-        if m is not None and m.error() is None:
-            got.append((m.offset(), m.key(), m.value(), m.timestamp()[1]))
-    c.close()
-    return got
+    return [(m.offset(), m.key(), m.value(), m.timestamp()[1])
+            for m in consume_messages(b, topic, count, "modern-" + topic)]
 
 
 def test_old_produce_versions_convert_and_old_fetches_read_back():
