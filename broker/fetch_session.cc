@@ -8,14 +8,15 @@
 
 namespace spate::broker {
 
-std::string fetch_session::key_of(const std::string& topic, const proto::uuid& id) {
-    if (!id.is_zero()) return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16);
+std::string fetch_session::key_of(const std::string& topic, const proto::uuid& topic_id) {
+    if (!topic_id.is_zero())
+        return std::string(reinterpret_cast<const char*>(topic_id.bytes.data()), 16);
     return topic;
 }
 
-int64_t fetch_session::find(const std::string& topic, const proto::uuid& id,
+int64_t fetch_session::find(const std::string& topic, const proto::uuid& topic_id,
                             int32_t partition) const {
-    auto found = _index.find({key_of(topic, id), partition});
+    auto found = _index.find({key_of(topic, topic_id), partition});
     return found == _index.end() ? -1 : static_cast<int64_t>(found->second);
 }
 
@@ -34,8 +35,9 @@ void fetch_session::upsert(const session_partition& p) {
     kept.topic = p.topic;
 }
 
-void fetch_session::forget(const std::string& topic, const proto::uuid& id, int32_t partition) {
-    const int64_t at = find(topic, id, partition);
+void fetch_session::forget(const std::string& topic, const proto::uuid& topic_id,
+                           int32_t partition) {
+    const int64_t at = find(topic, topic_id, partition);
     if (at < 0) return;
     partitions.erase(partitions.begin() + at);
     reindex();

@@ -60,11 +60,11 @@ struct fetch_session {
     std::vector<session_partition> partitions;  // in fetch order
 
     // The position of (topic or id, partition) in `partitions`, or -1.
-    int64_t find(const std::string& topic, const proto::uuid& id, int32_t partition) const;
+    int64_t find(const std::string& topic, const proto::uuid& topic_id, int32_t partition) const;
     // Adds or updates a partition (an incremental request's entry).
     void upsert(const session_partition& p);
     // Removes a partition (forgotten_topics_data).
-    void forget(const std::string& topic, const proto::uuid& id, int32_t partition);
+    void forget(const std::string& topic, const proto::uuid& topic_id, int32_t partition);
     // Moves the partitions at `answered` (positions that just returned records) to the
     // end, so partitions the byte limits left out come first next time (Kafka's rotation).
     void rotate(const std::vector<size_t>& answered);
@@ -75,7 +75,7 @@ private:
             return std::hash<std::string>{}(k.first) * 31u + static_cast<size_t>(k.second);
         }
     };
-    static std::string key_of(const std::string& topic, const proto::uuid& id);
+    static std::string key_of(const std::string& topic, const proto::uuid& topic_id);
     void reindex();
     std::unordered_map<std::pair<std::string, int32_t>, size_t, key_hash> _index;
 };

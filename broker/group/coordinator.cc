@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "net/clock.h"
 #include "net/log.h"
 
 namespace spate::broker::group {
@@ -57,11 +58,7 @@ const char* state_name(group_state state) {
 
 // ---- shard_environment ---------------------------------------------------------------
 
-int64_t shard_environment::wall_clock_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+int64_t shard_environment::wall_clock_ms() { return net::wall_clock_ms(); }
 
 uint64_t shard_environment::add_timer(int64_t delay_ms, std::function<void()> fire) {
     return _shard.add_timer(std::chrono::milliseconds(std::max<int64_t>(delay_ms, 0)),

@@ -33,6 +33,7 @@
 #include "broker/fetch_session.h"
 #include "broker/handlers/handlers.h"
 #include "broker/topic_config.h"
+#include "net/clock.h"
 #include "proto/error_code.h"
 #include "proto/legacy_records.h"
 #include "proto/messages.h"
@@ -100,6 +101,7 @@ struct fetch_state : std::enable_shared_from_this<fetch_state> {
     std::vector<std::vector<uint8_t>> converted;
     session_ptr session;       // the session this fetch opened or continues, if any
     bool incremental = false;  // list only what changed (an incremental session fetch)
+    bool limited = false;      // the last round's answer left data out (trim_to_response)
     int32_t response_session_id = 0;
     std::map<net::shard_id, read_list>
         by_owner;                         // what to read where (results overwritten each round)
@@ -306,14 +308,16 @@ proto::fetch_response build_response(fetch_state& state,
             p.records_.external_length = static_cast<int32_t>(read->bytes);
             p.records_.external_id = static_cast<uint32_t>(external.size());
             external.push_back(std::move(read->slices));
-            if (state.session) {
+            if (state.incremental && state.limited) {
                 const int64_t at = state.session->find(read->topic, read->topic_id, read->index);
                 if (at >= 0) rotated.push_back(static_cast<size_t>(at));
             }
         }
         response.responses.back().partitions.push_back(std::move(p));
     }
-    if (state.incremental) state.session->rotate(rotated);
+    // Kafka's fairness: partitions that returned records go last, so those the limits
+    // left out come first next time (nothing to do when nothing was left out).
+    if (state.incremental && state.limited) state.session->rotate(rotated);
     return response;
 }
 
@@ -405,6 +409,7 @@ void finish_round(const fetch_ptr& state) {
     state->round_running = false;
     if (state->done) return;
     const bool limited = trim_to_response(*state);
+    state->limited = limited;
     int64_t total = 0;
     bool any_error = false;
     for (const auto& read : state->results) {
@@ -482,11 +487,7 @@ void run_round(fetch_ptr state) {
     }
 }
 
-int64_t wall_clock_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+using net::wall_clock_ms;
 
 // A requested topic as (name, id): v13+ names it by id, and the name comes from the
 // metadata (empty when the id names no topic); older versions name it, with no id.
@@ -570,8 +571,10 @@ std::vector<session_partition> fetch_context(fetch_state& state) {
         state.top_error = error_code::fetch_session_topic_id_error;
         return {};
     }
+    const size_t size_before = session->partitions.size();
     update_session(*session, state, md);
-    if (!cache.within_bounds()) {  // grown past what the sessions may hold together
+    if (session->partitions.size() > size_before && !cache.within_bounds()) {
+        // grown past what the sessions may hold together
         cache.remove(session->id);
         state.top_error = error_code::fetch_session_id_not_found;
         return {};
@@ -588,8 +591,15 @@ std::vector<session_partition> fetch_context(fetch_state& state) {
     // A session fetch names each topic as the session does (by id, or by name); the
     // name of an id is looked up again, as the topic may have gone since.
     auto partitions = session->partitions;
-    for (auto& p : partitions)
-        if (session->uses_topic_ids) p.topic = resolve(md, true, "", p.topic_id, 0).topic;
+    if (!session->uses_topic_ids) return partitions;
+    const proto::uuid* named = nullptr;  // consecutive partitions of one topic: one lookup
+    for (size_t i = 0; i < partitions.size(); ++i) {
+        if (named != nullptr && *named == partitions[i].topic_id)
+            partitions[i].topic = partitions[i - 1].topic;
+        else
+            partitions[i].topic = resolve(md, true, "", partitions[i].topic_id, 0).topic;
+        named = &partitions[i].topic_id;
+    }
     return partitions;
 }
 
@@ -609,6 +619,9 @@ void handle_fetch(request_ptr req) {
                       std::chrono::milliseconds(std::max<int32_t>(body.max_wait_ms, 0));
     const std::vector<session_partition> partitions = fetch_context(*state);
     const bool by_id = req->version() >= 13;
+    // Partitions of one topic come together: its metadata is looked up once per run.
+    const topic_info* info = nullptr;
+    const std::string* info_of = nullptr;
     for (const session_partition& part : partitions) {
         const size_t slot = state->targets.size();
         state->targets.push_back({part.topic, part.topic_id, part.partition});
@@ -619,7 +632,10 @@ void handle_fetch(request_ptr req) {
         read.index = part.partition;
         read.offset = part.fetch_offset;
         read.max_bytes = part.max_bytes;
-        const topic_info* info = part.topic.empty() ? nullptr : shard.metadata()->find(part.topic);
+        if (info_of == nullptr || *info_of != part.topic) {
+            info = part.topic.empty() ? nullptr : shard.metadata()->find(part.topic);
+            info_of = &part.topic;
+        }
         if (by_id && (info == nullptr || info->id != part.topic_id)) {
             read.error = error_code::unknown_topic_id;
             state->failed_early.push_back(std::move(read));

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "broker/handlers/handlers.h"
+#include "net/clock.h"
 #include "proto/error_code.h"
 #include "proto/legacy_records.h"
 #include "proto/messages.h"
@@ -114,11 +115,7 @@ error_code upconvert(std::span<const uint8_t> bytes, size_t bytes_max,
                                          : error_code::corrupt_message;
 }
 
-int64_t wall_clock_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+using net::wall_clock_ms;
 
 // message.timestamp.before.max.ms / after.max.ms (or difference.max.ms) of a CreateTime
 // topic: every record's timestamp within [now - before, now + after], else
