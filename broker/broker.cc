@@ -174,23 +174,26 @@ void shard_state::change_metadata(metadata_change change,
             }
             // Install on every shard, then answer: when the caller hears "created", every
             // shard can serve the new partitions.
-            snapshot_ptr next = changed->value();
-            auto remaining = std::make_shared<uint32_t>(process->shard_count());
-            for (net::shard_id s = 0; s < process->shard_count(); ++s) {
-                controller.call_on<int>(
-                    s,
-                    [next](shard_state& target, std::function<void(int)> installed) {
-                        target.install_snapshot(next);
-                        installed(0);
-                    },
-                    [remaining, changed, reply](int) {
-                        if (--*remaining == 0) reply(changed);
-                    });
-            }
+            controller.install_everywhere(changed->value(), [changed, reply] { reply(changed); });
         },
         [done = std::move(done)](std::shared_ptr<result<snapshot_ptr>> changed) {
             done(std::move(*changed));
         });
+}
+
+void shard_state::install_everywhere(snapshot_ptr next, std::function<void()> done) {
+    auto remaining = std::make_shared<uint32_t>(_broker.shard_count());
+    for (net::shard_id s = 0; s < _broker.shard_count(); ++s) {
+        call_on<int>(
+            s,
+            [next](shard_state& target, std::function<void(int)> installed) {
+                target.install_snapshot(next);
+                installed(0);
+            },
+            [remaining, done](int) {
+                if (--*remaining == 0) done();
+            });
+    }
 }
 
 void shard_state::install_snapshot(snapshot_ptr next) {
@@ -222,7 +225,16 @@ void shard_state::install_snapshot(snapshot_ptr next) {
         owned.resize(topic->partition_shards.size());
         const effective_topic_config effective = effective_config(cfg, topic->configs);
         for (size_t i = 0; i < topic->partition_shards.size(); ++i) {
-            if (topic->partition_shards[i] != id()) continue;
+            if (topic->partition_shards[i] != id()) {
+                // Led elsewhere now (a cluster's leader moved): the log is closed, not
+                // removed, and opened again if leadership comes back.
+                if (i < owned.size() && owned[i]) {
+                    owned[i]->wake_waiters();
+                    (void)owned[i]->log().close();
+                    owned[i].reset();
+                }
+                continue;
+            }
             if (owned[i]) {
                 owned[i]->set_config(effective);
                 continue;
@@ -354,7 +366,11 @@ result<void> broker::start() {
         net::log_warn("segment_files_max exceeds the descriptor limit %lld",
                       static_cast<long long>(descriptor_limit));
     _store = std::make_unique<metadata_store>(_config.data_dir, shards, _config.partitions_max);
-    if (auto loaded = _store->load(); !loaded) return loaded;
+    // In a cluster the metadata comes from the controller; metadata.toml is a single
+    // node's and stays untouched.
+    const bool clustered = !_config.zookeeper_connect.empty();
+    if (!clustered)
+        if (auto loaded = _store->load(); !loaded) return loaded;
     // Data accepted under a higher limit is served; only new partitions are refused.
     if (const int64_t hosted = _store->snapshot()->hosted_replica_count();
         hosted > _config.partitions_max)
@@ -403,10 +419,44 @@ result<void> broker::start() {
     if (auto started = _runtime->start(); !started) return started;
     for (net::shard_id s = 0; s < shards; ++s)
         _runtime->shard_at(s).post([this, s] { _states[s]->schedule_housekeeping(); });
+    if (clustered) return start_cluster(shards);
+    return {};
+}
+
+result<void> broker::start_cluster(uint32_t shards) {
+    cluster::agent_config agent;
+    agent.zookeeper_connect = _config.zookeeper_connect;
+    agent.session_timeout_ms = _config.zookeeper_session_timeout_ms;
+    agent.connect_timeout_ms = _config.zookeeper_connection_timeout_ms > 0
+                                   ? _config.zookeeper_connection_timeout_ms
+                                   : _config.zookeeper_session_timeout_ms;
+    agent.node_id = _config.node_id;
+    // Registered after the listeners are bound, so port 0 in tests registers the real one.
+    agent.host = advertised_host();
+    agent.port = advertised_port();
+    if (!_config.rack.empty()) agent.rack = _config.rack;
+    agent.shard_count = shards;
+    _agent = std::make_unique<cluster::cluster_agent>(
+        agent, [this](std::shared_ptr<metadata_snapshot> next, std::function<void()> installed) {
+            // From the agent's thread: shard 0 owns the store and spreads the snapshot.
+            _runtime->shard_at(0).post(
+                [this, next = std::move(next), installed = std::move(installed)]() mutable {
+                    snapshot_ptr current = _store->replace(std::move(next));
+                    _states[0]->install_everywhere(std::move(current), std::move(installed));
+                });
+        });
+    if (auto started = _agent->start(); !started) {
+        _agent.reset();
+        stop();
+        wait();
+        return started;
+    }
     return {};
 }
 
 void broker::stop() {
+    // The registration goes first, so the controller moves on while the logs close.
+    if (_agent) _agent->stop();
     if (!_runtime) return;
     // Each shard closes its logs cleanly on its own thread (storage/shutdown.h: logs
     // unchanged since a clean open write nothing, the others share two syncfs calls per

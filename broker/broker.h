@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/cluster/agent.h"
 #include "broker/config.h"
 #include "broker/fetch_session.h"
 #include "broker/group/coordinator.h"
@@ -104,6 +105,8 @@ public:
     // a request succeeds or fails on its own, as Kafka answers per topic.
     void change_metadata_in_order(std::vector<metadata_step> steps, std::function<void()> finished);
 
+    // On shard 0: installs `next` on every shard, then calls `done` here.
+    void install_everywhere(snapshot_ptr next, std::function<void()> done);
     // Installs a new snapshot: opens partitions newly owned here, applies config changes,
     // closes and removes partitions of deleted topics.
     void install_snapshot(snapshot_ptr next);
@@ -153,6 +156,8 @@ public:
     shard_state& state(net::shard_id id) { return *_states[id]; }
     // Only on shard 0.
     metadata_store& store() { return *_store; }
+    // The broker's part in a cluster (broker/cluster/agent.h); null on a single node.
+    cluster::cluster_agent* cluster() { return _agent.get(); }
     // Each shard's budget of cached segment descriptors (segment_files_max), fixed at start.
     int64_t shard_segment_files() const { return _shard_segment_files; }
     uint16_t bound_port() const;
@@ -160,11 +165,14 @@ public:
     int32_t advertised_port() const;
 
 private:
+    result<void> start_cluster(uint32_t shards);
+
     broker_config _config;
     int64_t _shard_segment_files = segment_files_per_shard_min;
     std::unique_ptr<metadata_store> _store;
     std::unique_ptr<net::runtime> _runtime;
     std::vector<std::unique_ptr<shard_state>> _states;
+    std::unique_ptr<cluster::cluster_agent> _agent;
 };
 
 // ---- templates -------------------------------------------------------------------

@@ -90,6 +90,20 @@ const std::map<std::string, key_setter>& key_table() {
                        broker_config& c) { return integer_in(n, k, c.node_id, 0, INT32_MAX); }},
         {"cluster_id", [](const toml::node& n, const std::string& k,
                           broker_config& c) { return string_in(n, k, c.cluster_id); }},
+        {"zookeeper_connect",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return string_in(n, k, c.zookeeper_connect);
+         }},
+        {"zookeeper_session_timeout_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.zookeeper_session_timeout_ms, 1000, 600000);
+         }},
+        {"zookeeper_connection_timeout_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.zookeeper_connection_timeout_ms, 0, 600000);
+         }},
+        {"rack", [](const toml::node& n, const std::string& k,
+                    broker_config& c) { return string_in(n, k, c.rack); }},
         {"auto_create_topics_enable",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return boolean_in(n, k, c.auto_create_topics_enable);
@@ -177,21 +191,18 @@ const std::map<std::string, key_setter>& key_table() {
              return integer_in(n, k, c.log.segment_bytes, 14, INT32_MAX);
          }},
         {"log.segment_ms",
-         [](const toml::node& n, const std::string& k, broker_config& c) {
-             return integer_in(n, k, c.log.segment_ms, 1, INT64_MAX);
-         }},
+         [](const toml::node& n, const std::string& k,
+            broker_config& c) { return integer_in(n, k, c.log.segment_ms, 1, INT64_MAX); }},
         {"log.index_interval_bytes",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.index_interval_bytes, 0, INT32_MAX);
          }},
         {"log.retention_ms",
-         [](const toml::node& n, const std::string& k, broker_config& c) {
-             return integer_in(n, k, c.log.retention_ms, -1, INT64_MAX);
-         }},
+         [](const toml::node& n, const std::string& k,
+            broker_config& c) { return integer_in(n, k, c.log.retention_ms, -1, INT64_MAX); }},
         {"log.retention_bytes",
-         [](const toml::node& n, const std::string& k, broker_config& c) {
-             return integer_in(n, k, c.log.retention_bytes, -1, INT64_MAX);
-         }},
+         [](const toml::node& n, const std::string& k,
+            broker_config& c) { return integer_in(n, k, c.log.retention_bytes, -1, INT64_MAX); }},
         {"log.flush_messages",
          [](const toml::node& n, const std::string& k,
             broker_config& c) { return integer_in(n, k, c.log.flush_messages, 1, INT64_MAX); }},
@@ -220,7 +231,8 @@ result<void> apply_table(const toml::table& table, const std::string& prefix,
 
 const char* usage_text =
     "usage: spate [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--shards N]\n"
-    "             [--advertised HOST:PORT] [--node-id N] [--version] [--help]\n"
+    "             [--advertised HOST:PORT] [--node-id N] [--zookeeper HOST:PORT[,…][/chroot]]\n"
+    "             [--rack RACK] [--version] [--help]\n"
     "A Kafka-compatible broker. Flags override the TOML file; see broker/spate.example.toml.\n";
 
 }  // namespace
@@ -307,6 +319,10 @@ result<parsed_command_line> parse_command_line(int argc, char** argv) {
             applied = apply_toml_text("shards = " + value, "--shards", out.config);
         else if (flag == "--node-id")
             applied = apply_toml_text("node_id = " + value, "--node-id", out.config);
+        else if (flag == "--zookeeper")
+            out.config.zookeeper_connect = value;
+        else if (flag == "--rack")
+            out.config.rack = value;
         else
             return config_error("unknown flag: " + flag + "\n" + usage_text);
         if (!applied) return applied.failure();

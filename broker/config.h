@@ -29,7 +29,18 @@ struct broker_config {
     uint32_t shards = 0;     // 0: one per online core
     bool pin_shards = true;  // pin shard i to core i (see spate.example.toml for when not to)
     int32_t node_id = 0;
-    std::string cluster_id = "spate-single-node";
+    std::string cluster_id = "spate-single-node";  // a cluster's comes from ZooKeeper
+    // A cluster on ZooKeeper (CLUSTER.md): "host:port[,host:port…][/chroot]"; empty (the
+    // default) is a single node that needs nothing but its data directory.
+    std::string zookeeper_connect;
+    // Kafka's zookeeper.session.timeout.ms (2.8's default): a broker silent this long is
+    // gone, its registration removed and its leaderships moved.
+    int32_t zookeeper_session_timeout_ms = 18000;
+    // How long start-up waits for ZooKeeper; 0: the session timeout.
+    int32_t zookeeper_connection_timeout_ms = 0;
+    // Kafka's broker.rack: replicas of a partition go to different racks when every broker
+    // names one. Empty: none.
+    std::string rack;
 
     bool auto_create_topics_enable = true;
     int32_t num_partitions = 1;

@@ -94,6 +94,13 @@ metadata_store::metadata_store(std::string data_dir, uint32_t shard_count, int64
       _partitions_max(partitions_max),
       _current(std::make_shared<metadata_snapshot>()) {}
 
+snapshot_ptr metadata_store::replace(std::shared_ptr<metadata_snapshot> next) {
+    next->version = _current->version + 1;
+    next->index_ids();
+    _current = std::move(next);
+    return _current;
+}
+
 uint32_t metadata_store::owner_for(const std::string& name, int32_t index) const {
     const size_t start = std::hash<std::string>{}(name);
     return static_cast<uint32_t>((start + static_cast<size_t>(index)) % _shard_count);

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proto/error_code.h"
 #include "proto/result.h"
 #include "proto/types.h"
 
@@ -24,11 +25,26 @@ namespace spate::broker {
 
 using topic_configs = std::map<std::string, std::string>;  // Kafka config name -> value
 
+// A partition's replicas as the cluster's controller last reported them (UpdateMetadata
+// and LeaderAndIsr, broker/cluster/agent.h). A single node has none: it leads everything.
+struct partition_replicas {
+    int32_t leader = -1;  // -1: no leader (offline)
+    int32_t leader_epoch = 0;
+    std::vector<int32_t> replicas;  // the first is the preferred leader
+    std::vector<int32_t> isr;
+    std::vector<int32_t> offline;
+};
+
+// partition_shards' value for a partition this broker does not lead (in a cluster): it has
+// no local log to serve, and requests for it get NOT_LEADER_OR_FOLLOWER.
+constexpr uint32_t not_hosted = UINT32_MAX;
+
 struct topic_info {
     std::string name;
     proto::uuid id;
-    std::vector<uint32_t> partition_shards;  // partition index -> owner shard
-    topic_configs configs;                   // topic-level overrides only
+    std::vector<uint32_t> partition_shards;    // partition index -> owner shard, or not_hosted
+    topic_configs configs;                     // topic-level overrides only
+    std::vector<partition_replicas> replicas;  // per partition in a cluster; empty on one node
 
     int32_t partition_count() const { return static_cast<int32_t>(partition_shards.size()); }
 };
@@ -41,8 +57,23 @@ struct uuid_hash {
     }
 };
 
+// A live broker of the cluster, from the controller's UpdateMetadata.
+struct cluster_broker {
+    int32_t id = -1;
+    std::string host;
+    int32_t port = 0;
+    std::optional<std::string> rack;
+};
+
 struct metadata_snapshot {
     uint64_t version = 0;
+    // In a cluster (zookeeper_connect set): the live brokers, the controller and the
+    // cluster id as the controller last reported them. A single node leaves them empty and
+    // answers with itself.
+    bool clustered = false;
+    int32_t controller_id = -1;
+    std::string cluster_id;
+    std::vector<cluster_broker> brokers;
     std::map<std::string, std::shared_ptr<const topic_info>> topics;
     // Topic id -> topic (Fetch v13+ names topics by id); rebuilt by index_ids().
     std::unordered_map<proto::uuid, const topic_info*, uuid_hash> by_id;
@@ -73,7 +104,18 @@ using snapshot_ptr = std::shared_ptr<const metadata_snapshot>;
 // (nullptr) or has no such partition. Handlers answer UNKNOWN_TOPIC_OR_PARTITION then.
 inline std::optional<uint32_t> owner_of(const topic_info* topic, int32_t index) {
     if (topic == nullptr || index < 0 || index >= topic->partition_count()) return std::nullopt;
-    return topic->partition_shards[static_cast<size_t>(index)];
+    const uint32_t owner = topic->partition_shards[static_cast<size_t>(index)];
+    if (owner == not_hosted) return std::nullopt;
+    return owner;
+}
+
+// Why owner_of found no shard: the partition does not exist (UNKNOWN_TOPIC_OR_PARTITION),
+// or it exists in the cluster but another broker leads it (NOT_LEADER_OR_FOLLOWER, which
+// makes clients refresh their metadata and go to the leader).
+inline proto::error_code route_error(const topic_info* topic, int32_t index) {
+    if (topic == nullptr || index < 0 || index >= topic->partition_count())
+        return proto::error_code::unknown_topic_or_partition;
+    return proto::error_code::not_leader_or_follower;
 }
 
 // Whether `adding` more partition replicas fit under `partitions_max` beside the ones
@@ -128,6 +170,11 @@ public:
     result<snapshot_ptr> delete_topic(const std::string& name);
     result<snapshot_ptr> add_partitions(const std::string& name, int32_t total_partitions);
     result<snapshot_ptr> set_topic_configs(const std::string& name, const topic_configs& configs);
+
+    // In a cluster the metadata comes from the controller (broker/cluster/agent.h), which
+    // sends it whole: the store takes it as the current snapshot, unpersisted (ZooKeeper
+    // holds it, and the controller sends it again after a restart).
+    snapshot_ptr replace(std::shared_ptr<metadata_snapshot> next);
 
     // Which shard owns partition `index` of a new topic: spreads partitions over shards,
     // starting at a hash of the name so small topics do not all land on shard 0.

@@ -85,6 +85,14 @@ const char* error_name(error_code code) {
             return "INVALID_CONFIG";
         case error_code::not_controller:
             return "NOT_CONTROLLER";
+        case error_code::broker_not_available:
+            return "BROKER_NOT_AVAILABLE";
+        case error_code::replica_not_available:
+            return "REPLICA_NOT_AVAILABLE";
+        case error_code::stale_controller_epoch:
+            return "STALE_CONTROLLER_EPOCH";
+        case error_code::stale_broker_epoch:
+            return "STALE_BROKER_EPOCH";
         case error_code::invalid_request:
             return "INVALID_REQUEST";
         case error_code::unsupported_for_message_format:

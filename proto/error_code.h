@@ -16,7 +16,10 @@ enum class error_code : int16_t {
     leader_not_available = 5,
     not_leader_or_follower = 6,
     request_timed_out = 7,
-    message_too_large = 10,  // batch larger than max.message.bytes
+    broker_not_available = 8,
+    replica_not_available = 9,
+    message_too_large = 10,       // batch larger than max.message.bytes
+    stale_controller_epoch = 11,  // a controller request from an older controller
     offset_metadata_too_large = 12,
     network_exception = 13,
     coordinator_load_in_progress = 14,
@@ -72,6 +75,7 @@ enum class error_code : int16_t {
     group_id_not_found = 69,
     fetch_session_id_not_found = 70,
     invalid_fetch_session_epoch = 71,
+    stale_broker_epoch = 77,  // a controller request for an earlier registration
     member_id_required = 79,
     group_max_size_reached = 81,  // a join beyond the group's member limit
     fenced_instance_id = 82,

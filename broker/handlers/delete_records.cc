@@ -63,7 +63,7 @@ void handle_delete_records(request_ptr req) {
             out.low_watermark = -1;
             const auto owner = owner_of(info, part.partition_index);
             if (!owner) {
-                out.error_code = proto::code(error_code::unknown_topic_or_partition);
+                out.error_code = proto::code(route_error(info, part.partition_index));
             } else {
                 by_owner[*owner].push_back({response->topics.size(), topic_out.partitions.size(),
                                             topic.name, part.partition_index, part.offset});

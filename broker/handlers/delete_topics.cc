@@ -27,6 +27,47 @@ shard_state::metadata_step delete_step(std::shared_ptr<response_type> response, 
             }};
 }
 
+// In a cluster: the agent marks each topic for deletion (/admin/delete_topics), and the
+// answer waits, up to the request's timeout, until the controller's metadata without the
+// topics reached this broker (Kafka's REQUEST_TIMED_OUT otherwise: deletion goes on).
+void delete_in_cluster(request_ptr req, std::shared_ptr<response_type> response,
+                       std::vector<size_t> slots, int32_t timeout_ms) {
+    using outcomes = std::vector<cluster::admin_outcome>;
+    auto names = std::make_shared<std::vector<std::string>>();
+    for (size_t slot : slots) names->push_back(*response->responses[slot].name);
+    ask_cluster_agent<outcomes>(
+        std::move(req),
+        [names](cluster::cluster_agent& agent) {
+            outcomes out;
+            for (const std::string& name : *names) out.push_back(agent.delete_topic(name));
+            return out;
+        },
+        [response, slots, names, timeout_ms](request_ptr req, outcomes done) {
+            for (size_t i = 0; i < done.size(); ++i) {
+                if (done[i].code == error_code::none) continue;
+                auto& out = response->responses[slots[i]];
+                out.error_code = proto::code(done[i].code);
+                out.error_message = done[i].message;
+            }
+            auto gone = [names](const metadata_snapshot& snapshot) {
+                for (const std::string& name : *names)
+                    if (snapshot.find(name) != nullptr) return false;
+                return true;
+            };
+            const auto deadline = std::chrono::steady_clock::now() +
+                                  std::chrono::milliseconds(std::max(timeout_ms, 0));
+            await_metadata(*req->shard, gone, deadline, [req, response, slots](bool in_time) {
+                for (size_t slot : slots) {
+                    auto& out = response->responses[slot];
+                    if (in_time || out.error_code != 0) continue;
+                    out.error_code = proto::code(error_code::request_timed_out);
+                    out.error_message = "deletion started; not yet complete";
+                }
+                req->shard->respond(*req, *response);
+            });
+        });
+}
+
 }  // namespace
 
 void handle_delete_topics(request_ptr req) {
@@ -66,6 +107,10 @@ void handle_delete_topics(request_ptr req) {
         for (const auto& topic : body.topics) add(topic.name, topic.topic_id);
     } else {
         for (const auto& name : body.topic_names) add(name, proto::uuid{});
+    }
+    if (shard.owner().cluster() != nullptr) {
+        delete_in_cluster(std::move(req), response, std::move(slots), body.timeout_ms);
+        return;
     }
     std::vector<shard_state::metadata_step> steps;
     for (size_t slot : slots) steps.push_back(delete_step(response, slot));

@@ -65,7 +65,7 @@ void handle_describe_producers(request_ptr req) {
                 by_owner[*owner].push_back(
                     {response->topics.size(), topic_out.partitions.size(), topic.name, index});
             } else {
-                out.error_code = proto::code(error_code::unknown_topic_or_partition);
+                out.error_code = proto::code(route_error(info, index));
             }
             topic_out.partitions.push_back(std::move(out));
         }

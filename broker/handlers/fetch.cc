@@ -643,7 +643,7 @@ void handle_fetch(request_ptr req) {
         }
         const auto owner = owner_of(info, part.partition);
         if (!owner) {
-            read.error = error_code::unknown_topic_or_partition;
+            read.error = route_error(info, part.partition);
             state->failed_early.push_back(std::move(read));
             continue;
         }

@@ -38,8 +38,30 @@ std::span<const handler_entry> handler_list() {
         {api_key::describe_acls, 0, 3, handle_describe_acls},
         {api_key::create_acls, 0, 3, handle_create_acls},
         {api_key::delete_acls, 0, 3, handle_delete_acls},
+        {api_key::leader_and_isr, 5, 5, handle_leader_and_isr},
+        {api_key::stop_replica, 3, 3, handle_stop_replica},
+        {api_key::update_metadata, 7, 7, handle_update_metadata},
     };
     return list;
+}
+
+void await_metadata(shard_state& shard, std::function<bool(const metadata_snapshot&)> ready,
+                    std::chrono::steady_clock::time_point deadline,
+                    std::function<void(bool)> done) {
+    if (ready(*shard.metadata())) {
+        done(true);
+        return;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+        done(false);
+        return;
+    }
+    // Snapshots arrive as tasks on this shard; a short poll is simpler than a waiter list
+    // and costs nothing measurable for admin requests.
+    shard.net_shard().add_timer(std::chrono::milliseconds(5), [&shard, ready = std::move(ready),
+                                                               deadline, done = std::move(done)] {
+        await_metadata(shard, std::move(ready), deadline, std::move(done));
+    });
 }
 
 const handler_entry* find_handler(int16_t api_key) {

@@ -54,5 +54,58 @@ void handle_describe_topic_partitions(request_ptr req);
 void handle_describe_acls(request_ptr req);
 void handle_create_acls(request_ptr req);
 void handle_delete_acls(request_ptr req);
+void handle_leader_and_isr(request_ptr req);
+void handle_update_metadata(request_ptr req);
+void handle_stop_replica(request_ptr req);
+
+// Answers `req` from any thread (the cluster agent's, another shard's): the response is
+// encoded and sent on the request's own shard.
+template <class Response>
+void respond_from_anywhere(const request_ptr& req, Response response) {
+    req->shard->net_shard().post(
+        [req, response = std::move(response)] { req->shard->respond(*req, response); });
+}
+
+// Runs `work` on the cluster agent's thread, then `then(req, outcome)` back on the
+// request's shard. Only in a cluster (owner().cluster() non-null).
+template <class T>
+void ask_cluster_agent(request_ptr req, std::function<T(cluster::cluster_agent&)> work,
+                       std::function<void(request_ptr, T)> then) {
+    cluster::cluster_agent* agent = req->shard->owner().cluster();
+    agent->submit(
+        [agent, req = std::move(req), work = std::move(work), then = std::move(then)]() mutable {
+            auto outcome = std::make_shared<T>(work(*agent));
+            req->shard->net_shard().post(
+                [req, outcome, then = std::move(then)] { then(req, std::move(*outcome)); });
+        });
+}
+
+// Calls `done(true)` on `shard` once its metadata satisfies `ready` (the controller's
+// answer to an admin change reached this broker), or `done(false)` at `deadline`.
+void await_metadata(shard_state& shard, std::function<bool(const metadata_snapshot&)> ready,
+                    std::chrono::steady_clock::time_point deadline, std::function<void(bool)> done);
+
+// Decodes a controller request (LeaderAndIsr, UpdateMetadata, StopReplica) and hands it
+// to the cluster agent's `apply`, which answers once the resulting metadata is installed
+// on every shard. A single node has no controller: such a request closes the connection.
+template <class Request, class Response>
+void forward_to_cluster_agent(
+    request_ptr req, const char* name,
+    void (cluster::cluster_agent::*apply)(const Request&, std::function<void(Response)>)) {
+    auto body = std::make_shared<Request>();
+    proto::reader in = req->body();
+    if (!body->decode(in, req->version())) {
+        req->shard->close_connection(*req, name);
+        return;
+    }
+    cluster::cluster_agent* agent = req->shard->owner().cluster();
+    if (agent == nullptr) {
+        req->shard->close_connection(*req, "a controller request to a single node");
+        return;
+    }
+    agent->submit([agent, apply, req = std::move(req), body] {
+        (agent->*apply)(*body, [req](Response response) { respond_from_anywhere(req, response); });
+    });
+}
 
 }  // namespace spate::broker

@@ -15,9 +15,14 @@ void add_topic(const request& req, const topic_info* topic, const std::string& n
     response_type::metadata_response_topic out;
     out.name = name;
     if (topic == nullptr) {
+        // In a cluster a topic may exist in ZooKeeper before its leaders reach us (just
+        // auto-created): clients retry on LEADER_NOT_AVAILABLE, not on an unknown topic.
+        const bool pending = req.shard->owner().cluster() != nullptr &&
+                             req.shard->config().auto_create_topics_enable;
         out.error_code =
-            proto::code(valid_topic_name(name) ? proto::error_code::unknown_topic_or_partition
-                                               : proto::error_code::invalid_topic_exception);
+            proto::code(!valid_topic_name(name) ? proto::error_code::invalid_topic_exception
+                        : pending               ? proto::error_code::leader_not_available
+                                                : proto::error_code::unknown_topic_or_partition);
         response.topics.push_back(std::move(out));
         return;
     }
@@ -26,10 +31,22 @@ void add_topic(const request& req, const topic_info* topic, const std::string& n
     for (int32_t i = 0; i < topic->partition_count(); ++i) {
         response_type::metadata_response_partition p;
         p.partition_index = i;
-        p.leader_id = node;
-        p.leader_epoch = 0;
-        p.replica_nodes = {node};
-        p.isr_nodes = {node};
+        if (topic->replicas.empty()) {  // a single node leads everything
+            p.leader_id = node;
+            p.leader_epoch = 0;
+            p.replica_nodes = {node};
+            p.isr_nodes = {node};
+        } else {
+            const partition_replicas& replicas = topic->replicas[static_cast<size_t>(i)];
+            p.leader_id = replicas.leader;
+            p.leader_epoch = replicas.leader_epoch;
+            p.replica_nodes = replicas.replicas;
+            p.isr_nodes = replicas.isr;
+            p.offline_replicas = replicas.offline;
+            // Kafka's answer for a partition without a live leader: clients retry.
+            if (replicas.leader < 0)
+                p.error_code = proto::code(proto::error_code::leader_not_available);
+        }
         out.partitions.push_back(std::move(p));
     }
     response.topics.push_back(std::move(out));
@@ -38,14 +55,27 @@ void add_topic(const request& req, const topic_info* topic, const std::string& n
 void answer(request_ptr req, const std::optional<std::vector<std::string>>& names) {
     shard_state& shard = *req->shard;
     response_type response;
-    response_type::metadata_response_broker self;
-    self.node_id = shard.config().node_id;
-    self.host = shard.owner().advertised_host();
-    self.port = shard.owner().advertised_port();
-    response.brokers.push_back(self);
-    response.cluster_id = shard.config().cluster_id;
-    response.controller_id = shard.config().node_id;
     const metadata_snapshot& snapshot = *shard.metadata();
+    if (snapshot.clustered) {
+        for (const cluster_broker& broker : snapshot.brokers) {
+            response_type::metadata_response_broker out;
+            out.node_id = broker.id;
+            out.host = broker.host;
+            out.port = broker.port;
+            out.rack = broker.rack;
+            response.brokers.push_back(std::move(out));
+        }
+        response.cluster_id = snapshot.cluster_id;
+        response.controller_id = snapshot.controller_id;
+    } else {
+        response_type::metadata_response_broker self;
+        self.node_id = shard.config().node_id;
+        self.host = shard.owner().advertised_host();
+        self.port = shard.owner().advertised_port();
+        response.brokers.push_back(self);
+        response.cluster_id = shard.config().cluster_id;
+        response.controller_id = shard.config().node_id;
+    }
     if (!names) {
         for (const auto& [name, topic] : snapshot.topics)
             add_topic(*req, topic.get(), name, response);
@@ -53,6 +83,22 @@ void answer(request_ptr req, const std::optional<std::vector<std::string>>& name
         for (const std::string& name : *names) add_topic(*req, snapshot.find(name), name, response);
     }
     shard.respond(*req, response);
+}
+
+// In a cluster: the agent writes the missing topics' znodes; the answer lists them with
+// LEADER_NOT_AVAILABLE until the controller elected their leaders (Kafka's answer too),
+// and clients ask again.
+void create_in_cluster_then_answer(request_ptr req, std::vector<std::string> missing,
+                                   std::optional<std::vector<std::string>> names) {
+    const int32_t partitions = req->shard->config().num_partitions;
+    ask_cluster_agent<int>(
+        std::move(req),
+        [missing = std::move(missing), partitions](cluster::cluster_agent& agent) {
+            for (const std::string& name : missing)
+                (void)agent.create_topic(name, partitions, 1, {}, {}, false);
+            return 0;
+        },
+        [names = std::move(names)](request_ptr req, int) { answer(std::move(req), names); });
 }
 
 // Creates the missing topics one after another, then answers.
@@ -98,6 +144,10 @@ void handle_metadata(request_ptr req) {
         for (const std::string& name : *names)
             if (req->shard->metadata()->find(name) == nullptr && valid_topic_name(name))
                 missing.push_back(name);
+    }
+    if (!missing.empty() && req->shard->owner().cluster() != nullptr) {
+        create_in_cluster_then_answer(std::move(req), std::move(missing), std::move(names));
+        return;
     }
     create_then_answer(std::move(req), std::move(missing), std::move(names));
 }

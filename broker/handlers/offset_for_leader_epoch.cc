@@ -54,7 +54,7 @@ void handle_offset_for_leader_epoch(request_ptr req) {
             out.end_offset = -1;
             const auto owner = owner_of(info, part.partition);
             if (!owner) {
-                out.error_code = proto::code(error_code::unknown_topic_or_partition);
+                out.error_code = proto::code(route_error(info, part.partition));
             } else if (part.current_leader_epoch > 0) {
                 out.error_code = unknown_leader_epoch;
             } else {

@@ -334,7 +334,7 @@ void handle_produce(request_ptr req) {
             if (!acks_valid)
                 failure = error_code::invalid_required_acks;
             else if (!owner)
-                failure = error_code::unknown_topic_or_partition;
+                failure = route_error(info, part.index);
             else if (transactional)
                 failure = error_code::transactional_id_authorization_failed;
             else

@@ -1,0 +1,183 @@
+// Admin requests in a cluster: any broker writes the znodes itself, as Kafka's
+// AdminZkClient (and kafka-topics.sh --zookeeper) does, and the controller, watching
+// them, elects leaders and tells the brokers. So CreateTopics and friends work whichever
+// broker a client sends them to, without forwarding.
+#include <algorithm>
+#include <random>
+
+#include "broker/cluster/agent.h"
+#include "broker/cluster/placement.h"
+#include "net/log.h"
+
+namespace spate::broker::cluster {
+namespace {
+
+using proto::error_code;
+
+admin_outcome failed(error_code code, std::string message) { return {code, std::move(message)}; }
+
+admin_outcome zk_failed(const error& failure) {
+    return failed(error_code::unknown_server_error, "ZooKeeper: " + failure.message);
+}
+
+// Replication needs followers fetching from leaders (the next issue); until then a
+// factor above 1 would acknowledge records kept on one broker only.
+constexpr int32_t replication_factor_max = 1;
+
+// The live brokers as placement sees them, read from ZooKeeper (not from the last
+// UpdateMetadata, which may lag a registration).
+result<std::vector<placement_broker>> live_brokers(zk_session& session) {
+    auto ids = session.children(paths::broker_ids);
+    if (!ids) return ids.failure();
+    std::vector<placement_broker> out;
+    for (const std::string& name : *ids) {
+        const int32_t id = std::atoi(name.c_str());
+        auto node = session.get(paths::broker(id));
+        if (!node) continue;
+        auto decoded = decode_broker(id, node->data);
+        if (decoded) out.push_back({id, decoded->rack});
+    }
+    return out;
+}
+
+}  // namespace
+
+admin_outcome cluster_agent::create_topic(const std::string& name, int32_t partitions,
+                                          int32_t replication_factor,
+                                          const std::map<int32_t, std::vector<int32_t>>& replicas,
+                                          const topic_configs& configs, bool validate_only) {
+    if (!_session) return failed(error_code::unknown_server_error, "no ZooKeeper session");
+    auto exists = _session->exists(paths::topic(name));
+    if (!exists) return zk_failed(exists.failure());
+    if (*exists)
+        return failed(error_code::topic_already_exists, "topic " + name + " already exists");
+    auto brokers = live_brokers(*_session);
+    if (!brokers) return zk_failed(brokers.failure());
+    topic_assignment topic;
+    if (!replicas.empty()) {
+        for (const auto& [index, list] : replicas) {
+            for (int32_t r : list)
+                if (std::none_of(brokers->begin(), brokers->end(),
+                                 [r](const placement_broker& b) { return b.id == r; }))
+                    return failed(error_code::invalid_replica_assignment,
+                                  "broker " + std::to_string(r) + " is not live");
+            if (static_cast<int32_t>(list.size()) > replication_factor_max)
+                return failed(error_code::invalid_replication_factor,
+                              "replication factor " + std::to_string(list.size()) +
+                                  " is not available until replication lands; use 1");
+        }
+        topic.partitions = replicas;
+    } else {
+        if (replication_factor > replication_factor_max)
+            return failed(error_code::invalid_replication_factor,
+                          "replication factor " + std::to_string(replication_factor) +
+                              " is not available until replication lands; use 1");
+        // Kafka draws the first broker and the follower shift at random per topic.
+        std::random_device random;
+        placement_request request;
+        request.partitions = partitions;
+        request.replication_factor = replication_factor;
+        const auto n = static_cast<int32_t>(std::max<size_t>(brokers->size(), 1));
+        request.start_index = static_cast<int32_t>(random() % static_cast<uint32_t>(n));
+        request.shift = static_cast<int32_t>(random() % static_cast<uint32_t>(n));
+        auto placed = place_replicas(*brokers, request);
+        if (!placed)
+            return failed(static_cast<error_code>(placed.failure().code), placed.failure().message);
+        topic.partitions = std::move(placed.value());
+    }
+    if (validate_only) return {};
+    topic.id = random_uuid();
+    // The config first, then the topic node: the controller reacts to the topic node and
+    // must find the config in place (Kafka's order).
+    auto config_there = _session->exists(paths::topic_config(name));
+    if (!config_there) return zk_failed(config_there.failure());
+    std::vector<zk_op> ops;
+    ops.push_back({*config_there ? zk_op::kind::set : zk_op::kind::create,
+                   paths::topic_config(name), encode_topic_config(configs), -1, 0});
+    ops.push_back({zk_op::kind::create, paths::topic(name), encode_topic(topic), -1, 0});
+    auto written = _session->multi(ops);
+    if (!written) {
+        if (written.failure().code == ZNODEEXISTS)
+            return failed(error_code::topic_already_exists, "topic " + name + " already exists");
+        return zk_failed(written.failure());
+    }
+    _topic_configs[name] = configs;
+    return {};
+}
+
+admin_outcome cluster_agent::delete_topic(const std::string& name) {
+    if (!_session) return failed(error_code::unknown_server_error, "no ZooKeeper session");
+    auto exists = _session->exists(paths::topic(name));
+    if (!exists) return zk_failed(exists.failure());
+    if (!*exists)
+        return failed(error_code::unknown_topic_or_partition, "topic " + name + " does not exist");
+    auto made = _session->create(paths::delete_topics + "/" + name, "");
+    if (!made && made.failure().code != ZNODEEXISTS) return zk_failed(made.failure());
+    return {};
+}
+
+admin_outcome cluster_agent::add_partitions(const std::string& name, int32_t total_partitions,
+                                            bool validate_only) {
+    if (!_session) return failed(error_code::unknown_server_error, "no ZooKeeper session");
+    auto node = _session->get(paths::topic(name));
+    if (!node) {
+        if (node.failure().code == ZNONODE)
+            return failed(error_code::unknown_topic_or_partition,
+                          "topic " + name + " does not exist");
+        return zk_failed(node.failure());
+    }
+    auto topic = decode_topic(node->data);
+    if (!topic) return failed(error_code::unknown_server_error, topic.failure().message);
+    const auto current = static_cast<int32_t>(topic->partitions.size());
+    if (total_partitions <= current)
+        return failed(error_code::invalid_partitions,
+                      "topic " + name + " has " + std::to_string(current) +
+                          " partitions; the new count must be larger");
+    auto brokers = live_brokers(*_session);
+    if (!brokers) return zk_failed(brokers.failure());
+    placement_request request;
+    request.partitions = total_partitions - current;
+    request.first_partition = current;
+    request.replication_factor = static_cast<int32_t>(topic->partitions.begin()->second.size());
+    std::random_device random;
+    const auto n = static_cast<uint32_t>(std::max<size_t>(brokers->size(), 1));
+    request.start_index = static_cast<int32_t>(random() % n);
+    request.shift = static_cast<int32_t>(random() % n);
+    auto placed = place_replicas(*brokers, request);
+    if (!placed)
+        return failed(static_cast<error_code>(placed.failure().code), placed.failure().message);
+    if (validate_only) return {};
+    for (auto& [index, replicas] : *placed) topic->partitions[index] = replicas;
+    // A conditional write: a concurrent change of the same topic makes this one fail
+    // rather than overwrite it.
+    auto written = _session->set(paths::topic(name), encode_topic(*topic), node->stat.version);
+    if (!written)
+        return written.failure().code == ZBADVERSION
+                   ? failed(error_code::reassignment_in_progress,
+                            "topic " + name + " changed meanwhile; retry")
+                   : zk_failed(written.failure());
+    return {};
+}
+
+admin_outcome cluster_agent::set_topic_configs(const std::string& name,
+                                               const topic_configs& configs) {
+    if (!_session) return failed(error_code::unknown_server_error, "no ZooKeeper session");
+    auto there = _session->exists(paths::topic_config(name));
+    if (!there) return zk_failed(there.failure());
+    zk_result<void> written;
+    if (*there) {
+        written = _session->set(paths::topic_config(name), encode_topic_config(configs));
+    } else if (auto made =
+                   _session->create(paths::topic_config(name), encode_topic_config(configs));
+               !made) {
+        written = made.failure();
+    }
+    if (!written) return zk_failed(written.failure());
+    // Every broker watches /config/changes and re-reads the configs it serves.
+    auto notified = _session->create(paths::config_change_prefix, encode_config_change(name),
+                                     ZOO_PERSISTENT_SEQUENTIAL);
+    if (!notified) return zk_failed(notified.failure());
+    return {};
+}
+
+}  // namespace spate::broker::cluster

@@ -1,0 +1,183 @@
+#pragma once
+// cluster_agent: a broker's part in a cluster on ZooKeeper (CLUSTER.md).
+//
+// Every broker has one when zookeeper_connect is set. It holds the ZooKeeper session,
+// registers the broker (/brokers/ids/<id>, ephemeral), creates or reads /cluster/id,
+// runs for controller (/controller), applies what the controller sends (UpdateMetadata,
+// LeaderAndIsr, StopReplica) by publishing a new metadata snapshot to the shards, and
+// writes the znodes of admin requests (CreateTopics, DeleteTopics, CreatePartitions,
+// IncrementalAlterConfigs) as Kafka's AdminZkClient does. The broker elected controller
+// also runs the controller (controller.cc): replica placement, leader election, partition
+// state nodes, and the controller's requests to every broker.
+//
+// Threads: one thread of its own runs everything above, one task at a time, so none of
+// it needs a lock; ZooKeeper's callbacks and the shards reach it only through submit().
+// Results reach shards as tasks posted to them. Lives from broker::start to broker::stop.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/cluster/broker_client.h"
+#include "broker/cluster/zk_session.h"
+#include "broker/cluster/znodes.h"
+#include "broker/metadata.h"
+#include "proto/messages.h"
+
+namespace spate::broker::cluster {
+
+struct agent_config {
+    std::string zookeeper_connect;
+    int32_t session_timeout_ms = 18000;
+    int32_t connect_timeout_ms = 18000;
+    int32_t node_id = 0;
+    std::string host;  // advertised
+    int32_t port = 0;
+    std::optional<std::string> rack;
+    uint32_t shard_count = 1;
+    // How long a controller request to a broker may take before the controller gives up
+    // on it for now (and resends everything to that broker a second later).
+    int32_t request_timeout_ms = 5000;
+};
+
+// Publishes a snapshot to every shard and calls `installed` (on some shard) once each
+// shard has it. Given by the broker; callable from the agent's thread.
+using snapshot_publisher =
+    std::function<void(std::shared_ptr<metadata_snapshot>, std::function<void()> installed)>;
+
+// An admin request's outcome: a Kafka error code and its message (none = success).
+struct admin_outcome {
+    proto::error_code code = proto::error_code::none;
+    std::string message;
+};
+
+class cluster_agent {
+public:
+    cluster_agent(agent_config config, snapshot_publisher publish);
+    ~cluster_agent();
+
+    // Connects to ZooKeeper, reads or creates the cluster id and registers this broker,
+    // then starts the agent's thread (which runs for controller). Errors name the
+    // ZooKeeper address or the broker id already registered by another live broker.
+    result<void> start();
+    // Closes the session (the registration vanishes at once) and joins the thread.
+    void stop();
+
+    // Any thread: runs `work` on the agent's thread, in submission order.
+    void submit(std::function<void()> work);
+
+    // ---- on the agent's thread ----------------------------------------------------
+    // The controller's requests, as a broker receives them; `done` gets the answer once
+    // the resulting snapshot is installed on every shard (called on some shard's thread).
+    void apply_update_metadata(const proto::update_metadata_request& request,
+                               std::function<void(proto::update_metadata_response)> done);
+    void apply_leader_and_isr(const proto::leader_and_isr_request& request,
+                              std::function<void(proto::leader_and_isr_response)> done);
+    void apply_stop_replica(const proto::stop_replica_request& request,
+                            std::function<void(proto::stop_replica_response)> done);
+
+    // Admin requests: the znodes are written here, the controller does the rest.
+    // `replicas` empty: placed over the live brokers with `replication_factor`.
+    admin_outcome create_topic(const std::string& name, int32_t partitions,
+                               int32_t replication_factor,
+                               const std::map<int32_t, std::vector<int32_t>>& replicas,
+                               const topic_configs& configs, bool validate_only);
+    admin_outcome delete_topic(const std::string& name);
+    admin_outcome add_partitions(const std::string& name, int32_t total_partitions,
+                                 bool validate_only);
+    admin_outcome set_topic_configs(const std::string& name, const topic_configs& configs);
+
+    const std::string& cluster_id() const { return _cluster_id; }
+    int32_t node_id() const { return _config.node_id; }
+
+private:
+    // Thread and events.
+    void run();
+    void on_zk_event(const zk_event& event);
+    void handle_event(const zk_event& event);
+    // Session: registration and the election (every broker).
+    result<void> open_session();
+    result<void> register_broker();
+    void renew_session();
+    void elect();
+    void refresh_topic_configs();
+    // What this broker knows, published to the shards as one snapshot.
+    void publish(std::function<void()> installed = {});
+    bool stale(int32_t controller_epoch, int64_t broker_epoch, proto::error_code& code);
+
+    // ---- controller (controller.cc) ----------------------------------------------
+    struct controlled_topic {
+        topic_assignment assignment;
+        int32_t zk_version = 0;
+        std::map<int32_t, partition_state> states;
+    };
+    void become_controller(int32_t epoch, int32_t epoch_zk_version);
+    void resign();
+    bool is_controller() const { return _controller_epoch_zk_version >= 0; }
+    // Fenced writes: every controller write begins with a version check of
+    // /controller_epoch, so a controller that lost its session cannot write.
+    result<void> fenced(std::vector<zk_op> ops);
+    void read_brokers();
+    void read_topics();
+    bool read_topic(const std::string& name);
+    void on_brokers_changed();
+    void on_topics_changed();
+    void on_topic_changed(const std::string& name);
+    void on_delete_topics();
+    // Elects leaders where the assignment has no state or the leader is gone, and drops
+    // dead followers from ISRs; returns the partitions whose state changed.
+    std::vector<std::pair<std::string, int32_t>> reconcile(const std::string& name);
+    std::vector<std::pair<std::string, int32_t>> reconcile_all();
+    // Requests to brokers: to itself they are applied directly, to others sent.
+    void send_leader_and_isr(int32_t broker_id,
+                             const std::vector<std::pair<std::string, int32_t>>& partitions);
+    void send_update_metadata_to_all();
+    void send_partition_changes(const std::vector<std::pair<std::string, int32_t>>& changed);
+    void send_full_state(int32_t broker_id);
+    proto::update_metadata_request build_update_metadata() const;
+    broker_client& client_of(int32_t broker_id);
+    void retry_failed_brokers();
+
+    agent_config _config;
+    snapshot_publisher _publish;
+    std::unique_ptr<zk_session> _session;
+    std::string _cluster_id;
+    int64_t _broker_epoch = -1;  // czxid of our registration
+
+    std::thread _thread;
+    std::mutex _mutex;
+    std::condition_variable _wake;
+    std::deque<std::function<void()>> _tasks;
+    bool _stopping = false;
+
+    // What the controller last told this broker.
+    int32_t _latest_controller_epoch = 0;
+    int32_t _controller_id = -1;
+    std::vector<cluster_broker> _brokers;
+    struct known_topic {
+        proto::uuid id{};
+        std::vector<partition_replicas> partitions;
+        std::set<int32_t> led;  // partitions this broker leads (LeaderAndIsr)
+    };
+    std::map<std::string, known_topic> _topics;
+    std::map<std::string, topic_configs> _topic_configs;
+
+    // The controller's state, when this broker is the controller.
+    int32_t _controller_epoch = 0;
+    int32_t _controller_epoch_zk_version = -1;  // -1: not the controller
+    std::map<int32_t, broker_registration> _live;
+    std::map<std::string, controlled_topic> _controlled;
+    std::map<int32_t, std::unique_ptr<broker_client>> _clients;
+    std::set<int32_t> _needs_full_state;
+};
+
+}  // namespace spate::broker::cluster

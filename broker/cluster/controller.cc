@@ -1,0 +1,447 @@
+// The controller: the broker that won /controller keeps the cluster's partition states
+// (CLUSTER.md "The controller"): it elects leaders, writes the state nodes with fenced
+// writes, and tells brokers with LeaderAndIsr, UpdateMetadata and StopReplica.
+#include <algorithm>
+
+#include "broker/cluster/agent.h"
+#include "net/log.h"
+
+namespace spate::broker::cluster {
+namespace {
+
+bool contains(const std::vector<int32_t>& list, int32_t id) {
+    return std::find(list.begin(), list.end(), id) != list.end();
+}
+
+}  // namespace
+
+void cluster_agent::become_controller(int32_t epoch, int32_t epoch_zk_version) {
+    _controller_epoch = epoch;
+    _controller_epoch_zk_version = epoch_zk_version;
+    _latest_controller_epoch = std::max(_latest_controller_epoch, epoch);
+    net::log_info("cluster: broker %d is the controller (epoch %d)", _config.node_id, epoch);
+    read_brokers();
+    read_topics();
+    (void)reconcile_all();
+    for (const auto& [id, broker] : _live) send_full_state(id);
+    on_delete_topics();
+}
+
+void cluster_agent::resign() {
+    if (!is_controller()) return;
+    net::log_info("cluster: broker %d is no longer the controller", _config.node_id);
+    _controller_epoch_zk_version = -1;
+    _live.clear();
+    _controlled.clear();
+    _clients.clear();
+    _needs_full_state.clear();
+}
+
+result<void> cluster_agent::fenced(std::vector<zk_op> ops) {
+    zk_op check;
+    check.what = zk_op::kind::check;
+    check.path = paths::controller_epoch;
+    check.version = _controller_epoch_zk_version;
+    ops.insert(ops.begin(), check);
+    auto written = _session->multi(ops);
+    if (!written && written.failure().message.find(paths::controller_epoch) != std::string::npos) {
+        // Another controller was elected since: stop acting as one at once.
+        net::log_warn("cluster: fenced: %s", written.failure().message.c_str());
+        resign();
+        elect();
+    }
+    return written;
+}
+
+void cluster_agent::read_brokers() {
+    auto ids = _session->children(paths::broker_ids, true);
+    if (!ids) return;
+    std::map<int32_t, broker_registration> live;
+    for (const std::string& name : *ids) {
+        const int32_t id = std::atoi(name.c_str());
+        auto node = _session->get(paths::broker(id));
+        if (!node) continue;  // gone between the listing and the read
+        auto decoded = decode_broker(id, node->data);
+        if (!decoded) {
+            net::log_warn("cluster: %s", decoded.failure().message.c_str());
+            continue;
+        }
+        decoded->epoch = node->stat.czxid;
+        live.emplace(id, *decoded);
+    }
+    _live = std::move(live);
+}
+
+void cluster_agent::read_topics() {
+    auto names = _session->children(paths::topics, true);
+    if (!names) return;
+    for (auto it = _controlled.begin(); it != _controlled.end();)
+        it = std::find(names->begin(), names->end(), it->first) == names->end()
+                 ? _controlled.erase(it)
+                 : std::next(it);
+    for (const std::string& name : *names)
+        if (_controlled.count(name) == 0) (void)read_topic(name);
+}
+
+bool cluster_agent::read_topic(const std::string& name) {
+    auto node = _session->get(paths::topic(name), true);
+    if (!node) return false;
+    auto decoded = decode_topic(node->data);
+    if (!decoded) {
+        net::log_warn("cluster: topic %s: %s", name.c_str(), decoded.failure().message.c_str());
+        return false;
+    }
+    controlled_topic& topic = _controlled[name];
+    topic.assignment = *decoded;
+    topic.zk_version = node->stat.version;
+    // A node written by Kafka 1.0's tool has no topic id: give it one, so every broker
+    // and every restart agree on it (KIP-516).
+    if (!topic.assignment.has_id()) {
+        topic.assignment.id = random_uuid();
+        zk_op set;
+        set.what = zk_op::kind::set;
+        set.path = paths::topic(name);
+        set.data = encode_topic(topic.assignment);
+        set.version = topic.zk_version;
+        if (!fenced({set})) {
+            _controlled.erase(name);
+            return false;
+        }
+        ++topic.zk_version;
+    }
+    for (const auto& [index, replicas] : topic.assignment.partitions) {
+        if (topic.states.count(index) != 0) continue;
+        auto state = _session->get(paths::partition_state(name, index));
+        if (!state) continue;
+        auto parsed = decode_partition_state(state->data);
+        if (!parsed) continue;
+        parsed->zk_version = state->stat.version;
+        topic.states[index] = *parsed;
+    }
+    return true;
+}
+
+std::vector<std::pair<std::string, int32_t>> cluster_agent::reconcile(const std::string& name) {
+    std::vector<std::pair<std::string, int32_t>> changed;
+    auto found = _controlled.find(name);
+    if (found == _controlled.end()) return changed;
+    controlled_topic& topic = found->second;
+    for (const auto& [index, replicas] : topic.assignment.partitions) {
+        std::vector<int32_t> live;
+        for (int32_t r : replicas)
+            if (_live.count(r) != 0) live.push_back(r);
+        auto existing = topic.states.find(index);
+        if (existing == topic.states.end()) {
+            // A new partition: its first live replica leads, the live ones are in sync.
+            if (live.empty()) continue;  // elected when one of its brokers registers
+            partition_state state;
+            state.leader = live.front();
+            state.isr = live;
+            state.controller_epoch = _controller_epoch;
+            const std::string partitions_path = paths::topic(name) + "/partitions";
+            std::vector<zk_op> ops;
+            for (const std::string& parent :
+                 {partitions_path, partitions_path + "/" + std::to_string(index)}) {
+                auto there = _session->exists(parent);
+                if (there && !*there) ops.push_back({zk_op::kind::create, parent, "", -1, 0});
+            }
+            ops.push_back({zk_op::kind::create, paths::partition_state(name, index),
+                           encode_partition_state(state), -1, 0});
+            if (!fenced(ops)) return changed;
+            topic.states[index] = state;
+            changed.emplace_back(name, index);
+            continue;
+        }
+        partition_state next = existing->second;
+        std::vector<int32_t> isr;
+        for (int32_t r : next.isr)
+            if (_live.count(r) != 0) isr.push_back(r);
+        const bool leader_live = next.leader >= 0 && _live.count(next.leader) != 0;
+        if (!leader_live) {
+            // The first live replica, in assignment order, that is in the ISR (clean
+            // election only: a replica outside the ISR may lack acknowledged records).
+            int32_t leader = -1;
+            for (int32_t r : replicas)
+                if (_live.count(r) != 0 && contains(next.isr, r)) {
+                    leader = r;
+                    break;
+                }
+            if (leader < 0 && next.leader < 0) continue;  // still offline, nothing new
+            next.leader = leader;
+            // With no live ISR member the ISR keeps its last members, so one of them
+            // leads again when it comes back.
+            if (leader >= 0) next.isr = isr;
+        } else if (isr != next.isr) {
+            next.isr = isr;  // dead followers leave the ISR at once
+        } else {
+            continue;
+        }
+        next.leader_epoch += 1;
+        next.controller_epoch = _controller_epoch;
+        zk_op set{zk_op::kind::set, paths::partition_state(name, index),
+                  encode_partition_state(next), existing->second.zk_version, 0};
+        if (!fenced({set})) return changed;
+        next.zk_version = existing->second.zk_version + 1;
+        existing->second = next;
+        changed.emplace_back(name, index);
+    }
+    return changed;
+}
+
+std::vector<std::pair<std::string, int32_t>> cluster_agent::reconcile_all() {
+    std::vector<std::pair<std::string, int32_t>> changed;
+    std::vector<std::string> names;
+    for (const auto& entry : _controlled) names.push_back(entry.first);
+    for (const std::string& name : names) {
+        auto more = reconcile(name);
+        changed.insert(changed.end(), more.begin(), more.end());
+        if (!is_controller()) break;
+    }
+    return changed;
+}
+
+broker_client& cluster_agent::client_of(int32_t broker_id) {
+    const broker_registration& target = _live.at(broker_id);
+    auto& client = _clients[broker_id];
+    if (!client || client->host() != target.host || client->port() != target.port)
+        client = std::make_unique<broker_client>(target.host, target.port, _config.node_id,
+                                                 _config.request_timeout_ms);
+    return *client;
+}
+
+void cluster_agent::send_leader_and_isr(
+    int32_t broker_id, const std::vector<std::pair<std::string, int32_t>>& partitions) {
+    if (partitions.empty() || _live.count(broker_id) == 0) return;
+    proto::leader_and_isr_request request;
+    request.controller_id = _config.node_id;
+    request.controller_epoch = _controller_epoch;
+    request.broker_epoch = _live.at(broker_id).epoch;
+    std::set<int32_t> leaders;
+    for (const auto& [name, index] : partitions) {
+        auto topic = _controlled.find(name);
+        if (topic == _controlled.end()) continue;
+        auto state = topic->second.states.find(index);
+        if (state == topic->second.states.end()) continue;
+        if (request.topic_states.empty() || request.topic_states.back().topic_name != name) {
+            request.topic_states.emplace_back();
+            request.topic_states.back().topic_name = name;
+            request.topic_states.back().topic_id = topic->second.assignment.id;
+        }
+        proto::leader_and_isr_request::leader_and_isr_partition_state p;
+        p.partition_index = index;
+        p.controller_epoch = state->second.controller_epoch;
+        p.leader = state->second.leader;
+        p.leader_epoch = state->second.leader_epoch;
+        p.isr = state->second.isr;
+        p.zk_version = state->second.zk_version;
+        p.replicas = topic->second.assignment.partitions.at(index);
+        request.topic_states.back().partition_states.push_back(std::move(p));
+        if (state->second.leader >= 0) leaders.insert(state->second.leader);
+    }
+    for (int32_t leader : leaders) {
+        auto found = _live.find(leader);
+        if (found == _live.end()) continue;
+        request.live_leaders.push_back({leader, found->second.host, found->second.port});
+    }
+    if (broker_id == _config.node_id) {
+        apply_leader_and_isr(request, [](proto::leader_and_isr_response) {});
+        return;
+    }
+    auto answer =
+        client_of(broker_id).call<proto::leader_and_isr_request, proto::leader_and_isr_response>(
+            request, 5);
+    if (!answer || answer->error_code != 0) {
+        net::log_warn(
+            "cluster: LeaderAndIsr to broker %d: %s", broker_id,
+            answer ? proto::error_name(answer->error_code) : answer.failure().message.c_str());
+        _needs_full_state.insert(broker_id);
+    }
+}
+
+proto::update_metadata_request cluster_agent::build_update_metadata() const {
+    proto::update_metadata_request request;
+    request.controller_id = _config.node_id;
+    request.controller_epoch = _controller_epoch;
+    for (const auto& [name, topic] : _controlled) {
+        proto::update_metadata_request::update_metadata_topic_state out;
+        out.topic_name = name;
+        out.topic_id = topic.assignment.id;
+        for (const auto& [index, replicas] : topic.assignment.partitions) {
+            proto::update_metadata_request::update_metadata_partition_state p;
+            p.partition_index = index;
+            p.replicas = replicas;
+            for (int32_t r : replicas)
+                if (_live.count(r) == 0) p.offline_replicas.push_back(r);
+            if (auto state = topic.states.find(index); state != topic.states.end()) {
+                p.controller_epoch = state->second.controller_epoch;
+                p.leader = state->second.leader;
+                p.leader_epoch = state->second.leader_epoch;
+                p.isr = state->second.isr;
+                p.zk_version = state->second.zk_version;
+            } else {
+                p.leader = -1;  // not elected yet: no live replica
+            }
+            out.partition_states.push_back(std::move(p));
+        }
+        request.topic_states.push_back(std::move(out));
+    }
+    for (const auto& [id, broker] : _live) {
+        proto::update_metadata_request::update_metadata_broker out;
+        out.id = id;
+        out.endpoints.push_back({broker.port, broker.host, "PLAINTEXT", 0});
+        if (broker.rack) out.rack = *broker.rack;
+        request.live_brokers.push_back(std::move(out));
+    }
+    return request;
+}
+
+void cluster_agent::send_update_metadata_to_all() {
+    proto::update_metadata_request request = build_update_metadata();
+    for (const auto& [id, broker] : _live) {
+        request.broker_epoch = broker.epoch;
+        if (id == _config.node_id) {
+            apply_update_metadata(request, [](proto::update_metadata_response) {});
+            continue;
+        }
+        auto answer =
+            client_of(id).call<proto::update_metadata_request, proto::update_metadata_response>(
+                request, 7);
+        if (!answer || answer->error_code != 0) {
+            net::log_warn(
+                "cluster: UpdateMetadata to broker %d: %s", id,
+                answer ? proto::error_name(answer->error_code) : answer.failure().message.c_str());
+            _needs_full_state.insert(id);
+        }
+    }
+}
+
+void cluster_agent::send_partition_changes(
+    const std::vector<std::pair<std::string, int32_t>>& changed) {
+    std::map<int32_t, std::vector<std::pair<std::string, int32_t>>> by_broker;
+    for (const auto& [name, index] : changed) {
+        auto topic = _controlled.find(name);
+        if (topic == _controlled.end()) continue;
+        for (int32_t r : topic->second.assignment.partitions.at(index))
+            by_broker[r].emplace_back(name, index);
+    }
+    for (const auto& [id, partitions] : by_broker) send_leader_and_isr(id, partitions);
+    send_update_metadata_to_all();
+}
+
+void cluster_agent::send_full_state(int32_t broker_id) {
+    std::vector<std::pair<std::string, int32_t>> hosted;
+    for (const auto& [name, topic] : _controlled)
+        for (const auto& [index, replicas] : topic.assignment.partitions)
+            if (contains(replicas, broker_id)) hosted.emplace_back(name, index);
+    send_leader_and_isr(broker_id, hosted);
+    auto found = _live.find(broker_id);
+    if (found == _live.end()) return;
+    proto::update_metadata_request request = build_update_metadata();
+    request.broker_epoch = found->second.epoch;
+    if (broker_id == _config.node_id) {
+        apply_update_metadata(request, [](proto::update_metadata_response) {});
+        return;
+    }
+    auto answer =
+        client_of(broker_id).call<proto::update_metadata_request, proto::update_metadata_response>(
+            request, 7);
+    if (!answer || answer->error_code != 0) _needs_full_state.insert(broker_id);
+}
+
+void cluster_agent::retry_failed_brokers() {
+    std::set<int32_t> pending;
+    pending.swap(_needs_full_state);
+    for (int32_t id : pending)
+        if (_live.count(id) != 0) send_full_state(id);
+}
+
+void cluster_agent::on_brokers_changed() {
+    std::map<int32_t, broker_registration> before = _live;
+    read_brokers();
+    for (auto it = _clients.begin(); it != _clients.end();)
+        it = _live.count(it->first) == 0 ? _clients.erase(it) : std::next(it);
+    auto changed = reconcile_all();
+    if (!is_controller()) return;
+    send_partition_changes(changed);  // includes UpdateMetadata to everyone
+    // A broker that (re)registered learns everything it hosts, whatever changed.
+    for (const auto& [id, broker] : _live) {
+        auto old = before.find(id);
+        if (old == before.end() || old->second.epoch != broker.epoch) {
+            net::log_info("cluster: broker %d registered (%s:%d)", id, broker.host.c_str(),
+                          broker.port);
+            send_full_state(id);
+        }
+    }
+    for (const auto& [id, broker] : before)
+        if (_live.count(id) == 0) net::log_info("cluster: broker %d is gone", id);
+}
+
+void cluster_agent::on_topics_changed() {
+    std::set<std::string> before;
+    for (const auto& entry : _controlled) before.insert(entry.first);
+    read_topics();
+    std::vector<std::pair<std::string, int32_t>> changed;
+    for (const auto& entry : _controlled) {
+        if (before.count(entry.first) != 0) continue;
+        auto more = reconcile(entry.first);
+        changed.insert(changed.end(), more.begin(), more.end());
+    }
+    if (!is_controller()) return;
+    send_partition_changes(changed);
+}
+
+void cluster_agent::on_topic_changed(const std::string& name) {
+    if (!read_topic(name)) return;
+    auto changed = reconcile(name);
+    if (!is_controller()) return;
+    send_partition_changes(changed);
+}
+
+void cluster_agent::on_delete_topics() {
+    auto names = _session->children(paths::delete_topics, true);
+    if (!names || names->empty()) return;
+    for (const std::string& name : *names) {
+        auto topic = _controlled.find(name);
+        if (topic != _controlled.end()) {
+            // Replicas stop serving and delete their logs first, then the znodes go.
+            std::map<int32_t, proto::stop_replica_request> requests;
+            for (const auto& [index, replicas] : topic->second.assignment.partitions) {
+                for (int32_t r : replicas) {
+                    auto& request = requests[r];
+                    if (request.topic_states.empty()) {
+                        request.controller_id = _config.node_id;
+                        request.controller_epoch = _controller_epoch;
+                        request.topic_states.emplace_back();
+                        request.topic_states.back().topic_name = name;
+                    }
+                    request.topic_states.back().partition_states.push_back({index, -1, true});
+                }
+            }
+            for (auto& [id, request] : requests) {
+                auto live = _live.find(id);
+                if (live == _live.end()) continue;  // its logs go when it learns the topic is gone
+                request.broker_epoch = live->second.epoch;
+                if (id == _config.node_id) {
+                    apply_stop_replica(request, [](proto::stop_replica_response) {});
+                    continue;
+                }
+                auto answer =
+                    client_of(id).call<proto::stop_replica_request, proto::stop_replica_response>(
+                        request, 3);
+                if (!answer)
+                    net::log_warn("cluster: StopReplica to broker %d: %s", id,
+                                  answer.failure().message.c_str());
+            }
+            _controlled.erase(topic);
+        }
+        (void)_session->remove_recursive(paths::topic(name));
+        (void)_session->remove(paths::topic_config(name));
+        (void)_session->remove(paths::delete_topics + "/" + name);
+        net::log_info("cluster: topic %s deleted", name.c_str());
+    }
+    // The topics' own watches fire on deletion; the list is re-read when they do.
+    (void)_session->children(paths::topics, true);
+    send_update_metadata_to_all();
+}
+
+}  // namespace spate::broker::cluster
