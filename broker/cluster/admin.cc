@@ -40,6 +40,28 @@ result<std::vector<placement_broker>> live_brokers(zk_session& session) {
     return out;
 }
 
+// An explicit replica list: live brokers, none twice, within the available factor.
+admin_outcome check_assignment(const std::vector<placement_broker>& brokers,
+                               const std::vector<int32_t>& replicas) {
+    if (replicas.empty()) return failed(error_code::invalid_replica_assignment, "no replicas");
+    for (size_t i = 0; i < replicas.size(); ++i) {
+        const int32_t r = replicas[i];
+        if (std::none_of(brokers.begin(), brokers.end(),
+                         [r](const placement_broker& b) { return b.id == r; }))
+            return failed(error_code::invalid_replica_assignment,
+                          "broker " + std::to_string(r) + " is not live");
+        if (std::find(replicas.begin(), replicas.begin() + static_cast<std::ptrdiff_t>(i), r) !=
+            replicas.begin() + static_cast<std::ptrdiff_t>(i))
+            return failed(error_code::invalid_replica_assignment,
+                          "broker " + std::to_string(r) + " is listed twice");
+    }
+    if (static_cast<int32_t>(replicas.size()) > replication_factor_max)
+        return failed(error_code::invalid_replication_factor,
+                      "replication factor " + std::to_string(replicas.size()) +
+                          " is not available until replication lands; use 1");
+    return {};
+}
+
 }  // namespace
 
 admin_outcome cluster_agent::create_topic(const std::string& name, int32_t partitions,
@@ -55,17 +77,9 @@ admin_outcome cluster_agent::create_topic(const std::string& name, int32_t parti
     if (!brokers) return zk_failed(brokers.failure());
     topic_assignment topic;
     if (!replicas.empty()) {
-        for (const auto& [index, list] : replicas) {
-            for (int32_t r : list)
-                if (std::none_of(brokers->begin(), brokers->end(),
-                                 [r](const placement_broker& b) { return b.id == r; }))
-                    return failed(error_code::invalid_replica_assignment,
-                                  "broker " + std::to_string(r) + " is not live");
-            if (static_cast<int32_t>(list.size()) > replication_factor_max)
-                return failed(error_code::invalid_replication_factor,
-                              "replication factor " + std::to_string(list.size()) +
-                                  " is not available until replication lands; use 1");
-        }
+        for (const auto& [index, list] : replicas)
+            if (auto refused = check_assignment(*brokers, list); refused.code != error_code::none)
+                return refused;
         topic.partitions = replicas;
     } else {
         if (replication_factor > replication_factor_max)
@@ -117,6 +131,7 @@ admin_outcome cluster_agent::delete_topic(const std::string& name) {
 }
 
 admin_outcome cluster_agent::add_partitions(const std::string& name, int32_t total_partitions,
+                                            const std::vector<std::vector<int32_t>>& assignments,
                                             bool validate_only) {
     if (!_session) return failed(error_code::unknown_server_error, "no ZooKeeper session");
     auto node = _session->get(paths::topic(name));
@@ -143,11 +158,22 @@ admin_outcome cluster_agent::add_partitions(const std::string& name, int32_t tot
     const auto n = static_cast<uint32_t>(std::max<size_t>(brokers->size(), 1));
     request.start_index = static_cast<int32_t>(random() % n);
     request.shift = static_cast<int32_t>(random() % n);
-    auto placed = place_replicas(*brokers, request);
-    if (!placed)
-        return failed(static_cast<error_code>(placed.failure().code), placed.failure().message);
+    std::map<int32_t, std::vector<int32_t>> added;
+    if (!assignments.empty()) {
+        for (size_t i = 0; i < assignments.size(); ++i) {
+            if (auto refused = check_assignment(*brokers, assignments[i]);
+                refused.code != error_code::none)
+                return refused;
+            added[current + static_cast<int32_t>(i)] = assignments[i];
+        }
+    } else {
+        auto placed = place_replicas(*brokers, request);
+        if (!placed)
+            return failed(static_cast<error_code>(placed.failure().code), placed.failure().message);
+        added = std::move(placed.value());
+    }
     if (validate_only) return {};
-    for (auto& [index, replicas] : *placed) topic->partitions[index] = replicas;
+    for (auto& [index, replicas] : added) topic->partitions[index] = replicas;
     // A conditional write: a concurrent change of the same topic makes this one fail
     // rather than overwrite it.
     auto written = _session->set(paths::topic(name), encode_topic(*topic), node->stat.version);
@@ -159,25 +185,82 @@ admin_outcome cluster_agent::add_partitions(const std::string& name, int32_t tot
     return {};
 }
 
-admin_outcome cluster_agent::set_topic_configs(const std::string& name,
-                                               const topic_configs& configs) {
-    if (!_session) return failed(error_code::unknown_server_error, "no ZooKeeper session");
-    auto there = _session->exists(paths::topic_config(name));
-    if (!there) return zk_failed(there.failure());
-    zk_result<void> written;
-    if (*there) {
-        written = _session->set(paths::topic_config(name), encode_topic_config(configs));
-    } else if (auto made =
-                   _session->create(paths::topic_config(name), encode_topic_config(configs));
-               !made) {
-        written = made.failure();
+result<int64_t> cluster_agent::next_producer_id() {
+    constexpr int64_t block_size = 1000;
+    while (_producer_id_next > _producer_id_end) {
+        if (!_session) return error{-1, "no ZooKeeper session"};
+        auto node = _session->get(paths::producer_id_block);
+        producer_id_block block{_config.node_id, 0, block_size - 1};
+        zk_result<void> taken;
+        if (!node && node.failure().code == ZNONODE) {
+            if (auto made =
+                    _session->create(paths::producer_id_block, encode_producer_id_block(block));
+                !made)
+                taken = made.failure();
+        } else if (!node) {
+            return node.failure();
+        } else {
+            auto last = decode_producer_id_block(node->data);
+            if (!last) return last.failure();
+            block.start = last->end + 1;
+            block.end = block.start + block_size - 1;
+            taken = _session->set(paths::producer_id_block, encode_producer_id_block(block),
+                                  node->stat.version);
+        }
+        if (!taken && (taken.failure().code == ZBADVERSION || taken.failure().code == ZNODEEXISTS))
+            continue;  // another broker took a block meanwhile: take the next one
+        if (!taken) return taken.failure();
+        _producer_id_next = block.start;
+        _producer_id_end = block.end;
     }
-    if (!written) return zk_failed(written.failure());
-    // Every broker watches /config/changes and re-reads the configs it serves.
-    auto notified = _session->create(paths::config_change_prefix, encode_config_change(name),
-                                     ZOO_PERSISTENT_SEQUENTIAL);
-    if (!notified) return zk_failed(notified.failure());
-    return {};
+    return _producer_id_next++;
+}
+
+admin_outcome cluster_agent::alter_topic_configs(const std::string& name,
+                                                 const config_changes& changes,
+                                                 topic_configs& result) {
+    if (!_session) return failed(error_code::unknown_server_error, "no ZooKeeper session");
+    auto there = _session->exists(paths::topic(name));
+    if (!there) return zk_failed(there.failure());
+    if (!*there)
+        return failed(error_code::unknown_topic_or_partition, "topic " + name + " does not exist");
+    // Read, change, write back conditionally: two alterations racing on one topic cannot
+    // lose one another's keys.
+    for (int attempt = 0; attempt < 10; ++attempt) {
+        auto node = _session->get(paths::topic_config(name));
+        if (!node && node.failure().code != ZNONODE) return zk_failed(node.failure());
+        topic_configs configs;
+        if (node) {
+            auto decoded = decode_topic_config(node->data);
+            if (decoded) configs = *decoded;
+        }
+        for (const auto& [key, value] : changes) {
+            if (value)
+                configs[key] = *value;
+            else
+                configs.erase(key);
+        }
+        zk_result<void> written;
+        if (node) {
+            written = _session->set(paths::topic_config(name), encode_topic_config(configs),
+                                    node->stat.version);
+        } else if (auto made =
+                       _session->create(paths::topic_config(name), encode_topic_config(configs));
+                   !made) {
+            written = made.failure();
+        }
+        if (!written &&
+            (written.failure().code == ZBADVERSION || written.failure().code == ZNODEEXISTS))
+            continue;
+        if (!written) return zk_failed(written.failure());
+        // Every broker watches /config/changes and re-reads the configs it serves.
+        auto notified = _session->create(paths::config_change_prefix, encode_config_change(name),
+                                         ZOO_PERSISTENT_SEQUENTIAL);
+        if (!notified) return zk_failed(notified.failure());
+        result = std::move(configs);
+        return {};
+    }
+    return failed(error_code::unknown_server_error, "the config of " + name + " kept changing");
 }
 
 }  // namespace spate::broker::cluster

@@ -92,9 +92,19 @@ public:
                                const std::map<int32_t, std::vector<int32_t>>& replicas,
                                const topic_configs& configs, bool validate_only);
     admin_outcome delete_topic(const std::string& name);
+    // `assignments` empty: the new partitions are placed like the topic's first ones.
     admin_outcome add_partitions(const std::string& name, int32_t total_partitions,
+                                 const std::vector<std::vector<int32_t>>& assignments,
                                  bool validate_only);
-    admin_outcome set_topic_configs(const std::string& name, const topic_configs& configs);
+    // Applies SET (a value) and DELETE (nullopt) to the topic's config node, notifies
+    // every broker (/config/changes), and stores the resulting overrides in `result`.
+    using config_changes = std::vector<std::pair<std::string, std::optional<std::string>>>;
+    admin_outcome alter_topic_configs(const std::string& name, const config_changes& changes,
+                                      topic_configs& result);
+
+    // A producer id unique in the cluster: from this broker's block of 1000, a new block
+    // taken from /latest_producer_id_block by conditional write when it runs out.
+    result<int64_t> next_producer_id();
 
     const std::string& cluster_id() const { return _cluster_id; }
     int32_t node_id() const { return _config.node_id; }
@@ -158,6 +168,9 @@ private:
     std::condition_variable _wake;
     std::deque<std::function<void()>> _tasks;
     bool _stopping = false;
+
+    int64_t _producer_id_next = 0;
+    int64_t _producer_id_end = -1;  // inclusive; next > end: no block held
 
     // What the controller last told this broker.
     int32_t _latest_controller_epoch = 0;

@@ -53,6 +53,62 @@ result<std::vector<uint8_t>> read_whole_file(const fs::path& path) {
 
 }  // namespace
 
+namespace {
+
+// The next code point of UTF-8 `text` at `at` (advanced past it); U+FFFD for a malformed
+// or overlong sequence, consuming one byte, as Java's decoder replaces each bad byte.
+uint32_t next_code_point(std::string_view text, size_t& at) {
+    const auto lead = static_cast<uint8_t>(text[at]);
+    const size_t length = lead < 0x80         ? 1
+                          : (lead >> 5) == 6  ? 2
+                          : (lead >> 4) == 14 ? 3
+                          : (lead >> 3) == 30 ? 4
+                                              : 0;
+    constexpr uint32_t replacement = 0xFFFD;
+    if (length == 0 || at + length > text.size()) {
+        ++at;
+        return length == 1 ? lead : replacement;
+    }
+    uint32_t cp = length == 1 ? lead : lead & (0x7F >> length);
+    for (size_t i = 1; i < length; ++i) {
+        const auto next = static_cast<uint8_t>(text[at + i]);
+        if ((next & 0xC0) != 0x80) {
+            ++at;
+            return replacement;
+        }
+        cp = (cp << 6) | (next & 0x3F);
+    }
+    static constexpr uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < smallest[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+        ++at;
+        return replacement;
+    }
+    at += length;
+    return cp;
+}
+
+}  // namespace
+
+int32_t java_string_hash(std::string_view text) {
+    uint32_t hash = 0;  // unsigned: Java's int arithmetic wraps, C++'s signed would not
+    for (size_t at = 0; at < text.size();) {
+        const uint32_t cp = next_code_point(text, at);
+        if (cp < 0x10000) {
+            hash = hash * 31u + cp;
+        } else {  // a surrogate pair, high then low
+            hash = hash * 31u + (0xD800u + ((cp - 0x10000u) >> 10));
+            hash = hash * 31u + (0xDC00u + ((cp - 0x10000u) & 0x3FFu));
+        }
+    }
+    return static_cast<int32_t>(hash);
+}
+
+int32_t offsets_partition_of(std::string_view group_id, int32_t partitions) {
+    const int32_t hash = java_string_hash(group_id);
+    const int32_t positive = hash == INT32_MIN ? 0 : (hash < 0 ? -hash : hash);
+    return partitions <= 0 ? 0 : positive % partitions;
+}
+
 uint32_t shard_of_group(std::string_view group_id, uint32_t shard_count) {
     uint32_t hash = 2166136261u;
     for (char c : group_id) {

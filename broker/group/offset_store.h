@@ -68,6 +68,14 @@ namespace spate::broker::group {
 // build and run (std::hash makes no such promise).
 uint32_t shard_of_group(std::string_view group_id, uint32_t shard_count);
 
+// Java's String.hashCode of `text` (UTF-8 decoded to UTF-16 code units; each malformed
+// byte becomes U+FFFD, where Java may merge a cut-short sequence into one), int32
+// overflow included: Kafka's group placement.
+int32_t java_string_hash(std::string_view text);
+// Kafka's __consumer_offsets partition of a group: abs(hash) mod partitions, with
+// abs(INT32_MIN) taken as 0 (Kafka's Utils.abs).
+int32_t offsets_partition_of(std::string_view group_id, int32_t partitions);
+
 struct topic_partition {
     std::string topic;
     int32_t partition = 0;

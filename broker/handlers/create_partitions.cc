@@ -19,6 +19,7 @@ struct growth {
     size_t slot;
     std::string name;
     int32_t count;
+    std::vector<std::vector<int32_t>> assignments;  // in a cluster, when given
 };
 
 shard_state::metadata_step grow_step(std::shared_ptr<response_type> response, growth plan) {
@@ -42,6 +43,48 @@ shard_state::metadata_step grow_step(std::shared_ptr<response_type> response, gr
             }};
 }
 
+// In a cluster: the agent rewrites each topic node with the new partitions placed, then
+// the answer waits, up to the request's timeout, for the controller's leaders to reach
+// this broker.
+void grow_in_cluster(request_ptr req, std::shared_ptr<response_type> response,
+                     std::vector<growth> plans, bool validate_only, int32_t timeout_ms) {
+    using outcomes = std::vector<cluster::admin_outcome>;
+    auto shared = std::make_shared<const std::vector<growth>>(std::move(plans));
+    ask_cluster_agent<outcomes>(
+        std::move(req),
+        [shared, validate_only](cluster::cluster_agent& agent) {
+            outcomes out;
+            for (const growth& g : *shared)
+                out.push_back(agent.add_partitions(g.name, g.count, g.assignments, validate_only));
+            return out;
+        },
+        [response, shared, validate_only, timeout_ms](request_ptr req, outcomes done) {
+            auto grown = std::make_shared<std::vector<growth>>();
+            for (size_t i = 0; i < done.size(); ++i) {
+                auto& out = response->results[(*shared)[i].slot];
+                if (done[i].code != error_code::none) {
+                    out.error_code = proto::code(done[i].code);
+                    out.error_message = done[i].message;
+                } else if (!validate_only) {
+                    grown->push_back((*shared)[i]);
+                }
+            }
+            auto elected = [grown](const metadata_snapshot& snapshot) {
+                for (const growth& g : *grown) {
+                    const topic_info* topic = snapshot.find(g.name);
+                    if (topic == nullptr || topic->partition_count() < g.count) return false;
+                    for (const partition_replicas& p : topic->replicas)
+                        if (p.leader < 0) return false;
+                }
+                return true;
+            };
+            const auto deadline = std::chrono::steady_clock::now() +
+                                  std::chrono::milliseconds(std::max(timeout_ms, 0));
+            await_metadata(*req->shard, elected, deadline,
+                           [req, response](bool) { req->shard->respond(*req, *response); });
+        });
+}
+
 }  // namespace
 
 void handle_create_partitions(request_ptr req) {
@@ -54,6 +97,8 @@ void handle_create_partitions(request_ptr req) {
     shard_state& shard = *req->shard;
     auto response = std::make_shared<response_type>();
     std::vector<shard_state::metadata_step> steps;
+    const bool clustered = shard.owner().cluster() != nullptr;
+    std::vector<growth> cluster_plans;
     partitions_reservation reservation(*shard.metadata(), shard.config().partitions_max);
     // A topic named twice is refused in every entry that names it, none of them applied,
     // as Kafka does: growing it once per entry would apply two answers to one question,
@@ -64,6 +109,7 @@ void handle_create_partitions(request_ptr req) {
         response_type::create_partitions_topic_result out;
         out.name = topic.name;
         const topic_info* info = shard.metadata()->find(topic.name);
+        growth plan{response->results.size(), topic.name, topic.count, {}};
         auto fail = [&](error_code code, std::string message) {
             out.error_code = proto::code(code);
             out.error_message = std::move(message);
@@ -76,6 +122,12 @@ void handle_create_partitions(request_ptr req) {
             fail(error_code::invalid_partitions,
                  "topic \"" + topic.name + "\" has " + std::to_string(info->partition_count()) +
                      " partitions; the new count must be larger (and at most 100000)");
+        } else if (topic.assignments && clustered) {
+            if (topic.assignments->size() !=
+                static_cast<size_t>(topic.count - info->partition_count()))
+                fail(error_code::invalid_replica_assignment,
+                     "assignments must list each new partition");
+            for (const auto& a : *topic.assignments) plan.assignments.push_back(a.broker_ids);
         } else if (topic.assignments) {
             const size_t added = static_cast<size_t>(topic.count - info->partition_count());
             bool ok = topic.assignments->size() == added;
@@ -86,17 +138,24 @@ void handle_create_partitions(request_ptr req) {
                      "assignments must list each new partition on broker " +
                          std::to_string(shard.config().node_id));
         }
-        if (out.error_code == 0) {
+        if (out.error_code == 0 && clustered) {
+            cluster_plans.push_back(std::move(plan));
+        } else if (out.error_code == 0) {
             // One replica per new partition on a single node; earlier topics of this
             // request count, as in CreateTopics, and the store checks again.
             const int64_t replicas = topic.count - info->partition_count();
             if (auto fits = reservation.reserve(replicas); !fits)
                 fail(error_code::policy_violation, fits.failure().message);
         }
-        if (out.error_code == 0 && !body.validate_only)
+        if (out.error_code == 0 && !body.validate_only && !clustered)
             steps.push_back(
-                grow_step(response, {response->results.size(), topic.name, topic.count}));
+                grow_step(response, {response->results.size(), topic.name, topic.count, {}}));
         response->results.push_back(std::move(out));
+    }
+    if (clustered) {
+        grow_in_cluster(std::move(req), response, std::move(cluster_plans), body.validate_only,
+                        body.timeout_ms);
+        return;
     }
     shard.change_metadata_in_order(std::move(steps),
                                    [req, response] { req->shard->respond(*req, *response); });

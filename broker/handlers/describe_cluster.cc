@@ -1,4 +1,5 @@
-// DescribeCluster (60): this node, as broker and controller.
+// DescribeCluster (60): a single node as broker and controller; in a cluster, the live
+// brokers and the controller from the controller's last UpdateMetadata.
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
 #include "proto/messages.h"
@@ -22,13 +23,21 @@ void handle_describe_cluster(request_ptr req) {
         shard.respond(*req, response);
         return;
     }
-    response.cluster_id = shard.config().cluster_id;
-    response.controller_id = shard.config().node_id;
-    proto::describe_cluster_response::describe_cluster_broker self;
-    self.broker_id = shard.config().node_id;
-    self.host = shard.owner().advertised_host();
-    self.port = shard.owner().advertised_port();
-    response.brokers.push_back(self);
+    const metadata_snapshot& snapshot = *shard.metadata();
+    if (snapshot.clustered) {
+        response.cluster_id = snapshot.cluster_id;
+        response.controller_id = snapshot.controller_id;
+        for (const cluster_broker& broker : snapshot.brokers)
+            response.brokers.push_back({broker.id, broker.host, broker.port, broker.rack});
+    } else {
+        response.cluster_id = shard.config().cluster_id;
+        response.controller_id = shard.config().node_id;
+        proto::describe_cluster_response::describe_cluster_broker self;
+        self.broker_id = shard.config().node_id;
+        self.host = shard.owner().advertised_host();
+        self.port = shard.owner().advertised_port();
+        response.brokers.push_back(self);
+    }
     response.cluster_authorized_operations = INT32_MIN;
     shard.respond(*req, response);
 }

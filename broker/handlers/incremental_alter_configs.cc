@@ -46,6 +46,51 @@ shard_state::metadata_step alter_step(std::shared_ptr<response_type> response, a
             }};
 }
 
+// In a cluster: the agent changes /config/topics/<t> and notifies every broker; the
+// answer waits, up to 5 s, until this broker serves the new configs.
+void alter_in_cluster(request_ptr req, std::shared_ptr<response_type> response,
+                      std::vector<alteration> plans) {
+    struct outcome {
+        cluster::admin_outcome done;
+        topic_configs configs;
+    };
+    using outcomes = std::vector<outcome>;
+    auto shared = std::make_shared<const std::vector<alteration>>(std::move(plans));
+    ask_cluster_agent<outcomes>(
+        std::move(req),
+        [shared](cluster::cluster_agent& agent) {
+            outcomes out;
+            for (const alteration& a : *shared) {
+                outcome o;
+                o.done = agent.alter_topic_configs(a.topic, a.changes, o.configs);
+                out.push_back(std::move(o));
+            }
+            return out;
+        },
+        [response, shared](request_ptr req, outcomes done) {
+            auto expected = std::make_shared<std::vector<std::pair<std::string, topic_configs>>>();
+            for (size_t i = 0; i < done.size(); ++i) {
+                auto& out = response->responses[(*shared)[i].slot];
+                if (done[i].done.code != error_code::none) {
+                    out.error_code = proto::code(done[i].done.code);
+                    out.error_message = done[i].done.message;
+                } else {
+                    expected->emplace_back((*shared)[i].topic, std::move(done[i].configs));
+                }
+            }
+            auto applied = [expected](const metadata_snapshot& snapshot) {
+                for (const auto& [name, configs] : *expected) {
+                    const topic_info* topic = snapshot.find(name);
+                    if (topic != nullptr && topic->configs != configs) return false;
+                }
+                return true;
+            };
+            await_metadata(*req->shard, applied,
+                           std::chrono::steady_clock::now() + std::chrono::seconds(5),
+                           [req, response](bool) { req->shard->respond(*req, *response); });
+        });
+}
+
 }  // namespace
 
 void handle_incremental_alter_configs(request_ptr req) {
@@ -58,6 +103,8 @@ void handle_incremental_alter_configs(request_ptr req) {
     shard_state& shard = *req->shard;
     auto response = std::make_shared<response_type>();
     std::vector<shard_state::metadata_step> steps;
+    const bool clustered = shard.owner().cluster() != nullptr;
+    std::vector<alteration> cluster_plans;
     for (const auto& resource : body.resources) {
         response_type::alter_configs_resource_response out;
         out.resource_type = resource.resource_type;
@@ -93,9 +140,17 @@ void handle_incremental_alter_configs(request_ptr req) {
                 }
             }
         }
-        if (out.error_code == 0 && !body.validate_only && !plan.changes.empty())
-            steps.push_back(alter_step(response, std::move(plan)));
+        if (out.error_code == 0 && !body.validate_only && !plan.changes.empty()) {
+            if (clustered)
+                cluster_plans.push_back(std::move(plan));
+            else
+                steps.push_back(alter_step(response, std::move(plan)));
+        }
         response->responses.push_back(std::move(out));
+    }
+    if (clustered) {
+        alter_in_cluster(std::move(req), response, std::move(cluster_plans));
+        return;
     }
     shard.change_metadata_in_order(std::move(steps),
                                    [req, response] { req->shard->respond(*req, *response); });

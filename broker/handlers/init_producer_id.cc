@@ -1,6 +1,7 @@
 // InitProducerId (22): hands an idempotent producer a fresh producer id (epoch 0), or
 // bumps the epoch of the id it already has (v3+). Ids are unique across restarts: the
-// counter starts at the wall-clock milliseconds shifted left by 16. Transactions are
+// counter starts at the wall-clock milliseconds shifted left by 16; in a cluster they
+// come from blocks of 1000 in ZooKeeper (cluster_agent::next_producer_id). Transactions are
 // not supported yet: a transactional id is refused with
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED (the README says so).
 #include <atomic>
@@ -12,6 +13,8 @@
 
 namespace spate::broker {
 namespace {
+
+using response_type = proto::init_producer_id_response;
 
 int64_t allocate_producer_id() {
     static std::atomic<int64_t> next{std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -39,6 +42,22 @@ void handle_init_producer_id(request_ptr req) {
                body.producer_epoch < INT16_MAX - 1) {
         response.producer_id = body.producer_id;
         response.producer_epoch = static_cast<int16_t>(body.producer_epoch + 1);
+    } else if (req->shard->owner().cluster() != nullptr) {
+        // Unique across the cluster: the agent hands ids out of its ZooKeeper block.
+        ask_cluster_agent<response_type>(
+            std::move(req),
+            [response](cluster::cluster_agent& agent) mutable {
+                auto id = agent.next_producer_id();
+                if (id) {
+                    response.producer_id = *id;
+                    response.producer_epoch = 0;
+                } else {
+                    response.error_code = proto::code(proto::error_code::coordinator_not_available);
+                }
+                return response;
+            },
+            [](request_ptr req, response_type answer) { req->shard->respond(*req, answer); });
+        return;
     } else {
         response.producer_id = allocate_producer_id();
         response.producer_epoch = 0;
