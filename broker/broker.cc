@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <random>
 
+#include "broker/cluster/znodes.h"
 #include "broker/handlers/handlers.h"
 #include "net/log.h"
 #include "storage/shutdown.h"
@@ -181,6 +182,37 @@ void shard_state::change_metadata(metadata_change change,
         });
 }
 
+namespace {
+
+// Kafka's partition.metadata ("version: 0", "topic_id: <base64>"): which topic a
+// partition directory belongs to. A broker that was down while its topic was deleted and
+// re-created under the same name finds the old id there: the old data is removed before
+// the new topic's partition opens, never served as the new topic's.
+result<void> claim_partition_dir(const fs::path& dir, const proto::uuid& topic_id) {
+    const fs::path file = dir / "partition.metadata";
+    const std::string expected =
+        "version: 0\ntopic_id: " + cluster::uuid_to_base64(topic_id) + "\n";
+    std::error_code failed;
+    if (auto found = storage::read_small_file(file, 256); found) {
+        if (*found == expected) return {};
+        net::log_warn("partition directory %s belonged to another topic (id changed): removing it",
+                      dir.c_str());
+        fs::remove_all(dir, failed);
+        if (failed)
+            return error{failed.value(), "cannot remove " + dir.string() + ": " + failed.message()};
+    } else if (found.failure().code != ENOENT) {
+        return found.failure();
+    }
+    fs::create_directories(dir, failed);
+    if (failed)
+        return error{failed.value(), "cannot create " + dir.string() + ": " + failed.message()};
+    return storage::write_file_atomically(
+        file, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(expected.data()),
+                                       expected.size()));
+}
+
+}  // namespace
+
 void shard_state::install_everywhere(snapshot_ptr next, std::function<void()> done) {
     auto remaining = std::make_shared<uint32_t>(_broker.shard_count());
     for (net::shard_id s = 0; s < _broker.shard_count(); ++s) {
@@ -210,13 +242,18 @@ void shard_state::install_snapshot(snapshot_ptr next) {
             ++it;
             continue;
         }
+        // In a cluster only a deletion removes data (StopReplica with delete): a topic
+        // missing from one snapshot (a controller that could not read it) is only closed.
+        const bool remove = !next->clustered || topic != nullptr || next->deleting.count(it->first);
         for (auto& p : it->second) {
             if (!p) continue;
             p->wake_waiters();
             (void)p->log().close();
             std::error_code ignored;
-            fs::remove_all(fs::path(cfg.data_dir) / (p->topic() + "-" + std::to_string(p->index())),
-                           ignored);
+            if (remove)
+                fs::remove_all(
+                    fs::path(cfg.data_dir) / (p->topic() + "-" + std::to_string(p->index())),
+                    ignored);
         }
         it = _partitions.erase(it);
     }
@@ -240,6 +277,12 @@ void shard_state::install_snapshot(snapshot_ptr next) {
                 continue;
             }
             const auto dir = fs::path(cfg.data_dir) / (name + "-" + std::to_string(i));
+            if (next->clustered)
+                if (auto claimed = claim_partition_dir(dir, topic->id); !claimed) {
+                    net::log_error("cannot open partition %s-%zu: %s", name.c_str(), i,
+                                   claimed.failure().message.c_str());
+                    continue;
+                }
             auto log = storage::partition_log::open(dir, effective.log, &_descriptors);
             if (!log) {
                 net::log_error("cannot open partition %s-%zu: %s", name.c_str(), i,

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -74,6 +75,9 @@ struct metadata_snapshot {
     int32_t controller_id = -1;
     std::string cluster_id;
     std::vector<cluster_broker> brokers;
+    // Topics this snapshot removes because the controller deleted them (StopReplica with
+    // delete): only these lose their data when they vanish from a cluster's snapshot.
+    std::set<std::string> deleting;
     std::map<std::string, std::shared_ptr<const topic_info>> topics;
     // Topic id -> topic (Fetch v13+ names topics by id); rebuilt by index_ids().
     std::unordered_map<proto::uuid, const topic_info*, uuid_hash> by_id;

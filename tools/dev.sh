@@ -5,6 +5,8 @@
 #   tools/dev.sh asan                 the same tests under AddressSanitizer + UBSan
 #   tools/dev.sh bench                end-to-end benchmark ratios (iperf3, sockperf, fio baselines;
 #                                     spatectl's perf tools against kcat)
+#   tools/dev.sh cluster [N]          build, then ZooKeeper and N brokers (default 3) on
+#                                     127.0.0.1:9092…; Ctrl-C stops them (tools/local_cluster.py)
 #   tools/dev.sh deps                 only install the packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +69,12 @@ case "${1:-}" in
     build build
     exec ./build/broker/spate "$@"
     ;;
+  cluster)
+    shift
+    install_deps
+    build build
+    exec /usr/bin/python3 tools/local_cluster.py "$@"
+    ;;
   test)
     install_deps
     install_js_deps
@@ -95,7 +103,7 @@ case "${1:-}" in
     bench/spatectl_vs_kcat.sh build
     ;;
   *)
-    echo "usage: tools/dev.sh run|test|asan|bench|deps" >&2
+    echo "usage: tools/dev.sh run|test|asan|bench|cluster|deps" >&2
     exit 2
     ;;
 esac

@@ -41,9 +41,11 @@ cluster_agent::~cluster_agent() { stop(); }
 result<void> cluster_agent::start() {
     if (auto opened = open_session(); !opened) return opened;
     if (auto registered = register_broker(); !registered) return registered;
-    net::log_info("cluster: broker %d registered in ZooKeeper at %s (cluster id %s, epoch %lld)",
-                  _config.node_id, _config.zookeeper_connect.c_str(), _cluster_id.c_str(),
-                  static_cast<long long>(_broker_epoch));
+    net::log_info(
+        "cluster: broker %d registered in ZooKeeper at %s (cluster id %s, epoch %lld, "
+        "session timeout %d ms)",
+        _config.node_id, _config.zookeeper_connect.c_str(), _cluster_id.c_str(),
+        static_cast<long long>(_broker_epoch), _session->negotiated_timeout_ms());
     _thread = std::thread([this] { run(); });
     submit([this] {
         elect();
@@ -103,7 +105,18 @@ void cluster_agent::on_zk_event(const zk_event& event) {
 
 void cluster_agent::handle_event(const zk_event& event) {
     if (event.type == ZOO_SESSION_EVENT) {
-        if (event.state == ZOO_EXPIRED_SESSION_STATE) renew_session();
+        if (event.state == ZOO_EXPIRED_SESSION_STATE) {
+            renew_session();
+        } else if (event.state == ZOO_CONNECTING_STATE) {
+            net::log_warn(
+                "cluster: lost the connection to ZooKeeper at %s; reconnecting (the "
+                "session survives %d ms)",
+                _config.zookeeper_connect.c_str(),
+                _session ? _session->negotiated_timeout_ms() : _config.session_timeout_ms);
+        } else if (event.state == ZOO_CONNECTED_STATE) {
+            net::log_info("cluster: connected to ZooKeeper at %s",
+                          _config.zookeeper_connect.c_str());
+        }
         return;
     }
     if (event.path == paths::controller) {
@@ -278,6 +291,8 @@ void cluster_agent::publish(std::function<void()> installed) {
     next->controller_id = _controller_id;
     next->cluster_id = _cluster_id;
     next->brokers = _brokers;
+    next->deleting = std::move(_deleting);
+    _deleting.clear();
     for (const auto& [name, known] : _topics) {
         auto topic = std::make_shared<topic_info>();
         topic->name = name;
@@ -421,10 +436,13 @@ void cluster_agent::apply_stop_replica(const proto::stop_replica_request& reques
             if (known != _topics.end()) known->second.led.erase(p.partition_index);
             response.partition_errors.push_back({topic.topic_name, p.partition_index, 0});
         }
-        // The whole topic deleted: it leaves the snapshot, and the shards remove its logs.
-        if (deleting && known != _topics.end() &&
-            topic.partition_states.size() >= known->second.partitions.size())
+        // The topic deleted (the controller sends each broker only the partitions it
+        // hosts): it leaves the snapshot, and the shards remove its logs.
+        if (deleting && known != _topics.end()) {
+            _deleting.insert(known->first);
+            _topic_configs.erase(known->first);
             _topics.erase(known);
+        }
     }
     publish([done, response] { done(response); });
 }

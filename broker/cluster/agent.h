@@ -183,6 +183,8 @@ private:
     };
     std::map<std::string, known_topic> _topics;
     std::map<std::string, topic_configs> _topic_configs;
+    // Topics deleted (StopReplica with delete) since the last publish: their data goes.
+    std::set<std::string> _deleting;
 
     // The controller's state, when this broker is the controller.
     int32_t _controller_epoch = 0;

@@ -25,8 +25,10 @@ result<std::unique_ptr<zk_session>> zk_session::connect(const std::string& conne
                                                         int32_t session_timeout_ms,
                                                         int32_t connect_timeout_ms,
                                                         std::function<void(zk_event)> on_event) {
-    // The C client logs to stderr at INFO by default; only its warnings are worth a line.
-    zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
+    // The C client logs to stderr, even at ERROR level a line per reconnection attempt
+    // (three a second while ZooKeeper is away): it stays silent, and the agent logs each
+    // change of the session's state once (cluster_agent::handle_event).
+    zoo_set_debug_level(static_cast<ZooLogLevel>(0));
     std::unique_ptr<zk_session> session(new zk_session());
     session->_on_event = std::move(on_event);
     session->_handle = zookeeper_init(connect.c_str(), &zk_session::watcher, session_timeout_ms,

@@ -65,6 +65,8 @@ public:
     zk_session& operator=(const zk_session&) = delete;
 
     int64_t session_id() const;
+    // The session timeout ZooKeeper granted (it clamps the asked one to its own bounds).
+    int32_t negotiated_timeout_ms() const { return zoo_recv_timeout(_handle); }
     bool expired() const;
 
     // Watches (`watch` true) fire once, through on_event.

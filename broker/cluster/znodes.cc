@@ -3,6 +3,9 @@
 #include "broker/cluster/znodes.h"
 
 #include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -26,15 +29,33 @@ result<T> decode(const std::string& text, const char* kind, Decode body) {
     }
 }
 
+// An integer field within int64 / int32. nlohmann would convert a float (1e300) or an
+// out-of-range integer with a plain cast, which is undefined: such values are refused.
+int64_t int64_of(const json& value) {
+    if (value.is_number_integer()) {
+        if (value.is_number_unsigned() && value.get<uint64_t>() > uint64_t{INT64_MAX})
+            throw std::out_of_range("integer out of range");
+        return value.get<int64_t>();
+    }
+    throw std::invalid_argument("not an integer: " + value.dump());
+}
+
+int32_t int32_of(const json& value) {
+    const int64_t v = int64_of(value);
+    if (v < INT32_MIN || v > INT32_MAX) throw std::out_of_range("integer out of range");
+    return static_cast<int32_t>(v);
+}
+
 // Kafka writes some numbers as strings ("timestamp", "block_start"); accept both.
 int64_t number_or_string(const json& value) {
     if (value.is_string()) return std::stoll(value.get<std::string>());
-    return value.get<int64_t>();
+    return int64_of(value);
 }
 
 std::vector<int32_t> int_list(const json& value) {
+    if (!value.is_array()) throw std::invalid_argument("not a list: " + value.dump());
     std::vector<int32_t> out;
-    for (const json& item : value) out.push_back(item.get<int32_t>());
+    for (const json& item : value) out.push_back(int32_of(item));
     return out;
 }
 
@@ -102,7 +123,8 @@ result<broker_registration> decode_broker(int32_t id, const std::string& text) {
         broker_registration out;
         out.id = id;
         if (root.contains("host") && root["host"].is_string()) out.host = root["host"];
-        if (root.contains("port") && root["port"].is_number()) out.port = root["port"];
+        if (root.contains("port") && root["port"].is_number_integer())
+            out.port = int32_of(root["port"]);
         // Brokers with only non-PLAINTEXT listeners write host null and port -1; the
         // endpoints list then holds the address.
         if ((out.host.empty() || out.port <= 0) && root.contains("endpoints")) {
@@ -113,7 +135,7 @@ result<broker_registration> decode_broker(int32_t id, const std::string& text) {
                 if (scheme == std::string::npos || colon == std::string::npos || colon < scheme + 3)
                     continue;
                 out.host = text.substr(scheme + 3, colon - scheme - 3);
-                out.port = std::stoi(text.substr(colon + 1));
+                out.port = std::stoi(text.substr(colon + 1));  // throws when not a number
                 break;
             }
         }
@@ -181,10 +203,10 @@ std::string encode_partition_state(const partition_state& state) {
 result<partition_state> decode_partition_state(const std::string& text) {
     return decode<partition_state>(text, "partition state", [](const json& root) {
         partition_state out;
-        out.leader = root.at("leader").get<int32_t>();
-        out.leader_epoch = root.at("leader_epoch").get<int32_t>();
+        out.leader = int32_of(root.at("leader"));
+        out.leader_epoch = int32_of(root.at("leader_epoch"));
         out.isr = int_list(root.at("isr"));
-        out.controller_epoch = root.at("controller_epoch").get<int32_t>();
+        out.controller_epoch = int32_of(root.at("controller_epoch"));
         return result<partition_state>(out);
     });
 }
@@ -198,10 +220,16 @@ std::string encode_controller(int32_t broker_id, int64_t timestamp_ms) {
 result<int32_t> decode_controller(const std::string& text) {
     // Kafka 0.8 wrote a bare number; accept it as Kafka does.
     if (!text.empty() && std::isdigit(static_cast<unsigned char>(text[0])) &&
-        text.find('{') == std::string::npos)
-        return std::stoi(text);
+        text.find('{') == std::string::npos) {
+        char* end = nullptr;
+        errno = 0;
+        const long id = std::strtol(text.c_str(), &end, 10);
+        if (errno != 0 || id < 0 || id > INT32_MAX || *end != '\0')
+            return error{-1, "controller: not a broker id: " + text.substr(0, 40)};
+        return static_cast<int32_t>(id);
+    }
     return decode<int32_t>(text, "controller", [](const json& root) {
-        return result<int32_t>(root.at("brokerid").get<int32_t>());
+        return result<int32_t>(int32_of(root.at("brokerid")));
     });
 }
 
@@ -259,7 +287,7 @@ std::string encode_producer_id_block(const producer_id_block& block) {
 result<producer_id_block> decode_producer_id_block(const std::string& text) {
     return decode<producer_id_block>(text, "producer id block", [](const json& root) {
         producer_id_block out;
-        out.broker = root.at("broker").get<int32_t>();
+        out.broker = int32_of(root.at("broker"));
         out.start = number_or_string(root.at("block_start"));
         out.end = number_or_string(root.at("block_end"));
         return result<producer_id_block>(out);

@@ -29,7 +29,7 @@ common_flags=(-std=c++20 -O1 -g -msse4.2 -mpclmul -I"$root" -I"$out/gen"
   -fno-sanitize-recover=undefined)
 object_flags=(-fsanitize=fuzzer-no-link,address,undefined)
 link_flags=(-fsanitize=fuzzer,address,undefined)
-libraries=(-lz -lsnappy -llz4 -lzstd -lpthread)
+libraries=(-lz -lsnappy -llz4 -lzstd -lpthread -lzookeeper_mt)
 # liburing and toml++ (a compiled library in Debian, header-only elsewhere) as
 # pkg-config describes them.
 broker_cflags=($(pkg-config --cflags liburing tomlplusplus 2>/dev/null || true))
