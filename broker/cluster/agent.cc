@@ -266,22 +266,35 @@ void cluster_agent::elect() {
     }
 }
 
+bool cluster_agent::read_topic_config(const std::string& name) {
+    topic_configs configs;
+    if (auto node = _session->get(paths::topic_config(name)); node) {
+        auto decoded = decode_topic_config(node->data);
+        if (decoded) configs = *decoded;
+    }
+    auto& known = _topic_configs[name];
+    if (known == configs) return false;
+    known = std::move(configs);
+    return true;
+}
+
 void cluster_agent::refresh_topic_configs() {
     if (!_session) return;
-    (void)_session->children(paths::config_changes, true);  // re-arms the watch
-    bool changed = false;
-    for (const auto& [name, topic] : _topics) {
-        topic_configs configs;
-        if (auto node = _session->get(paths::topic_config(name)); node) {
-            auto decoded = decode_topic_config(node->data);
-            if (decoded) configs = *decoded;
-        }
-        auto& known = _topic_configs[name];
-        if (known != configs) {
-            known = std::move(configs);
-            changed = true;
-        }
+    auto changes = _session->children(paths::config_changes, true);  // re-arms the watch
+    if (!changes) return;
+    std::sort(changes->begin(), changes->end());  // sequence numbers sort as text
+    std::set<std::string> named;
+    bool everything = _last_config_change.empty();
+    for (const std::string& change : *changes) {
+        if (change <= _last_config_change) continue;
+        auto node = _session->get(paths::config_changes + "/" + change);
+        if (!node) continue;
+        if (auto topic = decode_config_change(node->data)) named.insert(*topic);
     }
+    if (!changes->empty()) _last_config_change = changes->back();
+    bool changed = false;
+    for (const auto& [name, topic] : _topics)
+        if (everything || named.count(name) != 0) changed |= read_topic_config(name);
     if (changed) publish();
 }
 
@@ -345,11 +358,12 @@ void cluster_agent::apply_update_metadata(
     // Every UpdateMetadata spate's controller sends is complete: a topic it leaves out is
     // gone (Kafka's are deltas with a deletion marker; a whole view is simpler to trust).
     std::set<std::string> named;
-    bool new_topics = false;
+    std::vector<std::string> new_topics;
     for (const auto& topic : request.topic_states) {
         named.insert(topic.topic_name);
         auto [entry, inserted] = _topics.try_emplace(topic.topic_name);
-        new_topics |= inserted;
+        if (inserted || _topic_configs.count(topic.topic_name) == 0)
+            new_topics.push_back(topic.topic_name);
         known_topic& known = entry->second;
         if (known.id != topic.topic_id) known.led.clear();  // re-created under the same name
         known.id = topic.topic_id;
@@ -367,9 +381,7 @@ void cluster_agent::apply_update_metadata(
     }
     for (auto it = _topics.begin(); it != _topics.end();)
         it = named.count(it->first) != 0 ? std::next(it) : _topics.erase(it);
-    if (new_topics) {
-        refresh_topic_configs();
-    }
+    for (const std::string& name : new_topics) (void)read_topic_config(name);
     publish([done, response] { done(response); });
 }
 

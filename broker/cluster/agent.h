@@ -119,7 +119,10 @@ private:
     result<void> register_broker();
     void renew_session();
     void elect();
+    // Re-reads the configs of the topics named by config change notifications newer than
+    // the last seen (all topics the first time), re-arming the watch.
     void refresh_topic_configs();
+    bool read_topic_config(const std::string& name);
     // What this broker knows, published to the shards as one snapshot.
     void publish(std::function<void()> installed = {});
     bool stale(int32_t controller_epoch, int64_t broker_epoch, proto::error_code& code);
@@ -183,6 +186,7 @@ private:
     };
     std::map<std::string, known_topic> _topics;
     std::map<std::string, topic_configs> _topic_configs;
+    std::string _last_config_change;  // the newest notification read ("" before the first)
     // Topics deleted (StopReplica with delete) since the last publish: their data goes.
     std::set<std::string> _deleting;
 

@@ -24,14 +24,17 @@ void handle_describe_cluster(request_ptr req) {
         return;
     }
     const metadata_snapshot& snapshot = *shard.metadata();
-    if (snapshot.clustered) {
+    // Until the controller's first UpdateMetadata arrives a cluster's broker knows only
+    // itself, and says so rather than listing no broker at all.
+    if (snapshot.clustered && !snapshot.brokers.empty()) {
         response.cluster_id = snapshot.cluster_id;
         response.controller_id = snapshot.controller_id;
         for (const cluster_broker& broker : snapshot.brokers)
             response.brokers.push_back({broker.id, broker.host, broker.port, broker.rack});
     } else {
-        response.cluster_id = shard.config().cluster_id;
-        response.controller_id = shard.config().node_id;
+        response.cluster_id = snapshot.clustered ? snapshot.cluster_id : shard.config().cluster_id;
+        response.controller_id =
+            snapshot.clustered ? snapshot.controller_id : shard.config().node_id;
         proto::describe_cluster_response::describe_cluster_broker self;
         self.broker_id = shard.config().node_id;
         self.host = shard.owner().advertised_host();

@@ -56,7 +56,9 @@ void answer(request_ptr req, const std::optional<std::vector<std::string>>& name
     shard_state& shard = *req->shard;
     response_type response;
     const metadata_snapshot& snapshot = *shard.metadata();
-    if (snapshot.clustered) {
+    // Until the controller's first UpdateMetadata arrives a cluster's broker knows only
+    // itself, and says so rather than listing no broker at all.
+    if (snapshot.clustered && !snapshot.brokers.empty()) {
         for (const cluster_broker& broker : snapshot.brokers) {
             response_type::metadata_response_broker out;
             out.node_id = broker.id;
@@ -73,8 +75,9 @@ void answer(request_ptr req, const std::optional<std::vector<std::string>>& name
         self.host = shard.owner().advertised_host();
         self.port = shard.owner().advertised_port();
         response.brokers.push_back(self);
-        response.cluster_id = shard.config().cluster_id;
-        response.controller_id = shard.config().node_id;
+        response.cluster_id = snapshot.clustered ? snapshot.cluster_id : shard.config().cluster_id;
+        response.controller_id =
+            snapshot.clustered ? snapshot.controller_id : shard.config().node_id;
     }
     if (!names) {
         for (const auto& [name, topic] : snapshot.topics)
