@@ -341,13 +341,8 @@ bool cluster_agent::stale(int32_t controller_epoch, int64_t broker_epoch, error_
 void cluster_agent::apply_update_metadata(
     const proto::update_metadata_request& request,
     std::function<void(proto::update_metadata_response)> done) {
+    if (refuse_stale<proto::update_metadata_response>(request, done)) return;
     proto::update_metadata_response response;
-    error_code code = error_code::none;
-    if (stale(request.controller_epoch, request.broker_epoch, code)) {
-        response.error_code = proto::code(code);
-        done(response);
-        return;
-    }
     _controller_id = request.controller_id;
     _brokers.clear();
     for (const auto& live : request.live_brokers) {
@@ -387,13 +382,8 @@ void cluster_agent::apply_update_metadata(
 
 void cluster_agent::apply_leader_and_isr(const proto::leader_and_isr_request& request,
                                          std::function<void(proto::leader_and_isr_response)> done) {
+    if (refuse_stale<proto::leader_and_isr_response>(request, done)) return;
     proto::leader_and_isr_response response;
-    error_code code = error_code::none;
-    if (stale(request.controller_epoch, request.broker_epoch, code)) {
-        response.error_code = proto::code(code);
-        done(response);
-        return;
-    }
     for (const auto& topic : request.topic_states) {
         known_topic& known = _topics[topic.topic_name];
         if (known.id != topic.topic_id) {
@@ -433,13 +423,8 @@ void cluster_agent::apply_leader_and_isr(const proto::leader_and_isr_request& re
 
 void cluster_agent::apply_stop_replica(const proto::stop_replica_request& request,
                                        std::function<void(proto::stop_replica_response)> done) {
+    if (refuse_stale<proto::stop_replica_response>(request, done)) return;
     proto::stop_replica_response response;
-    error_code code = error_code::none;
-    if (stale(request.controller_epoch, request.broker_epoch, code)) {
-        response.error_code = proto::code(code);
-        done(response);
-        return;
-    }
     for (const auto& topic : request.topic_states) {
         auto known = _topics.find(topic.topic_name);
         bool deleting = !topic.partition_states.empty();

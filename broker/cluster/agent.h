@@ -126,6 +126,17 @@ private:
     // What this broker knows, published to the shards as one snapshot.
     void publish(std::function<void()> installed = {});
     bool stale(int32_t controller_epoch, int64_t broker_epoch, proto::error_code& code);
+    // Answers a controller request from an older controller or for an older registration
+    // with its error (STALE_CONTROLLER_EPOCH, STALE_BROKER_EPOCH); true when it did.
+    template <class Response, class Request>
+    bool refuse_stale(const Request& request, const std::function<void(Response)>& done) {
+        proto::error_code code = proto::error_code::none;
+        if (!stale(request.controller_epoch, request.broker_epoch, code)) return false;
+        Response response;
+        response.error_code = proto::code(code);
+        done(response);
+        return true;
+    }
 
     // ---- controller (controller.cc) ----------------------------------------------
     struct controlled_topic {
@@ -157,6 +168,11 @@ private:
     void send_partition_changes(const std::vector<std::pair<std::string, int32_t>>& changed);
     void send_full_state(int32_t broker_id);
     proto::update_metadata_request build_update_metadata() const;
+    // Sends a controller request to `broker_id` (applied directly when it is this broker);
+    // a broker that did not take it is sent everything again a second later.
+    template <class Response, class Request>
+    void deliver(int32_t broker_id, const Request& request, int16_t version, const char* name,
+                 void (cluster_agent::*apply)(const Request&, std::function<void(Response)>));
     broker_client& client_of(int32_t broker_id);
     void retry_failed_brokers();
 

@@ -15,6 +15,23 @@ bool contains(const std::vector<int32_t>& list, int32_t id) {
 
 }  // namespace
 
+template <class Response, class Request>
+void cluster_agent::deliver(int32_t broker_id, const Request& request, int16_t version,
+                            const char* name,
+                            void (cluster_agent::*apply)(const Request&,
+                                                         std::function<void(Response)>)) {
+    if (broker_id == _config.node_id) {
+        (this->*apply)(request, [](Response) {});
+        return;
+    }
+    auto answer = client_of(broker_id).call<Request, Response>(request, version);
+    if (answer && answer->error_code == 0) return;
+    net::log_warn(
+        "cluster: %s to broker %d: %s", name, broker_id,
+        answer ? proto::error_name(answer->error_code) : answer.failure().message.c_str());
+    _needs_full_state.insert(broker_id);
+}
+
 void cluster_agent::become_controller(int32_t epoch, int32_t epoch_zk_version) {
     _controller_epoch = epoch;
     _controller_epoch_zk_version = epoch_zk_version;
@@ -243,19 +260,8 @@ void cluster_agent::send_leader_and_isr(
         if (found == _live.end()) continue;
         request.live_leaders.push_back({leader, found->second.host, found->second.port});
     }
-    if (broker_id == _config.node_id) {
-        apply_leader_and_isr(request, [](proto::leader_and_isr_response) {});
-        return;
-    }
-    auto answer =
-        client_of(broker_id).call<proto::leader_and_isr_request, proto::leader_and_isr_response>(
-            request, 5);
-    if (!answer || answer->error_code != 0) {
-        net::log_warn(
-            "cluster: LeaderAndIsr to broker %d: %s", broker_id,
-            answer ? proto::error_name(answer->error_code) : answer.failure().message.c_str());
-        _needs_full_state.insert(broker_id);
-    }
+    deliver<proto::leader_and_isr_response>(broker_id, request, 5, "LeaderAndIsr",
+                                            &cluster_agent::apply_leader_and_isr);
 }
 
 proto::update_metadata_request cluster_agent::build_update_metadata() const {
@@ -299,19 +305,8 @@ void cluster_agent::send_update_metadata_to_all() {
     proto::update_metadata_request request = build_update_metadata();
     for (const auto& [id, broker] : _live) {
         request.broker_epoch = broker.epoch;
-        if (id == _config.node_id) {
-            apply_update_metadata(request, [](proto::update_metadata_response) {});
-            continue;
-        }
-        auto answer =
-            client_of(id).call<proto::update_metadata_request, proto::update_metadata_response>(
-                request, 7);
-        if (!answer || answer->error_code != 0) {
-            net::log_warn(
-                "cluster: UpdateMetadata to broker %d: %s", id,
-                answer ? proto::error_name(answer->error_code) : answer.failure().message.c_str());
-            _needs_full_state.insert(id);
-        }
+        deliver<proto::update_metadata_response>(id, request, 7, "UpdateMetadata",
+                                                 &cluster_agent::apply_update_metadata);
     }
 }
 
@@ -338,14 +333,8 @@ void cluster_agent::send_full_state(int32_t broker_id) {
     if (found == _live.end()) return;
     proto::update_metadata_request request = build_update_metadata();
     request.broker_epoch = found->second.epoch;
-    if (broker_id == _config.node_id) {
-        apply_update_metadata(request, [](proto::update_metadata_response) {});
-        return;
-    }
-    auto answer =
-        client_of(broker_id).call<proto::update_metadata_request, proto::update_metadata_response>(
-            request, 7);
-    if (!answer || answer->error_code != 0) _needs_full_state.insert(broker_id);
+    deliver<proto::update_metadata_response>(broker_id, request, 7, "UpdateMetadata",
+                                             &cluster_agent::apply_update_metadata);
 }
 
 void cluster_agent::retry_failed_brokers() {
@@ -421,16 +410,8 @@ void cluster_agent::on_delete_topics() {
                 auto live = _live.find(id);
                 if (live == _live.end()) continue;  // its logs go when it learns the topic is gone
                 request.broker_epoch = live->second.epoch;
-                if (id == _config.node_id) {
-                    apply_stop_replica(request, [](proto::stop_replica_response) {});
-                    continue;
-                }
-                auto answer =
-                    client_of(id).call<proto::stop_replica_request, proto::stop_replica_response>(
-                        request, 3);
-                if (!answer)
-                    net::log_warn("cluster: StopReplica to broker %d: %s", id,
-                                  answer.failure().message.c_str());
+                deliver<proto::stop_replica_response>(id, request, 3, "StopReplica",
+                                                      &cluster_agent::apply_stop_replica);
             }
             _controlled.erase(topic);
         }
