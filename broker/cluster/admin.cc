@@ -17,7 +17,11 @@ using proto::error_code;
 admin_outcome failed(error_code code, std::string message) { return {code, std::move(message)}; }
 
 admin_outcome zk_failed(const error& failure) {
-    return failed(error_code::unknown_server_error, "ZooKeeper: " + failure.message);
+    // ZooKeeper out of reach for longer than the calls retried: the client may retry too.
+    const bool transient = failure.code == ZCONNECTIONLOSS || failure.code == ZOPERATIONTIMEOUT ||
+                           failure.code == ZSESSIONEXPIRED;
+    return failed(transient ? error_code::request_timed_out : error_code::unknown_server_error,
+                  "ZooKeeper: " + failure.message);
 }
 
 // Replication needs followers fetching from leaders (the next issue); until then a

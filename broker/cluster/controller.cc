@@ -363,6 +363,7 @@ void cluster_agent::on_brokers_changed() {
     }
     for (const auto& [id, broker] : before)
         if (_live.count(id) == 0) net::log_info("cluster: broker %d is gone", id);
+    on_delete_topics();  // deletions that waited for a broker may go on now
 }
 
 void cluster_agent::on_topics_changed() {
@@ -389,9 +390,24 @@ void cluster_agent::on_topic_changed(const std::string& name) {
 void cluster_agent::on_delete_topics() {
     auto names = _session->children(paths::delete_topics, true);
     if (!names || names->empty()) return;
+    bool deleted = false;
     for (const std::string& name : *names) {
         auto topic = _controlled.find(name);
         if (topic != _controlled.end()) {
+            // Kafka's rule: a topic whose replicas are not all live waits, so that every
+            // broker deletes its data (a broker that missed the StopReplica would keep it);
+            // the deletion resumes when the broker registers again.
+            std::vector<int32_t> offline;
+            for (const auto& [index, replicas] : topic->second.assignment.partitions)
+                for (int32_t r : replicas)
+                    if (_live.count(r) == 0 &&
+                        std::find(offline.begin(), offline.end(), r) == offline.end())
+                        offline.push_back(r);
+            if (!offline.empty()) {
+                net::log_info("cluster: deleting topic %s waits for broker %d to come back",
+                              name.c_str(), offline.front());
+                continue;
+            }
             // Replicas stop serving and delete their logs first, then the znodes go.
             std::map<int32_t, proto::stop_replica_request> requests;
             for (const auto& [index, replicas] : topic->second.assignment.partitions) {
@@ -419,7 +435,9 @@ void cluster_agent::on_delete_topics() {
         (void)_session->remove(paths::topic_config(name));
         (void)_session->remove(paths::delete_topics + "/" + name);
         net::log_info("cluster: topic %s deleted", name.c_str());
+        deleted = true;
     }
+    if (!deleted) return;
     // The topics' own watches fire on deletion; the list is re-read when they do.
     (void)_session->children(paths::topics, true);
     send_update_metadata_to_all();

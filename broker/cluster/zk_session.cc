@@ -58,6 +58,23 @@ void zk_session::watcher(zhandle_t*, int type, int state, const char* path, void
     session->_on_event(zk_event{type, state, path == nullptr ? std::string() : path});
 }
 
+template <class Call>
+int zk_session::retry(Call call) {
+    // While the client reconnects (another server of the ensemble, a server restarting) the
+    // session lives on and calls fail at once with ZCONNECTIONLOSS: they are tried again,
+    // for as long as the session could survive, instead of failing admin requests that
+    // would succeed a moment later. A create retried after a loss may find its own node
+    // (ZNODEEXISTS): the callers treat that as Kafka does, as "already exists".
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(negotiated_timeout_ms());
+    for (;;) {
+        const int rc = call();
+        if (rc != ZCONNECTIONLOSS && rc != ZOPERATIONTIMEOUT) return rc;
+        if (expired() || std::chrono::steady_clock::now() > deadline) return rc;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+}
+
 int64_t zk_session::session_id() const {
     const clientid_t* id = zoo_client_id(_handle);
     return id == nullptr ? 0 : id->client_id;
@@ -69,8 +86,10 @@ zk_result<zk_node> zk_session::get(const std::string& path, bool watch) {
     zk_node node;
     std::string buffer(node_bytes_max, '\0');
     int length = node_bytes_max;
-    const int rc =
-        zoo_get(_handle, path.c_str(), watch ? 1 : 0, buffer.data(), &length, &node.stat);
+    const int rc = retry([&] {
+        length = node_bytes_max;
+        return zoo_get(_handle, path.c_str(), watch ? 1 : 0, buffer.data(), &length, &node.stat);
+    });
     if (rc != ZOK) return failure_of(rc, "get", path);
     node.data.assign(buffer.data(), length < 0 ? 0 : static_cast<size_t>(length));
     return node;
@@ -78,7 +97,7 @@ zk_result<zk_node> zk_session::get(const std::string& path, bool watch) {
 
 zk_result<std::optional<Stat>> zk_session::exists(const std::string& path, bool watch) {
     Stat stat{};
-    const int rc = zoo_exists(_handle, path.c_str(), watch ? 1 : 0, &stat);
+    const int rc = retry([&] { return zoo_exists(_handle, path.c_str(), watch ? 1 : 0, &stat); });
     if (rc == ZNONODE) return std::optional<Stat>();
     if (rc != ZOK) return failure_of(rc, "exists", path);
     return std::optional<Stat>(stat);
@@ -86,7 +105,8 @@ zk_result<std::optional<Stat>> zk_session::exists(const std::string& path, bool 
 
 zk_result<std::vector<std::string>> zk_session::children(const std::string& path, bool watch) {
     String_vector names{};
-    const int rc = zoo_get_children(_handle, path.c_str(), watch ? 1 : 0, &names);
+    const int rc =
+        retry([&] { return zoo_get_children(_handle, path.c_str(), watch ? 1 : 0, &names); });
     if (rc != ZOK) return failure_of(rc, "children of", path);
     std::vector<std::string> out;
     out.reserve(static_cast<size_t>(names.count));
@@ -107,14 +127,15 @@ zk_result<std::string> zk_session::create(const std::string& path, const std::st
 }
 
 zk_result<void> zk_session::set(const std::string& path, const std::string& data, int32_t version) {
-    const int rc =
-        zoo_set(_handle, path.c_str(), data.data(), static_cast<int>(data.size()), version);
+    const int rc = retry([&] {
+        return zoo_set(_handle, path.c_str(), data.data(), static_cast<int>(data.size()), version);
+    });
     if (rc != ZOK) return failure_of(rc, "set", path);
     return {};
 }
 
 zk_result<void> zk_session::remove(const std::string& path, int32_t version) {
-    const int rc = zoo_delete(_handle, path.c_str(), version);
+    const int rc = retry([&] { return zoo_delete(_handle, path.c_str(), version); });
     if (rc != ZOK) return failure_of(rc, "delete", path);
     return {};
 }
@@ -145,7 +166,9 @@ zk_result<void> zk_session::multi(const std::vector<zk_op>& ops) {
                 break;
         }
     }
-    const int rc = zoo_multi(_handle, static_cast<int>(raw.size()), raw.data(), results.data());
+    const int rc = retry([&] {
+        return zoo_multi(_handle, static_cast<int>(raw.size()), raw.data(), results.data());
+    });
     if (rc == ZOK) return {};
     // Name the operation that failed: the others report ZRUNTIMEINCONSISTENCY or ZOK.
     for (size_t i = 0; i < ops.size(); ++i)

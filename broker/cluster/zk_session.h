@@ -87,6 +87,9 @@ public:
 
 private:
     zk_session() = default;
+    // Runs a synchronous call again while the connection is lost but the session lives.
+    template <class Call>
+    int retry(Call call);
     static void watcher(zhandle_t* handle, int type, int state, const char* path, void* context);
 
     zhandle_t* _handle = nullptr;

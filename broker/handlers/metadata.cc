@@ -1,6 +1,8 @@
 // Metadata (3): brokers, topics and partitions (this node leads them all). Topics that
 // do not exist are created first when the request allows it (v4+ flag; always before
 // v4) and the broker's auto_create_topics_enable says so, like Kafka.
+#include <algorithm>
+
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
 #include "proto/messages.h"
@@ -10,15 +12,16 @@ namespace {
 
 using response_type = proto::metadata_response;
 
-void add_topic(const request& req, const topic_info* topic, const std::string& name,
-               response_type& response) {
+// `may_create`: this request asked a cluster to create the topic, whose leaders may not
+// have reached this broker yet.
+void add_topic(const topic_info* topic, const std::string& name, bool may_create,
+               response_type& response, int32_t node) {
     response_type::metadata_response_topic out;
     out.name = name;
     if (topic == nullptr) {
         // In a cluster a topic may exist in ZooKeeper before its leaders reach us (just
         // auto-created): clients retry on LEADER_NOT_AVAILABLE, not on an unknown topic.
-        const bool pending = req.shard->owner().cluster() != nullptr &&
-                             req.shard->config().auto_create_topics_enable;
+        const bool pending = may_create;
         out.error_code =
             proto::code(!valid_topic_name(name) ? proto::error_code::invalid_topic_exception
                         : pending               ? proto::error_code::leader_not_available
@@ -27,7 +30,6 @@ void add_topic(const request& req, const topic_info* topic, const std::string& n
         return;
     }
     out.topic_id = topic->id;
-    const int32_t node = req.shard->config().node_id;
     for (int32_t i = 0; i < topic->partition_count(); ++i) {
         response_type::metadata_response_partition p;
         p.partition_index = i;
@@ -52,10 +54,12 @@ void add_topic(const request& req, const topic_info* topic, const std::string& n
     response.topics.push_back(std::move(out));
 }
 
-void answer(request_ptr req, const std::optional<std::vector<std::string>>& names) {
+void answer(request_ptr req, const std::optional<std::vector<std::string>>& names,
+            const std::vector<std::string>& creating = {}) {
     shard_state& shard = *req->shard;
     response_type response;
     const metadata_snapshot& snapshot = *shard.metadata();
+    const int32_t node = shard.config().node_id;
     // Until the controller's first UpdateMetadata arrives a cluster's broker knows only
     // itself, and says so rather than listing no broker at all.
     if (snapshot.clustered && !snapshot.brokers.empty()) {
@@ -81,9 +85,12 @@ void answer(request_ptr req, const std::optional<std::vector<std::string>>& name
     }
     if (!names) {
         for (const auto& [name, topic] : snapshot.topics)
-            add_topic(*req, topic.get(), name, response);
+            add_topic(topic.get(), name, false, response, node);
     } else {
-        for (const std::string& name : *names) add_topic(*req, snapshot.find(name), name, response);
+        for (const std::string& name : *names)
+            add_topic(snapshot.find(name), name,
+                      std::find(creating.begin(), creating.end(), name) != creating.end(), response,
+                      node);
     }
     shard.respond(*req, response);
 }
@@ -96,12 +103,14 @@ void create_in_cluster_then_answer(request_ptr req, std::vector<std::string> mis
     const int32_t partitions = req->shard->config().num_partitions;
     ask_cluster_agent<int>(
         std::move(req),
-        [missing = std::move(missing), partitions](cluster::cluster_agent& agent) {
+        [missing, partitions](cluster::cluster_agent& agent) {
             for (const std::string& name : missing)
                 (void)agent.create_topic(name, partitions, 1, {}, {}, false);
             return 0;
         },
-        [names = std::move(names)](request_ptr req, int) { answer(std::move(req), names); });
+        [names = std::move(names), missing](request_ptr req, int) {
+            answer(std::move(req), names, missing);
+        });
 }
 
 // Creates the missing topics one after another, then answers.
