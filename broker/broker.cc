@@ -479,6 +479,11 @@ result<void> broker::start_cluster(uint32_t shards) {
     agent.port = advertised_port();
     if (!_config.rack.empty()) agent.rack = _config.rack;
     agent.shard_count = shards;
+    _links = std::make_unique<cluster::broker_links>(_runtime->shard_at(0));
+    agent.call_broker = [this](cluster::outgoing_call call) {
+        _runtime->shard_at(0).post(
+            [this, call = std::move(call)]() mutable { _links->call(std::move(call)); });
+    };
     _agent = std::make_unique<cluster::cluster_agent>(
         agent, [this](std::shared_ptr<metadata_snapshot> next, std::function<void()> installed) {
             // From the agent's thread: shard 0 owns the store and spreads the snapshot.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "broker/cluster/agent.h"
+#include "broker/cluster/broker_links.h"
 #include "broker/config.h"
 #include "broker/fetch_session.h"
 #include "broker/group/coordinator.h"
@@ -172,6 +173,8 @@ private:
     std::unique_ptr<metadata_store> _store;
     std::unique_ptr<net::runtime> _runtime;
     std::vector<std::unique_ptr<shard_state>> _states;
+    // Declared before the runtime's users go: the runtime is joined before these die.
+    std::unique_ptr<cluster::broker_links> _links;  // shard 0's connections to the others
     std::unique_ptr<cluster::cluster_agent> _agent;
 };
 

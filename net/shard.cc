@@ -266,6 +266,15 @@ void shard::handle(const completion& done) {
             callback(done.res);
             return;
         }
+        case op_kind::connect: {
+            SPATE_ASSERT(index < _connections.size(), "completion names a connection slot");
+            connection& conn = *_connections[index];
+            SPATE_ASSERT(conn.generation == generation, "connection completion is not stale");
+            SPATE_ASSERT(conn.connecting, "a connect completion for a connecting slot");
+            on_connect(conn, done);
+            finalize_if_done(conn);
+            return;
+        }
         case op_kind::recv:
         case op_kind::send:
         case op_kind::splice_chain: {

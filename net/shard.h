@@ -171,6 +171,18 @@ public:
     // The IP address of `conn`'s peer (length 0 when closed or unknown).
     peer_address peer_of(connection_ref conn) const;
 
+    // Opens a connection to `address` (outgoing: a broker's connection to another broker).
+    // `connected(conn, 0)` runs once it is established, `connected(conn, -errno)` when it
+    // could not be (the slot is then gone). Frames received on it go to `handler.on_frame`
+    // (sequence 0: they are answers), and its close to `handler.on_close`. Only on this
+    // shard's thread.
+    connection_ref connect(const sockaddr_storage& address, socklen_t length,
+                           connection_handler& handler,
+                           unique_function<void(connection_ref, int)> connected);
+    // Queues `bytes` (one or more whole request frames) on an outgoing connection, after
+    // what was queued before. A closed connection drops them.
+    void send(connection_ref conn, response bytes);
+
     // fdatasync on the ring (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC); `done(res)` runs on
     // this shard with 0 or -errno.
     void submit_fdatasync(int fd, unique_function<void(int)> done);
@@ -244,6 +256,8 @@ private:
     connection* lookup(connection_ref conn);
     const connection* lookup(connection_ref conn) const;
     void on_accept(const completion& done);
+    void on_connect(connection& conn, const completion& done);
+    connection& take_slot(int fd);
     void on_recv(connection& conn, const completion& done);
     void arm_recv(connection& conn);
     void pause_recv(connection& conn);

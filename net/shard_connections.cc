@@ -101,6 +101,12 @@ void shard::on_accept(const completion& done) {
     // Responses are written whole; Nagle would only delay the last segment of each.
     if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
         log_warn("TCP_NODELAY: %s", std::strerror(errno));
+    connection& conn = take_slot(fd);
+    conn.peer = peer;
+    arm_recv(conn);
+}
+
+shard::connection& shard::take_slot(int fd) {
     uint32_t index = 0;
     if (!_free_connections.empty()) {
         index = _free_connections.back();
@@ -114,10 +120,72 @@ void shard::on_accept(const completion& done) {
     SPATE_ASSERT(conn.state == connection::state_kind::free, "a free slot for a new connection");
     conn.state = connection::state_kind::open;
     conn.fd = fd;
-    conn.peer = peer;
     conn.last_activity = _now;
     ++_open_connections;
+    return conn;
+}
+
+connection_ref shard::connect(const sockaddr_storage& address, socklen_t length,
+                              connection_handler& handler,
+                              unique_function<void(connection_ref, int)> connected) {
+    const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        const int code = errno;
+        _tasks.push_back([connected = std::move(connected), code]() mutable {
+            connected(connection_ref{}, -code);
+        });
+        return {};
+    }
+    const int one = 1;
+    // Requests are written whole, as responses are (on_accept).
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    connection& conn = take_slot(fd);
+    conn.outgoing = true;
+    conn.connecting = true;
+    conn.handler = &handler;
+    conn.remote = address;
+    conn.remote_length = length;
+    conn.on_connected = std::move(connected);
+    // The address lives in the slot until the connect completes, as the kernel reads it then.
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr*>(&conn.remote),
+                          conn.remote_length);
+    io_uring_sqe_set_data64(sqe, encode(op_kind::connect, conn.index, conn.generation));
+    ++conn.ops_in_flight;
+    ++_ops_in_flight;
+    return connection_ref{conn.index, conn.generation};
+}
+
+void shard::on_connect(connection& conn, const completion& done) {
+    --conn.ops_in_flight;
+    --_ops_in_flight;
+    conn.connecting = false;
+    auto connected = std::move(conn.on_connected);
+    conn.on_connected = nullptr;
+    const connection_ref ref{conn.index, conn.generation};
+    if (done.res < 0 || conn.state != connection::state_kind::open || _stopping) {
+        // Failed (or closed meanwhile): the caller hears the error, not a close.
+        conn.handler = nullptr;
+        if (conn.state == connection::state_kind::open) begin_close(conn);
+        if (connected) connected(ref, done.res < 0 ? done.res : -ECANCELED);
+        return;
+    }
+    conn.last_activity = _now;
     arm_recv(conn);
+    if (connected) connected(ref, 0);
+    // Requests queued while connecting go out now.
+    if (!conn.responses.empty() && !conn.send_in_flight) start_output(conn);
+}
+
+void shard::send(connection_ref ref, response bytes) {
+    connection* found = lookup(ref);
+    if (found == nullptr) return;
+    connection& conn = *found;
+    SPATE_ASSERT(conn.outgoing, "send only on an outgoing connection");
+    auto& slot = conn.responses.emplace_back();
+    slot.state = connection::slot_state::ready;
+    slot.body = std::move(bytes);
+    if (!conn.connecting && !conn.send_in_flight) start_output(conn);
 }
 
 void shard::refuse_connection(int fd, const char* reason) {
@@ -134,8 +202,11 @@ void shard::refuse_connection(int fd, const char* reason) {
 }
 
 bool shard::may_read(const connection& conn) const {
+    // An outgoing connection's queue holds requests to send, not answers owed: reading its
+    // answers never waits for it.
+    const bool room = conn.outgoing || conn.responses.size() < _config.in_flight_requests_max;
     return conn.state == connection::state_kind::open && !conn.close_after_send && !_stopping &&
-           !conn.waiting_for_budget && conn.responses.size() < _config.in_flight_requests_max;
+           !conn.waiting_for_budget && room;
 }
 
 void shard::sweep_connections() {
@@ -193,7 +264,8 @@ void shard::begin_close(connection& conn) {
     release_frame_budget(conn);
     // Wakes every operation still in flight: the receive ends, a blocked send fails.
     ::shutdown(conn.fd, SHUT_RDWR);
-    _handler->on_close(connection_ref{conn.index, conn.generation});
+    connection_handler* handler = conn.outgoing ? conn.handler : _handler;
+    if (handler != nullptr) handler->on_close(connection_ref{conn.index, conn.generation});
     // The slot is released on a later turn (or by the last completion), never inside the
     // caller's stack, which may still hold the connection.
     const connection_ref ref{conn.index, conn.generation};
@@ -231,8 +303,12 @@ void shard::finalize_if_done(connection& conn) {
     if (conn.generation == 0) conn.generation = 1;
     conn.frame_deadline = {};
     conn.last_activity = {};
-    _limits->release(conn.peer);
+    if (!conn.outgoing) _limits->release(conn.peer);
     conn.peer = {};
+    conn.outgoing = false;
+    conn.connecting = false;
+    conn.handler = nullptr;
+    conn.on_connected = nullptr;
     --_open_connections;
     _free_connections.push_back(conn.index);
 }

@@ -235,6 +235,12 @@ void shard::grant_waiting_frames(frame_pool& pool) {
 
 void shard::deliver(connection& conn) {
     release_frame_budget(conn);
+    if (conn.outgoing) {  // an answer: no response slot, nothing to send back
+        frame_ptr answer = std::move(conn.incoming);
+        conn.incoming_size = 0;
+        conn.handler->on_frame(connection_ref{conn.index, conn.generation}, 0, std::move(answer));
+        return;
+    }
     const uint64_t sequence = conn.next_sequence++;
     conn.responses.emplace_back();
     if (conn.responses.size() >= _config.in_flight_requests_max) pause_recv(conn);

@@ -28,6 +28,7 @@ enum class shard::op_kind : uint8_t {
     fsync,
     wake_read,
     msg_ring,
+    connect,
 };
 
 namespace {
@@ -135,6 +136,14 @@ struct shard::connection {
     uint32_t chain_steps = 0;
 
     uint32_t ops_in_flight = 0;
+    // A connection this shard opened (shard::connect): frames received are answers for
+    // `handler`, sends are requests queued by shard::send, and no connection limit counts it.
+    bool outgoing = false;
+    bool connecting = false;
+    connection_handler* handler = nullptr;
+    sockaddr_storage remote{};
+    socklen_t remote_length = 0;
+    unique_function<void(connection_ref, int)> on_connected;
     iovec iov[iov_max] = {};
     msghdr message = {};
 

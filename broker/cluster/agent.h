@@ -47,6 +47,8 @@ struct agent_config {
     // How long a controller request to a broker may take before the controller gives up
     // on it for now (and resends everything to that broker a second later).
     int32_t request_timeout_ms = 5000;
+    // Hands a controller request to shard 0's ring (broker_links.h); any thread.
+    std::function<void(outgoing_call)> call_broker;
 };
 
 // Publishes a snapshot to every shard and calls `installed` (on some shard) once each

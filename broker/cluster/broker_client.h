@@ -1,13 +1,15 @@
 #pragma once
-// broker_client: the controller's connection to one broker, for LeaderAndIsr,
-// UpdateMetadata and StopReplica. Blocking, on the cluster agent's thread: controller
-// requests are rare, may wait (CLUSTER.md: the control plane may block on its own
-// thread), and never touch a shard. The replica fetchers of the replication issue, which
-// are data plane, go through net/'s rings instead.
+// broker_client: the controller's requests to one broker (LeaderAndIsr, UpdateMetadata,
+// StopReplica). The bytes travel on shard 0's io_uring ring (broker_links.h); the call
+// itself waits for the answer on the cluster agent's thread, which keeps the controller's
+// decisions in order (CLUSTER.md: the control plane may block on its own thread; the
+// shards never wait for it).
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
+#include "broker/cluster/broker_links.h"
 #include "proto/header.h"
 #include "proto/messages.h"
 #include "proto/result.h"
@@ -16,20 +18,23 @@ namespace spate::broker::cluster {
 
 class broker_client {
 public:
-    broker_client(std::string host, int32_t port, int32_t node_id, int32_t timeout_ms)
-        : _host(std::move(host)),
+    // `send` hands a request to shard 0 (broker::start_cluster posts it to broker_links).
+    broker_client(int32_t broker_id, std::string host, int32_t port, int32_t node_id,
+                  int32_t timeout_ms, std::function<void(outgoing_call)> send)
+        : _broker_id(broker_id),
+          _host(std::move(host)),
           _port(port),
           _client_id("spate-controller-" + std::to_string(node_id)),
-          _timeout_ms(timeout_ms) {}
-    ~broker_client();
+          _timeout_ms(timeout_ms),
+          _send(std::move(send)) {}
     broker_client(const broker_client&) = delete;
     broker_client& operator=(const broker_client&) = delete;
 
     const std::string& host() const { return _host; }
     int32_t port() const { return _port; }
 
-    // Sends `body` at `version` and decodes the answer; connects on first use and after a
-    // failure (which closes the connection, so the next call starts afresh).
+    // Sends `body` at `version` and waits for the answer (at most the timeout); the
+    // connection is opened on first use and again after a failure.
     template <class Request, class Response>
     result<Response> call(const Request& body, int16_t version) {
         proto::writer out(256);
@@ -42,7 +47,7 @@ public:
         proto::encode_request_header(out, header);
         body.encode(out, version);
         out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
-        auto answer = exchange(out.buffer());
+        auto answer = exchange(out.buffer(), header.correlation_id);
         if (!answer) return answer.failure();
         proto::reader in(answer->data(), answer->size());
         int32_t correlation = 0;
@@ -56,16 +61,19 @@ public:
     }
 
 private:
-    result<std::vector<uint8_t>> exchange(const std::vector<uint8_t>& frame);
-    error fail(const std::string& what);
-    void disconnect();
+    result<std::vector<uint8_t>> exchange(std::vector<uint8_t> frame, int32_t correlation_id);
+    error fail(const std::string& what) const;
 
+    int32_t _broker_id;
     std::string _host;
     int32_t _port;
     std::string _client_id;
     int32_t _timeout_ms;
+    std::function<void(outgoing_call)> _send;
     int32_t _correlation_id = 0;
-    int _fd = -1;
+    // The resolved address, looked up on first use.
+    sockaddr_storage _address{};
+    socklen_t _address_length = 0;
 };
 
 }  // namespace spate::broker::cluster

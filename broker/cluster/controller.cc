@@ -221,8 +221,9 @@ broker_client& cluster_agent::client_of(int32_t broker_id) {
     const broker_registration& target = _live.at(broker_id);
     auto& client = _clients[broker_id];
     if (!client || client->host() != target.host || client->port() != target.port)
-        client = std::make_unique<broker_client>(target.host, target.port, _config.node_id,
-                                                 _config.request_timeout_ms);
+        client =
+            std::make_unique<broker_client>(broker_id, target.host, target.port, _config.node_id,
+                                            _config.request_timeout_ms, _config.call_broker);
     return *client;
 }
 

@@ -1171,3 +1171,93 @@ TEST_CASE("while frames wait for room, one-buffer receives serve pipelined round
     run_on(rt, 0, [&] { CHECK(owned.all[0]->received_count() == 0); });
     rt.stop_and_join();
 }
+
+namespace {
+
+// The client side of an outgoing connection: collects the answers' bytes and the close.
+class answer_collector : public connection_handler {
+public:
+    void on_frame(connection_ref, uint64_t sequence, frame_ptr answer) override {
+        CHECK(sequence == 0);
+        answers.push_back(std::move(answer->bytes));
+    }
+    void on_close(connection_ref) override { ++closes; }
+    std::vector<std::vector<uint8_t>> answers;
+    int closes = 0;
+};
+
+sockaddr_storage loopback(uint16_t port) {
+    sockaddr_storage storage{};
+    auto* address = reinterpret_cast<sockaddr_in*>(&storage);
+    address->sin_family = AF_INET;
+    address->sin_port = htons(port);
+    address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return storage;
+}
+
+}  // namespace
+
+TEST_CASE("an outgoing connection sends requests in order and delivers each answer") {
+    handlers<reverse_handler> owned;
+    runtime rt(1, test_config(), owned.factory());
+    REQUIRE(rt.start().ok());
+    answer_collector collector;
+    connection_ref conn;
+    int connect_result = 1;
+    constexpr int count = 200;
+    run_on(rt, 0, [&] {
+        shard& s = rt.shard_at(0);
+        const sockaddr_storage address = loopback(rt.bound_port());
+        conn = s.connect(address, sizeof(sockaddr_in), collector,
+                         [&](connection_ref, int res) { connect_result = res; });
+        // Queued before the connection is up: sent once it is, in order.
+        for (int i = 0; i < count; ++i) {
+            response request;
+            request.bytes = with_prefix(pattern(static_cast<size_t>(1 + i * 13 % 3000), i));
+            s.send(conn, std::move(request));
+        }
+    });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    size_t received = 0;
+    while (received < count && std::chrono::steady_clock::now() < deadline) {
+        run_on(rt, 0, [&] { received = collector.answers.size(); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    bool all_match = true;
+    run_on(rt, 0, [&] {
+        CHECK(connect_result == 0);
+        CHECK(collector.answers.size() == count);
+        for (int i = 0; i < count && i < static_cast<int>(collector.answers.size()); ++i)
+            if (collector.answers[static_cast<size_t>(i)] !=
+                reversed(pattern(static_cast<size_t>(1 + i * 13 % 3000), i)))
+                all_match = false;
+        rt.shard_at(0).close_connection(conn);
+        CHECK(collector.closes == 1);
+    });
+    CHECK(all_match);
+    rt.stop_and_join();
+}
+
+TEST_CASE("an outgoing connection to a closed port reports the error, not a close") {
+    handlers<reverse_handler> owned;
+    runtime rt(1, test_config(), owned.factory());
+    REQUIRE(rt.start().ok());
+    // A port nobody listens on: bind one, learn it, close it.
+    const int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in bound{};
+    bound.sin_family = AF_INET;
+    bound.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof bound;
+    REQUIRE(::bind(probe, reinterpret_cast<sockaddr*>(&bound), sizeof bound) == 0);
+    REQUIRE(::getsockname(probe, reinterpret_cast<sockaddr*>(&bound), &length) == 0);
+    ::close(probe);
+    answer_collector collector;
+    std::promise<int> result;
+    run_on(rt, 0, [&] {
+        rt.shard_at(0).connect(loopback(ntohs(bound.sin_port)), sizeof(sockaddr_in), collector,
+                               [&](connection_ref, int res) { result.set_value(res); });
+    });
+    CHECK(result.get_future().get() == -ECONNREFUSED);
+    run_on(rt, 0, [&] { CHECK(collector.closes == 0); });
+    rt.stop_and_join();
+}
