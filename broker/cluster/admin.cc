@@ -31,16 +31,10 @@ constexpr int32_t replication_factor_max = 1;
 // The live brokers as placement sees them, read from ZooKeeper (not from the last
 // UpdateMetadata, which may lag a registration).
 result<std::vector<placement_broker>> live_brokers(zk_session& session) {
-    auto ids = session.children(paths::broker_ids);
-    if (!ids) return ids.failure();
+    auto registered = read_registrations(session, false);
+    if (!registered) return registered.failure();
     std::vector<placement_broker> out;
-    for (const std::string& name : *ids) {
-        const int32_t id = std::atoi(name.c_str());
-        auto node = session.get(paths::broker(id));
-        if (!node) continue;
-        auto decoded = decode_broker(id, node->data);
-        if (decoded) out.push_back({id, decoded->rack});
-    }
+    for (const auto& [id, broker] : *registered) out.push_back({id, broker.rack});
     return out;
 }
 

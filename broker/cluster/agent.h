@@ -62,6 +62,11 @@ struct admin_outcome {
     std::string message;
 };
 
+// The registered brokers, by id, with their epochs (czxid), read from ZooKeeper; `watch`
+// re-arms the watch on /brokers/ids. A registration that cannot be decoded is skipped
+// with a warning, one that vanished meanwhile silently.
+result<std::map<int32_t, broker_registration>> read_registrations(zk_session& session, bool watch);
+
 class cluster_agent {
 public:
     cluster_agent(agent_config config, snapshot_publisher publish);

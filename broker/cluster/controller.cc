@@ -70,13 +70,13 @@ result<void> cluster_agent::fenced(std::vector<zk_op> ops) {
     return written;
 }
 
-void cluster_agent::read_brokers() {
-    auto ids = _session->children(paths::broker_ids, true);
-    if (!ids) return;
+result<std::map<int32_t, broker_registration>> read_registrations(zk_session& session, bool watch) {
+    auto ids = session.children(paths::broker_ids, watch);
+    if (!ids) return ids.failure();
     std::map<int32_t, broker_registration> live;
     for (const std::string& name : *ids) {
         const int32_t id = std::atoi(name.c_str());
-        auto node = _session->get(paths::broker(id));
+        auto node = session.get(paths::broker(id));
         if (!node) continue;  // gone between the listing and the read
         auto decoded = decode_broker(id, node->data);
         if (!decoded) {
@@ -86,7 +86,11 @@ void cluster_agent::read_brokers() {
         decoded->epoch = node->stat.czxid;
         live.emplace(id, *decoded);
     }
-    _live = std::move(live);
+    return live;
+}
+
+void cluster_agent::read_brokers() {
+    if (auto live = read_registrations(*_session, true)) _live = std::move(live.value());
 }
 
 void cluster_agent::read_topics() {

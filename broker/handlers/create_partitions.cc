@@ -70,17 +70,11 @@ void grow_in_cluster(request_ptr req, std::shared_ptr<response_type> response,
                 }
             }
             auto elected = [grown](const metadata_snapshot& snapshot) {
-                for (const growth& g : *grown) {
-                    const topic_info* topic = snapshot.find(g.name);
-                    if (topic == nullptr || topic->partition_count() < g.count) return false;
-                    for (const partition_replicas& p : topic->replicas)
-                        if (p.leader < 0) return false;
-                }
+                for (const growth& g : *grown)
+                    if (!leaders_known(snapshot, g.name, g.count)) return false;
                 return true;
             };
-            const auto deadline = std::chrono::steady_clock::now() +
-                                  std::chrono::milliseconds(std::max(timeout_ms, 0));
-            await_metadata(*req->shard, elected, deadline,
+            await_metadata(*req->shard, elected, deadline_after(timeout_ms),
                            [req, response](bool) { req->shard->respond(*req, *response); });
         });
 }

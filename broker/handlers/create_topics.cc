@@ -93,17 +93,11 @@ void create_in_cluster(request_ptr req, std::shared_ptr<response_type> response,
                 if (!validate_only) created->push_back(p.name);
             }
             auto elected = [created](const metadata_snapshot& snapshot) {
-                for (const std::string& name : *created) {
-                    const topic_info* topic = snapshot.find(name);
-                    if (topic == nullptr) return false;
-                    for (const partition_replicas& p : topic->replicas)
-                        if (p.leader < 0) return false;
-                }
+                for (const std::string& name : *created)
+                    if (!leaders_known(snapshot, name)) return false;
                 return true;
             };
-            const auto deadline = std::chrono::steady_clock::now() +
-                                  std::chrono::milliseconds(std::max(timeout_ms, 0));
-            await_metadata(*req->shard, elected, deadline,
+            await_metadata(*req->shard, elected, deadline_after(timeout_ms),
                            [req, response, created, shared_plans](bool in_time) {
                                for (const topic_plan& p : *shared_plans) {
                                    auto& out = response->topics[p.slot];

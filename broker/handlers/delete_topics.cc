@@ -54,17 +54,16 @@ void delete_in_cluster(request_ptr req, std::shared_ptr<response_type> response,
                     if (snapshot.find(name) != nullptr) return false;
                 return true;
             };
-            const auto deadline = std::chrono::steady_clock::now() +
-                                  std::chrono::milliseconds(std::max(timeout_ms, 0));
-            await_metadata(*req->shard, gone, deadline, [req, response, slots](bool in_time) {
-                for (size_t slot : slots) {
-                    auto& out = response->responses[slot];
-                    if (in_time || out.error_code != 0) continue;
-                    out.error_code = proto::code(error_code::request_timed_out);
-                    out.error_message = "deletion started; not yet complete";
-                }
-                req->shard->respond(*req, *response);
-            });
+            await_metadata(*req->shard, gone, deadline_after(timeout_ms),
+                           [req, response, slots](bool in_time) {
+                               for (size_t slot : slots) {
+                                   auto& out = response->responses[slot];
+                                   if (in_time || out.error_code != 0) continue;
+                                   out.error_code = proto::code(error_code::request_timed_out);
+                                   out.error_message = "deletion started; not yet complete";
+                               }
+                               req->shard->respond(*req, *response);
+                           });
         });
 }
 

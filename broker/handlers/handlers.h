@@ -80,6 +80,22 @@ void ask_cluster_agent(request_ptr req, std::function<T(cluster::cluster_agent&)
         });
 }
 
+// Whether `name` exists with at least `partitions_min` partitions, each with a leader:
+// what an admin change in a cluster waits for before answering.
+inline bool leaders_known(const metadata_snapshot& snapshot, const std::string& name,
+                          int32_t partitions_min = 1) {
+    const topic_info* topic = snapshot.find(name);
+    if (topic == nullptr || topic->partition_count() < partitions_min) return false;
+    for (const partition_replicas& p : topic->replicas)
+        if (p.leader < 0) return false;
+    return true;
+}
+
+// A request's timeout_ms from now (a negative one is now).
+inline std::chrono::steady_clock::time_point deadline_after(int32_t timeout_ms) {
+    return std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+}
+
 // Calls `done(true)` on `shard` once its metadata satisfies `ready` (the controller's
 // answer to an admin change reached this broker), or `done(false)` at `deadline`.
 void await_metadata(shard_state& shard, std::function<bool(const metadata_snapshot&)> ready,
