@@ -228,6 +228,14 @@ void shard_state::install_everywhere(snapshot_ptr next, std::function<void()> do
     }
 }
 
+void shard_state::apply_role(partition& p, const metadata_snapshot& next, const topic_info& topic,
+                             size_t index) {
+    if (!next.clustered || index >= topic.replicas.size()) return;
+    p.apply_role(topic.replicas[index], config().node_id, std::chrono::steady_clock::now());
+    // A partition whose role changed may have an ISR change to propose (its followers are
+    // new), and waits for the next housekeeping round for it.
+}
+
 void shard_state::install_snapshot(snapshot_ptr next) {
     const broker_config& cfg = config();
     // Partitions of topics that are gone (or were re-created with a new id) go first.
@@ -261,8 +269,11 @@ void shard_state::install_snapshot(snapshot_ptr next) {
         auto& owned = _partitions[name];
         owned.resize(topic->partition_shards.size());
         const effective_topic_config effective = effective_config(cfg, topic->configs);
-        for (size_t i = 0; i < topic->partition_shards.size(); ++i) {
-            if (topic->partition_shards[i] != id()) {
+        // A cluster's broker opens every replica it hosts, led or followed.
+        const auto& hosted = topic->hosted_shards.empty() ? topic->partition_shards
+                                                          : topic->hosted_shards;
+        for (size_t i = 0; i < hosted.size(); ++i) {
+            if (hosted[i] != id()) {
                 // Led elsewhere now (a cluster's leader moved): the log is closed, not
                 // removed, and opened again if leadership comes back.
                 if (i < owned.size() && owned[i]) {
@@ -274,6 +285,7 @@ void shard_state::install_snapshot(snapshot_ptr next) {
             }
             if (owned[i]) {
                 owned[i]->set_config(effective);
+                apply_role(*owned[i], *next, *topic, i);
                 continue;
             }
             const auto dir = fs::path(cfg.data_dir) / (name + "-" + std::to_string(i));
@@ -292,12 +304,16 @@ void shard_state::install_snapshot(snapshot_ptr next) {
             owned[i] = std::make_unique<partition>(name, static_cast<int32_t>(i), topic->id, dir,
                                                    std::move(log.value()), effective);
             owned[i]->restore_producer_state();
+            if (next->clustered) owned[i]->restore_high_watermark();
+            apply_role(*owned[i], *next, *topic, i);
         }
     }
     _metadata = std::move(next);
+    if (_fetchers) _fetchers->update(*_metadata);
 }
 
 void shard_state::close_all() {
+    if (_fetchers) _fetchers->stop();
     _groups->close();
     // Producer snapshots go first, unsynced when the log's close goes through the shared
     // syncfs: they are on disk by the time the markers are written. A log that is still
@@ -315,6 +331,9 @@ void shard_state::close_all() {
                     net::log_error("producer state of %s-%d: %s", name.c_str(), p->index(),
                                    saved.failure().message.c_str());
             }
+            // Unsynced: the shared syncfs below makes it durable (and a lost one only
+            // delays what consumers see after the restart).
+            (void)p->save_high_watermark();
             logs.push_back(&p->log());
         }
     }
@@ -349,9 +368,13 @@ void shard_state::housekeeping() {
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
     const bool snapshot_due = ++_snapshot_ticks % producer_snapshot_period_ticks == 0;
+    // High watermarks are checkpointed every few seconds, as Kafka's
+    // replica.high.watermark.checkpoint.interval.ms does.
+    const bool checkpoint_due = ++_housekeeping_ticks % 5 == 0;
     for (auto& [name, owned] : _partitions) {
         for (auto& p : owned) {
             if (!p) continue;
+            replication_housekeeping(*p, checkpoint_due);
             submit_log_syncs(*p);
             // Housekeeping runs every second: its storage errors go through the
             // partition's rate-limited storage error log.
@@ -479,6 +502,7 @@ result<void> broker::start_cluster(uint32_t shards) {
     agent.port = advertised_port();
     if (!_config.rack.empty()) agent.rack = _config.rack;
     agent.shard_count = shards;
+    agent.leader_imbalance_check_interval_seconds = _config.leader_imbalance_check_interval_seconds;
     _links = std::make_unique<cluster::broker_links>(_runtime->shard_at(0));
     agent.call_broker = [this](cluster::outgoing_call call) {
         _runtime->shard_at(0).post(
@@ -493,6 +517,9 @@ result<void> broker::start_cluster(uint32_t shards) {
                     _states[0]->install_everywhere(std::move(current), std::move(installed));
                 });
         });
+    // Every shard follows the partitions it hosts and does not lead (replica_fetcher.h).
+    for (net::shard_id s = 0; s < shards; ++s)
+        _runtime->shard_at(s).post([this, s] { _states[s]->start_fetchers(); });
     if (auto started = _agent->start(); !started) {
         _agent.reset();
         stop();
@@ -503,8 +530,13 @@ result<void> broker::start_cluster(uint32_t shards) {
 }
 
 void broker::stop() {
-    // The registration goes first, so the controller moves on while the logs close.
-    if (_agent) _agent->stop();
+    // Leaderships move to other in-sync replicas first (controlled shutdown), then the
+    // registration goes, so the controller moves on while the logs close.
+    if (_agent) {
+        if (!_agent->controlled_shutdown())
+            net::log_warn("cluster: controlled shutdown incomplete; stopping anyway");
+        _agent->stop();
+    }
     if (!_runtime) return;
     // Each shard closes its logs cleanly on its own thread (storage/shutdown.h: logs
     // unchanged since a clean open write nothing, the others share two syncfs calls per

@@ -17,6 +17,7 @@
 
 #include "broker/cluster/agent.h"
 #include "broker/cluster/broker_links.h"
+#include "broker/cluster/replica_fetcher.h"
 #include "broker/config.h"
 #include "broker/fetch_session.h"
 #include "broker/group/coordinator.h"
@@ -119,8 +120,21 @@ public:
     void housekeeping();
     void schedule_housekeeping();
 
+    // In a cluster: this shard's replica fetchers (broker/cluster/replica_fetcher.h),
+    // started with the cluster agent.
+    void start_fetchers();
+    // Leader: a follower fetched `p` from `fetch_offset` (broker/replication.cc).
+    void follower_fetched(partition& p, int32_t replica, int64_t fetch_offset);
+
 private:
     void dispatch(request_ptr req);
+    void apply_role(partition& p, const metadata_snapshot& next, const topic_info& topic,
+                    size_t index);
+    // Leader duties of housekeeping: ISR changes to propose, acks=all waits to expire,
+    // high watermarks to checkpoint.
+    void replication_housekeeping(partition& p, bool checkpoint_due);
+    // Sends the ISR change `p` wants, if any, to the controller (AlterPartition).
+    void propose_isr_change(partition& p);
 
     broker& _broker;
     net::shard& _shard;
@@ -140,6 +154,8 @@ private:
     group::shard_environment _group_environment;
     std::unique_ptr<group::group_coordinator> _groups;
     std::unique_ptr<fetch_session_cache> _fetch_sessions;
+    std::unique_ptr<cluster::replica_fetchers> _fetchers;
+    uint64_t _housekeeping_ticks = 0;
 };
 
 class broker {

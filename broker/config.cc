@@ -104,6 +104,22 @@ const std::map<std::string, key_setter>& key_table() {
          }},
         {"rack", [](const toml::node& n, const std::string& k,
                     broker_config& c) { return string_in(n, k, c.rack); }},
+        {"replica_lag_time_max_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.replica_lag_time_max_ms, 100, 3600000);
+         }},
+        {"leader_imbalance_check_interval_seconds",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.leader_imbalance_check_interval_seconds, 0, 86400);
+         }},
+        {"default_replication_factor",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.default_replication_factor, 1, 32767);
+         }},
+        {"min_insync_replicas",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.min_insync_replicas, 1, 32767);
+         }},
         {"auto_create_topics_enable",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return boolean_in(n, k, c.auto_create_topics_enable);

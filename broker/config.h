@@ -41,6 +41,18 @@ struct broker_config {
     // Kafka's broker.rack: replicas of a partition go to different racks when every broker
     // names one. Empty: none.
     std::string rack;
+    // Kafka's replica.lag.time.max.ms: a follower not caught up with its leader for this
+    // long leaves the partition's ISR (and joins it again once it catches up).
+    int32_t replica_lag_time_max_ms = 30000;
+    // Kafka's leader.imbalance.check.interval.seconds: how often the controller gives
+    // leadership back to preferred replicas that are live and in sync; 0 never does.
+    int32_t leader_imbalance_check_interval_seconds = 300;
+    // Kafka's default.replication.factor: topics created without one (auto-creation,
+    // CreateTopics with -1) get this many replicas, capped by the live brokers.
+    int32_t default_replication_factor = 1;
+    // Kafka's min.insync.replicas broker default (a topic's config overrides it): acks=all
+    // needs this many in-sync replicas.
+    int32_t min_insync_replicas = 1;
 
     bool auto_create_topics_enable = true;
     int32_t num_partitions = 1;

@@ -73,7 +73,13 @@ std::optional<proto::uuid> uuid_from_string(const std::string& text) {
 
 int64_t metadata_snapshot::hosted_replica_count() const {
     int64_t count = 0;
-    for (const auto& [name, topic] : topics) count += topic->partition_count();
+    for (const auto& [name, topic] : topics) {
+        if (!clustered) {
+            count += topic->partition_count();
+            continue;
+        }
+        for (uint32_t shard : topic->hosted_shards) count += shard != not_hosted ? 1 : 0;
+    }
     return count;
 }
 

@@ -31,6 +31,9 @@ using topic_configs = std::map<std::string, std::string>;  // Kafka config name 
 struct partition_replicas {
     int32_t leader = -1;  // -1: no leader (offline)
     int32_t leader_epoch = 0;
+    // The version of the partition's state (the ZooKeeper version of its state node):
+    // AlterPartition names it, so the controller refuses an ISR change based on an old state.
+    int32_t partition_epoch = 0;
     std::vector<int32_t> replicas;  // the first is the preferred leader
     std::vector<int32_t> isr;
     std::vector<int32_t> offline;
@@ -44,6 +47,10 @@ struct topic_info {
     std::string name;
     proto::uuid id;
     std::vector<uint32_t> partition_shards;    // partition index -> owner shard, or not_hosted
+    // In a cluster: partition index -> owner shard of every replica this broker hosts, led
+    // or followed (partition_shards names only the led ones, which clients may use).
+    // Empty on a single node, where partition_shards says it all.
+    std::vector<uint32_t> hosted_shards;
     topic_configs configs;                     // topic-level overrides only
     std::vector<partition_replicas> replicas;  // per partition in a cluster; empty on one node
 

@@ -15,9 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "broker/metadata.h"
 #include "broker/producer_state.h"
 #include "broker/topic_config.h"
 #include "net/shard.h"
+#include "proto/error_code.h"
 #include "proto/types.h"
 #include "storage/log.h"
 
@@ -89,6 +91,7 @@ public:
     ~partition() {
         *_alive = false;
         for (auto& w : _durability_waiters) w.done(false);
+        fail_replication_waits(proto::error_code::not_leader_or_follower);
     }
 
     const std::string& topic() const { return _topic; }
@@ -111,8 +114,61 @@ public:
         if (!_storage_errors.quiet()) log_storage_success(operation);
     }
 
-    // A single node's high watermark is its log end: every written batch is "replicated".
-    int64_t high_watermark() const { return _log->log_end_offset(); }
+    // ---- replication (broker/partition_replication.cc; CLUSTER.md, Replication) ----
+    // A single node's partition is never replicated: it leads, its ISR is itself and its
+    // high watermark is its log end. In a cluster apply_role() gives it its role from each
+    // metadata snapshot.
+    using clock = std::chrono::steady_clock;
+    // The role the controller gave this replica (`self` is this broker's id). Becoming
+    // leader records the new epoch's start offset; losing leadership fails the produces
+    // waiting for replication with NOT_LEADER_OR_FOLLOWER.
+    void apply_role(const partition_replicas& role, int32_t self, clock::time_point now);
+    bool replicated() const { return _replicated; }
+    bool is_leader() const { return !_replicated || _leader_id == _self; }
+    int32_t leader_id() const { return _leader_id; }
+    int32_t leader_epoch() const { return _leader_epoch; }
+    int32_t partition_epoch() const { return _partition_epoch; }
+    const std::vector<int32_t>& isr() const { return _isr; }
+    // Whether `replica` follows this partition while this replica leads it.
+    bool has_follower(int32_t replica) const {
+        return std::any_of(_followers.begin(), _followers.end(),
+                           [replica](const follower& f) { return f.id == replica; });
+    }
+    // The ISR the high watermark and min.insync.replicas count: the larger of the current
+    // and a proposed one while an AlterPartition is in flight (Kafka's maximal ISR).
+    size_t isr_size() const;
+    // Everything below it is on every in-sync replica; consumers read only below it.
+    int64_t high_watermark() const { return _replicated ? _high_watermark : _log->log_end_offset(); }
+
+    // Leader: a follower fetched from `fetch_offset` (its log end), which is what it has.
+    // Moves the high watermark when it can and completes the produces it releases.
+    void follower_fetched(int32_t replica, int64_t fetch_offset, clock::time_point now);
+    // Leader: recomputes the high watermark (after appends, ISR changes).
+    void advance_high_watermark();
+    // Leader: the ISR to propose to the controller now, if it should change: followers
+    // not caught up for `lag_max` leave it, followers that reached the high watermark (and
+    // the start of this leader's epoch) join it. Nothing while a proposal is in flight.
+    std::optional<std::vector<int32_t>> isr_proposal(clock::time_point now,
+                                                     std::chrono::milliseconds lag_max) const;
+    void isr_proposed(std::vector<int32_t> isr) { _proposed_isr = std::move(isr); }
+    // The controller answered (or failed) a proposal: the next one may go.
+    void isr_settled() { _proposed_isr.reset(); }
+    bool isr_change_in_flight() const { return _proposed_isr.has_value(); }
+    // Leader, acks=all: `done(code)` once the high watermark reaches `end` (none, or
+    // NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR has fewer than `min_isr` members by
+    // then), NOT_LEADER_OR_FOLLOWER when leadership goes first, REQUEST_TIMED_OUT after
+    // `deadline` (checked by expire_replication_waits).
+    void wait_replicated(int64_t end, int32_t min_isr, clock::time_point deadline,
+                         std::function<void(proto::error_code)> done);
+    void expire_replication_waits(clock::time_point now);
+    // Follower: the leader's high watermark, as its fetch answer reported it.
+    void follower_high_watermark(int64_t leader_high_watermark);
+    // Follower: after truncation the high watermark is at most the log end.
+    void clamp_high_watermark();
+    // replication-offset checkpoint of this partition (its high watermark), written by
+    // housekeeping when it moved; read back at open.
+    result<void> save_high_watermark();
+    void restore_high_watermark();
 
     // Long polling: a fetch waiting for data registers a wake-up here. Each is called
     // once, on this (the owner) shard, at the next append, then forgotten. The callback
@@ -141,6 +197,34 @@ public:
     size_t waiter_count() const { return _waiters.size(); }
 
 private:
+    void fail_replication_waits(proto::error_code code);
+    struct follower {
+        int32_t id;
+        int64_t end_offset = -1;  // -1: not fetched since this leadership began
+        clock::time_point last_caught_up{};
+        clock::time_point last_fetch{};
+        int64_t leader_end_at_last_fetch = -1;
+    };
+    struct replication_waiter {
+        int64_t end;
+        int32_t min_isr;
+        clock::time_point deadline;
+        std::function<void(proto::error_code)> done;
+    };
+    bool _replicated = false;
+    int32_t _self = -1;
+    int32_t _leader_id = -1;
+    int32_t _leader_epoch = 0;
+    int32_t _partition_epoch = 0;
+    std::vector<int32_t> _replicas;
+    std::vector<int32_t> _isr;
+    std::optional<std::vector<int32_t>> _proposed_isr;
+    std::vector<follower> _followers;
+    int64_t _high_watermark = 0;
+    int64_t _saved_high_watermark = -1;
+    int64_t _leader_epoch_start = 0;
+    std::vector<replication_waiter> _replication_waiters;
+
     std::string _topic;
     int32_t _index;
     proto::uuid _topic_id;

@@ -264,6 +264,7 @@ effective_topic_config broker_defaults(const broker_config& broker) {
     effective_topic_config out;
     out.log = broker.log;
     out.message_max_bytes = broker.message_max_bytes;
+    out.min_insync_replicas = broker.min_insync_replicas;
     return out;
 }
 

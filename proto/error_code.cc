@@ -7,6 +7,20 @@ const char* error_name(error_code code) {
     switch (code) {
         case error_code::unknown_server_error:
             return "UNKNOWN_SERVER_ERROR";
+        case error_code::fenced_leader_epoch:
+            return "FENCED_LEADER_EPOCH";
+        case error_code::unknown_leader_epoch:
+            return "UNKNOWN_LEADER_EPOCH";
+        case error_code::invalid_update_version:
+            return "INVALID_UPDATE_VERSION";
+        case error_code::ineligible_replica:
+            return "INELIGIBLE_REPLICA";
+        case error_code::preferred_leader_not_available:
+            return "PREFERRED_LEADER_NOT_AVAILABLE";
+        case error_code::eligible_leaders_not_available:
+            return "ELIGIBLE_LEADERS_NOT_AVAILABLE";
+        case error_code::election_not_needed:
+            return "ELECTION_NOT_NEEDED";
         case error_code::none:
             return "NONE";
         case error_code::offset_out_of_range:

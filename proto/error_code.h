@@ -75,15 +75,22 @@ enum class error_code : int16_t {
     group_id_not_found = 69,
     fetch_session_id_not_found = 70,
     invalid_fetch_session_epoch = 71,
-    stale_broker_epoch = 77,  // a controller request for an earlier registration
+    fenced_leader_epoch = 74,   // a request's leader epoch is older than the replica's
+    unknown_leader_epoch = 75,  // a request's leader epoch is newer than the replica's
+    stale_broker_epoch = 77,    // a controller request for an earlier registration
     member_id_required = 79,
+    preferred_leader_not_available = 80,  // ElectLeaders: the preferred replica cannot lead
+    eligible_leaders_not_available = 83,  // ElectLeaders: no replica may lead
+    election_not_needed = 84,             // ElectLeaders: already led as asked
     group_max_size_reached = 81,  // a join beyond the group's member limit
     fenced_instance_id = 82,
     group_subscribed_to_topic = 86,
     unstable_offset_commit = 88,
+    invalid_update_version = 95,  // AlterPartition based on an older partition state
     unknown_topic_id = 100,
     inconsistent_topic_id = 103,
     fetch_session_topic_id_error = 106,
+    ineligible_replica = 107,  // AlterPartition adding a replica that cannot join the ISR
 };
 
 // Kafka's upper-case name of a code, e.g. "UNKNOWN_TOPIC_OR_PARTITION" (for messages).

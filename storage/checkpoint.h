@@ -22,6 +22,12 @@
 //                                Written before the first rewritten segment of a run
 //                                replaces its original. Absent: no segment was compacted
 //                                beyond the recovery point, which is also trusted.
+//   replicated-gaps.checkpoint   the base offset of the first batch a follower appended
+//                                after an offset gap (partition_log::append_replicated),
+//                                written before that batch: recovery accepts gaps in
+//                                every segment from the one holding it on. Absent: no
+//                                such gap, and recovery demands contiguous offsets
+//                                there as everywhere else.
 //
 // Format, 20 bytes, big-endian:
 //   offset  size  field
@@ -51,6 +57,7 @@ inline constexpr const char* recovery_point_file_name = "recovery-point.checkpoi
 inline constexpr const char* log_start_file_name = "log-start-offset.checkpoint";
 inline constexpr const char* clean_shutdown_file_name = "clean-shutdown.checkpoint";
 inline constexpr const char* cleaned_through_file_name = "cleaned-through.checkpoint";
+inline constexpr const char* replicated_gaps_file_name = "replicated-gaps.checkpoint";
 
 // Writes `value` to `path` atomically.
 result<void> write_checkpoint(const std::filesystem::path& path, int64_t value);

@@ -31,6 +31,20 @@ int32_t offset_index::position_at_or_below(int64_t position_limit) const {
     return std::prev(it)->position;
 }
 
+int32_t offset_index::position_at_or_below(int64_t position_limit,
+                                           int64_t relative_offset_end) const {
+    // Both fields grow with the index, so the answer is the earlier of the two bounds.
+    auto by_position = std::upper_bound(
+        _entries.begin(), _entries.end(), position_limit,
+        [](int64_t value, const offset_index_entry& e) { return value < e.position; });
+    auto by_offset = std::lower_bound(
+        _entries.begin(), _entries.end(), relative_offset_end,
+        [](const offset_index_entry& e, int64_t value) { return e.relative_offset < value; });
+    auto it = std::min(by_position, by_offset);
+    if (it == _entries.begin()) return 0;
+    return std::prev(it)->position;
+}
+
 void offset_index::truncate_to_position(int64_t position) {
     while (!_entries.empty() && _entries.back().position >= position) _entries.pop_back();
 }

@@ -53,6 +53,9 @@ public:
     int32_t position_floor(int32_t relative_offset) const;
     // The largest entry position that is <= `position_limit`, or 0.
     int32_t position_at_or_below(int64_t position_limit) const;
+    // The same among the entries whose relative offset is < `relative_offset_end`: every
+    // batch before that position ends below the offset (a read bounded by an offset).
+    int32_t position_at_or_below(int64_t position_limit, int64_t relative_offset_end) const;
     // Drops the entries whose position is >= `position` (after a truncation).
     void truncate_to_position(int64_t position);
 

@@ -137,6 +137,11 @@ void partition_log::check_marks() const {
                  "the recovery point must not pass an unsynced segment");
     SPATE_ASSERT(_syncs.empty() || _recovery_point <= _syncs.front().durable_offset,
                  "the oldest outstanding sync request is the next step of the recovery point");
+    const std::vector<epoch_entry>& epochs = _epochs.entries();
+    SPATE_ASSERT(epochs.empty() || epochs.front().start_offset >= _log_start,
+                 "no leader epoch starts before the log start");
+    SPATE_ASSERT(epochs.empty() || epochs.back().start_offset <= _log_end,
+                 "no leader epoch starts after the log end");
 }
 
 result<std::shared_ptr<segment_file>> partition_log::active_file() const { return active().file(); }
@@ -283,16 +288,19 @@ int64_t partition_log::roll_jitter_ms(int64_t base_offset) const {
 
 bool partition_log::should_roll(int64_t segment_bytes, int64_t batch_bytes, int64_t last_offset,
                                 int64_t now_ms) const {
-    if (segment_bytes == 0) return false;  // an empty segment takes any one batch
     const segment& seg = active();
+    // The indexes' relative offsets must reach the batch, even from an empty segment (a
+    // follower's batch after a gap).
+    if (last_offset - seg.base_offset() > std::numeric_limits<int32_t>::max()) return true;
+    if (segment_bytes == 0) return false;  // an empty segment takes any one batch
     return segment_bytes + batch_bytes > _config.segment_bytes ||
-           now_ms - seg.created_ms() >= _config.segment_ms - roll_jitter_ms(seg.base_offset()) ||
-           last_offset - seg.base_offset() > std::numeric_limits<int32_t>::max();
+           now_ms - seg.created_ms() >= _config.segment_ms - roll_jitter_ms(seg.base_offset());
 }
 
-result<void> partition_log::roll(int64_t now_ms) {
+result<void> partition_log::roll(int64_t now_ms, int64_t base_offset) {
+    SPATE_ASSERT(base_offset >= _log_end, "a new segment starts at or after the log end");
     const int64_t preallocate_bytes = _config.preallocate ? _config.segment_bytes : 0;
-    auto created = segment::create(_dir, _log_end, now_ms, preallocate_bytes,
+    auto created = segment::create(_dir, base_offset, now_ms, preallocate_bytes,
                                    _config.index_interval_bytes, _descriptors);
     if (!created) return created.failure();
     // Nothing here waits for the disk: the closed segment's data is synced through a
@@ -309,9 +317,12 @@ result<void> partition_log::roll(int64_t now_ms) {
         return sealed;
     }
     closed.release_indexes();
+    // Offsets in a gap before the new segment exist nowhere: once the closed segment is
+    // synced, everything below the new base offset is.
     _syncs.push_back(
-        pending_sync{std::move(*file), closed.base_offset(), _log_end, sync_state::queued});
+        pending_sync{std::move(*file), closed.base_offset(), base_offset, sync_state::queued});
     _segments.push_back(std::move(*created));
+    _log_end = base_offset;
     check_marks();
     return {};
 }
@@ -328,26 +339,58 @@ result<append_result> partition_log::append(std::span<uint8_t> batch, int32_t re
 
 result<std::vector<append_result>> partition_log::append_many(
     std::span<std::span<uint8_t>> batches) {
+    return append_batches(batches, offsets_mode::assign);
+}
+
+result<std::vector<append_result>> partition_log::append_batches(
+    std::span<std::span<uint8_t>> batches, offsets_mode mode) {
     if (!_usable) return error{log_closed, "log " + _dir.string() + " is closed"};
+    int64_t expected_end = _log_end;
     for (std::span<uint8_t> batch : batches) {
         auto header = proto::read_batch_header(batch);
         if (!header || header->total_size() != static_cast<int64_t>(batch.size()) ||
             header->last_offset_delta < 0)
             return error{invalid_batch, "append: not one whole record batch"};
+        if (mode == offsets_mode::keep) {
+            if (header->base_offset < expected_end)
+                return error{offset_out_of_order,
+                             "append: batch at offset " + std::to_string(header->base_offset) +
+                                 " below the log end " + std::to_string(expected_end)};
+            if (header->base_offset >
+                std::numeric_limits<int64_t>::max() - 1 - header->last_offset_delta)
+                return error{invalid_batch, "append: batch offsets beyond int64"};
+            expected_end = header->last_offset() + 1;
+        }
     }
     if (auto retired = retire_clean_marker(); !retired) return retired.failure();
     std::vector<append_result> results;
     results.reserve(batches.size());
     std::vector<iovec> vectors;
     const int64_t now_ms = wall_clock_ms();
+    // The epoch cache as it was before the batches being written, restored when their
+    // write fails (copied only when a batch brings a new epoch, which is rare).
+    std::optional<leader_epoch_cache> epochs_before;
+    const auto restore_epochs = [&] {
+        if (!epochs_before) return;
+        _epochs = std::move(*epochs_before);
+        epochs_before.reset();
+        // The file may hold the entries just removed (a write that failed after its
+        // rename, or a batch write that failed after it): rewritten before the next batch.
+        _epochs_unpersisted = true;
+    };
     size_t next = 0;
     while (next < batches.size()) {
-        const auto records_of = [&](size_t i) {
-            return int64_t{proto::read_batch_header(batches[i])->last_offset_delta} + 1;
+        const auto header_of = [&](size_t i) { return *proto::read_batch_header(batches[i]); };
+        const auto base_of = [&](size_t i, int64_t assigned) {
+            return mode == offsets_mode::assign ? assigned : header_of(i).base_offset;
         };
+        const int64_t first_base = base_of(next, _log_end);
+        if (first_base > _log_end) {
+            if (auto noted = note_replicated_gap(first_base); !noted) return noted.failure();
+        }
         if (should_roll(active().size_bytes(), static_cast<int64_t>(batches[next].size()),
-                        _log_end + records_of(next) - 1, now_ms)) {
-            if (auto rolled = roll(now_ms); !rolled) return rolled.failure();
+                        first_base + header_of(next).last_offset_delta, now_ms)) {
+            if (auto rolled = roll(now_ms, first_base); !rolled) return rolled.failure();
         }
         // Gather the run of batches that fit in the active segment into one write.
         segment& seg = active();
@@ -357,27 +400,50 @@ result<std::vector<append_result>> partition_log::append_many(
         size_t end = next;
         vectors.clear();
         while (end < batches.size() && end - next < iovecs_per_write_max) {
+            const proto::batch_header header = header_of(end);
             const auto size = static_cast<int64_t>(batches[end].size());
-            const int64_t records = records_of(end);
-            if (end > next && should_roll(position + bytes, size, offset + records - 1, now_ms))
-                break;
-            proto::set_base_offset(batches[end], offset);
+            const int64_t base = base_of(end, offset);
+            const int64_t last = base + header.last_offset_delta;
+            if (end > next && should_roll(position + bytes, size, last, now_ms)) break;
+            if (base > offset) {
+                if (auto noted = note_replicated_gap(base); !noted) {
+                    restore_epochs();
+                    return noted.failure();
+                }
+            }
+            if (mode == offsets_mode::assign) proto::set_base_offset(batches[end], base);
+            const int32_t epoch = header.partition_leader_epoch;
+            if (epoch >= 0 && epoch > _epochs.latest_epoch()) {
+                if (!epochs_before) epochs_before = _epochs;
+                _epochs.assign(epoch, base);
+                _epochs_unpersisted = true;
+            }
             vectors.push_back(iovec{batches[end].data(), batches[end].size()});
-            offset += records;
+            offset = last + 1;
             bytes += size;
             ++end;
         }
+        // The epochs of these batches are on disk before the batches are.
+        if (auto persisted = persist_epochs(); !persisted) {
+            restore_epochs();
+            return persisted.failure();
+        }
         auto file = seg.file();
-        if (!file) return file.failure();
+        if (!file) {
+            restore_epochs();
+            return file.failure();
+        }
         if (auto written = pwritev_all((*file)->fd, vectors, position, seg.path()); !written) {
             // Cut off whatever part of the group reached the file, so the segment ends
             // on a batch boundary; if even that fails the log refuses further appends.
             if (auto cut = seg.truncate_to(position); !cut) _usable = false;
+            restore_epochs();
             return written.failure();
         }
+        epochs_before.reset();
         int64_t at = position;
         for (size_t i = next; i < end; ++i) {
-            const proto::batch_header h = *proto::read_batch_header(batches[i]);
+            const proto::batch_header h = header_of(i);
             seg.record_append(h, at);
             at += h.total_size();
             results.push_back({h.base_offset, h.has_log_append_time() ? h.max_timestamp : -1});
@@ -390,12 +456,18 @@ result<std::vector<append_result>> partition_log::append_many(
 }
 
 result<read_result> partition_log::read(int64_t offset, int32_t max_bytes) const {
+    return read(offset, max_bytes, _log_end);
+}
+
+result<read_result> partition_log::read(int64_t offset, int32_t max_bytes,
+                                        int64_t max_offset) const {
     if (offset < _log_start || offset > _log_end)
         return error{offset_out_of_range, "read: offset " + std::to_string(offset) + " outside [" +
                                               std::to_string(_log_start) + ", " +
                                               std::to_string(_log_end) + "]"};
-    read_result out{{}, _log_end, _log_start, 0};
-    if (offset == _log_end) return out;
+    const int64_t bound = std::min(max_offset, _log_end);
+    read_result out{{}, bound, _log_start, 0};
+    if (offset >= bound) return out;
     auto it = std::upper_bound(
         _segments.begin(), _segments.end(), offset,
         [](int64_t value, const std::unique_ptr<segment>& s) { return value < s->base_offset(); });
@@ -406,7 +478,9 @@ result<read_result> partition_log::read(int64_t offset, int32_t max_bytes) const
         if (!found) return found.failure();
         if (!*found) continue;
         const batch_location& location = **found;
-        auto end = seg.extent_end(location.position, location.header.total_size(), max_bytes);
+        if (location.header.last_offset() >= bound) return out;
+        auto end =
+            seg.extent_end(location.position, location.header.total_size(), max_bytes, bound);
         if (!end) return end.failure();
         auto file = seg.file();
         if (!file) return file.failure();
@@ -467,6 +541,9 @@ result<void> partition_log::advance_log_start(int64_t offset) {
     if (auto written = write_checkpoint(_dir / log_start_file_name, offset); !written)
         return written;
     _log_start = offset;
+    // In memory only: the next open applies the checkpointed log start to the cache
+    // again (see "Replication" in the header comment).
+    _epochs.truncate_from_start(offset);
     check_marks();
     return {};
 }
@@ -589,7 +666,7 @@ int64_t partition_log::size_bytes() const {
 size_t partition_log::memory_bytes() const {
     size_t bytes = sizeof(partition_log) + _dir.native().capacity() +
                    _segments.capacity() * sizeof(std::unique_ptr<segment>) +
-                   _syncs.capacity() * sizeof(pending_sync);
+                   _syncs.capacity() * sizeof(pending_sync) + _epochs.memory_bytes();
     for (const auto& seg : _segments) bytes += seg->memory_bytes();
     if (_compaction)
         bytes += sizeof(compaction_run) + _compaction->map.memory_bytes() +

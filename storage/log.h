@@ -9,11 +9,17 @@
 //   log-start-offset.checkpoint       storage/checkpoint.h
 //   clean-shutdown.checkpoint         storage/checkpoint.h, from a clean close to the
 //                                     first change of the log after the next open
+//   cleaned-through.checkpoint        storage/checkpoint.h, see "Compaction" below
+//   replicated-gaps.checkpoint        storage/checkpoint.h, see "Replication" below
+//   leader-epoch-checkpoint           storage/leader_epoch.h (Kafka's text file), see
+//                                     "Replication" below
 //   *.tmp                             a checkpoint or index write cut short; deleted at open
 //
 // Offsets move forward through named marks, asserted on every update:
 //   log_start_offset <= log_end_offset and durable_offset <= log_end_offset
+//   log_start_offset <= every leader epoch's start offset <= log_end_offset
 // (DeleteRecords may move the log start past the durable offset: they are independent).
+// Only a truncation (see "Replication") moves marks back.
 //
 // Durability: appends go to the page cache (pwrite/pwritev). Nothing is fdatasync'ed
 // per append unless the flush policy (flush_messages / flush_ms) or the broker asks:
@@ -120,6 +126,60 @@
 // base offset, and a swap happens only if its segment still exists unchanged. Readers
 // holding the old segment_file keep reading the old (unlinked) file.
 //
+// Replication (a follower copying its leader; leader epochs as in Kafka's KIP-101 and
+// KIP-279). append_replicated writes a batch at the offsets its leader gave it, at or
+// after the log end: a gap is allowed, since the leader's log may have been compacted.
+// Before the first batch after a gap is written, replicated-gaps.checkpoint records its
+// offset (once per log, unless a lower gap comes), and recovery accepts gaps (strictly
+// increasing offsets, as below the cleaned-through offset) in every segment from there
+// on, the active one and a clean open's tail check included. A roll for such a batch
+// starts the new segment at the batch's base offset (the log end jumps there, as in
+// Kafka), so that the segment's relative offsets reach the batch even across a gap of
+// more than 2^31 offsets.
+//
+// The leader epoch cache (storage/leader_epoch.h) holds the first offset of every leader
+// epoch in the log: each appended batch (append or append_replicated) whose
+// partition_leader_epoch is newer than the latest adds an entry at its base offset, and
+// a new leader announces its epoch with assign_epoch before it has a batch. A new entry
+// is persisted (leader-epoch-checkpoint, atomically) before the first batch of its
+// epoch is written, so the file never lacks the epoch of a batch on disk; it may name an
+// epoch whose first batch never made it (a crash between the two), so the open drops
+// the entries starting at or after the recovered log end (Kafka's rule), and applies the
+// log start. A log start move (DeleteRecords, retention) drops the entries wholly before
+// it and raises the first kept one to it in memory only: the next open repeats that
+// from log-start-offset.checkpoint, so the move costs no further write. Any other change
+// of the cache is persisted before the next batch is written. A missing or damaged file
+// is rebuilt at open from the batch headers of every segment and saved; bisecting each
+// segment's offset index (segment::collect_epoch_starts) makes that cost a few header
+// reads per segment and per epoch change rather than a read of the whole log, which
+// matters for the one open that rebuilds every partition (the first after an upgrade).
+//
+// Truncation (a follower dropping what its leader does not have, Kafka's truncateTo):
+// truncate_to(offset) keeps the segments starting at or below `offset`, cuts the last of
+// them before the batch holding `offset` (its new active segment, possibly empty) and
+// clamps every mark to the new end. In this order, each step durable before the next:
+//   1. the clean-shutdown marker is removed, as before any change;
+//   2. the later segments are deleted, newest first (a crash leaves a prefix of the
+//      log), then the directory is fsync'ed;
+//   3. the holding segment's file is cut and fdatasync'ed; its indexes follow in memory
+//      (its index files are rewritten when it is sealed again; until then any crash
+//      makes recovery scan it, as the segment holding the recovery point or the last);
+//   4. the checkpoints naming offsets beyond the new end are rewritten: the log start
+//      (when the cut went below it), cleaned-through, the recovery point;
+//   5. the epoch cache drops the entries starting at or after the new end, persisted.
+// A kill before step 3 leaves the uncut log (or a prefix of it), after step 3 the cut
+// one; entries that step 5 did not get to remove start at or after the log end and
+// the open drops them; step 4's checkpoints only ever vouched for less than they say
+// once the segments they could name are gone. A kill -9 at any point therefore opens.
+// Sync requests of the deleted segments and of the holding one (synced in step 3) are
+// dropped; a compaction run is aborted. An fdatasync the owner submitted before a
+// truncation must not be reported after it (see truncation_count()).
+// truncate_fully_and_start_at(offset) empties the log and restarts it at `offset`: the
+// log start checkpoint first (a crash from there on reopens the old log with its start
+// moved to `offset`, so empty when `offset` lies past its end, the case this is for, or
+// the new log), then the emptied epoch cache, then every segment goes, newest first,
+// and an empty one at `offset` is created.
+//
 // Ownership: exactly one shard owns a partition_log for as long as the partition exists
 // on it; it is not thread-safe and every call is blocking file I/O on that shard (appends
 // hit the page cache; fdatasync happens only in sync(), run_sync_requests(), close() and
@@ -132,11 +192,13 @@
 #include <limits>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "proto/result.h"
 #include "storage/fd_cache.h"
 #include "storage/file.h"
+#include "storage/leader_epoch.h"
 
 namespace spate::storage {
 
@@ -149,6 +211,7 @@ enum log_error : int {
     offset_out_of_range = -1,  // read/delete offset outside [log start, log end]
     invalid_batch = -2,        // append of bytes that are not one well-formed batch
     log_closed = -3,           // the log was closed or a failed write left it unusable
+    offset_out_of_order = -4,  // append_replicated of a batch starting below the log end
 };
 
 struct log_config {
@@ -217,6 +280,7 @@ struct file_slice {
 
 struct read_result {
     std::vector<file_slice> slices;
+    // The offset bound of the read: the log end, or max_offset when that is lower.
     int64_t high_watermark;
     int64_t log_start_offset;
     int32_t bytes;
@@ -257,11 +321,59 @@ public:
     result<append_result> append(std::span<uint8_t> batch, int32_t records_count);
     // Several batches in one vectored write (one per segment they land in).
     result<std::vector<append_result>> append_many(std::span<std::span<uint8_t>> batches);
+    // Appends a batch that already carries its offsets (a follower copying its leader):
+    // base_offset (bytes 0..7 of the batch) must be >= log_end_offset() (else
+    // offset_out_of_order; gaps are allowed, the leader's log may have been compacted),
+    // and the log end becomes base + last_offset_delta + 1. Offsets are NOT rewritten.
+    // Rolls like append() (at the batch's base offset, see "Replication" above). Same
+    // error behaviour as append(). The caller validated the batch (validate_batch with
+    // batch_source::log: the CRC; records_count may be below last_offset_delta + 1 in a
+    // compacted batch, so it is not checked here).
+    result<append_result> append_replicated(std::span<uint8_t> batch);
+
+    // Both append() and append_replicated() record the batch's partition_leader_epoch
+    // (proto/record_batch.h, bytes 12..15; the leader stamps it, this log trusts it) in
+    // the epoch cache when it is newer than the latest epoch (start offset = the batch's
+    // base offset), persisting the checkpoint before the batch is written. Epoch < 0 is
+    // ignored. A new leader records its epoch's start at once, before any batch of that
+    // epoch: ignored if epoch <= latest; `start_offset` (normally the log end) must lie
+    // in [log start, log end] (else offset_out_of_range), and entries starting at or
+    // after it are replaced. A failed write is retried before the next batch is written.
+    result<void> assign_epoch(int32_t epoch, int64_t start_offset);
+    const leader_epoch_cache& leader_epochs() const { return _epochs; }
+    // OffsetsForLeaderEpoch: leader_epoch_cache::end_offset_for with the log end.
+    std::pair<int32_t, int64_t> end_offset_for_epoch(int32_t requested) const {
+        return _epochs.end_offset_for(requested, _log_end);
+    }
+
+    // Truncates the log so that it ends at `offset` or just below it at a batch boundary
+    // (the batch containing `offset`, if any, goes entirely; Kafka's truncateTo; in a gap
+    // the log ends after the last batch below it). Requires log_start <= offset (else
+    // offset_out_of_range); offset >= log end does nothing. Returns the new log end,
+    // which may be below the log start (a log start inside the cut batch): the log start
+    // then follows it down. See "Replication" above for the steps. Blocking: deletes
+    // files and syncs the cut segment, the directory and up to four checkpoints. An I/O
+    // error stops the log (log_closed) until it is reopened; recovery then finds it cut
+    // or not, both valid logs. In-flight zero-copy transfers of the cut range read short.
+    result<int64_t> truncate_to(int64_t offset);
+    // Deletes everything and restarts the log empty at `offset` (>= 0; a follower whose
+    // leader's log starts after this log's end): log start = log end = offset, epochs
+    // cleared, compaction and gap records forgotten. Errors as truncate_to.
+    result<void> truncate_fully_and_start_at(int64_t offset);
+    // How many truncations (either kind) this log made since it was opened. The owner
+    // captures it with every fdatasync it submits (mark_durable's active segment, or a
+    // sync request) and drops the completion if it changed meanwhile: the offsets such a
+    // completion reports may name data a truncation replaced.
+    uint64_t truncation_count() const { return _truncations; }
 
     // Whole batches, from the one holding `offset`, fitting in max_bytes (at least one
     // batch when the log has one at `offset`), from one segment and never past the log
     // end. Offsets outside [log start, log end] fail with log_error::offset_out_of_range.
     result<read_result> read(int64_t offset, int32_t max_bytes) const;
+    // The same with an upper bound: batches whose last offset is >= max_offset are not
+    // returned (consumers read only below the high watermark); none at all when the
+    // batch holding `offset` reaches it. max_offset >= log end is the read above.
+    result<read_result> read(int64_t offset, int32_t max_bytes, int64_t max_offset) const;
 
     int64_t log_start_offset() const { return _log_start; }
     int64_t log_end_offset() const { return _log_end; }
@@ -371,7 +483,20 @@ public:
 private:
     partition_log(std::filesystem::path dir, const log_config& config, fd_cache* descriptors);
     result<void> recover();
-    result<void> roll(int64_t now_ms);
+    // Opens the leader epoch cache at the end of recovery: the file, or a rebuild from
+    // the segments when it is missing or damaged, then the log start and end applied.
+    result<void> load_leader_epochs(bool file_present);
+    // Writes the epoch cache when it differs from the file in a way the next open
+    // would not repair (new entries, entries removed from the end).
+    result<void> persist_epochs();
+    // Records (durably) that a batch at `base_offset` follows an offset gap.
+    result<void> note_replicated_gap(int64_t base_offset);
+    enum class offsets_mode : uint8_t { assign, keep };
+    result<std::vector<append_result>> append_batches(std::span<std::span<uint8_t>> batches,
+                                                      offsets_mode mode);
+    // Closes the active segment and starts one at `base_offset` (>= the log end, which
+    // moves there).
+    result<void> roll(int64_t now_ms, int64_t base_offset);
     // Whether a batch of `batch_bytes` ending at `last_offset` must go to a new segment
     // when the active one already holds `segment_bytes`.
     int64_t roll_jitter_ms(int64_t base_offset) const;
@@ -455,6 +580,14 @@ private:
     int64_t _compaction_retry_ms = 0;
     compaction_stats _compaction_stats;
     recovery_stats _recovery_stats;
+
+    // Replication (see the header comment): the epoch cache, whether the file lags it in
+    // a way that must be written before the next batch, the first offset after a gap a
+    // follower copied (-1: none, checkpointed), and the truncations since open.
+    leader_epoch_cache _epochs;
+    bool _epochs_unpersisted = false;
+    int64_t _replicated_gaps_from = -1;
+    uint64_t _truncations = 0;
 };
 
 }  // namespace spate::storage

@@ -1,6 +1,6 @@
 // partition_log's recovery at open (see "Recovery" in storage/log.h): segments found on
 // disk, the clean-shutdown marker, the scan of what lies after the recovery point, and
-// what is moved aside or cut. Split from storage/log.cc, code unchanged.
+// what is moved aside or cut; then the leader epoch cache is loaded (log_replication.cc).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -16,6 +16,7 @@
 #include "proto/assert.h"
 #include "proto/record_batch.h"
 #include "storage/checkpoint.h"
+#include "storage/leader_epoch.h"
 #include "storage/log.h"
 #include "storage/segment.h"
 
@@ -56,6 +57,8 @@ result<void> partition_log::recover() {
     bool recovery_point_present = false;
     bool log_start_present = false;
     bool cleaned_through_present = false;
+    bool replicated_gaps_present = false;
+    bool leader_epochs_present = false;
     bool compaction_leftovers = false;
     std::error_code ec;
     const auto list = [&]() -> result<void> {
@@ -77,6 +80,8 @@ result<void> partition_log::recover() {
             recovery_point_present = recovery_point_present || name == recovery_point_file_name;
             log_start_present = log_start_present || name == log_start_file_name;
             cleaned_through_present = cleaned_through_present || name == cleaned_through_file_name;
+            replicated_gaps_present = replicated_gaps_present || name == replicated_gaps_file_name;
+            leader_epochs_present = leader_epochs_present || name == leader_epoch_file_name;
             const std::optional<int64_t> base = parse_base_offset(path.stem().string());
             if (!base) continue;
             if (extension == ".log") {
@@ -124,6 +129,16 @@ result<void> partition_log::recover() {
     // Compaction rewrites only segments ending at or below the recovery point of the
     // time, and both marks only grow, so below either of them gaps are legitimate.
     const int64_t gaps_allowed_below = std::max(_cleaned_through, recovery_point);
+    // A follower's appends may have left gaps anywhere from the first one on.
+    _replicated_gaps_from = std::max<int64_t>(
+        read_if(replicated_gaps_present, replicated_gaps_file_name).value_or(-1), -1);
+    const auto rule_for = [&](size_t i) {
+        const bool last = i + 1 == _segments.size();
+        const bool compacted = !last && _segments[i + 1]->base_offset() <= gaps_allowed_below;
+        const bool replicated = _replicated_gaps_from >= 0 &&
+                                (last || _segments[i + 1]->base_offset() >= _replicated_gaps_from);
+        return compacted || replicated ? offset_rule::increasing : offset_rule::contiguous;
+    };
     bool clean = false;
 
     if (found.empty()) {
@@ -137,7 +152,7 @@ result<void> partition_log::recover() {
             _segments.push_back(segment::attach(_dir, s.base, s.size, now_ms,
                                                 _config.index_interval_bytes, _descriptors));
         if (clean_end) {
-            auto adopted = active().adopt_clean_state(*clean_end);
+            auto adopted = active().adopt_clean_state(*clean_end, rule_for(_segments.size() - 1));
             clean = adopted && *adopted;
             if (!clean) {
                 _recovery_stats.clean_marker_rejected = true;
@@ -160,10 +175,7 @@ result<void> partition_log::recover() {
             for (size_t i = first; i < _segments.size(); ++i) {
                 segment& seg = *_segments[i];
                 const bool last = i + 1 == _segments.size();
-                const offset_rule rule =
-                    !last && _segments[i + 1]->base_offset() <= gaps_allowed_below
-                        ? offset_rule::increasing
-                        : offset_rule::contiguous;
+                const offset_rule rule = rule_for(i);
                 auto outcome = seg.scan(scan_mode::truncate_invalid, rule);
                 if (!outcome) return outcome.failure();
                 _log_end = outcome->next_offset;
@@ -261,6 +273,7 @@ result<void> partition_log::recover() {
     }
     _recovery_point = _log_end;
     _checkpointed_recovery_point = _log_end;
+    if (auto loaded = load_leader_epochs(leader_epochs_present); !loaded) return loaded;
     // A run after every start picks up tombstones and young segments whose time came
     // while the partition was closed.
     _compaction_due_ms = 0;

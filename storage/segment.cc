@@ -367,7 +367,7 @@ result<std::filesystem::path> segment::move_aside() {
     return aside;
 }
 
-result<bool> segment::adopt_clean_state(int64_t next_offset) {
+result<bool> segment::adopt_clean_state(int64_t next_offset, offset_rule rule) {
     auto opened = file();
     if (!opened) return opened.failure();
     const int64_t file_size = file_size_of((*opened)->fd);
@@ -404,9 +404,11 @@ result<bool> segment::adopt_clean_state(int64_t next_offset) {
         const proto::batch_header& h = check.header;
         if (first && !entries.empty()) {
             if (h.last_offset() != _base_offset + entries.back().relative_offset) return false;
-        } else if (h.base_offset != expected_base) {
-            // Compaction may leave gaps, but only in closed segments, never the active
-            // one this is called for.
+        } else if (rule == offset_rule::contiguous ? h.base_offset != expected_base
+                                                   : h.base_offset < expected_base) {
+            // Compaction leaves gaps only in closed segments, never the active one this
+            // is called for; a follower's appends may leave them anywhere (the caller's
+            // rule says whether this log has any).
             return false;
         }
         first = false;
@@ -438,6 +440,109 @@ result<void> segment::truncate_to(int64_t size_bytes) {
     _size = size_bytes;
     _index.truncate_to_position(size_bytes);
     return {};
+}
+
+result<int64_t> segment::truncate_before(int64_t offset) {
+    if (auto loaded = load_indexes(); !loaded) return loaded.failure();
+    // Walk from the last index entry whose batch ends below `offset` (it is kept, and so
+    // is everything before it) to the first batch that reaches `offset`.
+    const int64_t relative_kept = offset - 1 - _base_offset;
+    int64_t position = relative_kept < 0
+                           ? 0
+                           : _index.position_floor(static_cast<int32_t>(std::min<int64_t>(
+                                 relative_kept, std::numeric_limits<int32_t>::max())));
+    int64_t next_offset = _base_offset;
+    while (position < _size) {
+        auto header = header_at(position);
+        if (!header) return header.failure();
+        if (header->last_offset() >= offset) break;
+        next_offset = header->last_offset() + 1;
+        position += header->total_size();
+    }
+    if (position < _size) {
+        auto opened = file();
+        if (!opened) return opened.failure();
+        while (::ftruncate((*opened)->fd, static_cast<off_t>(position)) != 0) {
+            if (errno != EINTR) return errno_error("ftruncate", _log_path);
+        }
+    }
+    _size = position;
+    _index.truncate_to_position(position);
+    // (Every entry's relative offset fits an int32; one past the largest would not.)
+    if (next_offset - _base_offset <= std::numeric_limits<int32_t>::max())
+        _time_index.truncate_to_offset(static_cast<int32_t>(next_offset - _base_offset));
+    // The largest timestamp: the kept time-index entries cover the batches up to the
+    // last kept offset-index entry; the batches after it are read again.
+    const auto& entries = _index.entries();
+    const int64_t indexed = entries.empty() ? 0 : entries.back().position;
+    _max_timestamp.reset();
+    if (const time_index_entry* last = _time_index.last()) _max_timestamp = *last;
+    for (int64_t at = indexed; at < _size;) {
+        auto header = header_at(at);
+        if (!header) return header.failure();
+        if (!_max_timestamp || header->max_timestamp > _max_timestamp->timestamp)
+            _max_timestamp = time_index_entry{
+                header->max_timestamp, static_cast<int32_t>(header->last_offset() - _base_offset)};
+        at += header->total_size();
+    }
+    // As if the kept batches had just been appended (see index_batch).
+    _bytes_since_index_entry = _size - indexed;
+    return next_offset;
+}
+
+result<void> segment::collect_epoch_starts(std::vector<epoch_entry>& starts) const {
+    if (_size == 0) return {};
+    if (auto loaded = load_indexes(); !loaded) return loaded.failure();
+    const std::vector<offset_index_entry>& entries = _index.entries();
+    // Boundary k is where a batch starts: position 0, then each index entry's position.
+    const size_t boundaries = entries.size() + 1;
+    const auto boundary = [&](size_t k) -> int64_t { return k == 0 ? 0 : entries[k - 1].position; };
+    const auto note = [&](const proto::batch_header& header) {
+        const int32_t latest = starts.empty() ? undefined_epoch : starts.back().epoch;
+        if (header.partition_leader_epoch > latest)
+            starts.push_back({header.partition_leader_epoch, header.base_offset});
+    };
+    const auto walk = [&](int64_t from, int64_t to) -> result<void> {
+        for (int64_t position = from; position < to;) {
+            auto header = header_at(position);
+            if (!header) return header.failure();
+            note(*header);
+            position += header->total_size();
+        }
+        return {};
+    };
+    // Notes the batches strictly between boundaries `low` (already noted, epoch
+    // `low_epoch`) and `high` (epoch `high_epoch`, noted by the caller afterwards). Equal
+    // epochs at both ends mean no epoch starts in between. Depth: log2(boundaries).
+    const auto bisect = [&](const auto& self, size_t low, size_t high, int32_t low_epoch,
+                            int32_t high_epoch) -> result<void> {
+        const int32_t latest = starts.empty() ? undefined_epoch : starts.back().epoch;
+        if (low_epoch >= high_epoch || high_epoch <= latest) return {};
+        if (high == low + 1) return walk(boundary(low), boundary(high));
+        const size_t middle = low + (high - low) / 2;
+        auto header = header_at(boundary(middle));
+        if (!header) return header.failure();
+        if (auto before = self(self, low, middle, low_epoch, header->partition_leader_epoch);
+            !before)
+            return before;
+        note(*header);
+        return self(self, middle, high, header->partition_leader_epoch, high_epoch);
+    };
+    auto first = header_at(0);
+    if (!first) return first.failure();
+    note(*first);
+    int64_t tail = first->total_size();
+    if (boundaries > 1) {
+        auto last = header_at(boundary(boundaries - 1));
+        if (!last) return last.failure();
+        if (auto between = bisect(bisect, 0, boundaries - 1, first->partition_leader_epoch,
+                                  last->partition_leader_epoch);
+            !between)
+            return between;
+        note(*last);
+        tail = boundary(boundaries - 1) + last->total_size();
+    }
+    return walk(tail, _size);
 }
 
 result<void> segment::save_indexes(index_durability durability) const {
@@ -503,12 +608,15 @@ result<std::optional<batch_location>> segment::find_batch(int64_t offset) const 
     return std::optional<batch_location>();
 }
 
-result<int64_t> segment::extent_end(int64_t start, int64_t first_size, int64_t max_bytes) const {
+result<int64_t> segment::extent_end(int64_t start, int64_t first_size, int64_t max_bytes,
+                                    int64_t max_offset) const {
     int64_t end = start + first_size;
     if (max_bytes <= first_size) return end;
     // Index entries sit on batch boundaries: everything before the last entry that lies
-    // within the budget is whole batches, so only the tail after it needs headers read.
-    const int64_t indexed = _index.position_at_or_below(start + max_bytes);
+    // within the budget (and whose batch ends below max_offset) is whole batches below
+    // max_offset, so only the tail after it needs headers read.
+    const int64_t indexed =
+        _index.position_at_or_below(start + max_bytes, max_offset - _base_offset);
     if (indexed > end) end = indexed;
     while (end < _size) {
         auto header = header_at(end);
@@ -516,6 +624,7 @@ result<int64_t> segment::extent_end(int64_t start, int64_t first_size, int64_t m
         // served, and the reader learns of the damage when it asks for that batch.
         if (!header) break;
         if (end + header->total_size() - start > max_bytes) break;
+        if (header->last_offset() >= max_offset) break;
         end += header->total_size();
     }
     return end;

@@ -31,12 +31,14 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "proto/record_batch.h"
 #include "proto/result.h"
 #include "storage/fd_cache.h"
 #include "storage/file.h"
 #include "storage/index.h"
+#include "storage/leader_epoch.h"
 
 namespace spate::storage {
 
@@ -163,8 +165,9 @@ public:
     // interval of them) are read and fully validated (size, magic, CRC-32C, contiguous
     // offsets), and the last of them must end at the end of the file and at offset
     // next_offset - 1. A marker does not prove that nobody cut or extended the file
-    // after the close. False when anything disagrees: the caller then scans.
-    result<bool> adopt_clean_state(int64_t next_offset);
+    // after the close. False when anything disagrees: the caller then scans. `rule` is
+    // the scan's rule for this segment (a follower's active segment may have gaps).
+    result<bool> adopt_clean_state(int64_t next_offset, offset_rule rule);
 
     // Recovery only: copies the bytes of the file from `position` to its end into a new
     // .corrupt file (see corrupt_file_extension) and fdatasyncs it; the caller then cuts
@@ -182,6 +185,23 @@ public:
 
     // Active segment only: rolls the file back to `size_bytes` after a failed write.
     result<void> truncate_to(int64_t size_bytes);
+    // Truncation of the log (partition_log::truncate_to): cuts the file before the batch
+    // holding `offset` (the first batch whose last offset is >= it; none: the file stays
+    // whole) and leaves the segment ready to be the active one again: both indexes and
+    // the largest timestamp follow the cut, and the index spacing continues from the last
+    // kept entry. Reads the headers after the last index entry below the cut (about one
+    // index interval). Returns the offset after the last batch kept (the base offset when
+    // none is). The cut is not synced.
+    result<int64_t> truncate_before(int64_t offset);
+
+    // Rebuilding the leader epoch cache (storage/leader_epoch.h): appends to `starts` the
+    // first batch of every leader epoch in this segment that is newer than the last
+    // epoch in `starts` (epochs < 0 are none), in offset order. Epochs never decrease
+    // along a log, so this bisects the offset index (a batch boundary per entry) between
+    // boundaries whose batches carry different epochs and reads the headers of the few
+    // batches between two adjacent ones: about log2(entries) + one index interval of
+    // headers per epoch change, plus the tail after the last entry.
+    result<void> collect_epoch_starts(std::vector<epoch_entry>& starts) const;
 
     // Makes the segment a closed one: final time-index entry, index files written
     // atomically, log data fdatasync'ed. The in-memory indexes stay until released.
@@ -208,7 +228,10 @@ public:
     // batch is `first_size` bytes long) that fits in `max_bytes`, at least one batch.
     // A header that cannot start a batch ends the run before it: the batches in front
     // of damaged bytes are still served, and only a read of the damaged batch fails.
-    result<int64_t> extent_end(int64_t start, int64_t first_size, int64_t max_bytes) const;
+    // Batches whose last offset is >= `max_offset` end the run too (the caller checked
+    // the first one).
+    result<int64_t> extent_end(int64_t start, int64_t first_size, int64_t max_bytes,
+                               int64_t max_offset) const;
 
     // The largest batch max_timestamp in the segment and the last offset of that
     // batch, or -1/-1 without timestamps. Closed segments read it from the time index.

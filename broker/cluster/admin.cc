@@ -24,10 +24,6 @@ admin_outcome zk_failed(const error& failure) {
                   "ZooKeeper: " + failure.message);
 }
 
-// Replication needs followers fetching from leaders (the next issue); until then a
-// factor above 1 would acknowledge records kept on one broker only.
-constexpr int32_t replication_factor_max = 1;
-
 // The live brokers as placement sees them, read from ZooKeeper (not from the last
 // UpdateMetadata, which may lag a registration).
 result<std::vector<placement_broker>> live_brokers(zk_session& session) {
@@ -53,10 +49,6 @@ admin_outcome check_assignment(const std::vector<placement_broker>& brokers,
             return failed(error_code::invalid_replica_assignment,
                           "broker " + std::to_string(r) + " is listed twice");
     }
-    if (static_cast<int32_t>(replicas.size()) > replication_factor_max)
-        return failed(error_code::invalid_replication_factor,
-                      "replication factor " + std::to_string(replicas.size()) +
-                          " is not available until replication lands; use 1");
     return {};
 }
 
@@ -80,10 +72,6 @@ admin_outcome cluster_agent::create_topic(const std::string& name, int32_t parti
                 return refused;
         topic.partitions = replicas;
     } else {
-        if (replication_factor > replication_factor_max)
-            return failed(error_code::invalid_replication_factor,
-                          "replication factor " + std::to_string(replication_factor) +
-                              " is not available until replication lands; use 1");
         // Kafka draws the first broker and the follower shift at random per topic.
         std::random_device random;
         placement_request request;

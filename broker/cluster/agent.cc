@@ -95,6 +95,7 @@ void cluster_agent::run() {
             renew_session();
         } else if (is_controller()) {
             retry_failed_brokers();
+            rebalance_leaders_when_due();
         }
     }
 }
@@ -312,10 +313,14 @@ void cluster_agent::publish(std::function<void()> installed) {
         topic->id = known.id;
         topic->replicas = known.partitions;
         topic->partition_shards.assign(known.partitions.size(), not_hosted);
-        for (int32_t led : known.led)
-            if (led >= 0 && static_cast<size_t>(led) < known.partitions.size())
-                topic->partition_shards[static_cast<size_t>(led)] =
-                    owner_shard(name, led, _config.shard_count);
+        topic->hosted_shards.assign(known.partitions.size(), not_hosted);
+        for (const std::set<int32_t>* hosted : {&known.led, &known.followed})
+            for (int32_t index : *hosted) {
+                if (index < 0 || static_cast<size_t>(index) >= known.partitions.size()) continue;
+                const uint32_t shard = owner_shard(name, index, _config.shard_count);
+                topic->hosted_shards[static_cast<size_t>(index)] = shard;
+                if (hosted == &known.led) topic->partition_shards[static_cast<size_t>(index)] = shard;
+            }
         if (auto configs = _topic_configs.find(name); configs != _topic_configs.end())
             topic->configs = configs->second;
         next->topics.emplace(name, std::move(topic));
@@ -360,7 +365,10 @@ void cluster_agent::apply_update_metadata(
         if (inserted || _topic_configs.count(topic.topic_name) == 0)
             new_topics.push_back(topic.topic_name);
         known_topic& known = entry->second;
-        if (known.id != topic.topic_id) known.led.clear();  // re-created under the same name
+        if (known.id != topic.topic_id) {  // re-created under the same name
+            known.led.clear();
+            known.followed.clear();
+        }
         known.id = topic.topic_id;
         for (const auto& p : topic.partition_states) {
             if (p.partition_index < 0) continue;
@@ -371,6 +379,7 @@ void cluster_agent::apply_update_metadata(
             out.leader_epoch = p.leader_epoch;
             out.replicas = p.replicas;
             out.isr = p.isr;
+            out.partition_epoch = p.zk_version;
             out.offline = p.offline_replicas;
         }
     }
@@ -410,10 +419,19 @@ void cluster_agent::apply_leader_and_isr(const proto::leader_and_isr_request& re
             out.leader_epoch = p.leader_epoch;
             out.replicas = p.replicas;
             out.isr = p.isr;
+            out.partition_epoch = p.zk_version;
             if (p.leader == _config.node_id)
                 known.led.insert(p.partition_index);
             else
                 known.led.erase(p.partition_index);
+            // A replica led elsewhere is followed here: its log stays open and fetches.
+            const bool follows = p.leader != _config.node_id &&
+                                 std::find(p.replicas.begin(), p.replicas.end(),
+                                           _config.node_id) != p.replicas.end();
+            if (follows)
+                known.followed.insert(p.partition_index);
+            else
+                known.followed.erase(p.partition_index);
             errors.partition_errors.push_back(outcome);
         }
         response.topics.push_back(std::move(errors));
@@ -430,7 +448,10 @@ void cluster_agent::apply_stop_replica(const proto::stop_replica_request& reques
         bool deleting = !topic.partition_states.empty();
         for (const auto& p : topic.partition_states) {
             deleting &= p.delete_partition;
-            if (known != _topics.end()) known->second.led.erase(p.partition_index);
+            if (known != _topics.end()) {
+                known->second.led.erase(p.partition_index);
+                known->second.followed.erase(p.partition_index);
+            }
             response.partition_errors.push_back({topic.topic_name, p.partition_index, 0});
         }
         // The topic deleted (the controller sends each broker only the partitions it

@@ -14,6 +14,7 @@
 // it needs a lock; ZooKeeper's callbacks and the shards reach it only through submit().
 // Results reach shards as tasks posted to them. Lives from broker::start to broker::stop.
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -47,8 +48,21 @@ struct agent_config {
     // How long a controller request to a broker may take before the controller gives up
     // on it for now (and resends everything to that broker a second later).
     int32_t request_timeout_ms = 5000;
+    // Kafka's leader.imbalance.check.interval.seconds: how often the controller moves
+    // leadership back to preferred replicas (auto.leader.rebalance.enable); 0: never.
+    int32_t leader_imbalance_check_interval_seconds = 300;
     // Hands a controller request to shard 0's ring (broker_links.h); any thread.
     std::function<void(outgoing_call)> call_broker;
+};
+
+// A leader's proposal to change a partition's ISR (AlterPartition), fenced by the leader
+// epoch and partition epoch it is based on.
+struct isr_change {
+    std::string topic;
+    int32_t index = 0;
+    int32_t leader_epoch = 0;
+    int32_t partition_epoch = 0;
+    std::vector<int32_t> isr;
 };
 
 // Publishes a snapshot to every shard and calls `installed` (on some shard) once each
@@ -91,6 +105,22 @@ public:
                               std::function<void(proto::leader_and_isr_response)> done);
     void apply_stop_replica(const proto::stop_replica_request& request,
                             std::function<void(proto::stop_replica_response)> done);
+    // The controller's side of AlterPartition (isr_changes.cc): validates each change
+    // against the partition's state, writes it, answers, then tells every broker.
+    void apply_alter_partition(const proto::alter_partition_request& request,
+                               std::function<void(proto::alter_partition_response)> done);
+    // A leader's side: sends `change` to the controller without waiting for it (the
+    // controller may be waiting for this agent); `done` runs once the answer is applied
+    // (the new ISR published to the shards) or the change failed, on some thread.
+    void alter_partition(const isr_change& change, std::function<void()> done);
+    // ControlledShutdown (controlled_shutdown.cc): the controller's side, and the stopping
+    // broker's (any thread; waits for the agent, bounded; true once nothing is led here).
+    void apply_controlled_shutdown(const proto::controlled_shutdown_request& request,
+                                   std::function<void(proto::controlled_shutdown_response)> done);
+    bool controlled_shutdown();
+    // ElectLeaders (elections.cc), on the controller.
+    void apply_elect_leaders(const proto::elect_leaders_request& request,
+                             std::function<void(proto::elect_leaders_response)> done);
 
     // Admin requests: the znodes are written here, the controller does the rest.
     // `replicas` empty: placed over the live brokers with `replication_factor`.
@@ -168,6 +198,15 @@ private:
     // dead followers from ISRs; returns the partitions whose state changed.
     std::vector<std::pair<std::string, int32_t>> reconcile(const std::string& name);
     std::vector<std::pair<std::string, int32_t>> reconcile_all();
+    bool unclean_election_enabled(const std::string& name) const;
+    // Moves leadership back to each partition's preferred (first) replica where it is
+    // live and in the ISR (`only`: just these partitions); returns what changed.
+    std::vector<std::pair<std::string, int32_t>> elect_preferred_leaders(
+        const std::set<std::pair<std::string, int32_t>>* only = nullptr);
+    std::chrono::steady_clock::time_point _next_preferred_election{};
+    // Elects any live replica of the partitions in `only` that have no leader.
+    std::vector<std::pair<std::string, int32_t>> elect_unclean_leaders(
+        const std::set<std::pair<std::string, int32_t>>& only);
     // Requests to brokers: to itself they are applied directly, to others sent.
     void send_leader_and_isr(int32_t broker_id,
                              const std::vector<std::pair<std::string, int32_t>>& partitions);
@@ -182,6 +221,7 @@ private:
                  void (cluster_agent::*apply)(const Request&, std::function<void(Response)>));
     broker_client& client_of(int32_t broker_id);
     void retry_failed_brokers();
+    void rebalance_leaders_when_due();
 
     agent_config _config;
     snapshot_publisher _publish;
@@ -205,7 +245,8 @@ private:
     struct known_topic {
         proto::uuid id{};
         std::vector<partition_replicas> partitions;
-        std::set<int32_t> led;  // partitions this broker leads (LeaderAndIsr)
+        std::set<int32_t> led;       // partitions this broker leads (LeaderAndIsr)
+        std::set<int32_t> followed;  // partitions this broker follows (LeaderAndIsr)
     };
     std::map<std::string, known_topic> _topics;
     std::map<std::string, topic_configs> _topic_configs;
@@ -219,7 +260,13 @@ private:
     std::map<int32_t, broker_registration> _live;
     std::map<std::string, controlled_topic> _controlled;
     std::map<int32_t, std::unique_ptr<broker_client>> _clients;
+    // This broker's client of the controller (AlterPartition), re-made when it moves.
+    std::unique_ptr<broker_client> _controller_client;
+    void applied_alter_partition(const proto::alter_partition_response& response,
+                                 std::function<void()> done);
     std::set<int32_t> _needs_full_state;
+    // Brokers in controlled shutdown: never elected until they register again.
+    std::set<int32_t> _shutting_down;
 };
 
 }  // namespace spate::broker::cluster

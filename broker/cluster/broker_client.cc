@@ -15,22 +15,27 @@ error broker_client::fail(const std::string& what) const {
                          std::to_string(_port) + ": " + what};
 }
 
-result<std::vector<uint8_t>> broker_client::exchange(std::vector<uint8_t> frame,
-                                                     int32_t correlation_id) {
-    if (_address_length == 0) {
-        addrinfo hints{};
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        addrinfo* found = nullptr;
-        if (::getaddrinfo(_host.c_str(), std::to_string(_port).c_str(), &hints, &found) != 0 ||
-            found == nullptr)
-            return fail("cannot resolve the host");
-        std::memcpy(&_address, found->ai_addr, found->ai_addrlen);
-        _address_length = found->ai_addrlen;
-        ::freeaddrinfo(found);
+bool broker_client::resolve() {
+    if (_address_length != 0) return true;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (::getaddrinfo(_host.c_str(), std::to_string(_port).c_str(), &hints, &found) != 0 ||
+        found == nullptr)
+        return false;
+    std::memcpy(&_address, found->ai_addr, found->ai_addrlen);
+    _address_length = found->ai_addrlen;
+    ::freeaddrinfo(found);
+    return true;
+}
+
+void broker_client::exchange_async(std::vector<uint8_t> frame, int32_t correlation_id,
+                                   std::function<void(result<std::vector<uint8_t>>)> done) {
+    if (!resolve()) {
+        done(fail("cannot resolve the host"));
+        return;
     }
-    auto answer = std::make_shared<std::promise<result<std::vector<uint8_t>>>>();
-    auto arrived = answer->get_future();
     outgoing_call call;
     call.broker_id = _broker_id;
     call.address = _address;
@@ -38,10 +43,18 @@ result<std::vector<uint8_t>> broker_client::exchange(std::vector<uint8_t> frame,
     call.frame = std::move(frame);
     call.correlation_id = correlation_id;
     call.timeout_ms = _timeout_ms;
-    call.done = [answer](result<std::vector<uint8_t>> outcome) {
-        answer->set_value(std::move(outcome));
-    };
+    call.done = std::move(done);
     _send(std::move(call));
+}
+
+result<std::vector<uint8_t>> broker_client::exchange(std::vector<uint8_t> frame,
+                                                     int32_t correlation_id) {
+    auto answer = std::make_shared<std::promise<result<std::vector<uint8_t>>>>();
+    auto arrived = answer->get_future();
+    exchange_async(std::move(frame), correlation_id,
+                   [answer](result<std::vector<uint8_t>> outcome) {
+                       answer->set_value(std::move(outcome));
+                   });
     // Shard 0 answers within the timeout (its timer fails the call); the extra second only
     // guards against a shard that stopped meanwhile.
     if (arrived.wait_for(std::chrono::milliseconds(_timeout_ms + 1000)) !=

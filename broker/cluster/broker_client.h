@@ -37,6 +37,37 @@ public:
     // connection is opened on first use and again after a failure.
     template <class Request, class Response>
     result<Response> call(const Request& body, int16_t version) {
+        int32_t correlation = 0;
+        auto frame = frame_of(body, version, correlation);
+        auto answer = exchange(std::move(frame), correlation);
+        if (!answer) return answer.failure();
+        return decode_answer<Response>(*answer, static_cast<int16_t>(Request::key), version,
+                                       correlation, fail("").message);
+    }
+    // The same without waiting: `done` runs on shard 0's thread with the answer. For
+    // requests whose sender must not block (a leader's AlterPartition, while the controller
+    // may be waiting for this broker's agent).
+    template <class Request, class Response>
+    void send(const Request& body, int16_t version, std::function<void(result<Response>)> done) {
+        int32_t correlation = 0;
+        auto frame = frame_of(body, version, correlation);
+        const auto key = static_cast<int16_t>(Request::key);
+        // The callback may outlive this client (a controller that moved): it holds copies.
+        std::string who = fail("").message;
+        exchange_async(std::move(frame), correlation,
+                       [key, version, correlation, who = std::move(who),
+                        done = std::move(done)](result<std::vector<uint8_t>> answer) {
+                           if (!answer) {
+                               done(error{-1, who + answer.failure().message});
+                               return;
+                           }
+                           done(decode_answer<Response>(*answer, key, version, correlation, who));
+                       });
+    }
+
+private:
+    template <class Request>
+    std::vector<uint8_t> frame_of(const Request& body, int16_t version, int32_t& correlation) {
         proto::writer out(256);
         out.int32(0);
         proto::request_header header;
@@ -47,21 +78,29 @@ public:
         proto::encode_request_header(out, header);
         body.encode(out, version);
         out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
-        auto answer = exchange(out.buffer(), header.correlation_id);
-        if (!answer) return answer.failure();
-        proto::reader in(answer->data(), answer->size());
+        correlation = header.correlation_id;
+        return std::move(out.buffer());
+    }
+    // `who` starts every error message ("broker N at host:port: ").
+    template <class Response>
+    static result<Response> decode_answer(const std::vector<uint8_t>& answer, int16_t key,
+                                          int16_t version, int32_t expected,
+                                          const std::string& who) {
+        proto::reader in(answer.data(), answer.size());
         int32_t correlation = 0;
-        if (!proto::decode_response_header(
-                in, proto::response_header_version(header.api_key, version), correlation) ||
-            correlation != header.correlation_id)
-            return fail("a response header that does not match the request");
+        if (!proto::decode_response_header(in, proto::response_header_version(key, version),
+                                           correlation) ||
+            correlation != expected)
+            return error{-1, who + "a response header that does not match the request"};
         Response response;
-        if (!response.decode(in, version)) return fail("a malformed response");
+        if (!response.decode(in, version)) return error{-1, who + "a malformed response"};
         return response;
     }
-
-private:
     result<std::vector<uint8_t>> exchange(std::vector<uint8_t> frame, int32_t correlation_id);
+    // Resolves the address (once) and hands the call to shard 0; `done` runs there.
+    void exchange_async(std::vector<uint8_t> frame, int32_t correlation_id,
+                        std::function<void(result<std::vector<uint8_t>>)> done);
+    bool resolve();
     error fail(const std::string& what) const;
 
     int32_t _broker_id;

@@ -183,11 +183,27 @@ std::vector<std::pair<std::string, int32_t>> cluster_agent::reconcile(const std:
             // election only: a replica outside the ISR may lack acknowledged records).
             int32_t leader = -1;
             for (int32_t r : replicas)
-                if (_live.count(r) != 0 && contains(next.isr, r)) {
+                if (_live.count(r) != 0 && contains(next.isr, r) && _shutting_down.count(r) == 0) {
                     leader = r;
                     break;
                 }
+            // unclean.leader.election.enable (off by default): availability over
+            // durability, the first live replica leads with an ISR of itself.
+            bool unclean = false;
+            if (leader < 0 && unclean_election_enabled(name)) {
+                for (int32_t r : replicas)
+                    if (_live.count(r) != 0) {
+                        leader = r;
+                        unclean = true;
+                        break;
+                    }
+            }
             if (leader < 0 && next.leader < 0) continue;  // still offline, nothing new
+            if (unclean) {
+                net::log_warn("cluster: %s-%d: unclean election of broker %d (records may be lost)",
+                              name.c_str(), index, leader);
+                isr = {leader};
+            }
             next.leader = leader;
             // With no live ISR member the ISR keeps its last members, so one of them
             // leads again when it comes back.
@@ -206,6 +222,44 @@ std::vector<std::pair<std::string, int32_t>> cluster_agent::reconcile(const std:
         existing->second = next;
         changed.emplace_back(name, index);
     }
+    return changed;
+}
+
+bool cluster_agent::unclean_election_enabled(const std::string& name) const {
+    auto configs = _topic_configs.find(name);
+    if (configs == _topic_configs.end()) return false;
+    auto value = configs->second.find("unclean.leader.election.enable");
+    return value != configs->second.end() && value->second == "true";
+}
+
+std::vector<std::pair<std::string, int32_t>> cluster_agent::elect_preferred_leaders(
+    const std::set<std::pair<std::string, int32_t>>* only) {
+    std::vector<std::pair<std::string, int32_t>> changed;
+    for (auto& [name, topic] : _controlled) {
+        for (auto& [index, state] : topic.states) {
+            if (only != nullptr && only->count({name, index}) == 0) continue;
+            const auto& replicas = topic.assignment.partitions.at(index);
+            if (replicas.empty()) continue;
+            const int32_t preferred = replicas.front();
+            // Kafka's rule: the preferred replica leads again once it is live and in sync.
+            if (state.leader == preferred || _live.count(preferred) == 0 ||
+                _shutting_down.count(preferred) != 0 ||
+                !contains(state.isr, preferred))
+                continue;
+            partition_state next = state;
+            next.leader = preferred;
+            next.leader_epoch += 1;
+            next.controller_epoch = _controller_epoch;
+            zk_op set{zk_op::kind::set, paths::partition_state(name, index),
+                      encode_partition_state(next), state.zk_version, 0};
+            if (!fenced({set})) return changed;
+            next.zk_version = state.zk_version + 1;
+            state = next;
+            changed.emplace_back(name, index);
+        }
+    }
+    if (!changed.empty())
+        net::log_info("cluster: preferred leaders elected for %zu partitions", changed.size());
     return changed;
 }
 
@@ -342,6 +396,18 @@ void cluster_agent::send_full_state(int32_t broker_id) {
                                              &cluster_agent::apply_update_metadata);
 }
 
+void cluster_agent::rebalance_leaders_when_due() {
+    const int32_t interval = _config.leader_imbalance_check_interval_seconds;
+    if (interval <= 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (_next_preferred_election == std::chrono::steady_clock::time_point{})
+        _next_preferred_election = now + std::chrono::seconds(interval);
+    if (now < _next_preferred_election) return;
+    _next_preferred_election = now + std::chrono::seconds(interval);
+    auto changed = elect_preferred_leaders();
+    if (!changed.empty()) send_partition_changes(changed);
+}
+
 void cluster_agent::retry_failed_brokers() {
     std::set<int32_t> pending;
     pending.swap(_needs_full_state);
@@ -368,6 +434,12 @@ void cluster_agent::on_brokers_changed() {
     }
     for (const auto& [id, broker] : before)
         if (_live.count(id) == 0) net::log_info("cluster: broker %d is gone", id);
+    // A broker that left, or registered again, is no longer shutting down.
+    std::erase_if(_shutting_down, [&](int32_t id) {
+        auto now = _live.find(id);
+        auto old = before.find(id);
+        return now == _live.end() || old == before.end() || old->second.epoch != now->second.epoch;
+    });
     on_delete_topics();  // deletions that waited for a broker may go on now
 }
 

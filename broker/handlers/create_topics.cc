@@ -186,8 +186,10 @@ void handle_create_topics(request_ptr req) {
             fail(error_code::invalid_partitions,
                  "number of partitions must be between 1 and 100000");
         }
-        if (clustered && topic.assignments.empty() && topic.replication_factor != -1)
-            plan.replication_factor = topic.replication_factor;
+        if (clustered && topic.assignments.empty())
+            plan.replication_factor = topic.replication_factor != -1
+                                          ? topic.replication_factor
+                                          : default_replication_factor(shard);
         if (out.error_code == 0 && !clustered) {
             // One replica per partition on a single node (the replication factor is 1).
             const int64_t replicas = plan.partitions;

@@ -50,9 +50,19 @@ struct partition_read {
     int32_t index;
     int64_t offset;
     int32_t max_bytes;
+    int32_t replica_id = -1;  // a follower's broker id; -1 for consumers
+    int32_t current_leader_epoch = -1;
+    int32_t last_fetched_epoch = -1;
     // Filled on the owner shard.
     error_code error = error_code::none;
     int64_t high_watermark = -1;
+    // Where this fetch may read up to: the high watermark for consumers, the log end for
+    // followers (what wait_for_data watches).
+    int64_t visible_end = -1;
+    // A follower whose log diverges from the leader's (KIP-101/279): the largest epoch the
+    // leader knows not above its last fetched epoch, and that epoch's end offset here.
+    int32_t diverging_epoch = -1;
+    int64_t diverging_end_offset = -1;
     int64_t log_start_offset = -1;
     std::vector<storage::file_slice> slices;
     int64_t bytes = 0;
@@ -132,6 +142,19 @@ int64_t response_bytes_max(const fetch_state& state) {
 
 void run_round(fetch_ptr state);
 
+// A follower's log diverges when the leader does not have its last fetched epoch, or has
+// it ending before the follower's fetch offset: the answer then carries where the epoch
+// ends here, and the follower truncates (KIP-279) instead of fetching.
+bool diverges(const partition& p, partition_read& read) {
+    if (read.last_fetched_epoch < 0) return false;
+    const auto [epoch, end] = p.log().end_offset_for_epoch(read.last_fetched_epoch);
+    if (epoch == read.last_fetched_epoch && end >= read.offset) return false;
+    read.diverging_epoch = epoch;
+    read.diverging_end_offset = end;
+    read.high_watermark = p.high_watermark();
+    return true;
+}
+
 // Reads `list` (this owner's partitions, in request order) within `budget`. The first
 // partition with data here gets at least its first batch even beyond the byte budget,
 // since it may be the first of the whole answer; a later one that does not fit is
@@ -154,13 +177,23 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
             read.error = error_code::inconsistent_topic_id;
             continue;
         }
-        read.high_watermark = p->high_watermark();
+        read.error = fenced(*p, read.current_leader_epoch);
+        if (read.error != error_code::none) continue;
         read.log_start_offset = p->log().log_start_offset();
-        if (read.offset < read.log_start_offset || read.offset > read.high_watermark) {
+        // Only the partition's own replicas read past the high watermark, as followers.
+        const bool follower = read.replica_id >= 0 && p->has_follower(read.replica_id);
+        if (follower && diverges(*p, read)) continue;
+        read.visible_end = follower ? p->log().log_end_offset() : p->high_watermark();
+        if (read.offset < read.log_start_offset || read.offset > read.visible_end) {
+            read.high_watermark = p->high_watermark();
             read.error = error_code::offset_out_of_range;
             continue;
         }
-        if (read.offset == read.high_watermark || read.max_bytes <= 0) continue;
+        // A follower's fetch offset is its log end: what it has, which may move the high
+        // watermark (and release acks=all produces) before anything is read.
+        if (follower) owner.follower_fetched(*p, read.replica_id, read.offset);
+        read.high_watermark = p->high_watermark();
+        if (read.offset == read.visible_end || read.max_bytes <= 0) continue;
         const int64_t left = budget.bytes - used;
         if (with_data == budget.partitions_with_data || (with_data > 0 && left <= 0)) {
             read.unread = true;
@@ -170,7 +203,7 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
         // is what the first partition with data needs and may be too much for the others.
         const auto limit =
             static_cast<int32_t>(std::min<int64_t>(read.max_bytes, std::max<int64_t>(left, 0)));
-        auto got = p->log().read(read.offset, limit);
+        auto got = p->log().read(read.offset, limit, read.visible_end);
         if (!got) {
             p->note_storage_failure("read", got.failure());
             read.error = error_code::kafka_storage_error;
@@ -299,6 +332,8 @@ proto::fetch_response build_response(fetch_state& state,
         p.error_code = proto::code(read->error);
         p.high_watermark = read->high_watermark;
         p.last_stable_offset = read->high_watermark;
+        p.diverging_epoch.epoch = read->diverging_epoch;
+        p.diverging_epoch.end_offset = read->diverging_end_offset;
         p.log_start_offset = read->log_start_offset;
         p.preferred_read_replica = -1;
         p.aborted_transactions.emplace();
@@ -370,12 +405,14 @@ void wait_for_data(const fetch_ptr& state) {
         int32_t index;
         int64_t seen_high_watermark;
     };
+    const bool replica = state->body.replica_id >= 0 || state->body.replica_state_.replica_id >= 0;
     for (auto& [owner, list] : state->by_owner) {
         std::vector<watched> keys;
-        for (const auto& read : list) keys.push_back({read.topic, read.index, read.high_watermark});
+        for (const auto& read : list) keys.push_back({read.topic, read.index, read.visible_end});
         shard.call_on<int>(
             owner,
-            [keys, weak, process, origin](shard_state& target, std::function<void(int)> reply) {
+            [keys, weak, process, origin, replica](shard_state& target,
+                                                   std::function<void(int)> reply) {
                 const net::shard_id owner_id = target.id();
                 auto wake = [weak, process, owner_id, origin] {
                     process->state(owner_id).net_shard().submit_to(origin, [weak] {
@@ -392,7 +429,8 @@ void wait_for_data(const fetch_ptr& state) {
                 for (const auto& key : keys) {
                     partition* p = target.find_partition(key.topic, key.index);
                     if (p == nullptr) continue;
-                    if (p->high_watermark() > key.seen_high_watermark) {
+                    const int64_t end = replica ? p->log().log_end_offset() : p->high_watermark();
+                    if (end > key.seen_high_watermark) {
                         moved = true;
                         break;
                     }
@@ -414,7 +452,9 @@ void finish_round(const fetch_ptr& state) {
     bool any_error = false;
     for (const auto& read : state->results) {
         total += read.bytes;
-        if (read.error != error_code::none) any_error = true;
+        if (read.error != error_code::none || read.diverging_end_offset >= 0 ||
+            read.diverging_epoch >= 0)
+            any_error = true;
     }
     const auto now = std::chrono::steady_clock::now();
     if (total >= state->body.min_bytes || limited || any_error || state->body.max_wait_ms <= 0 ||
@@ -479,8 +519,10 @@ void run_round(fetch_ptr state) {
             [state, remaining, &list](read_list done) {
                 // The list keeps what each partition's high watermark was, for
                 // wait_for_data; `done` holds the same partitions in the same order.
-                for (size_t i = 0; i < done.size(); ++i)
+                for (size_t i = 0; i < done.size(); ++i) {
                     list[i].high_watermark = done[i].high_watermark;
+                    list[i].visible_end = done[i].visible_end;
+                }
                 for (auto& read : done) state->results.push_back(std::move(read));
                 if (--*remaining == 0) finish_round(state);
             });
@@ -619,6 +661,8 @@ void handle_fetch(request_ptr req) {
                       std::chrono::milliseconds(std::max<int32_t>(body.max_wait_ms, 0));
     const std::vector<session_partition> partitions = fetch_context(*state);
     const bool by_id = req->version() >= 13;
+    const int32_t replica_id =
+        req->version() >= 15 ? body.replica_state_.replica_id : body.replica_id;
     // Partitions of one topic come together: its metadata is looked up once per run.
     const topic_info* info = nullptr;
     const std::string* info_of = nullptr;
@@ -632,6 +676,9 @@ void handle_fetch(request_ptr req) {
         read.index = part.partition;
         read.offset = part.fetch_offset;
         read.max_bytes = part.max_bytes;
+        read.replica_id = replica_id;
+        read.current_leader_epoch = part.current_leader_epoch;
+        read.last_fetched_epoch = part.last_fetched_epoch;
         if (info_of == nullptr || *info_of != part.topic) {
             info = part.topic.empty() ? nullptr : shard.metadata()->find(part.topic);
             info_of = &part.topic;

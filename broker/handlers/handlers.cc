@@ -40,6 +40,9 @@ std::span<const handler_entry> handler_list() {
         {api_key::delete_acls, 0, 3, handle_delete_acls},
         {api_key::leader_and_isr, 5, 5, handle_leader_and_isr},
         {api_key::stop_replica, 3, 3, handle_stop_replica},
+        {api_key::alter_partition, 0, 0, handle_alter_partition},
+        {api_key::controlled_shutdown, 3, 3, handle_controlled_shutdown},
+        {api_key::elect_leaders, 0, 2, handle_elect_leaders},
         {api_key::update_metadata, 7, 7, handle_update_metadata},
     };
     return list;

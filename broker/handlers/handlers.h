@@ -57,6 +57,9 @@ void handle_delete_acls(request_ptr req);
 void handle_leader_and_isr(request_ptr req);
 void handle_update_metadata(request_ptr req);
 void handle_stop_replica(request_ptr req);
+void handle_alter_partition(request_ptr req);
+void handle_controlled_shutdown(request_ptr req);
+void handle_elect_leaders(request_ptr req);
 
 // Answers `req` from any thread (the cluster agent's, another shard's): the response is
 // encoded and sent on the request's own shard.
@@ -104,6 +107,25 @@ void await_metadata(shard_state& shard, std::function<bool(const metadata_snapsh
 // Decodes a controller request (LeaderAndIsr, UpdateMetadata, StopReplica) and hands it
 // to the cluster agent's `apply`, which answers once the resulting metadata is installed
 // on every shard. A single node has no controller: such a request closes the connection.
+// Kafka's default.replication.factor for topics created without one, capped by the live
+// brokers this shard knows of (so auto-creation works on a cluster smaller than it).
+inline int32_t default_replication_factor(const shard_state& shard) {
+    const auto live = static_cast<int32_t>(shard.metadata()->brokers.size());
+    return std::max(1, std::min(shard.config().default_replication_factor, live));
+}
+
+// Whether a request's view of partition `p` is current (Kafka's leader epoch fencing,
+// KIP-320): only the leader answers (NOT_LEADER_OR_FOLLOWER), and a request naming a
+// current_leader_epoch (>= 0) older than the leader's is fenced (FENCED_LEADER_EPOCH), a
+// newer one is early (UNKNOWN_LEADER_EPOCH: this broker has not heard of it yet).
+inline proto::error_code fenced(const partition& p, int32_t current_leader_epoch) {
+    if (!p.is_leader()) return proto::error_code::not_leader_or_follower;
+    if (current_leader_epoch < 0) return proto::error_code::none;
+    if (current_leader_epoch < p.leader_epoch()) return proto::error_code::fenced_leader_epoch;
+    if (current_leader_epoch > p.leader_epoch()) return proto::error_code::unknown_leader_epoch;
+    return proto::error_code::none;
+}
+
 template <class Request, class Response>
 void forward_to_cluster_agent(
     request_ptr req, const char* name,

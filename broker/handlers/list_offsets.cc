@@ -17,7 +17,9 @@ struct offset_query {
     std::string topic;
     int32_t index;
     int64_t timestamp;
+    int32_t current_leader_epoch = -1;
     error_code error = error_code::none;
+    int32_t leader_epoch = -1;
     int64_t found_offset = -1;
     int64_t found_timestamp = -1;
 };
@@ -29,6 +31,14 @@ void answer_on_owner(shard_state& owner, offset_query& q) {
         q.error = error_code::unknown_topic_or_partition;
         return;
     }
+    q.error = fenced(*p, q.current_leader_epoch);
+    if (q.error != error_code::none) return;
+    q.leader_epoch = p->leader_epoch();
+    const int64_t high_watermark = p->high_watermark();
+    if (q.timestamp == -1) {  // latest: what consumers may read up to
+        q.found_offset = high_watermark;
+        return;
+    }
     auto found = p->log().offset_for_timestamp(q.timestamp);
     if (!found) {
         p->note_storage_failure("offset lookup", found.failure());
@@ -37,6 +47,11 @@ void answer_on_owner(shard_state& owner, offset_query& q) {
     }
     q.found_offset = found->offset;
     q.found_timestamp = found->timestamp;
+    // Records at or above the high watermark are not committed: no consumer may see them.
+    if (q.timestamp >= 0 && q.found_offset >= high_watermark) {
+        q.found_offset = -1;
+        q.found_timestamp = -1;
+    }
 }
 
 }  // namespace
@@ -66,7 +81,7 @@ void handle_list_offsets(request_ptr req) {
                 out.error_code = proto::code(route_error(info, part.partition_index));
             } else {
                 offset_query q{response->topics.size(), topic_out.partitions.size(), topic.name,
-                               part.partition_index, part.timestamp};
+                               part.partition_index, part.timestamp, part.current_leader_epoch};
                 by_owner[*owner].push_back(std::move(q));
             }
             topic_out.partitions.push_back(std::move(out));
@@ -81,7 +96,7 @@ void handle_list_offsets(request_ptr req) {
                 out.error_code = proto::code(q.error);
                 out.offset = q.found_offset;
                 out.timestamp = q.found_timestamp;
-                if (q.error == error_code::none) out.leader_epoch = 0;
+                if (q.error == error_code::none) out.leader_epoch = q.leader_epoch;
                 if (q.error == error_code::none && q.found_offset >= 0)
                     out.old_style_offsets = {q.found_offset};
             }

@@ -101,11 +101,12 @@ void answer(request_ptr req, const std::optional<std::vector<std::string>>& name
 void create_in_cluster_then_answer(request_ptr req, std::vector<std::string> missing,
                                    std::optional<std::vector<std::string>> names) {
     const int32_t partitions = req->shard->config().num_partitions;
+    const int32_t replicas = default_replication_factor(*req->shard);
     ask_cluster_agent<int>(
         std::move(req),
-        [missing, partitions](cluster::cluster_agent& agent) {
+        [missing, partitions, replicas](cluster::cluster_agent& agent) {
             for (const std::string& name : missing)
-                (void)agent.create_topic(name, partitions, 1, {}, {}, false);
+                (void)agent.create_topic(name, partitions, replicas, {}, {}, false);
             return 0;
         },
         [names = std::move(names), missing](request_ptr req, int) {

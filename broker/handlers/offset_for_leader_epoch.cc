@@ -1,6 +1,7 @@
-// OffsetForLeaderEpoch (23): a single node has only ever had leader epoch 0, so the
-// end offset of epoch 0 is the log end; a later epoch is unknown (-1/-1), and a client
-// that believes in a newer current leader epoch gets UNKNOWN_LEADER_EPOCH.
+// OffsetForLeaderEpoch (23): for each partition, the largest leader epoch the leader's
+// log knows not above the one asked for and where it ends (the start of the next epoch,
+// or the log end for the latest): KIP-101 with KIP-279's answer. Clients use it to detect
+// a log truncated under them; current_leader_epoch is fenced as in Fetch (KIP-320).
 #include "broker/fan_out.h"
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
@@ -10,7 +11,6 @@ namespace spate::broker {
 namespace {
 
 using proto::error_code;
-constexpr int16_t unknown_leader_epoch = 74;
 
 struct epoch_item {
     size_t topic_slot;
@@ -18,7 +18,9 @@ struct epoch_item {
     std::string topic;
     int32_t index;
     int32_t leader_epoch;
+    int32_t current_leader_epoch;
     error_code error = error_code::none;
+    int32_t found_epoch = -1;
     int64_t end_offset = -1;
 };
 
@@ -28,7 +30,18 @@ void end_offset_on_owner(shard_state& owner, epoch_item& item) {
         item.error = error_code::unknown_topic_or_partition;
         return;
     }
-    if (item.leader_epoch == 0) item.end_offset = p->log().log_end_offset();
+    item.error = fenced(*p, item.current_leader_epoch);
+    if (item.error != error_code::none) return;
+    auto [epoch, end] = p->log().end_offset_for_epoch(item.leader_epoch);
+    // A log with no batch since its leader's epoch began (an empty one): that epoch, the
+    // current one, ends at the log end.
+    if (epoch < 0 && item.leader_epoch >= p->leader_epoch() &&
+        p->log().leader_epochs().latest_epoch() < p->leader_epoch()) {
+        epoch = p->leader_epoch();
+        end = p->log().log_end_offset();
+    }
+    item.found_epoch = epoch;
+    item.end_offset = end;
 }
 
 }  // namespace
@@ -55,11 +68,10 @@ void handle_offset_for_leader_epoch(request_ptr req) {
             const auto owner = owner_of(info, part.partition);
             if (!owner) {
                 out.error_code = proto::code(route_error(info, part.partition));
-            } else if (part.current_leader_epoch > 0) {
-                out.error_code = unknown_leader_epoch;
             } else {
                 by_owner[*owner].push_back({response->topics.size(), topic_out.partitions.size(),
-                                            topic.topic, part.partition, part.leader_epoch});
+                                            topic.topic, part.partition, part.leader_epoch,
+                                            part.current_leader_epoch});
             }
             topic_out.partitions.push_back(std::move(out));
         }
@@ -72,7 +84,7 @@ void handle_offset_for_leader_epoch(request_ptr req) {
                 auto& out = response->topics[item.topic_slot].partitions[item.partition_slot];
                 out.error_code = proto::code(item.error);
                 out.end_offset = item.end_offset;
-                out.leader_epoch = item.end_offset >= 0 ? 0 : -1;
+                out.leader_epoch = item.found_epoch;
             }
         },
         [req, response] { req->shard->respond(*req, *response); });

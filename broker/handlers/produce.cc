@@ -30,8 +30,11 @@ struct partition_work {
     // recompressed to the topic's codec.
     std::vector<uint8_t> owned;
     proto::batch_header header;
+    int16_t acks = 1;
+    int32_t min_insync_replicas = 1;
     // Results, filled in on the owner shard.
     error_code error = error_code::none;
+    std::optional<std::string> message;
     int64_t base_offset = -1;
     int64_t log_append_time_ms = -1;
     int64_t log_start_offset = -1;
@@ -179,6 +182,20 @@ void append_one(shard_state& owner, partition_work& work) {
         work.error = error_code::unknown_topic_or_partition;
         return;
     }
+    if (!target->is_leader()) {  // led elsewhere since the request was routed
+        work.error = error_code::not_leader_or_follower;
+        return;
+    }
+    // acks=all needs min.insync.replicas in sync before anything is written (Kafka's
+    // NOT_ENOUGH_REPLICAS); once written, fewer by the time the high watermark gets there
+    // is NOT_ENOUGH_REPLICAS_AFTER_APPEND (partition::wait_replicated).
+    if (work.acks == -1 && static_cast<int32_t>(target->isr_size()) < work.min_insync_replicas) {
+        work.message = "min.insync.replicas is " + std::to_string(work.min_insync_replicas) +
+                       " but the partition has " + std::to_string(target->isr_size()) +
+                       " in-sync replica" + (target->isr_size() == 1 ? "" : "s");
+        work.error = error_code::not_enough_replicas;
+        return;
+    }
     const proto::batch_header& h = work.header;
     const int32_t last_sequence =
         h.base_sequence < 0
@@ -206,6 +223,8 @@ void append_one(shard_state& owner, partition_work& work) {
         work.log_append_time_ms = wall_clock_ms();
         proto::set_log_append_time(work.batch, work.log_append_time_ms);
     }
+    // Every batch carries the epoch of the leader that wrote it (KIP-101).
+    proto::set_partition_leader_epoch(work.batch, target->leader_epoch());
     auto appended = target->log().append(work.batch, h.records_count);
     if (!appended) {
         target->note_storage_failure("append", appended.failure());
@@ -218,45 +237,85 @@ void append_one(shard_state& owner, partition_work& work) {
     target->producers().record(
         h.producer_id, h.producer_epoch,
         {h.base_sequence, last_sequence, work.base_offset, work.log_append_time_ms});
+    target->advance_high_watermark();
     target->wake_waiters();
 }
 
-// Runs on the owner shard: appends every partition of `list`, then replies — after the
-// partitions' group commit (partition::wait_durable) when the policy asks for fsync.
-void append_all(shard_state& owner, work_list list, bool sync_first,
-                std::function<void(work_list)> reply) {
-    std::vector<std::pair<partition*, int64_t>> targets;
+// Fails the works of partition (topic, index) that had succeeded with `code`.
+void fail_partition(work_list& list, const std::string& topic, int32_t index, error_code code) {
+    if (code == error_code::none) return;
+    for (partition_work& work : list)
+        if (work.topic == topic && work.index == index && work.error == error_code::none)
+            work.error = code;
+}
+
+// What a partition of the request waits for before the answer: its group commit (under
+// acks_all_policy = "fsync"), then, for acks=all in a cluster, the high watermark.
+struct partition_wait {
+    std::string topic;
+    int32_t index;
+    int64_t end;
+    int32_t min_insync_replicas;
+    bool sync_first;
+    bool replicate;
+};
+
+// Runs on the owner shard: appends every partition of `list`, then replies once each
+// partition's waits are over (partition::wait_durable, partition::wait_replicated).
+void append_all(shard_state& owner, work_list list, bool sync_first, int16_t acks,
+                std::chrono::milliseconds timeout, std::function<void(work_list)> reply) {
+    std::vector<partition_wait> waits;
     for (partition_work& work : list) {
         append_one(owner, work);
         partition* p = owner.find_partition(work.topic, work.index);
         if (p == nullptr) continue;
         owner.submit_log_syncs(*p);
-        if (work.error != error_code::none || !sync_first) continue;
+        const bool replicate = acks == -1 && p->replicated();
+        if (work.error != error_code::none || (!sync_first && !replicate)) continue;
         const int64_t end = p->log().log_end_offset();
-        auto seen = std::find_if(targets.begin(), targets.end(),
-                                 [&](const auto& t) { return t.first == p; });
-        if (seen == targets.end())
-            targets.emplace_back(p, end);
+        auto seen = std::find_if(waits.begin(), waits.end(), [&](const partition_wait& w) {
+            return w.topic == work.topic && w.index == work.index;
+        });
+        if (seen == waits.end())
+            waits.push_back(
+                {work.topic, work.index, end, work.min_insync_replicas, sync_first, replicate});
         else
-            seen->second = end;
+            seen->end = end;
     }
-    if (targets.empty()) {
+    if (waits.empty()) {
         reply(std::move(list));
         return;
     }
     auto shared = std::make_shared<work_list>(std::move(list));
-    auto remaining = std::make_shared<size_t>(targets.size());
-    auto failed = std::make_shared<bool>(false);
-    for (const auto& [p, end] : targets) {
-        p->wait_durable(owner.net_shard(), end, [shared, remaining, failed, reply](bool ok) {
-            if (!ok) *failed = true;
-            if (--*remaining != 0) return;
-            if (*failed) {
-                for (partition_work& work : *shared)
-                    if (work.error == error_code::none)
-                        work.error = error_code::kafka_storage_error;
+    auto remaining = std::make_shared<size_t>(waits.size());
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    shard_state* home = &owner;
+    for (const partition_wait& w : waits) {
+        auto finish = [shared, remaining, reply, w](error_code code) {
+            fail_partition(*shared, w.topic, w.index, code);
+            if (--*remaining == 0) reply(std::move(*shared));
+        };
+        // Looked up again after the sync: the partition may be gone by then.
+        auto replicate = [home, w, deadline, finish]() {
+            partition* p = home->find_partition(w.topic, w.index);
+            if (p == nullptr) {
+                finish(error_code::not_leader_or_follower);
+                return;
             }
-            reply(std::move(*shared));
+            p->wait_replicated(w.end, w.min_insync_replicas, deadline, finish);
+        };
+        if (!w.sync_first) {
+            replicate();
+            continue;
+        }
+        partition* p = owner.find_partition(w.topic, w.index);
+        p->wait_durable(owner.net_shard(), w.end, [w, finish, replicate](bool ok) {
+            if (!ok)
+                finish(error_code::kafka_storage_error);
+            else if (w.replicate)
+                replicate();
+            else
+                finish(error_code::none);
         });
     }
 }
@@ -292,13 +351,9 @@ error_code check_partition(const proto::produce_request& body, int16_t version,
     if (error_code failure = check_timestamps(config, checked.header, records_checked, message);
         failure != error_code::none)
         return failure;
-    // One replica here: acks=all cannot meet a min.insync.replicas above 1.
-    if (body.acks == -1 && config.min_insync_replicas > 1) {
-        message = "min.insync.replicas is " + std::to_string(config.min_insync_replicas) +
-                  " but the partition has 1 in-sync replica";
-        return error_code::not_enough_replicas;
-    }
     work.header = checked.header;
+    work.acks = body.acks;
+    work.min_insync_replicas = config.min_insync_replicas;
     return error_code::none;
 }
 
@@ -365,15 +420,18 @@ void handle_produce(request_ptr req) {
         auto shared_list = std::make_shared<work_list>(std::move(list));
         shard.call_on<work_list>(
             owner,
-            [shared_list, sync_first, req](shard_state& target,
-                                           std::function<void(work_list)> reply) {
-                append_all(target, std::move(*shared_list), sync_first, std::move(reply));
+            [shared_list, sync_first, acks = body->acks,
+             timeout = std::chrono::milliseconds(std::max<int32_t>(body->timeout_ms, 0))](
+                shard_state& target, std::function<void(work_list)> reply) {
+                append_all(target, std::move(*shared_list), sync_first, acks, timeout,
+                           std::move(reply));
             },
             [req, body, response, remaining, no_response](work_list done) {
                 for (const partition_work& work : done) {
                     auto& out = response->responses[work.topic_slot]
                                     .partition_responses[work.partition_slot];
                     out.error_code = proto::code(work.error);
+                    if (work.message) out.error_message = work.message;
                     out.base_offset = work.base_offset;
                     out.log_append_time_ms = work.log_append_time_ms;
                     out.log_start_offset = work.log_start_offset;

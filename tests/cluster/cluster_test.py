@@ -269,23 +269,26 @@ def test_create_topics_through_every_broker_spreads_partitions():
     print("     controller %d; every broker created topics spread over all three" % controller)
 
 
-def test_replication_factor_above_one_is_refused():
+def test_replication_factor_beyond_the_live_brokers_is_refused():
     c = shared()
     non_controller = next(i for i in c.ids if i != c.controller_id())
-    name = topic_name("rf3")
-    result = kr.create_topics(addr(c, non_controller), [(name, 3, 3)])
+    name = topic_name("rf4")
+    result = kr.create_topics(addr(c, non_controller), [(name, 3, 4)])
     code, message = result[name]
     assert code == kr.INVALID_REPLICATION_FACTOR, result
     assert message, "INVALID_REPLICATION_FACTOR without a message"
+    time.sleep(0.3)
+    assert c.kazoo.exists("/brokers/topics/" + name) is None, "refused topic written to ZooKeeper"
+    assert all(name not in c.metadata(i)["topics"] for i in c.ids), name
+    # Within the live brokers it is accepted: every partition lists its replicas on
+    # distinct brokers, in the znode and in every broker's Metadata.
     name2 = topic_name("rf2")
     errors = admin_call(c.bootstrap, "create_topics",
                         [NewTopic(name2, num_partitions=2, replication_factor=2)])
-    assert errors[name2] is not None and errors[name2].code() == KafkaError.INVALID_REPLICATION_FACTOR, errors
-    time.sleep(0.3)
-    for n in (name, name2):
-        assert c.kazoo.exists("/brokers/topics/" + n) is None, "refused topic %s written to ZooKeeper" % n
-        assert all(n not in c.metadata(i)["topics"] for i in c.ids), n
-    print("     message: %r" % message)
+    assert errors[name2] is None, errors
+    assigned = c.zk_json("/brokers/topics/" + name2)[0]["partitions"]
+    assert all(len(set(r)) == 2 for r in assigned.values()), assigned
+    print("     message: %r; RF 2 placed %s" % (message, assigned))
 
 
 def test_kcat_auto_creates_produces_and_consumes():
@@ -1119,7 +1122,7 @@ TESTS = [
     test_zookeeper_unreachable_exits_naming_the_address,
     test_brokers_register_and_one_controller,
     test_create_topics_through_every_broker_spreads_partitions,
-    test_replication_factor_above_one_is_refused,
+    test_replication_factor_beyond_the_live_brokers_is_refused,
     test_kcat_auto_creates_produces_and_consumes,
     test_metadata_agrees_on_every_broker_with_zookeeper,
     test_not_leader_or_follower_and_clients_recover,

@@ -32,6 +32,15 @@ std::vector<uint8_t> make_batch(int32_t records, int64_t first_timestamp_ms, siz
     return builder.build();
 }
 
+std::vector<uint8_t> make_stamped_batch(int64_t base_offset, int32_t epoch, int32_t records,
+                                        int64_t first_timestamp_ms, size_t value_bytes,
+                                        uint8_t fill) {
+    std::vector<uint8_t> batch = make_batch(records, first_timestamp_ms, value_bytes, fill);
+    proto::set_base_offset(batch, base_offset);
+    proto::set_partition_leader_epoch(batch, epoch);
+    return batch;
+}
+
 std::vector<uint8_t> slice_bytes(const read_result& read) {
     std::vector<uint8_t> bytes;
     for (const file_slice& slice : read.slices) {

@@ -32,6 +32,12 @@ private:
 std::vector<uint8_t> make_batch(int32_t records, int64_t first_timestamp_ms, size_t value_bytes,
                                 uint8_t fill);
 
+// make_batch stamped as a leader stamps it before a follower copies it: `base_offset`
+// and `epoch` (partition_leader_epoch) written in place (the CRC covers neither).
+std::vector<uint8_t> make_stamped_batch(int64_t base_offset, int32_t epoch, int32_t records,
+                                        int64_t first_timestamp_ms, size_t value_bytes,
+                                        uint8_t fill);
+
 // The bytes a read handed out, copied from the slices' files.
 std::vector<uint8_t> slice_bytes(const read_result& read);
 

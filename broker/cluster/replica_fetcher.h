@@ -1,0 +1,91 @@
+#pragma once
+// replica_fetchers: a shard's followers (CLUSTER.md, Replication). For every leader broker
+// of partitions this shard follows, one long-poll Fetch at a time (v12, replica_id = this
+// broker's id, last_fetched_epoch per partition) on one connection of this shard's own
+// ring; no fetcher threads. The answer's batches are appended with the leader's offsets
+// and epochs (partition_log::append_replicated) and its idempotent-producer state; a
+// diverging_epoch truncates the log to where it agrees with the leader's (KIP-101 with
+// KIP-279's fix: the leader answers with the end of the largest epoch it knows not above
+// ours); the next fetch goes out as soon as the answer is applied, or, under
+// acks_all_policy = "fsync", once the appended data is on disk, so that the offset a
+// follower fetches from (which the leader counts as replicated) is always synced.
+//
+// Threads: one per shard, used only on that shard's thread; owned by its shard_state.
+// Lives while the broker runs in a cluster.
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/cluster/broker_links.h"
+#include "broker/metadata.h"
+
+namespace spate::broker {
+class shard_state;
+class partition;
+}  // namespace spate::broker
+
+namespace spate::broker::cluster {
+
+class replica_fetchers {
+public:
+    replica_fetchers(shard_state& shard, int32_t self);
+    ~replica_fetchers();
+    replica_fetchers(const replica_fetchers&) = delete;
+    replica_fetchers& operator=(const replica_fetchers&) = delete;
+
+    // What this shard follows now, from the snapshot just installed: fetching starts for
+    // new leaders and stops for partitions it no longer follows.
+    void update(const metadata_snapshot& metadata);
+    // The broker is stopping: no further fetch, answers in flight are dropped.
+    void stop() { _stopped = true; }
+
+    // Fetches sent and partitions truncated since start, for tests and the resource report.
+    uint64_t fetches_sent() const { return _fetches; }
+    uint64_t truncations() const { return _truncations; }
+
+private:
+    using clock = std::chrono::steady_clock;
+    struct followed {
+        std::string topic;
+        int32_t index;
+        clock::time_point retry_after{};  // after a partition error, fetched again from then
+    };
+    struct source {
+        int32_t leader = -1;
+        std::string host;
+        int32_t port = 0;
+        sockaddr_storage address{};
+        socklen_t address_length = 0;
+        std::vector<followed> partitions;
+        bool in_flight = false;
+        bool backing_off = false;
+        int failures = 0;  // consecutive failed fetches (logged on the first)
+    };
+    void fetch(int32_t leader);
+    void back_off(int32_t leader, std::chrono::milliseconds delay);
+    void on_answer(int32_t leader, result<std::vector<uint8_t>> answer);
+    // Applies one partition's part of the answer; false when it asks for a pause.
+    struct partition_answer;
+    bool apply(partition& p, const partition_answer& answer);
+    bool truncate(partition& p, int64_t offset, const char* why);
+    bool resolve(source& src);
+    partition* followed_partition(const source& src, const followed& f);
+
+    shard_state& _shard;
+    int32_t _self;
+    broker_links _links;
+    std::map<int32_t, source> _sources;
+    int32_t _correlation = 0;
+    uint64_t _fetches = 0;
+    uint64_t _truncations = 0;
+    bool _stopped = false;
+    std::shared_ptr<bool> _alive = std::make_shared<bool>(true);
+};
+
+}  // namespace spate::broker::cluster
