@@ -89,9 +89,12 @@ void cluster_agent::run() {
                 _tasks.pop_front();
             }
         }
-        if (task) {
-            task();
-        } else if (_session && _session->expired()) {
+        if (task) task();
+        // Once a second whatever the load: a busy agent must not starve these.
+        const auto now = std::chrono::steady_clock::now();
+        if (now < _next_tick) continue;
+        _next_tick = now + std::chrono::seconds(1);
+        if (_session && _session->expired()) {
             renew_session();
         } else if (is_controller()) {
             retry_failed_brokers();

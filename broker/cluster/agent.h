@@ -234,6 +234,7 @@ private:
     std::condition_variable _wake;
     std::deque<std::function<void()>> _tasks;
     bool _stopping = false;
+    std::chrono::steady_clock::time_point _next_tick{};
 
     int64_t _producer_id_next = 0;
     int64_t _producer_id_end = -1;  // inclusive; next > end: no block held
@@ -265,6 +266,7 @@ private:
     void applied_alter_partition(const proto::alter_partition_response& response,
                                  std::function<void()> done);
     std::set<int32_t> _needs_full_state;
+    std::map<int32_t, int> _requests_in_flight;  // controller requests sent, not yet answered
     // Brokers in controlled shutdown: never elected until they register again.
     std::set<int32_t> _shutting_down;
 };

@@ -24,12 +24,25 @@ void cluster_agent::deliver(int32_t broker_id, const Request& request, int16_t v
         (this->*apply)(request, [](Response) {});
         return;
     }
-    auto answer = client_of(broker_id).call<Request, Response>(request, version);
-    if (answer && answer->error_code == 0) return;
-    net::log_warn(
-        "cluster: %s to broker %d: %s", name, broker_id,
-        answer ? proto::error_name(answer->error_code) : answer.failure().message.c_str());
-    _needs_full_state.insert(broker_id);
+    // Sent without waiting: a broker that is slow or paused must not hold up the
+    // controller's other work (AlterPartition answers, elections) for its timeout. The
+    // requests to one broker go out in order on one connection and it applies them in
+    // that order; one that fails gets the broker's whole state sent again.
+    ++_requests_in_flight[broker_id];
+    client_of(broker_id).send<Request, Response>(
+        request, version, [this, broker_id, name](result<Response> answer) {
+            std::string failure;
+            if (!answer)
+                failure = answer.failure().message;
+            else if (answer->error_code != 0)
+                failure = proto::error_name(answer->error_code);
+            submit([this, broker_id, name, failure = std::move(failure)] {
+                --_requests_in_flight[broker_id];
+                if (failure.empty()) return;
+                net::log_warn("cluster: %s to broker %d: %s", name, broker_id, failure.c_str());
+                _needs_full_state.insert(broker_id);
+            });
+        });
 }
 
 void cluster_agent::become_controller(int32_t epoch, int32_t epoch_zk_version) {
@@ -411,8 +424,16 @@ void cluster_agent::rebalance_leaders_when_due() {
 void cluster_agent::retry_failed_brokers() {
     std::set<int32_t> pending;
     pending.swap(_needs_full_state);
-    for (int32_t id : pending)
-        if (_live.count(id) != 0) send_full_state(id);
+    for (int32_t id : pending) {
+        if (_live.count(id) == 0) continue;
+        // Requests still on their way (a paused broker): retried once they are answered
+        // or timed out, so they do not pile up on its connection.
+        if (_requests_in_flight[id] > 0) {
+            _needs_full_state.insert(id);
+            continue;
+        }
+        send_full_state(id);
+    }
 }
 
 void cluster_agent::on_brokers_changed() {
