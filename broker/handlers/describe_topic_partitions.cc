@@ -1,7 +1,8 @@
 // DescribeTopicPartitions (75, KIP-966): topics in name order with their partitions, at
 // most response_partition_limit partitions per answer (capped at 2000, Kafka's
 // max.request.partition.size.limit) and a cursor to go on from. An empty topic list means
-// every topic. This node leads every partition; its replica and ISR lists are itself.
+// every topic. A single node leads every partition (its replica and ISR lists are itself);
+// a cluster's broker answers what the controller last told it, as Metadata does.
 #include <algorithm>
 
 #include "broker/handlers/handlers.h"
@@ -36,10 +37,20 @@ response_type::response_topic describe(const topic_info& topic, int32_t node, in
     for (int32_t i = first; i < first + count; ++i) {
         response_type::response_partition p;
         p.partition_index = i;
-        p.leader_id = node;
-        p.leader_epoch = 0;
-        p.replica_nodes = {node};
-        p.isr_nodes = {node};
+        if (static_cast<size_t>(i) < topic.replicas.size()) {
+            const partition_replicas& r = topic.replicas[static_cast<size_t>(i)];
+            p.leader_id = r.leader;
+            p.leader_epoch = r.leader_epoch;
+            p.replica_nodes = r.replicas;
+            p.isr_nodes = r.isr;
+            p.offline_replicas = r.offline;
+            if (r.leader < 0) p.error_code = proto::code(error_code::leader_not_available);
+        } else {
+            p.leader_id = node;
+            p.leader_epoch = 0;
+            p.replica_nodes = {node};
+            p.isr_nodes = {node};
+        }
         // No eligible leader replicas (KIP-966) without a cluster: empty lists, not null
         // (Kafka's admin client reads them unconditionally).
         p.eligible_leader_replicas.emplace();
