@@ -9,6 +9,9 @@
         c.controller_id()                  # from /controller (kazoo), None when absent
         c.registered_ids(); c.zk_json(path); c.kazoo   # ZooKeeper as it is
         c.metadata(1, ["t"])               # a raw Metadata v12 answer from node 1
+        c.leader_of("t", 0)                # the leader in a live broker's Metadata, None if none
+        c.partition_state("t", 0)          # the partition's state znode (leader, isr, epochs)
+        c.wipe(2)                          # delete a stopped broker's data directory
         c.wait_for(lambda: ..., 10, "what")
         c.wait_ready()                     # ZooKeeper and every broker agree on the live set
 
@@ -233,6 +236,14 @@ class Cluster:
             self.wait_ready(timeout)
         return b
 
+    def wipe(self, node_id):
+        """Deletes a stopped broker's data directory (left empty, as on a new disk)."""
+        b = self.brokers[node_id]
+        if b.running():
+            raise RuntimeError("broker %d still runs: stop it before wiping its data" % node_id)
+        shutil.rmtree(b.data_dir, ignore_errors=True)
+        os.makedirs(b.data_dir, exist_ok=True)
+
     def pause(self, node_id):
         b = self.brokers[node_id]
         b.process.send_signal(signal.SIGSTOP)
@@ -280,6 +291,22 @@ class Cluster:
             return sorted(int(c) for c in self.kazoo.get_children("/brokers/ids"))
         except NoNodeError:
             return []
+
+    def partition_state(self, topic, partition):
+        """/brokers/topics/<t>/partitions/<p>/state as a dict ({"leader", "leader_epoch",
+        "isr", ...}), None when absent."""
+        node, _ = self.zk_json("/brokers/topics/%s/partitions/%d/state" % (topic, partition))
+        return node
+
+    def leader_of(self, topic, partition, via=None):
+        """The partition's leader in broker `via`'s Metadata (default: the first live
+        broker); None when it has none (-1) or does not know the partition."""
+        via = via if via is not None else self.live_ids()[0]
+        t = self.metadata(via, [topic])["topics"].get(topic)
+        if t is None or t["error"] != 0 or partition not in t["partitions"]:
+            return None
+        leader = t["partitions"][partition]["leader"]
+        return None if leader < 0 else leader
 
     def registration_owner(self, node_id):
         """The session (ephemeralOwner) holding /brokers/ids/<id>, None when absent."""
