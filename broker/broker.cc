@@ -116,12 +116,16 @@ partition* shard_state::find_partition(const std::string& topic, int32_t index) 
 
 void shard_state::submit_log_syncs(partition& p) {
     if (!p.log().has_sync_requests()) return;
+    // A completion after a truncation of the log (a follower's) may name a segment
+    // that is gone: dropped (the truncation dropped its request too).
+    const uint64_t truncations = p.log().truncation_count();
     for (storage::sync_request& request : p.log().take_sync_requests()) {
         const int fd = request.file->fd;
-        _shard.submit_fdatasync(fd, [this, topic = p.topic(), index = p.index(),
+        _shard.submit_fdatasync(fd, [this, topic = p.topic(), index = p.index(), truncations,
                                      request = std::move(request)](int res) {
             partition* owner = find_partition(topic, index);
             if (owner == nullptr) return;  // deleted meanwhile: nothing left to make durable
+            if (owner->log().truncation_count() != truncations) return;
             if (auto done = owner->log().complete_sync(request.durable_offset, res); !done)
                 owner->note_storage_failure("segment sync", done.failure());
         });
@@ -280,6 +284,14 @@ void shard_state::install_snapshot(snapshot_ptr next) {
                     owned[i]->wake_waiters();
                     (void)owned[i]->log().close();
                     owned[i].reset();
+                }
+                // Moved off this broker for good (StopReplica with delete): its data goes,
+                // removed by its owner shard alone once the log is closed there.
+                auto removed = next->deleting_partitions.find({name, static_cast<int32_t>(i)});
+                if (removed != next->deleting_partitions.end() && removed->second == id()) {
+                    std::error_code ignored;
+                    fs::remove_all(fs::path(cfg.data_dir) / (name + "-" + std::to_string(i)),
+                                   ignored);
                 }
                 continue;
             }

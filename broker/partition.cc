@@ -137,13 +137,38 @@ void partition::start_sync(net::shard& shard) {
     }
     std::weak_ptr<bool> alive = _alive;
     const int fd = (*file)->fd;
+    // A follower's log may be truncated while the fdatasync runs: `end` then names data
+    // that is gone, and its completion must not mark what was appended since as synced.
+    const uint64_t truncations = _log->truncation_count();
     // The callback holds the file until the fdatasync completes: the shard's descriptor
     // cache may close the segment's own reference meanwhile, and the descriptor number
     // must not be reused for another file while the ring still has it.
-    shard.submit_fdatasync(fd, [this, &shard, alive, end, held = std::move(*file)](int res) {
-        if (alive.expired()) return;
-        finish_sync(shard, end, res);
-    });
+    shard.submit_fdatasync(
+        fd, [this, &shard, alive, end, truncations, held = std::move(*file)](int res) {
+            if (alive.expired()) return;
+            if (_log->truncation_count() != truncations) {
+                restart_sync_after_truncation(shard);
+                return;
+            }
+            finish_sync(shard, end, res);
+        });
+}
+
+void partition::restart_sync_after_truncation(net::shard& shard) {
+    // The sync covered data a truncation removed: waiters for data that is gone fail
+    // (a leader that became a follower: its produces are retried elsewhere), the others
+    // wait for a new sync of what the log holds now.
+    _sync_in_flight = false;
+    const int64_t end = _log->log_end_offset();
+    std::vector<durability_waiter> waiting;
+    waiting.swap(_durability_waiters);
+    for (durability_waiter& w : waiting) {
+        if (w.end > end)
+            w.done(false);
+        else
+            _durability_waiters.push_back(std::move(w));
+    }
+    if (!_durability_waiters.empty()) start_sync(shard);
 }
 
 void partition::finish_sync(net::shard& shard, int64_t end, int res) {
@@ -172,8 +197,13 @@ void partition::finish_sync(net::shard& shard, int64_t end, int res) {
         // is still running (the durable mark cannot pass it): look again shortly.
         std::weak_ptr<bool> alive = _alive;
         _sync_in_flight = true;
-        shard.add_timer(std::chrono::milliseconds(1), [this, &shard, alive, end] {
+        const uint64_t truncations = _log->truncation_count();
+        shard.add_timer(std::chrono::milliseconds(1), [this, &shard, alive, end, truncations] {
             if (alive.expired()) return;
+            if (_log->truncation_count() != truncations) {
+                restart_sync_after_truncation(shard);
+                return;
+            }
             finish_sync(shard, end, 0);
         });
         return;

@@ -237,6 +237,7 @@ private:
     void log_storage_success(const char* operation);
     void start_sync(net::shard& shard);
     void finish_sync(net::shard& shard, int64_t end, int res);
+    void restart_sync_after_truncation(net::shard& shard);
 
     struct durability_waiter {
         int64_t end;

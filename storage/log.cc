@@ -147,7 +147,9 @@ void partition_log::check_marks() const {
 result<std::shared_ptr<segment_file>> partition_log::active_file() const { return active().file(); }
 
 void partition_log::mark_durable(int64_t offset) {
-    SPATE_ASSERT(offset <= _log_end, "durable offset beyond the log end");
+    SPATE_ASSERT(offset <= _log_end,
+                 "durable offset beyond the log end (an fdatasync from before a truncation? "
+                 "see truncation_count())");
     _active_synced = std::max(_active_synced, offset);
     _last_flush = std::chrono::steady_clock::now();
     update_durable();

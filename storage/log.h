@@ -148,11 +148,16 @@
 // log start. A log start move (DeleteRecords, retention) drops the entries wholly before
 // it and raises the first kept one to it in memory only: the next open repeats that
 // from log-start-offset.checkpoint, so the move costs no further write. Any other change
-// of the cache is persisted before the next batch is written. A missing or damaged file
-// is rebuilt at open from the batch headers of every segment and saved; bisecting each
-// segment's offset index (segment::collect_epoch_starts) makes that cost a few header
-// reads per segment and per epoch change rather than a read of the whole log, which
-// matters for the one open that rebuilds every partition (the first after an upgrade).
+// of the cache is persisted before the next batch is written. The file is not covered
+// by the clean-shutdown marker (every open reads it), so writing it leaves the marker.
+// A new log writes it before its first batch, whatever epoch that carries, so a log
+// with batches and no file predates epochs (an upgrade) or lost the file: a missing or
+// damaged file is rebuilt at open from the batch headers of every segment and saved
+// once. Bisecting each segment's offset index (segment::collect_epoch_starts) makes that
+// cost a few header reads per segment and per epoch change rather than a read of the
+// whole log, which matters for the one open that rebuilds every partition (the first
+// after an upgrade). The rebuild trusts the epochs the batches carry; the CRC does not
+// cover them.
 //
 // Truncation (a follower dropping what its leader does not have, Kafka's truncateTo):
 // truncate_to(offset) keeps the segments starting at or below `offset`, cuts the last of
@@ -168,23 +173,29 @@
 //      (when the cut went below it), cleaned-through, the recovery point;
 //   5. the epoch cache drops the entries starting at or after the new end, persisted.
 // A kill before step 3 leaves the uncut log (or a prefix of it), after step 3 the cut
-// one; entries that step 5 did not get to remove start at or after the log end and
-// the open drops them; step 4's checkpoints only ever vouched for less than they say
-// once the segments they could name are gone. A kill -9 at any point therefore opens.
+// one; a checkpoint that step 4 did not get to rewrite names an offset past the end,
+// which the open clamps (the log start) or which no longer names a segment beyond the
+// last one, which recovery scans anyway (the recovery point, cleaned-through); entries
+// that step 5 did not get to remove start at or after the log end, and the open drops
+// them. A kill -9 at any point therefore opens.
 // Sync requests of the deleted segments and of the holding one (synced in step 3) are
 // dropped; a compaction run is aborted. An fdatasync the owner submitted before a
 // truncation must not be reported after it (see truncation_count()).
 // truncate_fully_and_start_at(offset) empties the log and restarts it at `offset`: the
-// log start checkpoint first (a crash from there on reopens the old log with its start
-// moved to `offset`, so empty when `offset` lies past its end, the case this is for, or
-// the new log), then the emptied epoch cache, then every segment goes, newest first,
-// and an empty one at `offset` is created.
+// log start checkpoint first (a crash from there on reopens the old log, or what is left
+// of it, with its start moved to `offset`, so empty at the old end when `offset` lies
+// past it, the case this is for; or the new log), then the emptied epoch cache, then
+// every segment goes, oldest first as retention deletes them (a prefix deleted leaves
+// the old end), and an empty one at `offset` is created.
 //
 // Ownership: exactly one shard owns a partition_log for as long as the partition exists
 // on it; it is not thread-safe and every call is blocking file I/O on that shard (appends
-// hit the page cache; fdatasync happens only in sync(), run_sync_requests(), close() and
-// at open; complete_sync() writes the small recovery-point checkpoint; the first change
-// after a clean open fsyncs the directory once to remove the marker).
+// hit the page cache; fdatasync happens only in sync(), run_sync_requests(), close(),
+// the truncations and at open; complete_sync() writes the small recovery-point
+// checkpoint; the first batch of a new leader epoch, assign_epoch and a log's first
+// batch write the small epoch checkpoint, and a follower's first gap the replicated-gaps
+// one; the first change after a clean open fsyncs the directory once to remove the
+// marker).
 
 #include <chrono>
 #include <cstdint>
@@ -390,7 +401,9 @@ public:
     // log end was `offset` (<= log end now), completed. The durable offset follows at
     // once if no sync request is outstanding, else when the requests complete. The
     // caller must capture `offset` when it submits the fdatasync, not when it completes:
-    // appends made in between are not covered.
+    // appends made in between are not covered. A completion of an fdatasync submitted
+    // before a truncation must not be reported (see truncation_count()): its offset may
+    // lie beyond the log end (an assertion) or name data appended since.
     void mark_durable(int64_t offset);
     // Blocking: fdatasyncs every closed segment with an outstanding sync request and the
     // active segment, then advances the durable offset and the recovery point to the
@@ -408,7 +421,9 @@ public:
     // is 0 or -errno, as in the CQE. Completions may arrive in any order; the recovery
     // point (checkpointed) and the durable offset advance only over the contiguous prefix
     // of completed requests. A completion of a request that is no longer outstanding
-    // (sync() did it meanwhile) only retries a failed checkpoint write.
+    // (sync() did it meanwhile) only retries a failed checkpoint write. Requests taken
+    // before a truncation must not be reported after it (see truncation_count()): a
+    // request queued since may have the same durable offset.
     // Errors: -EINTR, -EAGAIN, -ECANCELED, -ENOMEM put the request back to be taken
     // again and return that errno. Any other errno (EIO, ENOSPC, EDQUOT, ...) means the
     // kernel may have dropped the dirty pages, so a later fdatasync could succeed over
@@ -483,9 +498,10 @@ public:
 private:
     partition_log(std::filesystem::path dir, const log_config& config, fd_cache* descriptors);
     result<void> recover();
-    // Opens the leader epoch cache at the end of recovery: the file, or a rebuild from
-    // the segments when it is missing or damaged, then the log start and end applied.
-    result<void> load_leader_epochs(bool file_present);
+    // Completes the leader epoch cache at the end of recovery, given how reading its
+    // file went (the file's entries are in _epochs when it loaded): a rebuild from the
+    // segments when it is missing or damaged, then the log start and end applied.
+    result<void> load_leader_epochs(leader_epoch_cache::read_status status);
     // Writes the epoch cache when it differs from the file in a way the next open
     // would not repair (new entries, entries removed from the end).
     result<void> persist_epochs();

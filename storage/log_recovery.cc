@@ -273,7 +273,11 @@ result<void> partition_log::recover() {
     }
     _recovery_point = _log_end;
     _checkpointed_recovery_point = _log_end;
-    if (auto loaded = load_leader_epochs(leader_epochs_present); !loaded) return loaded;
+    // Looked up only when the listing found it, as the checkpoints are.
+    const auto epochs_read = leader_epochs_present ? leader_epoch_cache::read_file(
+                                                         _dir / leader_epoch_file_name, _epochs)
+                                                   : leader_epoch_cache::read_status::missing;
+    if (auto loaded = load_leader_epochs(epochs_read); !loaded) return loaded;
     // A run after every start picks up tombstones and young segments whose time came
     // while the partition was closed.
     _compaction_due_ms = 0;

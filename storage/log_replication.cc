@@ -54,10 +54,7 @@ result<void> partition_log::persist_epochs() {
     return {};
 }
 
-result<void> partition_log::load_leader_epochs(bool file_present) {
-    const fs::path path = _dir / leader_epoch_file_name;
-    const auto status = file_present ? leader_epoch_cache::read_file(path, _epochs)
-                                     : leader_epoch_cache::read_status::missing;
+result<void> partition_log::load_leader_epochs(leader_epoch_cache::read_status status) {
     bool save = false;
     if (status == leader_epoch_cache::read_status::missing && size_bytes() == 0) {
         // A new partition: the file is written before its first batch, whatever epoch
@@ -133,6 +130,7 @@ result<int64_t> partition_log::truncate_to(int64_t offset) {
     if (auto loaded = holder.load_indexes(); !loaded) return stop(loaded.failure());
 
     // Step 2: the later segments, newest first, then the directory.
+    const bool deleting = _segments.size() > kept;
     while (_segments.size() > kept) {
         if (auto removed = _segments.back()->remove_files(); !removed)
             return stop(removed.failure());
@@ -142,7 +140,9 @@ result<int64_t> partition_log::truncate_to(int64_t offset) {
         return pending.segment_base >= holder.base_offset();
     });
     if (_syncs.empty()) _syncs.shrink_to_fit();
-    if (auto synced = sync_directory(_dir); !synced) return stop(synced.failure());
+    if (deleting) {
+        if (auto synced = sync_directory(_dir); !synced) return stop(synced.failure());
+    }
 
     // Step 3: the cut, durable before a checkpoint describes the log without it.
     auto new_end = holder.truncate_before(offset);
@@ -204,10 +204,12 @@ result<void> partition_log::truncate_fully_and_start_at(int64_t offset) {
     _epochs.clear();
     _epochs_unpersisted = true;
     if (auto persisted = persist_epochs(); !persisted) return stop(persisted.failure());
-    // The segment objects stay until the new one exists, so that the log always has an
+    // Oldest first, as retention deletes: a crash in between leaves the newest segments
+    // under a log start past them, so the old log end, with nothing readable. The
+    // segment objects stay until the new one exists, so that the log always has an
     // active segment, even after a failure here.
-    for (auto it = _segments.rbegin(); it != _segments.rend(); ++it) {
-        if (auto removed = (*it)->remove_files(); !removed) return stop(removed.failure());
+    for (const auto& seg : _segments) {
+        if (auto removed = seg->remove_files(); !removed) return stop(removed.failure());
     }
     const int64_t preallocate_bytes = _config.preallocate ? _config.segment_bytes : 0;
     auto created = segment::create(_dir, offset, net::wall_clock_ms(), preallocate_bytes,

@@ -61,25 +61,25 @@ TEST_CASE("leader epoch file: Kafka's text round-trips byte for byte") {
 
 TEST_CASE("leader epoch file: damaged texts are refused, a missing file is told apart") {
     const char* damaged[] = {
-        "",                         // nothing
-        "0\n",                      // no count
-        "1\n0\n",                   // a version Kafka never wrote
-        "0\n2\n0 0\n",              // fewer entries than counted
-        "0\n1\n0 0\n3 120\n",       // more lines than counted
-        "0\n1\n0 0",                // the last line cut before its newline
-        "0\n2\n3 120\n0 0\n",       // epochs out of order
-        "0\n2\n0 0\n0 120\n",       // the same epoch twice
-        "0\n2\n0 5\n1 5\n",         // the same start offset twice
-        "0\n1\n-1 0\n",             // a negative epoch
-        "0\n1\n0 -4\n",             // a negative offset
-        "0\n1\nx 0\n",              // not a number
-        "0\n1\n0  0\n",             // two spaces
-        "0\n1\n0 0 0\n",            // three fields
-        "0\n1\n2147483648 0\n",     // beyond int32
+        "",                               // nothing
+        "0\n",                            // no count
+        "1\n0\n",                         // a version Kafka never wrote
+        "0\n2\n0 0\n",                    // fewer entries than counted
+        "0\n1\n0 0\n3 120\n",             // more lines than counted
+        "0\n1\n0 0",                      // the last line cut before its newline
+        "0\n2\n3 120\n0 0\n",             // epochs out of order
+        "0\n2\n0 0\n0 120\n",             // the same epoch twice
+        "0\n2\n0 5\n1 5\n",               // the same start offset twice
+        "0\n1\n-1 0\n",                   // a negative epoch
+        "0\n1\n0 -4\n",                   // a negative offset
+        "0\n1\nx 0\n",                    // not a number
+        "0\n1\n0  0\n",                   // two spaces
+        "0\n1\n0 0 0\n",                  // three fields
+        "0\n1\n2147483648 0\n",           // beyond int32
         "0\n1\n0 9223372036854775808\n",  // beyond int64
         "0\n99999999999999999999\n",      // a count beyond size_t
-        "0\n1000000\n0 0\n",        // a count the bytes cannot hold
-        "0\r\n1\r\n0 0\r\n",        // not Kafka's line ends
+        "0\n1000000\n0 0\n",              // a count the bytes cannot hold
+        "0\r\n1\r\n0 0\r\n",              // not Kafka's line ends
     };
     for (const char* text : damaged) {
         CAPTURE(text);
