@@ -85,6 +85,10 @@ struct metadata_snapshot {
     // Topics this snapshot removes because the controller deleted them (StopReplica with
     // delete): only these lose their data when they vanish from a cluster's snapshot.
     std::set<std::string> deleting;
+    // Single partitions this snapshot removes from this broker while their topic stays
+    // (StopReplica with delete after a reassignment moved them away), each with the shard
+    // that removes its directory (the one that owned it), so exactly one shard does.
+    std::map<std::pair<std::string, int32_t>, uint32_t> deleting_partitions;
     std::map<std::string, std::shared_ptr<const topic_info>> topics;
     // Topic id -> topic (Fetch v13+ names topics by id); rebuilt by index_ids().
     std::unordered_map<proto::uuid, const topic_info*, uuid_hash> by_id;

@@ -19,6 +19,8 @@ const char* error_name(error_code code) {
             return "PREFERRED_LEADER_NOT_AVAILABLE";
         case error_code::eligible_leaders_not_available:
             return "ELIGIBLE_LEADERS_NOT_AVAILABLE";
+        case error_code::no_reassignment_in_progress:
+            return "NO_REASSIGNMENT_IN_PROGRESS";
         case error_code::election_not_needed:
             return "ELECTION_NOT_NEEDED";
         case error_code::none:

@@ -82,6 +82,7 @@ enum class error_code : int16_t {
     preferred_leader_not_available = 80,  // ElectLeaders: the preferred replica cannot lead
     eligible_leaders_not_available = 83,  // ElectLeaders: no replica may lead
     election_not_needed = 84,             // ElectLeaders: already led as asked
+    no_reassignment_in_progress = 85,     // a cancel for a partition that is not moving
     group_max_size_reached = 81,  // a join beyond the group's member limit
     fenced_instance_id = 82,
     group_subscribed_to_topic = 86,

@@ -32,6 +32,14 @@ const std::vector<command_spec>& specs() {
          {{"--topic", true}, {"--partitions", true}, {"--config", true}, {"--delete-config", true}},
          false,
          "grow partitions, set or delete topic configs"},
+        {"topics reassign",
+         {},
+         true,
+         "move a partition to the listed brokers (KIP-455; done by the controller, the\n"
+         "      partition keeps serving while new replicas catch up); a BROKERS of \"cancel\"\n"
+         "      cancels a move in progress",
+         "TOPIC PARTITION BROKER[,BROKER…]"},
+        {"topics reassignments", {}, false, "list the partition reassignments in progress"},
         {"produce",
          {{"--topic", true},
           {"--partition", true},
@@ -477,7 +485,10 @@ std::string usage_text() {
             if (flag.takes_value) text += " V";
             text += "]";
         }
-        if (spec.takes_positionals) text += " FILE…";
+        if (spec.takes_positionals) {
+            text += " ";
+            text += spec.positionals_usage;
+        }
         text += "\n      ";
         text += spec.summary;
         text += "\n";

@@ -46,6 +46,7 @@ struct command_spec {
     std::vector<flag_spec> flags;
     bool takes_positionals;  // dump-log takes FILE…
     std::string_view summary;
+    std::string_view positionals_usage = "FILE…";  // how --help names the positionals
 };
 
 // Every command spatectl knows, in the order `--help` lists them.

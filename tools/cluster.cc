@@ -54,6 +54,23 @@ result<std::vector<std::pair<int16_t, topic_layout>>> cluster::metadata(
     return out;
 }
 
+result<broker_connection*> cluster::controller() {
+    auto version = _bootstrap->version_for<proto::metadata_request>();
+    if (!version) return version.failure();
+    if (version.value() < 1) return error{1, "the broker's Metadata does not name a controller"};
+    proto::metadata_request request;
+    request.topics.emplace();  // no topics: only the brokers and the controller
+    request.allow_auto_topic_creation = false;
+    proto::metadata_response response;
+    std::vector<uint8_t> frame;
+    auto called = _bootstrap->call(request, version.value(), response, frame);
+    if (!called) return called.failure();
+    for (const auto& broker : response.brokers)
+        _brokers[broker.node_id] = endpoint{broker.host, static_cast<uint16_t>(broker.port)};
+    if (response.controller_id < 0) return error{1, "the cluster has no controller right now"};
+    return leader(response.controller_id);
+}
+
 result<topic_layout> cluster::topic(const std::string& name) {
     auto topics = metadata({name});
     if (!topics) return topics.failure();

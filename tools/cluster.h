@@ -45,6 +45,9 @@ public:
     // One topic that must exist: errors name the topic and the Kafka error.
     result<topic_layout> topic(const std::string& name);
 
+    // A connection to the cluster's controller (as the bootstrap broker names it), where
+    // admin clients send reassignments.
+    result<broker_connection*> controller();
     // A connection to broker `node_id` (the bootstrap one when it is that broker).
     result<broker_connection*> leader(int32_t node_id);
     std::optional<endpoint> address_of(int32_t node_id) const;

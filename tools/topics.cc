@@ -1,7 +1,11 @@
-// topics create|list|describe|delete|alter, and the command dispatcher.
+// topics create|list|describe|delete|alter|reassign|reassignments, and the command
+// dispatcher.
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "proto/error_code.h"
@@ -229,6 +233,116 @@ result<void> topics_alter(cluster& brokers, const command_line& line) {
     return ok_result();
 }
 
+// "1,2,3" into broker ids; a usage error naming the text otherwise.
+result<std::vector<int32_t>> parse_brokers(const std::string& text) {
+    std::vector<int32_t> out;
+    size_t start = 0;
+    while (start <= text.size()) {
+        const size_t comma = std::min(text.find(',', start), text.size());
+        const std::string item = text.substr(start, comma - start);
+        char* end = nullptr;
+        const long id = std::strtol(item.c_str(), &end, 10);
+        if (item.empty() || *end != '\0' || id < 0 || id > INT32_MAX)
+            return error{usage_error_code, "not a list of broker ids: \"" + text + "\""};
+        out.push_back(static_cast<int32_t>(id));
+        start = comma + 1;
+    }
+    return out;
+}
+
+std::string id_list(const std::vector<int32_t>& ids) {
+    std::string out;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        if (i > 0) out += ',';
+        out += std::to_string(ids[i]);
+    }
+    return out;
+}
+
+// topics reassign TOPIC PARTITION BROKERS|cancel: AlterPartitionReassignments to the
+// controller, which answers once the move has started.
+result<void> topics_reassign(cluster& brokers, const command_line& line) {
+    if (line.positionals.size() != 3)
+        return error{usage_error_code,
+                     "topics reassign takes TOPIC PARTITION BROKER[,BROKER…] (or cancel)"};
+    const std::string& name = line.positionals[0];
+    char* end = nullptr;
+    const long partition = std::strtol(line.positionals[1].c_str(), &end, 10);
+    if (line.positionals[1].empty() || *end != '\0' || partition < 0 || partition > INT32_MAX)
+        return error{usage_error_code, "not a partition: \"" + line.positionals[1] + "\""};
+    std::optional<std::vector<int32_t>> target;
+    if (line.positionals[2] != "cancel") {
+        auto parsed = parse_brokers(line.positionals[2]);
+        if (!parsed) return parsed.failure();
+        target = std::move(parsed.value());
+    }
+    auto controller = brokers.controller();
+    if (!controller) return controller.failure();
+    auto version = (*controller)->version_for<proto::alter_partition_reassignments_request>();
+    if (!version) return version.failure();
+    proto::alter_partition_reassignments_request request;
+    request.timeout_ms = brokers.timeout_ms();
+    request.topics.emplace_back();
+    request.topics.back().name = name;
+    request.topics.back().partitions.push_back({static_cast<int32_t>(partition), target});
+    proto::alter_partition_reassignments_response response;
+    std::vector<uint8_t> frame;
+    auto called = (*controller)->call(request, version.value(), response, frame);
+    if (!called) return called;
+    if (response.error_code != 0)
+        return error{1, std::string("reassignment refused: ") +
+                            proto::error_name(response.error_code) +
+                            (response.error_message ? ": " + *response.error_message : "")};
+    for (const auto& topic : response.responses)
+        for (const auto& p : topic.partitions)
+            if (p.error_code != 0)
+                return error{1, "reassignment of " + name + "-" + std::to_string(partition) +
+                                    " refused: " + proto::error_name(p.error_code) +
+                                    (p.error_message ? ": " + *p.error_message : "")};
+    print(target ? "Reassignment of " + name + "-" + std::to_string(partition) + " to [" +
+                       id_list(*target) + "] started.\n"
+                 : "Reassignment of " + name + "-" + std::to_string(partition) + " cancelled.\n");
+    return ok_result();
+}
+
+// topics reassignments: ListPartitionReassignments from the controller, one line each.
+result<void> topics_reassignments(cluster& brokers, const command_line& line) {
+    auto controller = brokers.controller();
+    if (!controller) return controller.failure();
+    auto version = (*controller)->version_for<proto::list_partition_reassignments_request>();
+    if (!version) return version.failure();
+    proto::list_partition_reassignments_request request;
+    request.timeout_ms = brokers.timeout_ms();
+    proto::list_partition_reassignments_response response;
+    std::vector<uint8_t> frame;
+    auto called = (*controller)->call(request, version.value(), response, frame);
+    if (!called) return called;
+    if (response.error_code != 0)
+        return error{1, std::string("listing reassignments refused: ") +
+                            proto::error_name(response.error_code) +
+                            (response.error_message ? ": " + *response.error_message : "")};
+    std::string out = line.global.json ? "[" : "";
+    bool first = true;
+    for (const auto& topic : response.topics) {
+        for (const auto& p : topic.partitions) {
+            if (line.global.json) {
+                out += std::string(first ? "" : ",") + "{\"topic\":" + json_string(topic.name) +
+                       ",\"partition\":" + std::to_string(p.partition_index) + ",\"replicas\":[" +
+                       id_list(p.replicas) + "],\"adding\":[" + id_list(p.adding_replicas) +
+                       "],\"removing\":[" + id_list(p.removing_replicas) + "]}";
+            } else {
+                out += topic.name + "-" + std::to_string(p.partition_index) + "\treplicas [" +
+                       id_list(p.replicas) + "]\tadding [" + id_list(p.adding_replicas) +
+                       "]\tremoving [" + id_list(p.removing_replicas) + "]\n";
+            }
+            first = false;
+        }
+    }
+    if (line.global.json) out += "]\n";
+    print(out);
+    return ok_result();
+}
+
 }  // namespace
 
 result<void> run_topics(const command_line& line) {
@@ -239,6 +353,8 @@ result<void> run_topics(const command_line& line) {
     if (path == "topics list") return topics_list(brokers.value(), line);
     if (path == "topics describe") return topics_describe(brokers.value(), line);
     if (path == "topics delete") return topics_delete(brokers.value(), line);
+    if (path == "topics reassign") return topics_reassign(brokers.value(), line);
+    if (path == "topics reassignments") return topics_reassignments(brokers.value(), line);
     return topics_alter(brokers.value(), line);
 }
 

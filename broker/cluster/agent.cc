@@ -135,6 +135,8 @@ void cluster_agent::handle_event(const zk_event& event) {
         on_topics_changed();
     } else if (event.path == paths::delete_topics) {
         on_delete_topics();
+    } else if (event.path == paths::reassign_partitions) {
+        on_reassign_partitions();
     } else if (event.path.rfind(paths::topics + "/", 0) == 0) {
         const std::string name = event.path.substr(paths::topics.size() + 1);
         if (name.find('/') == std::string::npos) on_topic_changed(name);
@@ -310,6 +312,9 @@ void cluster_agent::publish(std::function<void()> installed) {
     next->brokers = _brokers;
     next->deleting = std::move(_deleting);
     _deleting.clear();
+    for (const auto& [name, index] : _deleting_partitions)
+        next->deleting_partitions[{name, index}] = owner_shard(name, index, _config.shard_count);
+    _deleting_partitions.clear();
     for (const auto& [name, known] : _topics) {
         auto topic = std::make_shared<topic_info>();
         topic->name = name;
@@ -448,12 +453,17 @@ void cluster_agent::apply_stop_replica(const proto::stop_replica_request& reques
     proto::stop_replica_response response;
     for (const auto& topic : request.topic_states) {
         auto known = _topics.find(topic.topic_name);
+        // A topic's deletion comes without a leader epoch (-1, or Kafka's -2 "during
+        // delete"); a replica moved away by a reassignment is deleted under its current
+        // leader epoch, and its topic stays.
         bool deleting = !topic.partition_states.empty();
         for (const auto& p : topic.partition_states) {
-            deleting &= p.delete_partition;
+            deleting &= p.delete_partition && p.leader_epoch < 0;
             if (known != _topics.end()) {
                 known->second.led.erase(p.partition_index);
                 known->second.followed.erase(p.partition_index);
+                if (p.delete_partition && p.leader_epoch >= 0)
+                    _deleting_partitions.emplace(known->first, p.partition_index);
             }
             response.partition_errors.push_back({topic.topic_name, p.partition_index, 0});
         }

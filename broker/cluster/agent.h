@@ -122,6 +122,15 @@ public:
     void apply_elect_leaders(const proto::elect_leaders_request& request,
                              std::function<void(proto::elect_leaders_response)> done);
 
+    // AlterPartitionReassignments and ListPartitionReassignments (reassignment.cc), on
+    // the controller.
+    void apply_alter_partition_reassignments(
+        const proto::alter_partition_reassignments_request& request,
+        std::function<void(proto::alter_partition_reassignments_response)> done);
+    void apply_list_partition_reassignments(
+        const proto::list_partition_reassignments_request& request,
+        std::function<void(proto::list_partition_reassignments_response)> done);
+
     // Admin requests: the znodes are written here, the controller does the rest.
     // `replicas` empty: placed over the live brokers with `replication_factor`.
     admin_outcome create_topic(const std::string& name, int32_t partitions,
@@ -207,6 +216,23 @@ private:
     // Elects any live replica of the partitions in `only` that have no leader.
     std::vector<std::pair<std::string, int32_t>> elect_unclean_leaders(
         const std::set<std::pair<std::string, int32_t>>& only);
+    // Partition reassignment (reassignment.cc, KIP-455). The state lives in the topic
+    // znodes (adding/removing replicas), so a new controller carries on from there.
+    // Starts moving a partition to `target` (nullopt: cancels, back to the original).
+    admin_outcome reassign(const std::string& name, int32_t index,
+                           const std::optional<std::vector<int32_t>>& target);
+    // Finishes the partition's reassignment once every target replica is in the ISR.
+    void finish_reassignment_when_in_sync(const std::string& name, int32_t index);
+    // /admin/reassign_partitions (Kafka's ZooKeeper tool): started, then deleted.
+    void on_reassign_partitions();
+    // A new controller: reassignments found in the znodes go on.
+    void resume_reassignments();
+    admin_outcome write_replicas(const std::string& name, int32_t index,
+                                 const std::vector<int32_t>& replicas,
+                                 const std::vector<int32_t>& adding,
+                                 const std::vector<int32_t>& removing);
+    void send_stop_replica_delete(const std::string& name, int32_t index,
+                                  const std::vector<int32_t>& brokers);
     // Requests to brokers: to itself they are applied directly, to others sent.
     void send_leader_and_isr(int32_t broker_id,
                              const std::vector<std::pair<std::string, int32_t>>& partitions);
@@ -254,6 +280,8 @@ private:
     std::string _last_config_change;  // the newest notification read ("" before the first)
     // Topics deleted (StopReplica with delete) since the last publish: their data goes.
     std::set<std::string> _deleting;
+    // Partitions moved off this broker (StopReplica with delete) since the last publish.
+    std::set<std::pair<std::string, int32_t>> _deleting_partitions;
 
     // The controller's state, when this broker is the controller.
     int32_t _controller_epoch = 0;

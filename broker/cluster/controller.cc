@@ -45,6 +45,12 @@ void cluster_agent::deliver(int32_t broker_id, const Request& request, int16_t v
         });
 }
 
+// StopReplica is also sent by reassignment.cc.
+template void cluster_agent::deliver<proto::stop_replica_response>(
+    int32_t, const proto::stop_replica_request&, int16_t, const char*,
+    void (cluster_agent::*)(const proto::stop_replica_request&,
+                            std::function<void(proto::stop_replica_response)>));
+
 void cluster_agent::become_controller(int32_t epoch, int32_t epoch_zk_version) {
     _controller_epoch = epoch;
     _controller_epoch_zk_version = epoch_zk_version;
@@ -55,6 +61,8 @@ void cluster_agent::become_controller(int32_t epoch, int32_t epoch_zk_version) {
     (void)reconcile_all();
     for (const auto& [id, broker] : _live) send_full_state(id);
     on_delete_topics();
+    resume_reassignments();
+    on_reassign_partitions();
 }
 
 void cluster_agent::resign() {
@@ -253,6 +261,10 @@ std::vector<std::pair<std::string, int32_t>> cluster_agent::elect_preferred_lead
             if (only != nullptr && only->count({name, index}) == 0) continue;
             const auto& replicas = topic.assignment.partitions.at(index);
             if (replicas.empty()) continue;
+            // A partition being reassigned gets its leader when the move finishes (Kafka's way).
+            if (topic.assignment.adding.count(index) != 0 ||
+                topic.assignment.removing.count(index) != 0)
+                continue;
             const int32_t preferred = replicas.front();
             // Kafka's rule: the preferred replica leads again once it is live and in sync.
             if (state.leader == preferred || _live.count(preferred) == 0 ||

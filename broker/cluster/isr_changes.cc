@@ -37,6 +37,7 @@ void cluster_agent::apply_alter_partition(
         return;
     }
     bool changed = false;
+    std::vector<std::pair<std::string, int32_t>> isr_changed;
     for (const auto& topic : request.topics) {
         proto::alter_partition_response::alter_partition_topic_result topic_out;
         topic_out.topic_name = topic.topic_name;
@@ -82,6 +83,7 @@ void cluster_agent::apply_alter_partition(
                     next.zk_version = state->zk_version + 1;
                     *state = next;
                     changed = true;
+                    isr_changed.emplace_back(topic.topic_name, p.partition_index);
                     net::log_info("cluster: %s-%d ISR now %zu replicas (leader %d, epoch %d)",
                                   topic.topic_name.c_str(), p.partition_index, next.isr.size(),
                                   next.leader, next.leader_epoch);
@@ -102,6 +104,9 @@ void cluster_agent::apply_alter_partition(
     // UpdateMetadata below waits for.
     done(response);
     if (changed) send_update_metadata_to_all();
+    // A reassignment finishes once its target replicas are all in sync (reassignment.cc).
+    for (const auto& [name, index] : isr_changed)
+        if (is_controller()) finish_reassignment_when_in_sync(name, index);
 }
 
 void cluster_agent::alter_partition(const isr_change& change, std::function<void()> done) {

@@ -152,13 +152,16 @@ result<broker_registration> decode_broker(int32_t id, const std::string& text) {
 bool topic_assignment::has_id() const { return !id.is_zero(); }
 
 std::string encode_topic(const topic_assignment& topic) {
-    json partitions = json::object();
-    for (const auto& [index, replicas] : topic.partitions)
-        partitions[std::to_string(index)] = replicas;
+    auto by_partition = [](const std::map<int32_t, std::vector<int32_t>>& lists) {
+        json out = json::object();
+        for (const auto& [index, replicas] : lists)
+            if (!replicas.empty()) out[std::to_string(index)] = replicas;
+        return out;
+    };
     json out = {{"version", 3},
-                {"partitions", partitions},
-                {"adding_replicas", json::object()},
-                {"removing_replicas", json::object()}};
+                {"partitions", by_partition(topic.partitions)},
+                {"adding_replicas", by_partition(topic.adding)},
+                {"removing_replicas", by_partition(topic.removing)}};
     if (topic.has_id()) out["topic_id"] = uuid_to_base64(topic.id);
     return out.dump();
 }
@@ -177,6 +180,19 @@ result<topic_assignment> decode_topic(const std::string& text) {
                 return result<topic_assignment>(
                     error{-1, "topic assignment: bad partition \"" + index + "\""});
             out.partitions[partition] = int_list(replicas);
+        }
+        // A reassignment in progress (version 2+): lists of partitions the node has.
+        for (const char* field : {"adding_replicas", "removing_replicas"}) {
+            if (!root.contains(field) || root[field].is_null()) continue;
+            auto& lists = field[0] == 'a' ? out.adding : out.removing;
+            for (const auto& [index, replicas] : root[field].items()) {
+                const int32_t partition = std::stoi(index);
+                if (out.partitions.count(partition) == 0)
+                    return result<topic_assignment>(error{
+                        -1,
+                        std::string("topic assignment: ") + field + " of a partition it lacks"});
+                if (!replicas.empty()) lists[partition] = int_list(replicas);
+            }
         }
         // Partitions are numbered 0..n-1 with none missing; anything else is not a topic
         // Kafka would have written, and serving it would leave holes clients cannot use.
@@ -274,6 +290,32 @@ std::optional<std::string> decode_config_change(const std::string& text) {
         return result<std::optional<std::string>>(out);
     });
     return decoded ? *decoded : std::nullopt;
+}
+
+std::string encode_reassign_partitions(const std::vector<partition_move>& moves) {
+    json partitions = json::array();
+    for (const partition_move& move : moves)
+        partitions.push_back(
+            {{"topic", move.topic}, {"partition", move.partition}, {"replicas", move.replicas}});
+    return json{{"version", 1}, {"partitions", partitions}}.dump();
+}
+
+result<std::vector<partition_move>> decode_reassign_partitions(const std::string& text) {
+    using moves = std::vector<partition_move>;
+    return decode<moves>(text, "partition reassignment", [](const json& root) {
+        moves out;
+        const json& partitions = root.at("partitions");
+        if (!partitions.is_array())
+            return result<moves>(error{-1, "partition reassignment: partitions is not a list"});
+        for (const json& item : partitions) {
+            partition_move move;
+            move.topic = item.at("topic").get<std::string>();
+            move.partition = int32_of(item.at("partition"));
+            move.replicas = int_list(item.at("replicas"));
+            out.push_back(std::move(move));
+        }
+        return result<moves>(out);
+    });
 }
 
 std::string encode_producer_id_block(const producer_id_block& block) {

@@ -26,6 +26,7 @@ inline const std::string controller_epoch = "/controller_epoch";
 inline const std::string topic_configs = "/config/topics";
 inline const std::string config_changes = "/config/changes";
 inline const std::string delete_topics = "/admin/delete_topics";
+inline const std::string reassign_partitions = "/admin/reassign_partitions";
 inline const std::string producer_id_block = "/latest_producer_id_block";
 inline std::string broker(int32_t id) { return broker_ids + "/" + std::to_string(id); }
 inline std::string topic(const std::string& name) { return topics + "/" + name; }
@@ -53,9 +54,14 @@ result<broker_registration> decode_broker(int32_t id, const std::string& json);
 
 // /brokers/topics/<t>: the replicas of each partition, the first being the preferred
 // leader. A version-1 node (Kafka 1.0's tool) has no topic id: `id` is then all zero.
+// A partition being reassigned (KIP-455) lists the replicas it is adding and removing
+// beside its replica set (which holds both), as Kafka's version-2+ node does; partitions
+// not being reassigned have no entry there.
 struct topic_assignment {
     proto::uuid id{};
     std::map<int32_t, std::vector<int32_t>> partitions;
+    std::map<int32_t, std::vector<int32_t>> adding;
+    std::map<int32_t, std::vector<int32_t>> removing;
     bool has_id() const;
 };
 std::string encode_topic(const topic_assignment& topic);
@@ -88,6 +94,16 @@ result<std::map<std::string, std::string>> decode_topic_config(const std::string
 std::string encode_config_change(const std::string& topic_name);
 // The topic a change notification names; nullopt for other entities (brokers, users).
 std::optional<std::string> decode_config_change(const std::string& json);
+
+// /admin/reassign_partitions, written by Kafka's kafka-reassign-partitions.sh
+// --zookeeper: the target replicas of each partition to move.
+struct partition_move {
+    std::string topic;
+    int32_t partition = 0;
+    std::vector<int32_t> replicas;
+};
+std::string encode_reassign_partitions(const std::vector<partition_move>& moves);
+result<std::vector<partition_move>> decode_reassign_partitions(const std::string& json);
 
 // /latest_producer_id_block: the last block of producer ids taken (inclusive bounds).
 struct producer_id_block {

@@ -43,6 +43,8 @@ std::span<const handler_entry> handler_list() {
         {api_key::alter_partition, 0, 0, handle_alter_partition},
         {api_key::controlled_shutdown, 3, 3, handle_controlled_shutdown},
         {api_key::elect_leaders, 0, 2, handle_elect_leaders},
+        {api_key::alter_partition_reassignments, 0, 0, handle_alter_partition_reassignments},
+        {api_key::list_partition_reassignments, 0, 0, handle_list_partition_reassignments},
         {api_key::update_metadata, 7, 7, handle_update_metadata},
     };
     return list;

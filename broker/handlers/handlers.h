@@ -60,6 +60,8 @@ void handle_stop_replica(request_ptr req);
 void handle_alter_partition(request_ptr req);
 void handle_controlled_shutdown(request_ptr req);
 void handle_elect_leaders(request_ptr req);
+void handle_alter_partition_reassignments(request_ptr req);
+void handle_list_partition_reassignments(request_ptr req);
 
 // Answers `req` from any thread (the cluster agent's, another shard's): the response is
 // encoded and sent on the request's own shard.

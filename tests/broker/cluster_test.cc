@@ -85,6 +85,37 @@ TEST_CASE("a topic node round-trips as version 3 with its id") {
     CHECK(back->partitions == topic.partitions);
 }
 
+TEST_CASE("a reassignment in progress keeps Kafka's adding/removing replicas in the topic node") {
+    // What Kafka 2.8's controller writes while moving partition 0 from [1,2] to [3,4].
+    auto topic = decode_topic(
+        R"({"version":2,"partitions":{"0":[3,4,1,2],"1":[1,2]},"adding_replicas":{"0":[3,4]},)"
+        R"("removing_replicas":{"0":[1,2]}})");
+    REQUIRE(topic);
+    CHECK(topic->adding.at(0) == std::vector<int32_t>{3, 4});
+    CHECK(topic->removing.at(0) == std::vector<int32_t>{1, 2});
+    CHECK(topic->adding.count(1) == 0);
+    auto back = decode_topic(encode_topic(*topic));
+    REQUIRE(back);
+    CHECK(back->adding == topic->adding);
+    CHECK(back->removing == topic->removing);
+    CHECK(encode_topic(*topic).find(R"("adding_replicas":{"0":[3,4]})") != std::string::npos);
+    // A partition the node does not have cannot be moving.
+    CHECK_FALSE(
+        decode_topic(R"({"version":2,"partitions":{"0":[1]},"adding_replicas":{"1":[2]}})"));
+
+    auto moves = decode_reassign_partitions(
+        R"({"version":1,"partitions":[{"topic":"t","partition":1,"replicas":[2,3]}]})");
+    REQUIRE(moves);
+    REQUIRE(moves->size() == 1);
+    CHECK(moves->front().topic == "t");
+    CHECK(moves->front().partition == 1);
+    CHECK(moves->front().replicas == std::vector<int32_t>{2, 3});
+    CHECK(decode_reassign_partitions(encode_reassign_partitions(*moves))->front().replicas ==
+          moves->front().replicas);
+    CHECK_FALSE(decode_reassign_partitions(R"({"version":1,"partitions":[{"topic":"t"}]})"));
+    CHECK_FALSE(decode_reassign_partitions(R"({"version":1,"partitions":{}})"));
+}
+
 TEST_CASE("partition state, controller, cluster id, configs and producer id blocks") {
     partition_state state;
     state.leader = 2;

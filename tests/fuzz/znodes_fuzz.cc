@@ -22,6 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)decode_topic_config(text);
     (void)decode_config_change(text);
     (void)decode_producer_id_block(text);
+    (void)decode_reassign_partitions(text);
     (void)uuid_from_base64(text);
     return 0;
 }
