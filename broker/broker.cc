@@ -274,8 +274,8 @@ void shard_state::install_snapshot(snapshot_ptr next) {
         owned.resize(topic->partition_shards.size());
         const effective_topic_config effective = effective_config(cfg, topic->configs);
         // A cluster's broker opens every replica it hosts, led or followed.
-        const auto& hosted = topic->hosted_shards.empty() ? topic->partition_shards
-                                                          : topic->hosted_shards;
+        const auto& hosted =
+            topic->hosted_shards.empty() ? topic->partition_shards : topic->hosted_shards;
         for (size_t i = 0; i < hosted.size(); ++i) {
             if (hosted[i] != id()) {
                 // Led elsewhere now (a cluster's leader moved): the log is closed, not

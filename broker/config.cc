@@ -203,9 +203,8 @@ const std::map<std::string, key_setter>& key_table() {
              return {};
          }},
         {"log.segment_bytes",
-         [](const toml::node& n, const std::string& k, broker_config& c) {
-             return integer_in(n, k, c.log.segment_bytes, 14, INT32_MAX);
-         }},
+         [](const toml::node& n, const std::string& k,
+            broker_config& c) { return integer_in(n, k, c.log.segment_bytes, 14, INT32_MAX); }},
         {"log.segment_ms",
          [](const toml::node& n, const std::string& k,
             broker_config& c) { return integer_in(n, k, c.log.segment_ms, 1, INT64_MAX); }},

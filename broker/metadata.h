@@ -8,6 +8,7 @@
 // immutable `metadata_snapshot` (shared_ptr to const) that the controller replaces by
 // sending the new one to every shard: Metadata requests are answered locally.
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -39,6 +40,11 @@ struct partition_replicas {
     std::vector<int32_t> offline;
 };
 
+// Whether a list of broker ids (replicas, an ISR) names `id`.
+inline bool has_broker(const std::vector<int32_t>& ids, int32_t id) {
+    return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
 // partition_shards' value for a partition this broker does not lead (in a cluster): it has
 // no local log to serve, and requests for it get NOT_LEADER_OR_FOLLOWER.
 constexpr uint32_t not_hosted = UINT32_MAX;
@@ -46,7 +52,7 @@ constexpr uint32_t not_hosted = UINT32_MAX;
 struct topic_info {
     std::string name;
     proto::uuid id;
-    std::vector<uint32_t> partition_shards;    // partition index -> owner shard, or not_hosted
+    std::vector<uint32_t> partition_shards;  // partition index -> owner shard, or not_hosted
     // In a cluster: partition index -> owner shard of every replica this broker hosts, led
     // or followed (partition_shards names only the led ones, which clients may use).
     // Empty on a single node, where partition_shards says it all.

@@ -138,7 +138,9 @@ public:
     // and a proposed one while an AlterPartition is in flight (Kafka's maximal ISR).
     size_t isr_size() const;
     // Everything below it is on every in-sync replica; consumers read only below it.
-    int64_t high_watermark() const { return _replicated ? _high_watermark : _log->log_end_offset(); }
+    int64_t high_watermark() const {
+        return _replicated ? _high_watermark : _log->log_end_offset();
+    }
 
     // Leader: a follower fetched from `fetch_offset` (its log end), which is what it has.
     // Moves the high watermark when it can and completes the produces it releases.

@@ -11,10 +11,6 @@ namespace {
 
 using proto::error_code;
 
-bool contains(const std::vector<int32_t>& ids, int32_t id) {
-    return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
 constexpr const char* high_watermark_file_name = "replication-offset.checkpoint";
 
 }  // namespace
@@ -50,7 +46,7 @@ void partition::apply_role(const partition_replicas& role, int32_t self, clock::
     if (!was_leader || leader_changed) _followers.clear();
     // Followers as the assignment names them; a new one starts unknown and caught up now,
     // so the lag clock starts with the leadership (Kafka's rule for ISR members).
-    std::erase_if(_followers, [&](const follower& f) { return !contains(_replicas, f.id); });
+    std::erase_if(_followers, [&](const follower& f) { return !has_broker(_replicas, f.id); });
     for (int32_t r : _replicas) {
         if (r == self) continue;
         const bool known = std::any_of(_followers.begin(), _followers.end(),
@@ -65,7 +61,7 @@ size_t partition::isr_size() const {
     size_t size = _isr.size();
     if (_proposed_isr)
         for (int32_t r : *_proposed_isr)
-            if (!contains(_isr, r)) ++size;
+            if (!has_broker(_isr, r)) ++size;
     return size;
 }
 
@@ -102,7 +98,7 @@ void partition::advance_high_watermark() {
     for (int32_t id : _isr) bound_by(id);
     if (_proposed_isr)
         for (int32_t id : *_proposed_isr)
-            if (!contains(_isr, id)) bound_by(id);
+            if (!has_broker(_isr, id)) bound_by(id);
     if (next <= _high_watermark) return;
     _high_watermark = next;
     if (_replication_waiters.empty()) return;
@@ -137,12 +133,12 @@ std::optional<std::vector<int32_t>> partition::isr_proposal(
         }
         next.push_back(id);
     }
-    if (!contains(next, _self)) {
+    if (!has_broker(next, _self)) {
         next.insert(next.begin(), _self);
         changed = true;
     }
     for (const follower& f : _followers) {
-        if (contains(_isr, f.id)) continue;
+        if (has_broker(_isr, f.id)) continue;
         if (f.end_offset >= 0 && f.end_offset >= _high_watermark &&
             f.end_offset >= _leader_epoch_start && now - f.last_caught_up <= lag_max) {
             next.push_back(f.id);
@@ -160,8 +156,9 @@ void partition::wait_replicated(int64_t end, int32_t min_isr, clock::time_point 
         return;
     }
     if (end <= high_watermark()) {
-        done(static_cast<int32_t>(isr_size()) < min_isr ? error_code::not_enough_replicas_after_append
-                                                        : error_code::none);
+        done(static_cast<int32_t>(isr_size()) < min_isr
+                 ? error_code::not_enough_replicas_after_append
+                 : error_code::none);
         return;
     }
     _replication_waiters.push_back({end, min_isr, deadline, std::move(done)});
@@ -197,15 +194,16 @@ result<void> partition::save_high_watermark() {
     if (!_replicated || _high_watermark == _saved_high_watermark) return {};
     // Unsynced: a high watermark read back lower than it was only delays what consumers
     // see until the followers fetch again; it never loses data.
-    auto saved = storage::write_checkpoint_unsynced(_dir / high_watermark_file_name, _high_watermark);
+    auto saved =
+        storage::write_checkpoint_unsynced(_dir / high_watermark_file_name, _high_watermark);
     if (saved) _saved_high_watermark = _high_watermark;
     return saved;
 }
 
 void partition::restore_high_watermark() {
     const auto saved = storage::read_checkpoint(_dir / high_watermark_file_name);
-    _high_watermark = std::clamp<int64_t>(saved.value_or(0), _log->log_start_offset(),
-                                          _log->log_end_offset());
+    _high_watermark =
+        std::clamp<int64_t>(saved.value_or(0), _log->log_start_offset(), _log->log_end_offset());
     _saved_high_watermark = saved.value_or(-1);
 }
 

@@ -21,12 +21,12 @@ void shard_state::follower_fetched(partition& p, int32_t replica, int64_t fetch_
 void shard_state::propose_isr_change(partition& p) {
     cluster::cluster_agent* agent = _broker.cluster();
     if (agent == nullptr) return;
-    auto proposal = p.isr_proposal(_shard.now(),
-                                   std::chrono::milliseconds(config().replica_lag_time_max_ms));
+    auto proposal =
+        p.isr_proposal(_shard.now(), std::chrono::milliseconds(config().replica_lag_time_max_ms));
     if (!proposal) return;
     p.isr_proposed(*proposal);
-    net::log_info("replication: %s-%d proposes ISR change (epoch %d)", p.topic().c_str(),
-                  p.index(), p.leader_epoch());
+    net::log_info("replication: %s-%d proposes ISR change (epoch %d)", p.topic().c_str(), p.index(),
+                  p.leader_epoch());
     cluster::isr_change change{p.topic(), p.index(), p.leader_epoch(), p.partition_epoch(),
                                std::move(*proposal)};
     broker* process = &_broker;

@@ -327,7 +327,8 @@ void cluster_agent::publish(std::function<void()> installed) {
                 if (index < 0 || static_cast<size_t>(index) >= known.partitions.size()) continue;
                 const uint32_t shard = owner_shard(name, index, _config.shard_count);
                 topic->hosted_shards[static_cast<size_t>(index)] = shard;
-                if (hosted == &known.led) topic->partition_shards[static_cast<size_t>(index)] = shard;
+                if (hosted == &known.led)
+                    topic->partition_shards[static_cast<size_t>(index)] = shard;
             }
         if (auto configs = _topic_configs.find(name); configs != _topic_configs.end())
             topic->configs = configs->second;
@@ -434,8 +435,8 @@ void cluster_agent::apply_leader_and_isr(const proto::leader_and_isr_request& re
                 known.led.erase(p.partition_index);
             // A replica led elsewhere is followed here: its log stays open and fetches.
             const bool follows = p.leader != _config.node_id &&
-                                 std::find(p.replicas.begin(), p.replicas.end(),
-                                           _config.node_id) != p.replicas.end();
+                                 std::find(p.replicas.begin(), p.replicas.end(), _config.node_id) !=
+                                     p.replicas.end();
             if (follows)
                 known.followed.insert(p.partition_index);
             else

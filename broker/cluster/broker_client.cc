@@ -51,10 +51,9 @@ result<std::vector<uint8_t>> broker_client::exchange(std::vector<uint8_t> frame,
                                                      int32_t correlation_id) {
     auto answer = std::make_shared<std::promise<result<std::vector<uint8_t>>>>();
     auto arrived = answer->get_future();
-    exchange_async(std::move(frame), correlation_id,
-                   [answer](result<std::vector<uint8_t>> outcome) {
-                       answer->set_value(std::move(outcome));
-                   });
+    exchange_async(
+        std::move(frame), correlation_id,
+        [answer](result<std::vector<uint8_t>> outcome) { answer->set_value(std::move(outcome)); });
     // Shard 0 answers within the timeout (its timer fails the call); the extra second only
     // guards against a shard that stopped meanwhile.
     if (arrived.wait_for(std::chrono::milliseconds(_timeout_ms + 1000)) !=

@@ -15,10 +15,6 @@ namespace {
 
 using proto::error_code;
 
-bool contains(const std::vector<int32_t>& ids, int32_t id) {
-    return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
 constexpr int controlled_shutdown_attempts = 3;
 
 }  // namespace
@@ -45,13 +41,13 @@ void cluster_agent::apply_controlled_shutdown(
     for (auto& [name, topic] : _controlled) {
         for (auto& [index, state] : topic.states) {
             const auto& replicas = topic.assignment.partitions.at(index);
-            if (!contains(replicas, leaving)) continue;
+            if (!has_broker(replicas, leaving)) continue;
             partition_state next = state;
             std::erase(next.isr, leaving);
             if (state.leader == leaving) {
                 next.leader = -1;
                 for (int32_t r : replicas)
-                    if (r != leaving && contains(state.isr, r) && _live.count(r) != 0 &&
+                    if (r != leaving && has_broker(state.isr, r) && _live.count(r) != 0 &&
                         _shutting_down.count(r) == 0) {
                         next.leader = r;
                         break;
@@ -60,7 +56,7 @@ void cluster_agent::apply_controlled_shutdown(
                     response.remaining_partitions.push_back({name, index});
                     continue;
                 }
-            } else if (!contains(state.isr, leaving) || next.isr.empty()) {
+            } else if (!has_broker(state.isr, leaving) || next.isr.empty()) {
                 continue;
             }
             next.leader_epoch += 1;
@@ -105,9 +101,8 @@ bool cluster_agent::controlled_shutdown() {
                     broker_client client(controller->id, controller->host, controller->port,
                                          _config.node_id, _config.request_timeout_ms,
                                          _config.call_broker);
-                    auto answer =
-                        client.call<proto::controlled_shutdown_request,
-                                    proto::controlled_shutdown_response>(request, 3);
+                    auto answer = client.call<proto::controlled_shutdown_request,
+                                              proto::controlled_shutdown_response>(request, 3);
                     if (answer) response = *answer;
                 }
             }

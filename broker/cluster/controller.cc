@@ -7,13 +7,7 @@
 #include "net/log.h"
 
 namespace spate::broker::cluster {
-namespace {
-
-bool contains(const std::vector<int32_t>& list, int32_t id) {
-    return std::find(list.begin(), list.end(), id) != list.end();
-}
-
-}  // namespace
+namespace {}  // namespace
 
 template <class Response, class Request>
 void cluster_agent::deliver(int32_t broker_id, const Request& request, int16_t version,
@@ -204,7 +198,8 @@ std::vector<std::pair<std::string, int32_t>> cluster_agent::reconcile(const std:
             // election only: a replica outside the ISR may lack acknowledged records).
             int32_t leader = -1;
             for (int32_t r : replicas)
-                if (_live.count(r) != 0 && contains(next.isr, r) && _shutting_down.count(r) == 0) {
+                if (_live.count(r) != 0 && has_broker(next.isr, r) &&
+                    _shutting_down.count(r) == 0) {
                     leader = r;
                     break;
                 }
@@ -268,8 +263,7 @@ std::vector<std::pair<std::string, int32_t>> cluster_agent::elect_preferred_lead
             const int32_t preferred = replicas.front();
             // Kafka's rule: the preferred replica leads again once it is live and in sync.
             if (state.leader == preferred || _live.count(preferred) == 0 ||
-                _shutting_down.count(preferred) != 0 ||
-                !contains(state.isr, preferred))
+                _shutting_down.count(preferred) != 0 || !has_broker(state.isr, preferred))
                 continue;
             partition_state next = state;
             next.leader = preferred;
@@ -411,7 +405,7 @@ void cluster_agent::send_full_state(int32_t broker_id) {
     std::vector<std::pair<std::string, int32_t>> hosted;
     for (const auto& [name, topic] : _controlled)
         for (const auto& [index, replicas] : topic.assignment.partitions)
-            if (contains(replicas, broker_id)) hosted.emplace_back(name, index);
+            if (has_broker(replicas, broker_id)) hosted.emplace_back(name, index);
     send_leader_and_isr(broker_id, hosted);
     auto found = _live.find(broker_id);
     if (found == _live.end()) return;

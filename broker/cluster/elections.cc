@@ -11,15 +11,12 @@ namespace {
 
 using proto::error_code;
 
-bool contains(const std::vector<int32_t>& ids, int32_t id) {
-    return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
 using partition_key = std::pair<std::string, int32_t>;
 
 }  // namespace
 
-std::vector<partition_key> cluster_agent::elect_unclean_leaders(const std::set<partition_key>& only) {
+std::vector<partition_key> cluster_agent::elect_unclean_leaders(
+    const std::set<partition_key>& only) {
     std::vector<partition_key> changed;
     for (const auto& [name, index] : only) {
         auto topic = _controlled.find(name);
@@ -33,8 +30,9 @@ std::vector<partition_key> cluster_agent::elect_unclean_leaders(const std::set<p
                 break;
             }
         if (next.leader < 0) continue;
-        net::log_warn("cluster: %s-%d: unclean election of broker %d asked for (records may be lost)",
-                      name.c_str(), index, next.leader);
+        net::log_warn(
+            "cluster: %s-%d: unclean election of broker %d asked for (records may be lost)",
+            name.c_str(), index, next.leader);
         next.isr = {next.leader};
         next.leader_epoch += 1;
         next.controller_epoch = _controller_epoch;

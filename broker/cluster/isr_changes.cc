@@ -14,10 +14,6 @@ namespace {
 
 using proto::error_code;
 
-bool contains(const std::vector<int32_t>& ids, int32_t id) {
-    return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
 }  // namespace
 
 void cluster_agent::apply_alter_partition(
@@ -63,11 +59,12 @@ void cluster_agent::apply_alter_partition(
             } else if (p.partition_epoch != state->zk_version) {
                 code = error_code::invalid_update_version;
             } else {
-                const auto& replicas = controlled->second.assignment.partitions.at(p.partition_index);
+                const auto& replicas =
+                    controlled->second.assignment.partitions.at(p.partition_index);
                 const bool eligible =
-                    contains(p.new_isr, request.broker_id) &&
+                    has_broker(p.new_isr, request.broker_id) &&
                     std::all_of(p.new_isr.begin(), p.new_isr.end(), [&](int32_t r) {
-                        return contains(replicas, r) && _live.count(r) != 0;
+                        return has_broker(replicas, r) && _live.count(r) != 0;
                     });
                 if (!eligible) code = error_code::ineligible_replica;
             }
@@ -75,7 +72,8 @@ void cluster_agent::apply_alter_partition(
                 partition_state next = *state;
                 next.isr = p.new_isr;
                 next.controller_epoch = _controller_epoch;
-                zk_op set{zk_op::kind::set, paths::partition_state(topic.topic_name, p.partition_index),
+                zk_op set{zk_op::kind::set,
+                          paths::partition_state(topic.topic_name, p.partition_index),
                           encode_partition_state(next), state->zk_version, 0};
                 if (auto written = fenced({set}); !written) {
                     code = error_code::not_controller;  // lost the controllership meanwhile

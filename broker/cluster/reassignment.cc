@@ -27,15 +27,11 @@ namespace {
 
 using proto::error_code;
 
-bool contains(const std::vector<int32_t>& ids, int32_t id) {
-    return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
 // `from` without the members of `without`, in from's order.
 std::vector<int32_t> minus(const std::vector<int32_t>& from, const std::vector<int32_t>& without) {
     std::vector<int32_t> out;
     for (int32_t r : from)
-        if (!contains(without, r)) out.push_back(r);
+        if (!has_broker(without, r)) out.push_back(r);
     return out;
 }
 
@@ -138,13 +134,13 @@ admin_outcome cluster_agent::write_replicas(const std::string& name, int32_t ind
         partition_state s = state->second;
         std::vector<int32_t> isr;
         for (int32_t r : s.isr)
-            if (contains(replicas, r)) isr.push_back(r);
+            if (has_broker(replicas, r)) isr.push_back(r);
         // A leader being removed hands over to the first live target replica in sync
         // (a reassignment's end, or a cancel back to the original replicas).
-        if (s.leader >= 0 && !contains(replicas, s.leader)) {
+        if (s.leader >= 0 && !has_broker(replicas, s.leader)) {
             s.leader = -1;
             for (int32_t r : replicas)
-                if (_live.count(r) != 0 && contains(isr, r) && _shutting_down.count(r) == 0) {
+                if (_live.count(r) != 0 && has_broker(isr, r) && _shutting_down.count(r) == 0) {
                     s.leader = r;
                     break;
                 }
@@ -219,7 +215,7 @@ void cluster_agent::finish_reassignment_when_in_sync(const std::string& name, in
     if (state == topic->second.states.end()) return;
     const std::vector<int32_t> target = minus(assignment.partitions.at(index), removing);
     for (int32_t r : target)
-        if (!contains(state->second.isr, r)) return;  // not caught up yet
+        if (!has_broker(state->second.isr, r)) return;  // not caught up yet
     auto written = write_replicas(name, index, target, {}, {});
     if (written.code != error_code::none) {
         net::log_warn("cluster: reassignment of %s cannot finish yet: %s",

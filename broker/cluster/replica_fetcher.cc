@@ -202,8 +202,9 @@ void replica_fetchers::on_answer(int32_t leader, result<std::vector<uint8_t>> an
         proto::reader in(answer->data(), answer->size());
         int32_t correlation = 0;
         decoded = proto::decode_response_header(
-                      in, proto::response_header_version(
-                              static_cast<int16_t>(proto::api_key::fetch), fetch_version),
+                      in,
+                      proto::response_header_version(static_cast<int16_t>(proto::api_key::fetch),
+                                                     fetch_version),
                       correlation) &&
                   response.decode(in, fetch_version);
     }
@@ -211,10 +212,10 @@ void replica_fetchers::on_answer(int32_t leader, result<std::vector<uint8_t>> an
         if (src.failures++ == 0)
             net::log_warn("replication: fetch from broker %d (%s:%d) failed: %s", leader,
                           src.host.c_str(), src.port,
-                          !answer     ? answer.failure().message.c_str()
-                          : !decoded ? "a malformed answer"
-                                      : proto::error_name(static_cast<error_code>(
-                                            response.error_code)));
+                          !answer ? answer.failure().message.c_str()
+                          : !decoded
+                              ? "a malformed answer"
+                              : proto::error_name(static_cast<error_code>(response.error_code)));
         back_off(leader, backoff);
         return;
     }
@@ -232,11 +233,10 @@ void replica_fetchers::on_answer(int32_t leader, result<std::vector<uint8_t>> an
     const auto now = clock::now();
     for (const auto& topic : response.responses) {
         for (const auto& part : topic.partitions) {
-            auto f = std::find_if(src.partitions.begin(), src.partitions.end(),
-                                  [&](const followed& x) {
-                                      return x.topic == topic.topic &&
-                                             x.index == part.partition_index;
-                                  });
+            auto f =
+                std::find_if(src.partitions.begin(), src.partitions.end(), [&](const followed& x) {
+                    return x.topic == topic.topic && x.index == part.partition_index;
+                });
             if (f == src.partitions.end()) continue;
             partition* p = followed_partition(src, *f);
             if (p == nullptr) continue;
@@ -285,9 +285,9 @@ bool replica_fetchers::apply(partition& p, const partition_answer& a) {
     if (a.diverging_epoch >= 0 || a.diverging_end_offset >= 0) {
         // KIP-279: where both logs agree is the smaller of the leader's end of that epoch
         // and ours (our end of the largest epoch we have not above it).
-        int64_t end = a.diverging_end_offset < 0 ? p.log().log_start_offset()
-                                                 : std::min(a.diverging_end_offset,
-                                                            p.log().log_end_offset());
+        int64_t end = a.diverging_end_offset < 0
+                          ? p.log().log_start_offset()
+                          : std::min(a.diverging_end_offset, p.log().log_end_offset());
         if (a.diverging_epoch >= 0) {
             const auto [own_epoch, own_end] = p.log().end_offset_for_epoch(a.diverging_epoch);
             if (own_epoch >= 0 && own_end >= 0) end = std::min(end, own_end);
@@ -334,8 +334,7 @@ bool replica_fetchers::truncate(partition& p, int64_t offset, const char* why) {
     if (*cut < before) {
         ++_truncations;
         net::log_info("replication: %s-%d truncated from %lld to %lld (%s)", p.topic().c_str(),
-                      p.index(), static_cast<long long>(before), static_cast<long long>(*cut),
-                      why);
+                      p.index(), static_cast<long long>(before), static_cast<long long>(*cut), why);
         // The producer state is rebuilt from the log as it now is.
         p.producers() = producer_state{};
         p.restore_producer_state();

@@ -80,8 +80,12 @@ void handle_list_offsets(request_ptr req) {
             if (!owner) {
                 out.error_code = proto::code(route_error(info, part.partition_index));
             } else {
-                offset_query q{response->topics.size(), topic_out.partitions.size(), topic.name,
-                               part.partition_index, part.timestamp, part.current_leader_epoch};
+                offset_query q{response->topics.size(),
+                               topic_out.partitions.size(),
+                               topic.name,
+                               part.partition_index,
+                               part.timestamp,
+                               part.current_leader_epoch};
                 by_owner[*owner].push_back(std::move(q));
             }
             topic_out.partitions.push_back(std::move(out));

@@ -20,8 +20,7 @@ using namespace std::chrono_literals;
 std::unique_ptr<partition> open_partition(const std::filesystem::path& dir) {
     auto log = spate::storage::partition_log::open(dir, spate::storage::log_config{});
     REQUIRE(log.ok());
-    auto p = std::make_unique<partition>("t", 0, spate::proto::uuid{}, dir,
-                                         std::move(log).value(),
+    auto p = std::make_unique<partition>("t", 0, spate::proto::uuid{}, dir, std::move(log).value(),
                                          spate::broker::effective_topic_config{});
     p->restore_producer_state();
     return p;
