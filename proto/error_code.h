@@ -83,7 +83,7 @@ enum class error_code : int16_t {
     eligible_leaders_not_available = 83,  // ElectLeaders: no replica may lead
     election_not_needed = 84,             // ElectLeaders: already led as asked
     no_reassignment_in_progress = 85,     // a cancel for a partition that is not moving
-    group_max_size_reached = 81,  // a join beyond the group's member limit
+    group_max_size_reached = 81,          // a join beyond the group's member limit
     fenced_instance_id = 82,
     group_subscribed_to_topic = 86,
     unstable_offset_commit = 88,
