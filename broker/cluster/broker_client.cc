@@ -1,8 +1,6 @@
 // broker_client: a request handed to shard 0's ring, its answer awaited here.
 #include "broker/cluster/broker_client.h"
 
-#include <netdb.h>
-
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -16,18 +14,7 @@ error broker_client::fail(const std::string& what) const {
 }
 
 bool broker_client::resolve() {
-    if (_address_length != 0) return true;
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    if (::getaddrinfo(_host.c_str(), std::to_string(_port).c_str(), &hints, &found) != 0 ||
-        found == nullptr)
-        return false;
-    std::memcpy(&_address, found->ai_addr, found->ai_addrlen);
-    _address_length = found->ai_addrlen;
-    ::freeaddrinfo(found);
-    return true;
+    return _address_length != 0 || resolve_address(_host, _port, _address, _address_length);
 }
 
 void broker_client::exchange_async(std::vector<uint8_t> frame, int32_t correlation_id,

@@ -1,9 +1,26 @@
 // broker_links: outgoing connections on shard 0's ring, answers matched by correlation id.
 #include "broker/cluster/broker_links.h"
 
+#include <netdb.h>
+
 #include <cstring>
 
 namespace spate::broker::cluster {
+
+bool resolve_address(const std::string& host, int32_t port, sockaddr_storage& address,
+                     socklen_t& length) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 ||
+        found == nullptr)
+        return false;
+    std::memcpy(&address, found->ai_addr, found->ai_addrlen);
+    length = found->ai_addrlen;
+    ::freeaddrinfo(found);
+    return true;
+}
 
 void broker_links::call(outgoing_call request) {
     link& target = _links[request.broker_id];

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "net/shard.h"
@@ -32,6 +33,11 @@ struct outgoing_call {
     // The answer frame (after its size prefix), or why there is none.
     std::function<void(result<std::vector<uint8_t>>)> done;
 };
+
+// Resolves a broker's advertised host and port (a numeric address needs no lookup; a
+// name blocks the caller once). False when it does not resolve.
+bool resolve_address(const std::string& host, int32_t port, sockaddr_storage& address,
+                     socklen_t& length);
 
 class broker_links final : public net::connection_handler {
 public:

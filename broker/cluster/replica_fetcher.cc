@@ -1,9 +1,6 @@
 // replica_fetchers: followers fetching from their leaders on the shard's ring.
 #include "broker/cluster/replica_fetcher.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-
 #include <cstring>
 
 #include "broker/broker.h"
@@ -84,21 +81,11 @@ void replica_fetchers::update(const metadata_snapshot& metadata) {
 }
 
 bool replica_fetchers::resolve(source& src) {
-    if (src.address_length != 0) return true;
-    if (src.host.empty()) return false;
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
     // Brokers advertise addresses, which resolve without a lookup; a name blocks this
     // shard once per leader (and again only when its registration changes).
-    if (::getaddrinfo(src.host.c_str(), std::to_string(src.port).c_str(), &hints, &found) != 0 ||
-        found == nullptr)
-        return false;
-    std::memcpy(&src.address, found->ai_addr, found->ai_addrlen);
-    src.address_length = found->ai_addrlen;
-    ::freeaddrinfo(found);
-    return true;
+    if (src.address_length != 0) return true;
+    return !src.host.empty() &&
+           resolve_address(src.host, src.port, src.address, src.address_length);
 }
 
 partition* replica_fetchers::followed_partition(const source& src, const followed& f) {
@@ -294,32 +281,30 @@ bool replica_fetchers::apply(partition& p, const partition_answer& a) {
         }
         return truncate(p, std::max(end, p.log().log_start_offset()), "diverging epoch");
     }
-    size_t at = 0;
     const size_t batch_bytes_max = static_cast<size_t>(p.config().message_max_bytes) + (1 << 20);
-    while (a.records.size() - at >= proto::batch_log_overhead) {
-        const uint8_t* b = a.records.data() + at + 8;
-        const auto length = static_cast<size_t>((uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) |
-                                                (uint32_t{b[2]} << 8) | uint32_t{b[3]});
-        const size_t total = proto::batch_log_overhead + length;
-        if (a.records.size() - at < total) break;  // a partial batch at the end: next time
-        std::span<uint8_t> batch(const_cast<uint8_t*>(a.records.data() + at), total);
-        const proto::batch_check checked =
-            proto::validate_batch(batch, std::max(batch_bytes_max, total), false);
-        if (checked.error != proto::batch_error::none) {
-            net::log_warn("replication: %s-%d: a corrupt batch from the leader at offset %lld",
-                          p.topic().c_str(), p.index(),
-                          static_cast<long long>(p.log().log_end_offset()));
-            return false;
-        }
-        auto appended = p.log().append_replicated(batch);
-        if (!appended) {
-            p.note_storage_failure("append", appended.failure());
-            return false;
-        }
-        p.note_storage_success("append");
-        p.producers().observe(checked.header);
-        at += total;
-    }
+    // Whole batches only: a partial one at the end comes again with the next fetch.
+    bool applied = true;
+    auto walked = proto::for_each_batch(
+        a.records, [&](std::span<const uint8_t> bytes, const proto::batch_header& header) {
+            std::span<uint8_t> batch(const_cast<uint8_t*>(bytes.data()), bytes.size());
+            const proto::batch_check checked =
+                proto::validate_batch(batch, std::max(batch_bytes_max, bytes.size()), false);
+            if (checked.error != proto::batch_error::none) {
+                net::log_warn("replication: %s-%d: a corrupt batch from the leader at offset %lld",
+                              p.topic().c_str(), p.index(),
+                              static_cast<long long>(p.log().log_end_offset()));
+                return applied = false;
+            }
+            auto appended = p.log().append_replicated(batch);
+            if (!appended) {
+                p.note_storage_failure("append", appended.failure());
+                return applied = false;
+            }
+            p.note_storage_success("append");
+            p.producers().observe(header);
+            return true;
+        });
+    if (!walked || !applied) return false;
     p.follower_high_watermark(a.high_watermark);
     return true;
 }

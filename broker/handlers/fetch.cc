@@ -59,6 +59,7 @@ struct partition_read {
     // Where this fetch may read up to: the high watermark for consumers, the log end for
     // followers (what wait_for_data watches).
     int64_t visible_end = -1;
+    bool as_follower = false;  // read to the log end, as one of the partition's followers
     // A follower whose log diverges from the leader's (KIP-101/279): the largest epoch the
     // leader knows not above its last fetched epoch, and that epoch's end offset here.
     int32_t diverging_epoch = -1;
@@ -182,6 +183,7 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
         read.log_start_offset = p->log().log_start_offset();
         // Only the partition's own replicas read past the high watermark, as followers.
         const bool follower = read.replica_id >= 0 && p->has_follower(read.replica_id);
+        read.as_follower = follower;
         if (follower && diverges(*p, read)) continue;
         read.visible_end = follower ? p->log().log_end_offset() : p->high_watermark();
         if (read.offset < read.log_start_offset || read.offset > read.visible_end) {
@@ -403,16 +405,16 @@ void wait_for_data(const fetch_ptr& state) {
     struct watched {
         std::string topic;
         int32_t index;
-        int64_t seen_high_watermark;
+        int64_t seen_end;  // the visible end the round saw
+        bool as_follower;
     };
-    const bool replica = state->body.replica_id >= 0 || state->body.replica_state_.replica_id >= 0;
     for (auto& [owner, list] : state->by_owner) {
         std::vector<watched> keys;
-        for (const auto& read : list) keys.push_back({read.topic, read.index, read.visible_end});
+        for (const auto& read : list)
+            keys.push_back({read.topic, read.index, read.visible_end, read.as_follower});
         shard.call_on<int>(
             owner,
-            [keys, weak, process, origin, replica](shard_state& target,
-                                                   std::function<void(int)> reply) {
+            [keys, weak, process, origin](shard_state& target, std::function<void(int)> reply) {
                 const net::shard_id owner_id = target.id();
                 auto wake = [weak, process, owner_id, origin] {
                     process->state(owner_id).net_shard().submit_to(origin, [weak] {
@@ -429,8 +431,9 @@ void wait_for_data(const fetch_ptr& state) {
                 for (const auto& key : keys) {
                     partition* p = target.find_partition(key.topic, key.index);
                     if (p == nullptr) continue;
-                    const int64_t end = replica ? p->log().log_end_offset() : p->high_watermark();
-                    if (end > key.seen_high_watermark) {
+                    const int64_t end =
+                        key.as_follower ? p->log().log_end_offset() : p->high_watermark();
+                    if (end > key.seen_end) {
                         moved = true;
                         break;
                     }
@@ -522,6 +525,7 @@ void run_round(fetch_ptr state) {
                 for (size_t i = 0; i < done.size(); ++i) {
                     list[i].high_watermark = done[i].high_watermark;
                     list[i].visible_end = done[i].visible_end;
+                    list[i].as_follower = done[i].as_follower;
                 }
                 for (auto& read : done) state->results.push_back(std::move(read));
                 if (--*remaining == 0) finish_round(state);
