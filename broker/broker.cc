@@ -23,22 +23,17 @@ shard_state::shard_state(broker& owner, net::shard& shard)
       _shard(shard),
       _metadata(std::make_shared<metadata_snapshot>()),
       _descriptors(static_cast<size_t>(owner.shard_segment_files())),
-      _group_environment(shard) {
+      _offsets_topic(*this) {
     group::coordinator_config groups_config;
     groups_config.initial_rebalance_delay_ms = owner.config().group_initial_rebalance_delay_ms;
-    groups_config.sync_commits = owner.config().acks_all_policy == ack_policy::fsync;
     groups_config.offsets_retention_ms = owner.config().offsets_retention_minutes * 60 * 1000;
-    _groups = std::make_unique<group::group_coordinator>(groups_config, _group_environment);
+    _groups = std::make_unique<group::group_coordinator>(groups_config, _offsets_topic);
     const int fd = ::open(owner.config().data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0)
         _data_directory = std::make_unique<storage::segment_file>(fd);
     else
         net::log_warn("cannot open data_dir %s (%s): logs will be closed one by one",
                       owner.config().data_dir.c_str(), std::strerror(errno));
-}
-
-void shard_state::start_groups(group::recovered_groups recovered, group::offset_log log) {
-    _groups->load(std::move(recovered), std::move(log));
 }
 
 const broker_config& shard_state::config() const { return _broker.config(); }
@@ -322,6 +317,7 @@ void shard_state::install_snapshot(snapshot_ptr next) {
     }
     _metadata = std::move(next);
     if (_fetchers) _fetchers->update(*_metadata);
+    _offsets_topic.update(*_groups);
 }
 
 void shard_state::close_all() {
@@ -413,6 +409,47 @@ broker::broker(broker_config config) : _config(std::move(config)) {}
 
 broker::~broker() = default;
 
+result<std::shared_ptr<group::legacy_import>> broker::prepare_legacy_import(bool clustered) {
+    auto legacy = group::read_legacy_offsets(_config.data_dir);
+    if (!legacy) return legacy.failure();
+    if (!legacy.value()) return std::shared_ptr<group::legacy_import>();
+    if (clustered) {
+        net::log_warn(
+            "groups: %s/__consumer_offsets holds committed offsets in the old "
+            "per-shard files; only a single node imports them, so they are left "
+            "as they are",
+            _config.data_dir.c_str());
+        return std::shared_ptr<group::legacy_import>();
+    }
+    const std::string name(group::offsets_topic_name);
+    if (_store->snapshot()->find(name) == nullptr)
+        if (auto created = _store->create_topic(name, _config.offsets_topic_num_partitions,
+                                                group::offsets_topic_configs());
+            !created)
+            return created.failure();
+    const int32_t partitions = _store->snapshot()->find(name)->partition_count();
+    std::map<int32_t, group::recovered_groups> by_partition;
+    size_t groups = 0;
+    for (auto& [group_id, offsets] : legacy.value()->offsets) {
+        by_partition[group::offsets_partition_of(group_id, partitions)].offsets[group_id] =
+            std::move(offsets);
+        ++groups;
+    }
+    for (auto& [group_id, snapshot] : legacy.value()->snapshots)
+        by_partition[group::offsets_partition_of(group_id, partitions)].snapshots[group_id] =
+            std::move(snapshot);
+    if (by_partition.empty()) {
+        if (auto removed = group::remove_legacy_offsets(_config.data_dir); !removed)
+            return removed.failure();
+        return std::shared_ptr<group::legacy_import>();
+    }
+    net::log_info(
+        "groups: importing the committed offsets of %zu groups from the old offsets "
+        "files into %s",
+        groups, name.c_str());
+    return std::make_shared<group::legacy_import>(_config.data_dir, std::move(by_partition));
+}
+
 result<void> broker::start() {
     for (const handler_entry& entry : handler_list()) {
         const proto::api_description* described = proto::find_api(static_cast<int16_t>(entry.key));
@@ -455,17 +492,8 @@ result<void> broker::start() {
         net::log_warn("%lld partition replicas exceed partitions_max = %lld: new ones are refused",
                       static_cast<long long>(hosted),
                       static_cast<long long>(_config.partitions_max));
-    // Committed offsets are replayed before any shard serves (broker/group/offset_store.h).
-    auto offsets = group::recover_offsets(_config.data_dir, shards);
-    if (!offsets) return offsets.failure();
-    auto recovered = std::make_shared<group::recovered_offsets>(std::move(offsets.value()));
-    auto offset_logs = std::make_shared<std::vector<group::offset_log>>();
-    for (uint32_t s = 0; s < shards; ++s) {
-        auto log = group::offset_log::open(
-            group::offsets_file_path(_config.data_dir, recovered->epoch, s));
-        if (!log) return log.failure();
-        offset_logs->push_back(std::move(log.value()));
-    }
+    auto imports = prepare_legacy_import(clustered);
+    if (!imports) return imports.failure();
 
     net::shard_config net_config;
     net_config.listen_host = _config.listen_host;
@@ -483,15 +511,12 @@ result<void> broker::start() {
     snapshot_ptr initial = _store->snapshot();
     _runtime = std::make_unique<net::runtime>(
         shards, net_config,
-        [this, recovered, offset_logs, initial](net::shard& shard) -> net::connection_handler& {
+        [this, imports = imports.value(), initial](net::shard& shard) -> net::connection_handler& {
             _states[shard.id()] = std::make_unique<shard_state>(*this, shard);
-            // Offsets are in place before the shard's thread starts, so no request can
-            // see a coordinator without them.
-            _states[shard.id()]->start_groups(std::move(recovered->per_shard[shard.id()]),
-                                              std::move((*offset_logs)[shard.id()]));
-            // Partitions too are opened here, before any shard thread runs or accepts:
-            // a client reconnecting right after a restart finds them all.
+            // Partitions are opened here, before any shard thread runs or accepts: a
+            // client reconnecting right after a restart finds them all.
             _states[shard.id()]->install_snapshot(initial);
+            if (imports) imports->start(*_states[shard.id()]);
             return *_states[shard.id()];
         });
     if (auto started = _runtime->start(); !started) return started;

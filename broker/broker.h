@@ -21,6 +21,8 @@
 #include "broker/config.h"
 #include "broker/fetch_session.h"
 #include "broker/group/coordinator.h"
+#include "broker/group/legacy_import.h"
+#include "broker/group/offsets_topic.h"
 #include "broker/metadata.h"
 #include "broker/partition.h"
 #include "net/runtime.h"
@@ -77,10 +79,10 @@ public:
                  std::function<void(shard_state&, std::function<void(T)>)> work,
                  std::function<void(T)> done);
 
-    // The consumer groups this shard coordinates (broker/group/coordinator.h).
+    // The consumer groups this shard coordinates (broker/group/coordinator.h): those of
+    // the partitions of __consumer_offsets it leads (broker/group/offsets_topic.h).
     group::group_coordinator& groups() { return *_groups; }
-    // Installs this shard's offsets and groups recovered at start-up and its offsets file.
-    void start_groups(group::recovered_groups recovered, group::offset_log log);
+    group::offsets_topic& offsets_topic() { return _offsets_topic; }
 
     // The incremental fetch sessions of this shard's connections (broker/fetch_session.h),
     // created on first use with this shard's share of the broker's slots.
@@ -123,6 +125,20 @@ public:
     // In a cluster: this shard's replica fetchers (broker/cluster/replica_fetcher.h),
     // started with the cluster agent.
     void start_fetchers();
+    // What an acknowledged write waits for: its group commit (acks_all_policy = "fsync"),
+    // then, for acks=all on a replicated partition, the high watermark.
+    struct ack_wait {
+        int64_t end;
+        int32_t min_insync_replicas;
+        bool sync_first;
+        bool replicate;
+        std::chrono::steady_clock::time_point deadline;
+    };
+    // Calls done(error) once the write below `wait.end` of partition (topic, index) is
+    // acknowledged: none, KAFKA_STORAGE_ERROR (sync failed), NOT_LEADER_OR_FOLLOWER (gone
+    // or no longer led) or partition::wait_replicated's errors (broker/replication.cc).
+    void wait_acknowledged(const std::string& topic, int32_t index, ack_wait wait,
+                           std::function<void(proto::error_code)> done);
     // Leader: a follower fetched `p` from `fetch_offset` (broker/replication.cc).
     void follower_fetched(partition& p, int32_t replica, int64_t fetch_offset);
 
@@ -151,7 +167,7 @@ private:
     // when it could not be opened; the logs are then closed one by one.
     std::unique_ptr<storage::segment_file> _data_directory;
     std::unordered_map<std::string, std::vector<std::unique_ptr<partition>>> _partitions;
-    group::shard_environment _group_environment;
+    group::offsets_topic _offsets_topic;
     std::unique_ptr<group::group_coordinator> _groups;
     std::unique_ptr<fetch_session_cache> _fetch_sessions;
     std::unique_ptr<cluster::replica_fetchers> _fetchers;
@@ -183,6 +199,9 @@ public:
 
 private:
     result<void> start_cluster(uint32_t shards);
+    // The groups of the old per-shard offsets files to import into __consumer_offsets
+    // (created here if missing), or null when there are none (broker/group/legacy_import.h).
+    result<std::shared_ptr<group::legacy_import>> prepare_legacy_import(bool clustered);
 
     broker_config _config;
     int64_t _shard_segment_files = segment_files_per_shard_min;

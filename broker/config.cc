@@ -189,6 +189,18 @@ const std::map<std::string, key_setter>& key_table() {
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.offsets_retention_minutes, 1, int64_t{100} * 365 * 24 * 60);
          }},
+        {"offsets_topic_num_partitions",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.offsets_topic_num_partitions, 1, 10000);
+         }},
+        {"offsets_topic_replication_factor",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.offsets_topic_replication_factor, 1, 32767);
+         }},
+        {"offsets_commit_timeout_ms",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.offsets_commit_timeout_ms, 1, 3600000);
+         }},
         {"acks_all_policy",
          [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
              std::string text;

@@ -100,6 +100,13 @@ struct broker_config {
     int64_t min_incremental_fetch_session_eviction_ms = 120000;
     // Kafka's offsets.retention.minutes: committed offsets of an empty group expire.
     int64_t offsets_retention_minutes = 10080;
+    // The internal topic __consumer_offsets, created on first use (Kafka's
+    // offsets.topic.num.partitions and offsets.topic.replication.factor; a single node
+    // uses replication factor 1).
+    int32_t offsets_topic_num_partitions = 50;
+    int16_t offsets_topic_replication_factor = 3;
+    // Kafka's offsets.commit.timeout.ms: how long a commit waits for its replicas.
+    int32_t offsets_commit_timeout_ms = 5000;
     storage::log_config log;  // broker defaults for topic configs
 };
 

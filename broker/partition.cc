@@ -76,24 +76,13 @@ void partition::restore_producer_state() {
             _producers = producer_state{};
         }
     }
-    // Re-read every batch written after the snapshot: whole batches come back as file
-    // ranges, whose headers are all we need.
-    std::vector<uint8_t> buffer;
+    // Re-read every batch written after the snapshot: only their headers are needed.
     while (from < _log->log_end_offset()) {
-        auto got = _log->read(from, scan_chunk_bytes);
-        if (!got || got->slices.empty()) break;
         const int64_t before = from;
-        for (const auto& slice : got->slices) {
-            buffer.resize(static_cast<size_t>(slice.length));
-            const ssize_t n = ::pread(slice.file->fd, buffer.data(), buffer.size(), slice.position);
-            if (n != static_cast<ssize_t>(buffer.size())) break;
-            (void)proto::for_each_batch(
-                buffer, [&](std::span<const uint8_t>, const proto::batch_header& header) {
-                    if (header.last_offset() < from) return;
-                    _producers.observe(header);
-                    from = header.last_offset() + 1;
-                });
-        }
+        from = scan_batches(from, scan_chunk_bytes,
+                            [&](std::span<const uint8_t>, const proto::batch_header& header) {
+                                _producers.observe(header);
+                            });
         if (from == before) {
             net::log_warn("%s-%d: producer state rebuild stopped at offset %lld", _topic.c_str(),
                           _index, static_cast<long long>(from));
@@ -101,6 +90,40 @@ void partition::restore_producer_state() {
         }
     }
     _producers_saved_at = reproducible ? _log->log_end_offset() : -1;
+}
+
+int64_t partition::scan_batches(
+    int64_t from, int32_t max_bytes,
+    const std::function<void(std::span<const uint8_t>, const proto::batch_header&)>& fn) {
+    auto got = _log->read(from, max_bytes);
+    if (!got) return from;
+    std::vector<uint8_t> buffer;
+    for (const auto& slice : got->slices) {
+        buffer.resize(static_cast<size_t>(slice.length));
+        const ssize_t n = ::pread(slice.file->fd, buffer.data(), buffer.size(), slice.position);
+        if (n != static_cast<ssize_t>(buffer.size())) break;
+        (void)proto::for_each_batch(
+            buffer, [&](std::span<const uint8_t> batch, const proto::batch_header& header) {
+                if (header.last_offset() < from) return;
+                fn(batch, header);
+                from = header.last_offset() + 1;
+            });
+    }
+    return from;
+}
+
+result<storage::append_result> partition::append_as_leader(std::span<uint8_t> batch,
+                                                           int32_t records_count) {
+    proto::set_partition_leader_epoch(batch, _leader_epoch);
+    auto appended = _log->append(batch, records_count);
+    if (!appended) {
+        note_storage_failure("append", appended.failure());
+        return appended;
+    }
+    note_storage_success("append");
+    advance_high_watermark();
+    wake_waiters();
+    return appended;
 }
 
 result<void> partition::save_producer_state(storage::file_durability durability) {

@@ -106,6 +106,18 @@ public:
     }
     producer_state& producers() { return _producers; }
 
+    // Leader: appends a batch built or validated here, stamped with this leader's epoch
+    // (KIP-101); a storage failure is noted. Then moves the high watermark and wakes the
+    // fetches waiting for data.
+    result<storage::append_result> append_as_leader(std::span<uint8_t> batch,
+                                                    int32_t records_count);
+    // Reads whole batches from `from` (at most about `max_bytes`) and calls
+    // fn(batch, header) for each one ending at or after `from`. Returns the offset after
+    // the last batch seen: `from` itself when nothing could be read.
+    int64_t scan_batches(
+        int64_t from, int32_t max_bytes,
+        const std::function<void(std::span<const uint8_t>, const proto::batch_header&)>& fn);
+
     // Storage errors: `operation` names what failed ("append", "read", ...), a static
     // string. Failures are logged at WARN as storage_error_log allows; a success after
     // failures of the same operation is logged once.

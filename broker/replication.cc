@@ -12,6 +12,39 @@ void shard_state::start_fetchers() {
     if (_metadata) _fetchers->update(*_metadata);
 }
 
+void shard_state::wait_acknowledged(const std::string& topic, int32_t index, ack_wait wait,
+                                    std::function<void(proto::error_code)> done) {
+    // Looked up again after the sync: the partition may be gone by then.
+    auto replicate = [this, topic, index, wait, done] {
+        partition* p = find_partition(topic, index);
+        if (p == nullptr) {
+            done(proto::error_code::not_leader_or_follower);
+            return;
+        }
+        p->wait_replicated(wait.end, wait.min_insync_replicas, wait.deadline, done);
+    };
+    partition* p = find_partition(topic, index);
+    if (p == nullptr) {
+        done(proto::error_code::not_leader_or_follower);
+        return;
+    }
+    if (!wait.sync_first) {
+        if (wait.replicate)
+            replicate();
+        else
+            done(proto::error_code::none);
+        return;
+    }
+    p->wait_durable(_shard, wait.end, [wait, done, replicate](bool ok) {
+        if (!ok)
+            done(proto::error_code::kafka_storage_error);
+        else if (wait.replicate)
+            replicate();
+        else
+            done(proto::error_code::none);
+    });
+}
+
 void shard_state::follower_fetched(partition& p, int32_t replica, int64_t fetch_offset) {
     p.follower_fetched(replica, fetch_offset, _shard.now());
     // A follower that caught up joins the ISR at once, not at the next housekeeping round.

@@ -56,25 +56,6 @@ const char* state_name(group_state state) {
     return "Dead";
 }
 
-// ---- shard_environment ---------------------------------------------------------------
-
-int64_t shard_environment::wall_clock_ms() { return net::wall_clock_ms(); }
-
-uint64_t shard_environment::add_timer(int64_t delay_ms, std::function<void()> fire) {
-    return _shard.add_timer(std::chrono::milliseconds(std::max<int64_t>(delay_ms, 0)),
-                            [fire = std::move(fire)] { fire(); });
-}
-
-void shard_environment::cancel_timer(uint64_t id) { _shard.cancel_timer(id); }
-
-void shard_environment::sync_file(int fd, std::function<void(int)> done) {
-    _shard.submit_fdatasync(fd, [done = std::move(done)](int res) { done(res); });
-}
-
-void shard_environment::run_soon(std::function<void()> work) {
-    _shard.post([work = std::move(work)] { work(); });
-}
-
 // ---- group_coordinator: lifetime and lookup -----------------------------------------
 
 group_coordinator::group_coordinator(coordinator_config config,
@@ -83,13 +64,26 @@ group_coordinator::group_coordinator(coordinator_config config,
 
 group_coordinator::~group_coordinator() { close(); }
 
-void group_coordinator::load(recovered_groups recovered, offset_log log) {
+int32_t group_coordinator::partition_of(const std::string& group_id) const {
+    return offsets_partition_of(group_id, _partition_count);
+}
+
+void group_coordinator::begin_load(int32_t partition) {
+    unload(partition);
+    _partitions[partition] = false;
+}
+
+void group_coordinator::finish_load(int32_t partition, recovered_groups recovered) {
+    auto status = _partitions.find(partition);
+    if (status == _partitions.end()) return;  // unloaded meanwhile
+    status->second = true;
     for (auto& [group_id, committed] : recovered.offsets)
         find_or_create(group_id).offsets = std::move(committed);
     for (auto& [group_id, snapshot] : recovered.snapshots) {
         group& g = find_or_create(group_id);
         g.protocol_type = snapshot.protocol_type;
         g.generation = snapshot.generation;
+        g.persisted = true;
         if (snapshot.members.empty()) continue;
         g.state = group_state::stable;
         g.protocol_name = snapshot.protocol_name;
@@ -108,28 +102,68 @@ void group_coordinator::load(recovered_groups recovered, offset_log log) {
             if (m.instance_id) g.static_members[*m.instance_id] = m.id;
             g.members.emplace(saved.member_id, std::move(m));
         }
+        for (auto& [member_id, m] : g.members) schedule_session(g, m);
     }
-    _log = std::move(log);
-    // Restored members get a fresh session from the moment the shard runs.
-    _environment.run_soon([this] {
-        for (auto& [group_id, g] : _groups)
-            for (auto& [member_id, m] : g.members)
-                if (m.session_timer == 0) schedule_session(g, m);
-    });
+}
+
+void group_coordinator::unload(int32_t partition) {
+    if (_partitions.erase(partition) == 0) return;
+    for (auto it = _groups.begin(); it != _groups.end();) {
+        if (partition_of(it->first) != partition) {
+            ++it;
+            continue;
+        }
+        abandon(it->second, error_code::not_coordinator);
+        it = _groups.erase(it);
+    }
+}
+
+std::vector<int32_t> group_coordinator::partitions() const {
+    std::vector<int32_t> out;
+    for (const auto& [partition, loaded] : _partitions) out.push_back(partition);
+    return out;
+}
+
+bool group_coordinator::loaded(int32_t partition) const {
+    auto status = _partitions.find(partition);
+    return status != _partitions.end() && status->second;
+}
+
+error_code group_coordinator::availability(const std::string& group_id) const {
+    auto status = _partitions.find(partition_of(group_id));
+    if (status == _partitions.end()) return error_code::not_coordinator;
+    return status->second ? error_code::none : error_code::coordinator_load_in_progress;
+}
+
+void group_coordinator::cancel_timers(group& g) {
+    if (g.rebalance_timer != 0) _environment.cancel_timer(g.rebalance_timer);
+    g.rebalance_timer = 0;
+    for (auto& [member_id, m] : g.members) {
+        if (m.session_timer != 0) _environment.cancel_timer(m.session_timer);
+        m.session_timer = 0;
+    }
+    for (auto& [member_id, timer] : g.pending_members) _environment.cancel_timer(timer);
+    g.pending_members.clear();
+}
+
+void group_coordinator::abandon(group& g, error_code why) {
+    cancel_timers(g);
+    for (auto& [member_id, m] : g.members) {
+        if (m.awaiting_join) {
+            auto call = std::move(m.awaiting_join);
+            m.awaiting_join = nullptr;
+            call(join_error(why, member_id));
+        }
+        if (m.awaiting_sync) {
+            auto call = std::move(m.awaiting_sync);
+            m.awaiting_sync = nullptr;
+            call(sync_error(why));
+        }
+    }
 }
 
 void group_coordinator::close() {
-    for (auto& [group_id, g] : _groups) {
-        if (g.rebalance_timer != 0) _environment.cancel_timer(g.rebalance_timer);
-        g.rebalance_timer = 0;
-        for (auto& [member_id, m] : g.members) {
-            if (m.session_timer != 0) _environment.cancel_timer(m.session_timer);
-            m.session_timer = 0;
-        }
-        for (auto& [member_id, timer] : g.pending_members) _environment.cancel_timer(timer);
-        g.pending_members.clear();
-    }
-    _log.close();
+    for (auto& [group_id, g] : _groups) cancel_timers(g);
 }
 
 group_coordinator::group* group_coordinator::find(const std::string& group_id) {
@@ -157,6 +191,13 @@ void group_coordinator::drop_if_unused(const std::string& group_id) {
         !g->offsets.empty())
         return;
     if (g->rebalance_timer != 0) _environment.cancel_timer(g->rebalance_timer);
+    if (g->persisted) {  // its last snapshot would bring it back as an Empty group
+        offset_record tombstone;
+        tombstone.kind = record_kind::group_deleted;
+        tombstone.group_id = group_id;
+        tombstone.value.commit_timestamp_ms = _environment.wall_clock_ms();
+        persist({tombstone}, [](error_code) {});
+    }
     _groups.erase(group_id);
 }
 
@@ -261,6 +302,10 @@ void group_coordinator::join(const proto::join_group_request& request,
     const int16_t version = context.version;
     if (request.group_id.empty() || request.group_id.size() > _config.id_bytes_max) {
         done(join_error(error_code::invalid_group_id, request.member_id));
+        return;
+    }
+    if (const error_code refusal = availability(request.group_id); refusal != error_code::none) {
+        done(join_error(refusal, request.member_id));
         return;
     }
     if (request.member_id.size() > _config.id_bytes_max ||
@@ -663,6 +708,10 @@ proto::leave_group_response group_coordinator::leave(
     const std::string& group_id,
     const std::vector<proto::leave_group_request::member_identity>& members) {
     proto::leave_group_response response;
+    if (const error_code refusal = availability(group_id); refusal != error_code::none) {
+        response.error_code = proto::code(refusal);
+        return response;
+    }
     group* g = find(group_id);
     for (const auto& identity : members) {
         proto::leave_group_response::member_response out;
@@ -706,6 +755,10 @@ proto::leave_group_response group_coordinator::leave(
 // ---- SyncGroup and Heartbeat ---------------------------------------------------------
 
 void group_coordinator::sync(const proto::sync_group_request& request, sync_callback done) {
+    if (const error_code refusal = availability(request.group_id); refusal != error_code::none) {
+        done(sync_error(refusal));
+        return;
+    }
     group* g = find(request.group_id);
     if (g == nullptr || g->members.count(request.member_id) == 0) {
         done(sync_error(error_code::unknown_member_id));
@@ -772,6 +825,8 @@ void group_coordinator::sync(const proto::sync_group_request& request, sync_call
 }
 
 error_code group_coordinator::heartbeat(const proto::heartbeat_request& request) {
+    if (const error_code refusal = availability(request.group_id); refusal != error_code::none)
+        return refusal;
     group* g = find(request.group_id);
     if (g == nullptr) return error_code::unknown_member_id;
     if (request.group_instance_id) {
@@ -821,6 +876,11 @@ proto::describe_groups_response::described_group group_coordinator::describe(
     const std::string& group_id) const {
     proto::describe_groups_response::described_group out;
     out.group_id = group_id;
+    if (const error_code refusal = availability(group_id); refusal != error_code::none) {
+        out.error_code = proto::code(refusal);
+        out.group_state = state_name(group_state::dead);
+        return out;
+    }
     const group* g = find(group_id);
     if (g == nullptr) {
         out.group_state = state_name(group_state::dead);

@@ -1,6 +1,6 @@
 #pragma once
 // group_coordinator: the classic consumer-group protocol and committed offsets for the
-// groups one shard coordinates (group id -> shard by shard_of_group).
+// groups one shard coordinates (see "Where groups live" below).
 //
 // Ownership and threads: one group_coordinator per shard, owned by that shard's
 // shard_state and called only on its thread. Requests for a group reach it through
@@ -19,6 +19,14 @@
 //
 // Callbacks given to join/sync/commit may run later (when the rebalance completes or
 // the commit is durable), always on this shard.
+//
+// Where groups live (CLUSTER.md, Consumer groups in a cluster): a group belongs to the
+// partition offsets_partition_of(group id) of the internal topic __consumer_offsets, and
+// the shard that leads that partition coordinates it. The shard tells its coordinator
+// which partitions it leads (begin_load, finish_load, unload); every request for a group
+// of another partition gets NOT_COORDINATOR, and one of a partition still being read
+// COORDINATOR_LOAD_IN_PROGRESS. Commits, group snapshots and tombstones are records of
+// that partition (broker/group/group_records.h), written through the environment.
 
 #include <cstdint>
 #include <functional>
@@ -54,25 +62,12 @@ public:
     // Runs `fire` after `delay_ms`; the id may be given to cancel_timer.
     virtual uint64_t add_timer(int64_t delay_ms, std::function<void()> fire) = 0;
     virtual void cancel_timer(uint64_t id) = 0;
-    // Makes what was written to `fd` durable, then calls done(0 or -errno).
-    virtual void sync_file(int fd, std::function<void(int)> done) = 0;
-    // Runs `work` on the coordinator's thread once it runs (start-up work that needs
-    // timers: load() itself runs before the shard's thread starts).
-    virtual void run_soon(std::function<void()> work) = 0;
-};
-
-// The environment of a real shard: its timer list and fdatasync on its ring.
-class shard_environment final : public coordinator_environment {
-public:
-    explicit shard_environment(net::shard& shard) : _shard(shard) {}
-    int64_t wall_clock_ms() override;
-    uint64_t add_timer(int64_t delay_ms, std::function<void()> fire) override;
-    void cancel_timer(uint64_t id) override;
-    void sync_file(int fd, std::function<void(int)> done) override;
-    void run_soon(std::function<void()> work) override;
-
-private:
-    net::shard& _shard;
+    // Appends `records` (all of one group) to partition `partition` of __consumer_offsets,
+    // then calls done(error) once they are as safe as an acknowledged commit must be
+    // (acks=all: past the high watermark, and on disk under acks_all_policy = "fsync").
+    // The error is already the coordinator's answer (NOT_COORDINATOR, ...).
+    virtual void append_records(int32_t partition, std::vector<offset_record> records,
+                                std::function<void(proto::error_code)> done) = 0;
 };
 
 struct coordinator_config {
@@ -84,8 +79,6 @@ struct coordinator_config {
     int32_t initial_rebalance_delay_ms = 3000;
     // Kafka's offset.metadata.max.bytes.
     int32_t offset_metadata_bytes_max = 4096;
-    // Acknowledge commits only after fdatasync (acks_all_policy = "fsync").
-    bool sync_commits = false;
     // Longest group id, member id and instance id accepted (bounded before storing).
     size_t id_bytes_max = 1024;
     // Kafka's group.max.size, bounded here: members plus pending member ids per group,
@@ -124,11 +117,29 @@ public:
     group_coordinator(const group_coordinator&) = delete;
     group_coordinator& operator=(const group_coordinator&) = delete;
 
-    // Installs the offsets and group snapshots recovered at start-up and the file new
-    // records go to. Groups that were Stable come back Stable with their members, whose
-    // sessions start when the shard runs: a broker restart costs no rebalance.
-    void load(recovered_groups recovered, offset_log log);
-    // Cancels the timers and closes the offsets file (shutdown).
+    // The partition count of __consumer_offsets, which places groups in partitions
+    // (offsets_topic_num_partitions, or the topic's count once it exists).
+    void set_partition_count(int32_t count) { _partition_count = count; }
+    int32_t partition_of(const std::string& group_id) const;
+    // This shard leads `partition` and is reading it: its groups get
+    // COORDINATOR_LOAD_IN_PROGRESS until finish_load.
+    void begin_load(int32_t partition);
+    // Installs the groups read from `partition` (offsets and the last snapshots). Groups
+    // that were Stable come back Stable with their members, whose sessions start now: a
+    // coordinator move or a restart costs no rebalance.
+    void finish_load(int32_t partition, recovered_groups recovered);
+    // This shard no longer leads `partition`: its groups are forgotten, their waiting
+    // joins and syncs answered NOT_COORDINATOR, so the members find the new coordinator.
+    void unload(int32_t partition);
+    // Partitions this coordinator serves or is loading, and whether one is loaded.
+    std::vector<int32_t> partitions() const;
+    bool loaded(int32_t partition) const;
+    // Whether this coordinator may answer for `group_id` now: none, NOT_COORDINATOR or
+    // COORDINATOR_LOAD_IN_PROGRESS.
+    proto::error_code availability(const std::string& group_id) const;
+    // Whether a loaded partition's coordinator already knows `group_id`.
+    bool knows(const std::string& group_id) const { return find(group_id) != nullptr; }
+    // Cancels the timers (shutdown).
     void close();
 
     void join(const proto::join_group_request& request, const member_context& context,
@@ -193,6 +204,8 @@ private:
         // Wall-clock time the group last became Empty; -1 when unknown (recovered).
         int64_t empty_since_ms = -1;
         group_offsets offsets;
+        // Whether a snapshot of the group was written: forgetting it then takes a tombstone.
+        bool persisted = false;
     };
 
     group* find(const std::string& group_id);
@@ -220,14 +233,20 @@ private:
                             uint64_t epoch);
     void on_rebalance_timer(const std::string& group_id, uint64_t epoch);
     // Records the group as it is now (Stable or Empty) for recovery; not awaited.
-    void persist_snapshot(const group& g);
-    // Writes records to the offsets file, then calls done(error) once durable.
-    void persist(const std::vector<offset_record>& records, error_callback done);
+    void persist_snapshot(group& g);
+    // Appends records of one group to its partition; once they are acknowledged, applies
+    // them to the group's offsets and calls done(error).
+    void persist(std::vector<offset_record> records, error_callback done);
+    void cancel_timers(group& g);
+    // Cancels a group's timers and answers its waiting joins and syncs with `why`.
+    void abandon(group& g, proto::error_code why);
 
     coordinator_config _config;
     coordinator_environment& _environment;
     std::map<std::string, group> _groups;
-    offset_log _log;
+    int32_t _partition_count = 50;
+    // Partitions of __consumer_offsets this shard leads: loaded (true) or loading.
+    std::map<int32_t, bool> _partitions;
     uint64_t _member_counter = 0;
     int64_t _last_expiry_check_ms = 0;
 };

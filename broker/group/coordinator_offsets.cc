@@ -32,7 +32,8 @@ std::vector<std::string> subscribed_topics(const std::vector<uint8_t>& metadata)
 
 // ---- offsets -------------------------------------------------------------------------
 
-void group_coordinator::persist_snapshot(const group& g) {
+void group_coordinator::persist_snapshot(group& g) {
+    g.persisted = true;
     offset_record record;
     record.kind = record_kind::group_metadata;
     record.group_id = g.id;
@@ -58,38 +59,30 @@ void group_coordinator::persist_snapshot(const group& g) {
     persist({record}, [](error_code) {});
 }
 
-void group_coordinator::persist(const std::vector<offset_record>& records, error_callback done) {
-    std::vector<uint8_t> bytes;
-    for (const offset_record& record : records) encode_record(record, bytes);
-    if (auto appended = _log.append(bytes); !appended) {
-        net::log_error("offsets: %s", appended.failure().message.c_str());
-        done(error_code::coordinator_not_available);
-        return;
-    }
-    for (const offset_record& record : records) {
-        group* g = find(record.group_id);
-        if (g == nullptr) continue;
-        switch (record.kind) {
-            case record_kind::commit:
-                g->offsets[record.where] = record.value;
-                break;
-            case record_kind::offset_deleted:
-                g->offsets.erase(record.where);
-                break;
-            case record_kind::group_deleted:
-                g->offsets.clear();
-                break;
-            case record_kind::group_metadata:
-                break;
-        }
-    }
-    if (!_config.sync_commits) {
+void group_coordinator::persist(std::vector<offset_record> records, error_callback done) {
+    if (records.empty()) {
         done(error_code::none);
         return;
     }
-    _environment.sync_file(_log.fd(), [done = std::move(done)](int res) {
-        done(res < 0 ? error_code::coordinator_not_available : error_code::none);
-    });
+    const int32_t partition = partition_of(records.front().group_id);
+    auto written = std::make_shared<std::vector<offset_record>>(records);
+    _environment.append_records(
+        partition, std::move(records),
+        [this, partition, written, done = std::move(done)](error_code error) {
+            // A partition unloaded meanwhile has forgotten its groups; one loaded again
+            // read these records back from the log.
+            if (error == error_code::none && loaded(partition)) {
+                for (const offset_record& record : *written) {
+                    group* g = find(record.group_id);
+                    if (g == nullptr) continue;
+                    if (record.kind == record_kind::commit)
+                        g->offsets[record.where] = record.value;
+                    else if (record.kind == record_kind::offset_deleted)
+                        g->offsets.erase(record.where);
+                }
+            }
+            done(error);
+        });
 }
 
 void group_coordinator::commit(const proto::offset_commit_request& request, commit_callback done) {
@@ -111,6 +104,10 @@ void group_coordinator::commit(const proto::offset_commit_request& request, comm
     };
     if (request.group_id.empty() || request.group_id.size() > _config.id_bytes_max) {
         fail_all(error_code::invalid_group_id);
+        return;
+    }
+    if (const error_code refusal = availability(request.group_id); refusal != error_code::none) {
+        fail_all(refusal);
         return;
     }
     group* g = find(request.group_id);
@@ -175,15 +172,16 @@ void group_coordinator::commit(const proto::offset_commit_request& request, comm
         return;
     }
     const std::string group_id = request.group_id;
-    persist(records, [this, response, group_id, done = std::move(done)](error_code error) {
-        if (error != error_code::none) {
-            for (auto& topic : response->topics)
-                for (auto& part : topic.partitions)
-                    if (part.error_code == 0) part.error_code = proto::code(error);
-            drop_if_unused(group_id);
-        }
-        done(std::move(*response));
-    });
+    persist(std::move(records),
+            [this, response, group_id, done = std::move(done)](error_code error) {
+                if (error != error_code::none) {
+                    for (auto& topic : response->topics)
+                        for (auto& part : topic.partitions)
+                            if (part.error_code == 0) part.error_code = proto::code(error);
+                    drop_if_unused(group_id);
+                }
+                done(std::move(*response));
+            });
 }
 
 proto::offset_fetch_response::offset_fetch_response_group group_coordinator::fetch(
@@ -191,6 +189,26 @@ proto::offset_fetch_response::offset_fetch_response_group group_coordinator::fet
     using response_group = proto::offset_fetch_response::offset_fetch_response_group;
     response_group out;
     out.group_id = group_id;
+    if (const error_code refusal = availability(group_id); refusal != error_code::none) {
+        out.error_code = proto::code(refusal);
+        if (topics) {  // v0-1 have no group error: each requested partition carries it
+            for (const fetch_topic& topic : *topics) {
+                proto::offset_fetch_response::offset_fetch_response_topics topic_out;
+                topic_out.name = topic.name;
+                for (int32_t index : topic.partitions) {
+                    proto::offset_fetch_response::offset_fetch_response_partitions entry;
+                    entry.partition_index = index;
+                    entry.committed_offset = -1;
+                    entry.committed_leader_epoch = -1;
+                    entry.metadata = std::string();
+                    entry.error_code = out.error_code;
+                    topic_out.partitions.push_back(std::move(entry));
+                }
+                out.topics.push_back(std::move(topic_out));
+            }
+        }
+        return out;
+    }
     const group* g = find(group_id);
     auto partition_entry = [&](const std::string& topic, int32_t index) {
         proto::offset_fetch_response::offset_fetch_response_partitions entry;
@@ -235,6 +253,10 @@ void group_coordinator::delete_group(const std::string& group_id, error_callback
         done(error_code::invalid_group_id);
         return;
     }
+    if (const error_code refusal = availability(group_id); refusal != error_code::none) {
+        done(refusal);
+        return;
+    }
     group* g = find(group_id);
     if (g == nullptr) {
         done(error_code::group_id_not_found);
@@ -244,17 +266,30 @@ void group_coordinator::delete_group(const std::string& group_id, error_callback
         done(error_code::non_empty_group);
         return;
     }
-    if (g->offsets.empty()) {
+    if (g->offsets.empty() && !g->persisted) {
         for (auto& [id, timer] : g->pending_members) _environment.cancel_timer(timer);
         _groups.erase(group_id);
         done(error_code::none);
         return;
     }
+    // Kafka's deletion: a tombstone for every committed offset, then one for the group,
+    // so compaction removes them all.
+    std::vector<offset_record> tombstones;
+    const int64_t now_ms = _environment.wall_clock_ms();
+    for (const auto& [where, value] : g->offsets) {
+        offset_record record;
+        record.kind = record_kind::offset_deleted;
+        record.group_id = group_id;
+        record.where = where;
+        record.value.commit_timestamp_ms = now_ms;
+        tombstones.push_back(std::move(record));
+    }
     offset_record tombstone;
     tombstone.kind = record_kind::group_deleted;
     tombstone.group_id = group_id;
-    tombstone.value.commit_timestamp_ms = _environment.wall_clock_ms();
-    persist({tombstone}, [this, group_id, done = std::move(done)](error_code error) {
+    tombstone.value.commit_timestamp_ms = now_ms;
+    tombstones.push_back(std::move(tombstone));
+    persist(std::move(tombstones), [this, group_id, done = std::move(done)](error_code error) {
         if (error == error_code::none) {
             group* target = find(group_id);
             if (target != nullptr && target->members.empty() && target->offsets.empty() &&
@@ -270,12 +305,17 @@ void group_coordinator::delete_group(const std::string& group_id, error_callback
 void group_coordinator::delete_offsets(const proto::offset_delete_request& request,
                                        offset_delete_callback done) {
     auto response = std::make_shared<proto::offset_delete_response>();
-    group* g = find(request.group_id);
     if (request.group_id.empty()) {
         response->error_code = proto::code(error_code::invalid_group_id);
         done(std::move(*response));
         return;
     }
+    if (const error_code refusal = availability(request.group_id); refusal != error_code::none) {
+        response->error_code = proto::code(refusal);
+        done(std::move(*response));
+        return;
+    }
+    group* g = find(request.group_id);
     if (g == nullptr) {
         response->error_code = proto::code(error_code::group_id_not_found);
         done(std::move(*response));
@@ -325,19 +365,20 @@ void group_coordinator::delete_offsets(const proto::offset_delete_request& reque
         return;
     }
     const std::string group_id = request.group_id;
-    persist(records, [this, response, group_id, done = std::move(done)](error_code error) {
-        if (error != error_code::none) response->error_code = proto::code(error);
-        drop_if_unused(group_id);
-        done(std::move(*response));
-    });
+    persist(std::move(records),
+            [this, response, group_id, done = std::move(done)](error_code error) {
+                if (error != error_code::none) response->error_code = proto::code(error);
+                drop_if_unused(group_id);
+                done(std::move(*response));
+            });
 }
 
 void group_coordinator::expire_offsets() {
     const int64_t now_ms = _environment.wall_clock_ms();
     if (now_ms - _last_expiry_check_ms < _config.offsets_retention_check_interval_ms) return;
     _last_expiry_check_ms = now_ms;
-    std::vector<offset_record> tombstones;
-    std::vector<std::string> touched;
+    std::map<std::string, std::vector<offset_record>> tombstones;  // per group
+    size_t expired = 0;
     for (const auto& [group_id, g] : _groups) {
         // Offsets of a group with members stay: the members may still need them.
         if (g.state != group_state::empty || g.offsets.empty()) continue;
@@ -349,14 +390,14 @@ void group_coordinator::expire_offsets() {
             record.group_id = group_id;
             record.where = where;
             record.value.commit_timestamp_ms = now_ms;
-            tombstones.push_back(std::move(record));
+            tombstones[group_id].push_back(std::move(record));
+            ++expired;
         }
-        touched.push_back(group_id);
     }
     if (tombstones.empty()) return;
-    net::log_info("offsets: %zu committed offsets expired", tombstones.size());
-    persist(tombstones, [](error_code) {});
-    for (const std::string& group_id : touched) drop_if_unused(group_id);
+    net::log_info("offsets: %zu committed offsets expired", expired);
+    for (auto& [group_id, records] : tombstones)
+        persist(std::move(records), [this, group_id](error_code) { drop_if_unused(group_id); });
 }
 
 }  // namespace spate::broker::group

@@ -109,15 +109,6 @@ int32_t offsets_partition_of(std::string_view group_id, int32_t partitions) {
     return partitions <= 0 ? 0 : positive % partitions;
 }
 
-uint32_t shard_of_group(std::string_view group_id, uint32_t shard_count) {
-    uint32_t hash = 2166136261u;
-    for (char c : group_id) {
-        hash ^= static_cast<uint8_t>(c);
-        hash *= 16777619u;
-    }
-    return shard_count == 0 ? 0 : hash % shard_count;
-}
-
 void encode_record(const offset_record& record, std::vector<uint8_t>& out) {
     proto::writer body(64);
     body.int8(static_cast<int8_t>(record.kind));
@@ -229,8 +220,7 @@ void apply_record(recovered_groups& groups, const offset_record& record) {
             if (found->second.empty()) table.erase(found);
             return;
         }
-        case record_kind::group_deleted:
-            table.erase(record.group_id);
+        case record_kind::group_deleted:  // the group's metadata only, as in Kafka
             groups.snapshots.erase(record.group_id);
             return;
         case record_kind::group_metadata:
@@ -244,137 +234,48 @@ fs::path offsets_file_path(const fs::path& data_dir, uint64_t epoch, uint32_t sh
            ("offsets-" + std::to_string(epoch) + "-" + std::to_string(shard) + ".log");
 }
 
-result<recovered_offsets> recover_offsets(const fs::path& data_dir, uint32_t shard_count) {
+result<std::optional<recovered_groups>> read_legacy_offsets(const fs::path& data_dir) {
     const fs::path dir = offsets_dir(data_dir);
-    std::error_code failed;
-    fs::create_directories(dir, failed);
-    if (failed)
-        return error{failed.value(), "cannot create " + dir.string() + ": " + failed.message()};
-
-    uint64_t old_epoch = 0;
-    uint32_t old_shards = 0;
+    uint64_t epoch = 0;
+    uint32_t shards = 0;
     auto state = storage::read_small_file(dir / "state", state_file_bytes_max);
-    if (state) {
-        if (!parse_state(state.value(), old_epoch, old_shards))
-            return error{EINVAL, "malformed " + (dir / "state").string()};
-    } else if (state.failure().code != ENOENT) {
+    if (!state) {
+        if (state.failure().code == ENOENT) return std::optional<recovered_groups>();
         return state.failure();
     }
-
-    // Replay the current epoch. Within one epoch a group's records are all in the file
-    // of the shard it hashed to, so the order between files does not matter.
+    if (!parse_state(state.value(), epoch, shards))
+        return error{EINVAL, "malformed " + (dir / "state").string()};
+    // Within one epoch a group's records are all in the file of the shard it hashed to,
+    // so the order between files does not matter.
     recovered_groups merged;
-    for (uint32_t s = 0; s < old_shards; ++s) {
-        const fs::path path = offsets_file_path(data_dir, old_epoch, s);
+    for (uint32_t s = 0; s < shards; ++s) {
+        const fs::path path = offsets_file_path(data_dir, epoch, s);
         auto bytes = read_whole_file(path);
         if (!bytes) {
             if (bytes.failure().code == ENOENT) continue;
             return bytes.failure();
         }
-        decoded_records decoded = decode_records(bytes.value());
-        for (const offset_record& record : decoded.records) apply_record(merged, record);
-    }
-
-    recovered_offsets recovered;
-    recovered.epoch = old_epoch + 1;
-    recovered.per_shard.resize(shard_count);
-    for (auto& [group_id, offsets] : merged.offsets)
-        recovered.per_shard[shard_of_group(group_id, shard_count)].offsets[group_id] =
-            std::move(offsets);
-    for (auto& [group_id, snapshot] : merged.snapshots)
-        recovered.per_shard[shard_of_group(group_id, shard_count)].snapshots[group_id] =
-            std::move(snapshot);
-
-    for (uint32_t s = 0; s < shard_count; ++s) {
-        std::vector<uint8_t> bytes;
-        for (const auto& [group_id, offsets] : recovered.per_shard[s].offsets) {
-            for (const auto& [where, value] : offsets)
-                encode_record({record_kind::commit, group_id, where, value, {}}, bytes);
-        }
-        for (const auto& [group_id, snapshot] : recovered.per_shard[s].snapshots) {
-            offset_record record;
-            record.kind = record_kind::group_metadata;
-            record.group_id = group_id;
-            record.snapshot = snapshot;
-            encode_record(record, bytes);
-        }
-        if (auto written = storage::write_file_atomically(
-                offsets_file_path(data_dir, recovered.epoch, s), bytes);
-            !written)
-            return written.failure();
-    }
-    const std::string next_state =
-        std::to_string(recovered.epoch) + " " + std::to_string(shard_count) + "\n";
-    if (auto written = storage::write_file_atomically(
-            dir / "state",
-            std::span(reinterpret_cast<const uint8_t*>(next_state.data()), next_state.size()));
-        !written)
-        return written.failure();
-    // The old epoch is unreachable now; its files are only garbage.
-    for (const auto& entry : fs::directory_iterator(dir, failed)) {
-        const std::string name = entry.path().filename().string();
-        const std::string current = "offsets-" + std::to_string(recovered.epoch) + "-";
-        if (name.rfind("offsets-", 0) == 0 && name.rfind(current, 0) != 0) {
-            if (auto removed = storage::remove_file(entry.path()); !removed)
-                return removed.failure();
+        for (const offset_record& record : decode_records(bytes.value()).records) {
+            // These files had no per-offset tombstones for a deleted group: its
+            // deletion took its offsets too.
+            if (record.kind == record_kind::group_deleted) merged.offsets.erase(record.group_id);
+            apply_record(merged, record);
         }
     }
-    return recovered;
+    return std::optional<recovered_groups>(std::move(merged));
 }
 
-// ---- offset_log --------------------------------------------------------------------
-
-offset_log::~offset_log() { close(); }
-
-offset_log::offset_log(offset_log&& other) noexcept
-    : _fd(other._fd), _size(other._size), _path(std::move(other._path)) {
-    other._fd = -1;
-}
-
-offset_log& offset_log::operator=(offset_log&& other) noexcept {
-    if (this != &other) {
-        close();
-        _fd = other._fd;
-        _size = other._size;
-        _path = std::move(other._path);
-        other._fd = -1;
-    }
-    return *this;
-}
-
-result<offset_log> offset_log::open(const fs::path& path) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return storage::errno_error("open", path);
-    const off_t end = ::lseek(fd, 0, SEEK_END);
-    if (end < 0) {
-        error failure = storage::errno_error("lseek", path);
-        ::close(fd);
-        return failure;
-    }
-    offset_log log;
-    log._fd = fd;
-    log._size = end;
-    log._path = path;
-    return log;
-}
-
-result<void> offset_log::append(std::span<const uint8_t> bytes) {
-    if (_fd < 0) return error{EBADF, "offsets file " + _path.string() + " is closed"};
-    auto written = storage::pwrite_all(_fd, bytes, _size, _path);
-    if (!written) {
-        // A partial record may be on disk; the next append overwrites it, and replay
-        // stops at it if the process dies first.
-        return written;
-    }
-    _size += static_cast<int64_t>(bytes.size());
+result<void> remove_legacy_offsets(const fs::path& data_dir) {
+    const fs::path dir = offsets_dir(data_dir);
+    // The state file goes first: without it the directory is never read again.
+    if (auto removed = storage::remove_file(dir / "state");
+        !removed && removed.failure().code != ENOENT)
+        return removed;
+    std::error_code failed;
+    fs::remove_all(dir, failed);
+    if (failed)
+        return error{failed.value(), "cannot remove " + dir.string() + ": " + failed.message()};
     return {};
-}
-
-void offset_log::close() {
-    if (_fd < 0) return;
-    (void)storage::sync_data(_fd, _path);
-    ::close(_fd);
-    _fd = -1;
 }
 
 }  // namespace spate::broker::group

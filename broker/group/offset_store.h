@@ -1,20 +1,18 @@
 #pragma once
-// Committed offsets of consumer groups: the in-memory table and its on-disk log.
+// Committed offsets and group snapshots: the in-memory tables a coordinator loads, and
+// the reader of the per-shard files that kept them before __consumer_offsets did.
 //
-// Every shard coordinates the groups that hash to it (shard_of_group) and appends
-// their commits to its own file, so no file is shared between threads. The files
-// live in `<data_dir>/__consumer_offsets/`:
+// Today groups live in the internal topic __consumer_offsets (broker/group/
+// offsets_topic.h, records in Kafka's schemas: broker/group/group_records.h). Before,
+// every shard appended its groups' records to its own file in
+// `<data_dir>/__consumer_offsets/`:
 //
-//   state                    text "<epoch> <shard_count>\n", replaced atomically
+//   state                    text "<epoch> <shard_count>\n"
 //   offsets-<epoch>-<shard>.log
-//                            the records of the groups shard <shard> coordinates
+//                            the records of the groups shard <shard> coordinated
 //
-// Start-up (recover_offsets, single-threaded, before any shard serves) reads the
-// files of the epoch named by `state`, replays them into one table, then writes a
-// compacted file per shard for epoch + 1 (fsync'ed), and only then replaces
-// `state` and removes the old files. A crash at any point leaves one complete
-// epoch, and the shard count may change between runs because every start-up
-// redistributes the groups.
+// A broker upgraded from those files imports them once at start-up
+// (read_legacy_offsets), then removes them (remove_legacy_offsets).
 //
 // Record layout (big-endian, Kafka primitive encodings of proto::writer):
 //
@@ -49,7 +47,7 @@
 //         bytes   assignment
 //
 // A torn or corrupt record ends the replay of its file: everything before it was
-// acknowledged, nothing after it can have been (appends are sequential).
+// acknowledged, nothing after it can have been (appends were sequential).
 
 #include <cstdint>
 #include <filesystem>
@@ -63,10 +61,6 @@
 #include "proto/result.h"
 
 namespace spate::broker::group {
-
-// The shard that coordinates `group_id`. FNV-1a, so the placement is the same in every
-// build and run (std::hash makes no such promise).
-uint32_t shard_of_group(std::string_view group_id, uint32_t shard_count);
 
 // Java's String.hashCode of `text` (UTF-8 decoded to UTF-16 code units; each malformed
 // byte becomes U+FFFD, where Java may merge a cut-short sequence into one), int32
@@ -145,49 +139,23 @@ struct decoded_records {
 // Decodes records until the end or the first torn/corrupt one.
 decoded_records decode_records(std::span<const uint8_t> bytes);
 
-// Applies one record (tombstones erase; a group deletion drops its snapshot too).
+// Applies one record as Kafka's log means it: a commit sets an offset, an offset tombstone
+// erases it, a group snapshot replaces the last one and a group tombstone erases that
+// (the group's offsets have tombstones of their own).
 void apply_record(recovered_groups& groups, const offset_record& record);
 
 // Longest record body accepted on replay; commits carry at most
 // offset_metadata_bytes_max of metadata plus names bounded by the protocol's int16.
 inline constexpr uint32_t record_body_bytes_max = 1u << 20;
 
-// Start-up recovery (see the top of this file). Returns one table per shard; after it
-// returns, offsets-<epoch>-<shard>.log exist for every shard and are compacted.
-struct recovered_offsets {
-    std::vector<recovered_groups> per_shard;
-    uint64_t epoch = 0;
-};
-result<recovered_offsets> recover_offsets(const std::filesystem::path& data_dir,
-                                          uint32_t shard_count);
-
-// The path of shard `shard`'s file in `epoch`.
+// The path of shard `shard`'s file in `epoch` (the old layout).
 std::filesystem::path offsets_file_path(const std::filesystem::path& data_dir, uint64_t epoch,
                                         uint32_t shard);
 
-// One shard's append-only offsets file. Owned by that shard's group_coordinator and
-// touched only on its thread; writes are blocking appends (like the partition logs'),
-// and durability comes from fdatasync on the ring when the policy asks for it.
-class offset_log {
-public:
-    offset_log() = default;
-    ~offset_log();
-    offset_log(const offset_log&) = delete;
-    offset_log& operator=(const offset_log&) = delete;
-    offset_log(offset_log&& other) noexcept;
-    offset_log& operator=(offset_log&& other) noexcept;
-
-    // Opens `path` for appending (creating it if missing).
-    static result<offset_log> open(const std::filesystem::path& path);
-    result<void> append(std::span<const uint8_t> bytes);
-    bool is_open() const { return _fd >= 0; }
-    int fd() const { return _fd; }
-    void close();
-
-private:
-    int _fd = -1;
-    int64_t _size = 0;
-    std::filesystem::path _path;
-};
+// The groups the old per-shard files hold (every shard's file of the epoch `state`
+// names), or nullopt when there are none to import.
+result<std::optional<recovered_groups>> read_legacy_offsets(const std::filesystem::path& data_dir);
+// Removes the old files once their groups are imported: the state file first.
+result<void> remove_legacy_offsets(const std::filesystem::path& data_dir);
 
 }  // namespace spate::broker::group

@@ -1,6 +1,9 @@
 #pragma once
-// Routing of group requests: every group lives on the shard shard_of_group names, so a
-// handler runs its group work there with call_on and answers on the request's shard.
+// Routing of group requests: a group lives on the shard that leads its partition of
+// __consumer_offsets (broker/group/offsets_topic.h), so a handler runs its group work
+// there with call_on and answers on the request's shard. A group whose partition is not
+// led in this process goes to the request's own shard, whose coordinator answers
+// NOT_COORDINATOR.
 
 #include <functional>
 #include <string>
@@ -8,12 +11,17 @@
 #include "broker/broker.h"
 #include "broker/group/coordinator.h"
 #include "broker/group/offset_store.h"
+#include "broker/group/offsets_topic.h"
 
 namespace spate::broker::group {
 
 // The shard that coordinates `group_id` in this process.
 inline net::shard_id coordinator_shard(shard_state& shard, const std::string& group_id) {
-    return shard_of_group(group_id, shard.owner().shard_count());
+    const topic_info* topic = shard.metadata()->find(std::string(offsets_topic_name));
+    if (topic == nullptr || topic->partition_count() == 0) return shard.id();
+    const int32_t partition = offsets_partition_of(group_id, topic->partition_count());
+    const uint32_t owner = topic->partition_shards[static_cast<size_t>(partition)];
+    return owner < shard.owner().shard_count() ? owner : shard.id();
 }
 
 // Runs `work(coordinator, reply)` on the group's shard; `reply(response)` (possibly

@@ -3,6 +3,7 @@
 // v4) and the broker's auto_create_topics_enable says so, like Kafka.
 #include <algorithm>
 
+#include "broker/group/offsets_topic.h"
 #include "broker/handlers/handlers.h"
 #include "proto/error_code.h"
 #include "proto/messages.h"
@@ -30,6 +31,7 @@ void add_topic(const topic_info* topic, const std::string& name, bool may_create
         return;
     }
     out.topic_id = topic->id;
+    out.is_internal = name == group::offsets_topic_name;
     for (int32_t i = 0; i < topic->partition_count(); ++i) {
         response_type::metadata_response_partition p;
         p.partition_index = i;
@@ -155,7 +157,9 @@ void handle_metadata(request_ptr req) {
     std::vector<std::string> missing;
     if (names && allowed && req->shard->config().auto_create_topics_enable) {
         for (const std::string& name : *names)
-            if (req->shard->metadata()->find(name) == nullptr && valid_topic_name(name))
+            // __consumer_offsets is created by the first FindCoordinator, never here.
+            if (req->shard->metadata()->find(name) == nullptr && valid_topic_name(name) &&
+                name != group::offsets_topic_name)
                 missing.push_back(name);
     }
     if (!missing.empty() && req->shard->owner().cluster() != nullptr) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "broker/group/offsets_topic.h"
 #include "broker/handlers/handlers.h"
 #include "net/clock.h"
 #include "proto/error_code.h"
@@ -223,22 +224,16 @@ void append_one(shard_state& owner, partition_work& work) {
         work.log_append_time_ms = wall_clock_ms();
         proto::set_log_append_time(work.batch, work.log_append_time_ms);
     }
-    // Every batch carries the epoch of the leader that wrote it (KIP-101).
-    proto::set_partition_leader_epoch(work.batch, target->leader_epoch());
-    auto appended = target->log().append(work.batch, h.records_count);
+    auto appended = target->append_as_leader(work.batch, h.records_count);
     if (!appended) {
-        target->note_storage_failure("append", appended.failure());
         work.error = error_code::kafka_storage_error;
         return;
     }
-    target->note_storage_success("append");
     work.base_offset = appended->base_offset;
     work.log_start_offset = target->log().log_start_offset();
     target->producers().record(
         h.producer_id, h.producer_epoch,
         {h.base_sequence, last_sequence, work.base_offset, work.log_append_time_ms});
-    target->advance_high_watermark();
-    target->wake_waiters();
 }
 
 // Fails the works of partition (topic, index) that had succeeded with `code`.
@@ -289,34 +284,13 @@ void append_all(shard_state& owner, work_list list, bool sync_first, int16_t ack
     auto shared = std::make_shared<work_list>(std::move(list));
     auto remaining = std::make_shared<size_t>(waits.size());
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    shard_state* home = &owner;
     for (const partition_wait& w : waits) {
-        auto finish = [shared, remaining, reply, w](error_code code) {
-            fail_partition(*shared, w.topic, w.index, code);
-            if (--*remaining == 0) reply(std::move(*shared));
-        };
-        // Looked up again after the sync: the partition may be gone by then.
-        auto replicate = [home, w, deadline, finish]() {
-            partition* p = home->find_partition(w.topic, w.index);
-            if (p == nullptr) {
-                finish(error_code::not_leader_or_follower);
-                return;
-            }
-            p->wait_replicated(w.end, w.min_insync_replicas, deadline, finish);
-        };
-        if (!w.sync_first) {
-            replicate();
-            continue;
-        }
-        partition* p = owner.find_partition(w.topic, w.index);
-        p->wait_durable(owner.net_shard(), w.end, [w, finish, replicate](bool ok) {
-            if (!ok)
-                finish(error_code::kafka_storage_error);
-            else if (w.replicate)
-                replicate();
-            else
-                finish(error_code::none);
-        });
+        owner.wait_acknowledged(w.topic, w.index,
+                                {w.end, w.min_insync_replicas, w.sync_first, w.replicate, deadline},
+                                [shared, remaining, reply, w](error_code code) {
+                                    fail_partition(*shared, w.topic, w.index, code);
+                                    if (--*remaining == 0) reply(std::move(*shared));
+                                });
     }
 }
 
@@ -392,6 +366,8 @@ void handle_produce(request_ptr req) {
                 failure = route_error(info, part.index);
             else if (transactional)
                 failure = error_code::transactional_id_authorization_failed;
+            else if (topic.name == group::offsets_topic_name)  // the coordinators' alone
+                failure = error_code::invalid_topic_exception;
             else
                 failure = check_partition(*body, req->version(), config, part.records_, work,
                                           out.error_message);

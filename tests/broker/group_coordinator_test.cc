@@ -2,8 +2,6 @@
 // error codes each state answers.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 
@@ -15,7 +13,8 @@ namespace proto = spate::proto;
 
 namespace {
 
-// Timers fire only when the test advances the clock; fdatasync completes at once.
+// Timers fire only when the test advances the clock. Appends land in `log` and are
+// acknowledged at once, unless `hold` keeps the acknowledgements for release().
 class fake_environment final : public coordinator_environment {
 public:
     int64_t wall_clock_ms() override { return 1'700'000'000'000 + _now_ms; }
@@ -32,11 +31,28 @@ public:
             }
         }
     }
-    void sync_file(int, std::function<void(int)> done) override {
-        ++syncs;
-        done(0);
+    void append_records(int32_t partition, std::vector<offset_record> records,
+                        std::function<void(error_code)> done) override {
+        ++appends;
+        last_partition = partition;
+        for (auto& r : records) log.push_back(std::move(r));
+        if (hold)
+            held.push_back(std::move(done));
+        else
+            done(fail_with);
     }
-    void run_soon(std::function<void()> work) override { work(); }
+    // Acknowledges the held appends with `error`.
+    void release(error_code error = error_code::none) {
+        auto waiting = std::move(held);
+        held.clear();
+        for (auto& done : waiting) done(error);
+    }
+    // The groups a coordinator would load from `log`.
+    recovered_groups replay() const {
+        recovered_groups groups;
+        for (const auto& r : log) apply_record(groups, r);
+        return groups;
+    }
     // Moves the clock forward, firing every timer that comes due, in deadline order.
     void advance(int64_t ms) {
         const int64_t until = _now_ms + ms;
@@ -49,7 +65,12 @@ public:
         }
         _now_ms = until;
     }
-    int syncs = 0;
+    int appends = 0;
+    int32_t last_partition = -1;
+    std::vector<offset_record> log;
+    bool hold = false;
+    error_code fail_with = error_code::none;
+    std::vector<std::function<void(error_code)>> held;
 
 private:
     int64_t _now_ms = 0;
@@ -57,34 +78,24 @@ private:
     std::map<std::pair<int64_t, uint64_t>, std::function<void()>> _timers;
 };
 
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        char pattern[] = "/tmp/spate-group-test-XXXXXX";
-        path = ::mkdtemp(pattern);
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-};
-
 constexpr int32_t session_ms = 10000;
 constexpr int32_t rebalance_ms = 30000;
 constexpr int32_t initial_delay_ms = 3000;
 
 struct fixture {
-    temp_dir dir;
     fake_environment env;
     group_coordinator groups;
 
-    explicit fixture(bool sync_commits = false) : fixture(make_config(sync_commits)) {}
+    fixture() : fixture(make_config()) {}
+    // One partition of __consumer_offsets, loaded and empty: every group is this one's.
     explicit fixture(coordinator_config config) : groups(config, env) {
-        auto log = offset_log::open(dir.path / "offsets.log");
-        REQUIRE(log.ok());
-        groups.load({}, std::move(log.value()));
+        groups.set_partition_count(1);
+        groups.begin_load(0);
+        groups.finish_load(0, {});
     }
-    static coordinator_config make_config(bool sync_commits) {
+    static coordinator_config make_config(bool = false) {
         coordinator_config config;
         config.initial_rebalance_delay_ms = initial_delay_ms;
-        config.sync_commits = sync_commits;
         return config;
     }
 };
@@ -550,10 +561,78 @@ TEST_CASE("commit rules: simple consumers, unknown members, generations, metadat
     CHECK(fetched_offset(f, "nobody") == -1);
 }
 
-TEST_CASE("commits are acknowledged after fdatasync under the fsync policy") {
-    fixture f(true);
+TEST_CASE("a commit counts once its append is acknowledged, and fails with it") {
+    fixture f;
+    f.env.hold = true;
+    std::optional<proto::offset_commit_response> answered;
+    f.groups.commit(commit_request("", -1, 10),
+                    [&](proto::offset_commit_response r) { answered = std::move(r); });
+    CHECK(!answered.has_value());
+    CHECK(fetched_offset(f) == -1);  // not acknowledged: not visible
+    f.env.release();
+    REQUIRE(answered.has_value());
+    CHECK(answered->topics[0].partitions[0].error_code == 0);
+    CHECK(fetched_offset(f) == 10);
+    CHECK(f.env.last_partition == 0);
+    // Too few in-sync replicas: the commit fails with the coordinator's error and the
+    // committed offset stays where it was.
+    answered.reset();
+    f.groups.commit(commit_request("", -1, 11),
+                    [&](proto::offset_commit_response r) { answered = std::move(r); });
+    f.env.release(error_code::coordinator_not_available);
+    REQUIRE(answered.has_value());
+    CHECK(answered->topics[0].partitions[0].error_code == 15);
+    CHECK(fetched_offset(f) == 10);
+}
+
+TEST_CASE("groups of partitions not led here, or still loading, are refused") {
+    fake_environment env;
+    group_coordinator groups(fixture::make_config(), env);
+    groups.set_partition_count(1);
+    proto::heartbeat_request beat;
+    beat.group_id = std::string("g");
+    beat.member_id = std::string("m");
+    CHECK(groups.heartbeat(beat) == error_code::not_coordinator);
+    std::optional<proto::join_group_response> joined;
+    groups.join(join_request(""), context(),
+                [&](proto::join_group_response r) { joined = std::move(r); });
+    REQUIRE(joined.has_value());
+    CHECK(joined->error_code == 16);  // NOT_COORDINATOR
+    groups.begin_load(0);
+    CHECK(groups.heartbeat(beat) == error_code::coordinator_load_in_progress);
+    CHECK(groups.fetch("g", std::nullopt).error_code == 14);
+    CHECK(groups.describe("g").error_code == 14);
+    groups.finish_load(0, {});
+    CHECK(groups.heartbeat(beat) == error_code::unknown_member_id);
+}
+
+TEST_CASE("unloading a partition answers its waiting members and forgets its groups") {
+    fixture f;
+    const std::string a = member_id_for(f);
+    std::optional<proto::join_group_response> joined;
+    f.groups.join(join_request(a), context(),
+                  [&](proto::join_group_response r) { joined = std::move(r); });
+    CHECK(!joined.has_value());  // waits for the initial rebalance delay
+    f.groups.unload(0);
+    REQUIRE(joined.has_value());
+    CHECK(joined->error_code == 16);  // NOT_COORDINATOR: find the new coordinator
+    CHECK(!f.groups.state_of("g").has_value());
+    f.env.advance(rebalance_ms * 2);  // no timer of the forgotten group fires
+    CHECK(f.groups.availability("g") == error_code::not_coordinator);
+}
+
+TEST_CASE("deleting a group writes a tombstone for each offset and one for the group") {
+    fixture f;
     CHECK(commit(f, commit_request("", -1, 10)) == 0);
-    CHECK(f.env.syncs == 1);
+    std::optional<error_code> deleted;
+    f.groups.delete_group("g", [&](error_code e) { deleted = e; });
+    REQUIRE(deleted == error_code::none);
+    recovered_groups replayed = f.env.replay();
+    CHECK(replayed.offsets.count("g") == 0);
+    CHECK(replayed.snapshots.count("g") == 0);
+    REQUIRE(f.env.log.size() >= 3);
+    CHECK(f.env.log[f.env.log.size() - 2].kind == record_kind::offset_deleted);
+    CHECK(f.env.log.back().kind == record_kind::group_deleted);
 }
 
 TEST_CASE("list and describe report Kafka's state names, members and assignments") {
@@ -691,28 +770,23 @@ TEST_CASE("a group refuses new members beyond its maximum size") {
     CHECK(third.get().error_code == 81);  // GROUP_MAX_SIZE_REACHED
 }
 
-TEST_CASE("a Stable group comes back Stable after a restart: same members, no rebalance") {
-    temp_dir dir;
+TEST_CASE("a Stable group comes back Stable on a new coordinator: same members, no rebalance") {
     std::string a;
+    recovered_groups recovered;
     {
         fixture f;
         a = stable_single_member(f);
         CHECK(commit(f, commit_request(a, 1, 33)) == 0);
-        // Move the fixture's log where recovery looks for it.
         f.groups.close();
-        std::filesystem::create_directories(dir.path / "__consumer_offsets");
-        std::filesystem::copy_file(f.dir.path / "offsets.log", offsets_file_path(dir.path, 0, 0));
-        std::ofstream(dir.path / "__consumer_offsets" / "state") << "0 1\n";
+        recovered = f.env.replay();  // what the next leader of the partition reads
     }
-    auto recovered = recover_offsets(dir.path, 1);
-    REQUIRE(recovered.ok());
-    CHECK(recovered.value().per_shard[0].offsets.count("g") == 1);
-    REQUIRE(recovered.value().per_shard[0].snapshots.count("g") == 1);
+    CHECK(recovered.offsets.count("g") == 1);
+    REQUIRE(recovered.snapshots.count("g") == 1);
     fake_environment env;
     group_coordinator groups(fixture::make_config(false), env);
-    auto log = offset_log::open(offsets_file_path(dir.path, recovered.value().epoch, 0));
-    REQUIRE(log.ok());
-    groups.load(std::move(recovered.value().per_shard[0]), std::move(log.value()));
+    groups.set_partition_count(1);
+    groups.begin_load(0);
+    groups.finish_load(0, std::move(recovered));
     CHECK(groups.state_of("g") == group_state::stable);
     CHECK(groups.generation_of("g") == 1);
     CHECK(groups.leader_of("g") == a);

@@ -1,5 +1,5 @@
-// The committed-offsets log: record round trips, torn tails, and start-up recovery
-// across restarts and shard count changes.
+// The old per-shard offsets files: record round trips, torn tails, and the reader that
+// imports them into __consumer_offsets; and Kafka's meaning of each record kind.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -38,23 +38,21 @@ offset_record commit_of(const std::string& group, const std::string& topic, int3
 }
 
 void append_records(const fs::path& path, const std::vector<offset_record>& records) {
-    auto log = offset_log::open(path);
-    REQUIRE(log.ok());
+    fs::create_directories(path.parent_path());
     std::vector<uint8_t> bytes;
     for (const auto& r : records) encode_record(r, bytes);
-    REQUIRE(log.value().append(bytes).ok());
+    std::ofstream out(path, std::ios::app | std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+    REQUIRE(out.good());
 }
 
-int64_t offset_in(const recovered_offsets& recovered, const std::string& group,
+int64_t offset_in(const recovered_groups& groups, const std::string& group,
                   const std::string& topic, int32_t partition) {
-    for (const auto& shard : recovered.per_shard) {
-        const offset_table& table = shard.offsets;
-        auto g = table.find(group);
-        if (g == table.end()) continue;
-        auto p = g->second.find({topic, partition});
-        if (p != g->second.end()) return p->second.offset;
-    }
-    return -1;
+    auto g = groups.offsets.find(group);
+    if (g == groups.offsets.end()) return -1;
+    auto p = g->second.find({topic, partition});
+    return p == g->second.end() ? -1 : p->second.offset;
 }
 
 }  // namespace
@@ -105,48 +103,47 @@ TEST_CASE("replay stops at a torn or corrupt record") {
     CHECK(decode_records(huge).records.empty());
 }
 
-TEST_CASE("recovery replays the last epoch, compacts, and survives a shard count change") {
+TEST_CASE("the old files are read from the epoch their state names, then removed") {
     temp_dir dir;
-    auto first = recover_offsets(dir.path, 2);
-    REQUIRE(first.ok());
-    CHECK(first.value().epoch == 1);
-    // Each shard appends the commits of its groups, as the coordinators do.
+    auto none = read_legacy_offsets(dir.path);
+    REQUIRE(none.ok());
+    CHECK(!none.value().has_value());  // nothing to import
     for (int i = 0; i < 20; ++i) {
         const std::string group = "group-" + std::to_string(i);
-        const uint32_t shard = shard_of_group(group, 2);
-        append_records(offsets_file_path(dir.path, 1, shard),
+        append_records(offsets_file_path(dir.path, 4, static_cast<uint32_t>(i % 2)),
                        {commit_of(group, "t", 0, i), commit_of(group, "t", 0, i + 100)});
     }
-    // A torn tail on shard 0's file (kill -9 during a write) loses only that record.
+    // A torn tail (kill -9 during a write) loses only that record.
     {
-        std::ofstream tail(offsets_file_path(dir.path, 1, 0), std::ios::app | std::ios::binary);
+        std::ofstream tail(offsets_file_path(dir.path, 4, 0), std::ios::app | std::ios::binary);
         tail.write("\x00\x00\x00\x40garbage", 11);
     }
-    auto second = recover_offsets(dir.path, 3);
-    REQUIRE(second.ok());
-    CHECK(second.value().epoch == 2);
-    for (int i = 0; i < 20; ++i) {
-        const std::string group = "group-" + std::to_string(i);
-        CHECK(offset_in(second.value(), group, "t", 0) == i + 100);
-        CHECK(second.value().per_shard[shard_of_group(group, 3)].offsets.count(group) == 1);
-    }
-    CHECK(!fs::exists(offsets_file_path(dir.path, 1, 0)));
-    // A crash before the state file names a new epoch leaves the old one authoritative:
-    // simulate it with a stray file of a future epoch.
-    append_records(offsets_file_path(dir.path, 3, 0), {commit_of("group-1", "t", 0, -5)});
-    auto third = recover_offsets(dir.path, 1);
-    REQUIRE(third.ok());
-    CHECK(offset_in(third.value(), "group-1", "t", 0) == 101);
-    CHECK(third.value().per_shard.size() == 1);
-    CHECK(third.value().per_shard[0].offsets.size() == 20);
+    // A file of another epoch (a crash during the old compaction) is not read.
+    append_records(offsets_file_path(dir.path, 5, 0), {commit_of("group-1", "t", 0, -5)});
+    // The old files deleted a group's offsets with the group's tombstone alone.
+    offset_record gone;
+    gone.kind = record_kind::group_deleted;
+    gone.group_id = "group-3";
+    append_records(offsets_file_path(dir.path, 4, 1), {gone});
+    std::ofstream(dir.path / "__consumer_offsets" / "state") << "4 2\n";
+    auto read = read_legacy_offsets(dir.path);
+    REQUIRE(read.ok());
+    REQUIRE(read.value().has_value());
+    const recovered_groups& groups = *read.value();
+    for (int i = 0; i < 20; ++i)
+        CHECK(offset_in(groups, "group-" + std::to_string(i), "t", 0) == (i == 3 ? -1 : i + 100));
+    REQUIRE(remove_legacy_offsets(dir.path).ok());
+    CHECK(!fs::exists(dir.path / "__consumer_offsets"));
+    auto again = read_legacy_offsets(dir.path);
+    REQUIRE(again.ok());
+    CHECK(!again.value().has_value());
+    // A damaged state file is an error, not an empty import.
+    fs::create_directories(dir.path / "__consumer_offsets");
+    std::ofstream(dir.path / "__consumer_offsets" / "state") << "x";
+    CHECK(!read_legacy_offsets(dir.path).ok());
 }
 
-TEST_CASE("shard_of_group is stable and within range") {
-    CHECK(shard_of_group("abc", 4) == shard_of_group("abc", 4));
-    for (int i = 0; i < 100; ++i) CHECK(shard_of_group(std::to_string(i), 3) < 3);
-}
-
-TEST_CASE("group snapshots round-trip and a group deletion drops them") {
+TEST_CASE("group snapshots round-trip and a group tombstone drops only the snapshot") {
     offset_record saved;
     saved.kind = record_kind::group_metadata;
     saved.group_id = std::string("g");
@@ -182,7 +179,8 @@ TEST_CASE("group snapshots round-trip and a group deletion drops them") {
     deleted.group_id = "g";
     apply_record(groups, deleted);
     CHECK(groups.snapshots.empty());
-    CHECK(groups.offsets.empty());
+    // Kafka's meaning: the offsets have tombstones of their own.
+    CHECK(groups.offsets.count("g") == 1);
     // A member count larger than the bytes left is refused before allocating.
     std::vector<uint8_t> lying;
     offset_record empty_group = saved;

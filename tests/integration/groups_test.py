@@ -466,6 +466,69 @@ def test_kcat_balanced_consumer():
         assert sorted(done.stdout.split()) == sorted(b"n-%d" % i for i in range(10)), done.stdout
 
 
+def _crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _legacy_commit(group, topic, partition, offset, metadata=b"m"):
+    """One commit record of the per-shard offsets files of earlier versions
+    (broker/group/offset_store.h): uint32 body length, uint32 CRC-32C, body."""
+    def string(b):
+        return struct.pack(">h", len(b)) + b
+    body = (struct.pack(">bq", 1, 1700000000000) + string(group.encode()) +
+            string(topic.encode()) + struct.pack(">iqi", partition, offset, -1) + string(metadata))
+    return struct.pack(">II", len(body), _crc32c(body)) + body
+
+
+def committed_of(b, group, topic, partitions):
+    c = consumer(b, group)
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=20)
+        return [tp.offset for tp in got]
+    finally:
+        c.close()
+
+
+def test_upgrade_imports_the_old_offsets_files_once():
+    data_dir = tempfile.mkdtemp(prefix="spate-upgrade-")
+    old = os.path.join(data_dir, "__consumer_offsets")
+    os.makedirs(old)
+    with open(os.path.join(old, "offsets-7-0.log"), "wb") as f:
+        f.write(_legacy_commit("legacy-a", "up", 0, 5) + _legacy_commit("legacy-a", "up", 1, 9))
+        f.write(_legacy_commit("legacy-a", "up", 0, 6))  # the later commit wins
+    with open(os.path.join(old, "offsets-7-1.log"), "wb") as f:
+        f.write(_legacy_commit("legacy-b", "up", 0, 3))
+    with open(os.path.join(old, "offsets-6-0.log"), "wb") as f:  # an older epoch: ignored
+        f.write(_legacy_commit("legacy-b", "up", 0, 99))
+    with open(os.path.join(old, "state"), "w") as f:
+        f.write("7 2\n")
+    try:
+        with group_broker(data_dir=data_dir) as b:
+            create_topic(b, "up", 2)
+            assert committed_of(b, "legacy-a", "up", 2) == [6, 9]
+            assert committed_of(b, "legacy-b", "up", 2)[0] == 3
+            deadline = time.time() + 20
+            while os.path.exists(old) and time.time() < deadline:
+                time.sleep(0.1)
+            assert not os.path.exists(old), os.listdir(old)
+            assert os.path.isdir(os.path.join(data_dir, "__consumer_offsets-0"))
+            c = consumer(b, "legacy-a")
+            c.commit(offsets=[TopicPartition("up", 0, 40)], asynchronous=False)
+            c.close()
+        # Imported once: a restart keeps what was committed since.
+        with group_broker(data_dir=data_dir) as b:
+            assert committed_of(b, "legacy-a", "up", 2) == [40, 9]
+            assert committed_of(b, "legacy-b", "up", 2)[0] == 3
+    finally:
+        import shutil
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 if __name__ == "__main__":
     Runner().run([test_three_consumers_share_partitions_while_members_leave_and_join,
                   test_two_groups_each_receive_everything,
@@ -477,4 +540,5 @@ if __name__ == "__main__":
                   test_static_member_restart_keeps_assignment_without_rebalance,
                   test_find_coordinator_batched_keys_and_transactions,
                   test_offset_fetch_multi_group_and_delete_groups,
-                  test_kcat_balanced_consumer])
+                  test_kcat_balanced_consumer,
+                  test_upgrade_imports_the_old_offsets_files_once])

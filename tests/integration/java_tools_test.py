@@ -286,6 +286,36 @@ def test_java_consumer_of_1000_partitions_fetches_incrementally():
             log.close()
 
 
+def test_kafka_formatters_read_consumer_offsets():
+    """__consumer_offsets holds Kafka's own records: Kafka's formatters decode them."""
+    with Broker() as b:
+        tool(b, "kafka-topics.sh", "--create", "--topic", "fmt", "--partitions", "2")
+        tool(b, "kafka-console-producer.sh", "--topic", "fmt",
+             data="".join("r %d\n" % i for i in range(10)))
+        tool(b, "kafka-console-consumer.sh", "--topic", "fmt", "--group", "fmt-group",
+             "--from-beginning", "--max-messages", "10", "--timeout-ms", "30000")
+        listed = tool(b, "kafka-topics.sh", "--describe", "--topic", "__consumer_offsets")
+        assert "cleanup.policy=compact" in listed, listed[:2000]
+        def formatted(formatter):
+            return tool(b, "kafka-console-consumer.sh", "--topic", "__consumer_offsets",
+                        "--from-beginning", "--formatter",
+                        "org.apache.kafka.tools.consumer." + formatter, "--timeout-ms", "8000",
+                        check=False)
+        offsets = [line for line in formatted("OffsetsMessageFormatter").splitlines()
+                   if '"fmt-group"' in line]
+        assert offsets, "no offset commit of fmt-group decoded"
+        last = {}  # partition -> the last committed offset the formatter printed
+        for line in offsets:
+            partition = re.search(r'"partition":(\d+)', line)
+            offset = re.search(r'"offset":(\d+)', line)
+            if partition and offset:
+                last[int(partition.group(1))] = int(offset.group(1))
+        assert sum(last.values()) == 10, offsets
+        groups = [line for line in formatted("GroupMetadataMessageFormatter").splitlines()
+                  if '"fmt-group"' in line]
+        assert groups and '"protocolType":"consumer"' in groups[0], groups
+
+
 if __name__ == "__main__":
     if KAFKA is None:
         print("SKIP: Apache Kafka's tools not found (../shared/kafka or $SPATE_KAFKA_DIR); "
@@ -297,4 +327,5 @@ if __name__ == "__main__":
     Runner().run([test_topics_create_describe_alter_delete, test_console_producer_and_consumer,
                   test_consumer_groups_describe_shows_host, test_perf_tools,
                   test_admin_client_describe_apis,
-                  test_java_consumer_of_1000_partitions_fetches_incrementally])
+                  test_java_consumer_of_1000_partitions_fetches_incrementally,
+                  test_kafka_formatters_read_consumer_offsets])
