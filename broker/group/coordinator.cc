@@ -318,7 +318,12 @@ void group_coordinator::join(const proto::join_group_request& request,
         done(join_error(error_code::invalid_session_timeout, request.member_id));
         return;
     }
-    if (request.protocol_type.empty() || request.protocols.empty()) {
+    // Protocol names are stored in the group's record, whose strings hold 32767 bytes.
+    const auto too_long = [](const std::string& name) { return name.size() > 32767; };
+    if (request.protocol_type.empty() || request.protocols.empty() ||
+        too_long(request.protocol_type) ||
+        std::any_of(request.protocols.begin(), request.protocols.end(),
+                    [&](const auto& p) { return too_long(p.name); })) {
         done(join_error(error_code::inconsistent_group_protocol, request.member_id));
         return;
     }

@@ -70,6 +70,9 @@ public:
                                 std::function<void(proto::error_code)> done) = 0;
 };
 
+// Kafka's longest topic name (Topic.MAX_NAME_LENGTH).
+inline constexpr size_t topic_name_bytes_max = 249;
+
 struct coordinator_config {
     // Kafka's group.min.session.timeout.ms / group.max.session.timeout.ms.
     int32_t session_timeout_min_ms = 6000;

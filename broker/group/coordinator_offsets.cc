@@ -148,6 +148,13 @@ void group_coordinator::commit(const proto::offset_commit_request& request, comm
         const auto& topic = request.topics[t];
         for (size_t p = 0; p < topic.partitions.size(); ++p) {
             const auto& part = topic.partitions[p];
+            // Kafka's longest topic name: a longer one names no topic, and would not fit
+            // the record's key either.
+            if (topic.name.size() > topic_name_bytes_max) {
+                response->topics[t].partitions[p].error_code =
+                    proto::code(error_code::unknown_topic_or_partition);
+                continue;
+            }
             if (part.committed_metadata &&
                 part.committed_metadata->size() >
                     static_cast<size_t>(_config.offset_metadata_bytes_max)) {
@@ -396,8 +403,10 @@ void group_coordinator::expire_offsets() {
     }
     if (tombstones.empty()) return;
     net::log_info("offsets: %zu committed offsets expired", expired);
-    for (auto& [group_id, records] : tombstones)
+    for (auto& [id, records] : tombstones) {
+        const std::string group_id = id;  // a copy: clang 14 cannot capture a binding
         persist(std::move(records), [this, group_id](error_code) { drop_if_unused(group_id); });
+    }
 }
 
 }  // namespace spate::broker::group

@@ -12,8 +12,8 @@ using proto::error_code;
 
 namespace {
 
-// Bytes read per loop turn while loading (Kafka's offsets.load.buffer.size).
-constexpr int32_t load_chunk_bytes = 5 << 20;
+// Bytes read per loop turn while loading: a few milliseconds of the shard at a time.
+constexpr int32_t load_chunk_bytes = 1 << 20;
 // Largest decompressed records section of one batch accepted while loading.
 constexpr size_t load_decompressed_bytes_max = 64 << 20;
 // A read that made no progress (a storage error) is retried after this long.
@@ -68,6 +68,13 @@ void offsets_topic::append_records(int32_t index, std::vector<offset_record> rec
         done(coordinator_error(error_code::not_enough_replicas));
         return;
     }
+    // Client strings were bounded by the coordinator; this is the last line of defence
+    // before the encoder's assertion.
+    for (const offset_record& record : records)
+        if (!fits_kafka_schemas(record)) {
+            done(error_code::invalid_commit_offset_size);
+            return;
+        }
     std::vector<uint8_t> batch = build_offsets_batch(records);
     if (batch.size() > static_cast<size_t>(p->config().message_max_bytes)) {
         done(coordinator_error(error_code::message_too_large));

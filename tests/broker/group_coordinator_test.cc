@@ -807,3 +807,16 @@ TEST_CASE("a Stable group comes back Stable on a new coordinator: same members, 
     CHECK(groups.member_count("g") == 0);
     CHECK(groups.state_of("g") == group_state::empty);
 }
+
+TEST_CASE("names too long for the records of __consumer_offsets are refused, not written") {
+    fixture f;
+    auto long_topic = commit_request("", -1, 5);
+    long_topic.topics[0].name = std::string(250, 't');
+    CHECK(commit(f, long_topic) == 3);  // UNKNOWN_TOPIC_OR_PARTITION
+    auto join = join_request("", {std::string(40000, 'p')});
+    std::optional<proto::join_group_response> joined;
+    f.groups.join(join, context(), [&](proto::join_group_response r) { joined = std::move(r); });
+    REQUIRE(joined.has_value());
+    CHECK(joined->error_code == 23);  // INCONSISTENT_GROUP_PROTOCOL
+    CHECK(f.env.appends == 0);
+}
