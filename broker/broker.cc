@@ -52,6 +52,10 @@ void shard_state::on_frame(net::connection_ref conn, uint64_t sequence, net::fra
     }
     req->body_offset = in.position();
     req->frame = std::move(frame);
+    if (!_broker.serving()) {  // a cluster's broker before its agent: the client retries
+        _shard.close_connection(conn);
+        return;
+    }
     dispatch(std::move(req));
 }
 
@@ -509,6 +513,13 @@ result<void> broker::start() {
     net_config.pin_to_core = _config.pin_shards;
     _states.resize(shards);
     snapshot_ptr initial = _store->snapshot();
+    if (clustered) {  // empty until the controller's first UpdateMetadata, but a cluster's
+        auto marked = std::make_shared<metadata_snapshot>(*initial);
+        marked->clustered = true;
+        initial = std::move(marked);
+    } else {
+        _serving.store(true, std::memory_order_release);
+    }
     _runtime = std::make_unique<net::runtime>(
         shards, net_config,
         [this, imports = imports.value(), initial](net::shard& shard) -> net::connection_handler& {
@@ -554,6 +565,7 @@ result<void> broker::start_cluster(uint32_t shards) {
                     _states[0]->install_everywhere(std::move(current), std::move(installed));
                 });
         });
+    _serving.store(true, std::memory_order_release);
     // Every shard follows the partitions it hosts and does not lead (replica_fetcher.h).
     for (net::shard_id s = 0; s < shards; ++s)
         _runtime->shard_at(s).post([this, s] { _states[s]->start_fetchers(); });

@@ -8,6 +8,7 @@
 // another shard goes there with `call_on` (the SPSC queues of net/) and the answer comes
 // back the same way. Shard 0 is also the controller: it alone owns the metadata_store.
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -194,6 +195,9 @@ public:
     // Each shard's budget of cached segment descriptors (segment_files_max), fixed at start.
     int64_t shard_segment_files() const { return _shard_segment_files; }
     uint16_t bound_port() const;
+    // Whether requests are served: at once on a single node; in a cluster once the agent
+    // exists, so no request meets a broker that would answer as a single node.
+    bool serving() const { return _serving.load(std::memory_order_acquire); }
     std::string advertised_host() const;
     int32_t advertised_port() const;
 
@@ -211,6 +215,7 @@ private:
     // Declared before the runtime's users go: the runtime is joined before these die.
     std::unique_ptr<cluster::broker_links> _links;  // shard 0's connections to the others
     std::unique_ptr<cluster::cluster_agent> _agent;
+    std::atomic<bool> _serving{false};
 };
 
 // ---- templates -------------------------------------------------------------------

@@ -101,6 +101,7 @@ void partition::advance_high_watermark() {
             if (!has_broker(_isr, id)) bound_by(id);
     if (next <= _high_watermark) return;
     _high_watermark = next;
+    wake_waiters();  // consumers long-polling for data below the new watermark
     if (_replication_waiters.empty()) return;
     std::vector<replication_waiter> released;
     std::erase_if(_replication_waiters, [&](replication_waiter& w) {
@@ -112,7 +113,6 @@ void partition::advance_high_watermark() {
         w.done(static_cast<int32_t>(isr_size()) < w.min_isr
                    ? error_code::not_enough_replicas_after_append
                    : error_code::none);
-    wake_waiters();  // consumers long-polling for data below the new watermark
 }
 
 std::optional<std::vector<int32_t>> partition::isr_proposal(

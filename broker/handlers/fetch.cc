@@ -186,7 +186,10 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
         read.as_follower = follower;
         if (follower && diverges(*p, read)) continue;
         read.visible_end = follower ? p->log().log_end_offset() : p->high_watermark();
-        if (read.offset < read.log_start_offset || read.offset > read.visible_end) {
+        // Out of range is outside the log, as in Kafka: a consumer between the high
+        // watermark and the log end (a new leader whose watermark has not caught up yet)
+        // gets nothing until the watermark passes it, not a reset to the log start.
+        if (read.offset < read.log_start_offset || read.offset > p->log().log_end_offset()) {
             read.high_watermark = p->high_watermark();
             read.error = error_code::offset_out_of_range;
             continue;
@@ -195,7 +198,7 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
         // watermark (and release acks=all produces) before anything is read.
         if (follower) owner.follower_fetched(*p, read.replica_id, read.offset);
         read.high_watermark = p->high_watermark();
-        if (read.offset == read.visible_end || read.max_bytes <= 0) continue;
+        if (read.offset >= read.visible_end || read.max_bytes <= 0) continue;
         const int64_t left = budget.bytes - used;
         if (with_data == budget.partitions_with_data || (with_data > 0 && left <= 0)) {
             read.unread = true;
@@ -405,13 +408,14 @@ void wait_for_data(const fetch_ptr& state) {
     struct watched {
         std::string topic;
         int32_t index;
-        int64_t seen_end;  // the visible end the round saw
+        int64_t seen_end;  // the visible end the round saw, or the fetch offset past it
         bool as_follower;
     };
     for (auto& [owner, list] : state->by_owner) {
         std::vector<watched> keys;
         for (const auto& read : list)
-            keys.push_back({read.topic, read.index, read.visible_end, read.as_follower});
+            keys.push_back({read.topic, read.index, std::max(read.visible_end, read.offset),
+                            read.as_follower});
         shard.call_on<int>(
             owner,
             [keys, weak, process, origin](shard_state& target, std::function<void(int)> reply) {

@@ -81,18 +81,29 @@ void answer(request_ptr req, const std::optional<std::vector<std::string>>& name
         self.host = shard.owner().advertised_host();
         self.port = shard.owner().advertised_port();
         response.brokers.push_back(self);
-        response.cluster_id = snapshot.clustered ? snapshot.cluster_id : shard.config().cluster_id;
+        // A cluster's broker not yet told the cluster id names none (null), rather than one
+        // a client would take for a different cluster's.
+        if (snapshot.clustered)
+            response.cluster_id = snapshot.cluster_id.empty()
+                                      ? std::nullopt
+                                      : std::optional<std::string>(snapshot.cluster_id);
+        else
+            response.cluster_id = shard.config().cluster_id;
         response.controller_id =
             snapshot.clustered ? snapshot.controller_id : shard.config().node_id;
     }
+    // Until then it knows no topic either: a named one may well exist, and clients retry
+    // LEADER_NOT_AVAILABLE rather than forget the topic.
+    const bool unsynced = snapshot.clustered && snapshot.brokers.empty();
     if (!names) {
         for (const auto& [name, topic] : snapshot.topics)
             add_topic(topic.get(), name, false, response, node);
     } else {
         for (const std::string& name : *names)
-            add_topic(snapshot.find(name), name,
-                      std::find(creating.begin(), creating.end(), name) != creating.end(), response,
-                      node);
+            add_topic(
+                snapshot.find(name), name,
+                unsynced || std::find(creating.begin(), creating.end(), name) != creating.end(),
+                response, node);
     }
     shard.respond(*req, response);
 }
