@@ -116,11 +116,12 @@ void offsets_topic::update(group_coordinator& coordinator) {
     for (int32_t index = 0; index < topic->partition_count(); ++index) {
         partition* p = _shard.find_partition(topic_name(), index);
         if (p == nullptr || !p->is_leader()) continue;
-        auto led = _led.find(index);
-        if (led != _led.end() && led->second.leader_epoch == p->leader_epoch()) continue;
-        // Led here anew, or again in a new epoch (another leader may have written since).
+        // Led here already: a new leader epoch of the same leader (an ISR change) changes
+        // nothing the coordinator holds. Leadership that went elsewhere and came back was
+        // seen to go: this replica followed the other leader to stay in the ISR.
+        if (_led.count(index) != 0) continue;
         const uint64_t load = ++_loads;
-        _led[index] = {p->leader_epoch(), load};
+        _led[index] = {load};
         coordinator.begin_load(index);
         auto state = std::make_shared<load_state>();
         state->partition = index;

@@ -3,7 +3,7 @@
 // environment its group coordinator writes through, and the loading and unloading of the
 // partitions of that topic the shard leads (CLUSTER.md, Consumer groups in a cluster).
 //
-// A partition this shard starts leading (or leads in a new leader epoch) is read from its
+// A partition this shard starts leading is read from its
 // log start to the log end as it was then, a chunk per loop turn, so a large partition does
 // not stall the shard; its groups answer COORDINATOR_LOAD_IN_PROGRESS meanwhile. Records
 // are Kafka's (broker/group/group_records.h). A partition no longer led here is unloaded.
@@ -59,7 +59,6 @@ public:
 private:
     using clock = std::chrono::steady_clock;
     struct leadership {
-        int32_t leader_epoch = -1;
         uint64_t load = 0;  // which load is current (an older one stops at its next step)
     };
     struct load_state {

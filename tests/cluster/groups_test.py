@@ -1318,6 +1318,54 @@ def test_restarted_coordinator_serves_nothing_stale():
     assert not problems, " | ".join(problems)
 
 
+def test_commit_without_min_insync_replicas_fails():
+    """A commit that cannot reach min.insync.replicas (the broker default, which
+    __consumer_offsets takes) fails with a retriable coordinator error and changes
+    nothing; once the replicas are back, commits succeed again."""
+    began = time.monotonic()
+    c = Cluster(brokers=3, zk_nodes=1, session_timeout_ms=ZK_SESSION_MS, shards=2,
+                extra_config=BROKER_CONFIG + "min_insync_replicas = 2\n")
+    _clusters.append(c)
+    c.start()
+    topic, group = unique("minisr"), unique("minisr-group")
+    create_topic(c, topic)
+    c.wait_for(lambda: coordinator_of(c, group) is not None and
+               offset_commit(addr(c, coordinator_of(c, group)), group, topic, {0: 10}) == {0: NONE},
+               30, "the first commit", interval=0.2)
+    coordinator = coordinator_of(c, group)
+    partition = offsets_partition_of(group)
+    others = [i for i in c.ids if i != coordinator]
+    for i in others:
+        c.kill(i)
+    c.wait_for(lambda: c.partition_state("__consumer_offsets", partition)["isr"] == [coordinator],
+               30, "the ISR of __consumer_offsets-%d to shrink to %d" % (partition, coordinator))
+    answers = []
+    for value in (20, 21, 22):
+        answers.append(offset_commit(addr(c, coordinator), group, topic, {0: value}, timeout=10)[0])
+    # The first may still wait for a replica the leader has not yet seen leave the ISR
+    # (REQUEST_TIMED_OUT after offsets_commit_timeout_ms); then NOT_ENOUGH_REPLICAS, which
+    # a coordinator answers as COORDINATOR_NOT_AVAILABLE, as Kafka does.
+    assert all(a in COORDINATOR_ERRORS + (REQUEST_TIMED_OUT,) for a in answers), answers
+    assert answers[-1] == COORDINATOR_NOT_AVAILABLE, answers
+    # A commit refused before its append (NOT_ENOUGH_REPLICAS) is never applied; one the
+    # leader appended while it still counted the dead replicas in sync fails after the
+    # append (NOT_ENOUGH_REPLICAS_AFTER_APPEND, also answered COORDINATOR_NOT_AVAILABLE,
+    # or a timeout) and counts once the ISR shrinks under it: "possibly persisted", as in
+    # Kafka. Either way the client was told it failed and retries.
+    possible = {10, 20, 21, 22}
+    fetched = c.wait_for(lambda: (lambda f: f if f[0] == NONE and f[1][0][1] == NONE else None)(
+        offset_fetch(addr(c, coordinator), group, topic, [0])), 30, "OffsetFetch", interval=0.2)
+    assert fetched[1][0][0] in possible, (fetched, answers)
+    for i in others:
+        c.restart(i)
+    c.wait_for(lambda: coordinator_of(c, group) is not None and
+               offset_commit(addr(c, coordinator_of(c, group)), group, topic, {0: 30}) == {0: NONE},
+               60, "a commit after the replicas came back", interval=0.5)
+    assert committed_offsets(c, group, topic, partitions=1) == {0: 30}
+    print("     min.insync.replicas: with 1 of 3 replicas in sync, commits answered %s; offsets kept; "
+          "commits resume after the restart; %.1fs" % (answers, time.monotonic() - began), flush=True)
+
+
 # ---- runner ---------------------------------------------------------------------------
 
 TESTS = [
@@ -1327,6 +1375,7 @@ TESTS = [
     test_coordinator_move_under_load,
     test_offsets_survive_full_restart,
     test_restarted_coordinator_serves_nothing_stale,
+    test_commit_without_min_insync_replicas_fails,
 ]
 
 
