@@ -374,3 +374,57 @@ def _on_sigterm(*_):
 def install_sigterm_handler():
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+# ---- running a suite --------------------------------------------------------------------
+
+class Skip(Exception):
+    """Raised by a test that cannot run here (a missing tool): reported, not failed."""
+
+
+def run_suite(selected, cleanup):
+    """Runs the test functions `selected` in order, a line each; `cleanup(failed)` after
+    each and once more at the end, then stops every cluster still running. Prints the
+    summary line "N passed, N failed" and returns the exit code."""
+    import time
+    import traceback
+    passed, failed, skipped = [], [], []
+    total = time.monotonic()
+    try:
+        for test in selected:
+            began = time.monotonic()
+            ok = False
+            try:
+                test()
+                ok = True
+                passed.append(test.__name__)
+                print("ok   %s (%.1fs)" % (test.__name__, time.monotonic() - began), flush=True)
+            except Skip as why:
+                ok = True
+                skipped.append((test.__name__, str(why)))
+                print("skip %s: %s" % (test.__name__, why), flush=True)
+            except Exception as failure:
+                failed.append((test.__name__, str(failure)))
+                print("FAIL %s (%.1fs): %s" % (test.__name__, time.monotonic() - began, failure),
+                      flush=True)
+                if isinstance(failure, AssertionError):  # the message says it; where it was raised
+                    frame = traceback.extract_tb(failure.__traceback__)[-1]
+                    print("     (raised at %s:%d in %s)" % (os.path.basename(frame.filename),
+                                                          frame.lineno, frame.name))
+                else:
+                    traceback.print_exc()
+                sys.stdout.flush()
+            finally:
+                cleanup(failed=not ok)
+    finally:
+        cleanup(failed=False)
+        for c in list(_clusters):
+            c.stop()
+    print("total %.1fs" % (time.monotonic() - total))
+    for name, why in skipped:
+        print("skipped: %s (%s)" % (name, why))
+    for name, why in failed:
+        print("failed: %s: %s" % (name, why[:600]))
+    print("%d passed, %d failed" % (len(passed), len(failed)) +
+          (", %d skipped" % len(skipped) if skipped else ""))
+    return 1 if failed else 0

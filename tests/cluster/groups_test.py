@@ -111,8 +111,7 @@ RETRIABLE = {
 }
 
 
-class Skip(Exception):
-    pass
+Skip = cluster_module.Skip
 
 
 _WALL_OFFSET = time.time() - time.monotonic()
@@ -1395,44 +1394,7 @@ def main(argv=None):
     hash_selftest()
     print("groups suite: 3 brokers, %d partitions RF 3 min.insync.replicas 2, binary %s"
           % (PARTITIONS, os.environ.get("SPATE_BIN", "build/broker/spate")), flush=True)
-    passed, failed, skipped = [], [], []
-    total = time.monotonic()
-    try:
-        for test in selected:
-            began = time.monotonic()
-            ok = False
-            try:
-                test()
-                ok = True
-                passed.append(test.__name__)
-                print("ok   %s (%.1fs)" % (test.__name__, time.monotonic() - began), flush=True)
-            except Skip as why:
-                ok = True
-                skipped.append((test.__name__, str(why)))
-                print("skip %s: %s" % (test.__name__, why), flush=True)
-            except Exception as failure:
-                failed.append((test.__name__, str(failure)))
-                print("FAIL %s (%.1fs): %s" % (test.__name__, time.monotonic() - began, failure), flush=True)
-                if isinstance(failure, AssertionError):  # the message says it; where it was raised
-                    frame = traceback.extract_tb(failure.__traceback__)[-1]
-                    print("     (raised at %s:%d in %s)" % (os.path.basename(frame.filename), frame.lineno, frame.name))
-                else:
-                    traceback.print_exc()
-                sys.stdout.flush()
-            finally:
-                cleanup(failed=not ok)
-    finally:
-        cleanup(failed=False)
-        for c in list(cluster_module._clusters):
-            c.stop()
-    print("total %.1fs" % (time.monotonic() - total))
-    for name, why in skipped:
-        print("skipped: %s (%s)" % (name, why))
-    for name, why in failed:
-        print("failed: %s: %s" % (name, why[:600]))
-    print("%d passed, %d failed" % (len(passed), len(failed)) +
-          (", %d skipped" % len(skipped) if skipped else ""))
-    return 1 if failed else 0
+    return cluster_module.run_suite(selected, cleanup)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import struct
 import subprocess
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -444,31 +443,7 @@ def main(argv=None):
         print("\n".join(t.__name__ for t in selected))
         return 0
     install_sigterm_handler()
-    passed, failed = [], []
-    total = time.monotonic()
-    try:
-        for test in selected:
-            began = time.monotonic()
-            ok = False
-            try:
-                test()
-                ok = True
-                passed.append(test.__name__)
-                print("ok   %s (%.1fs)" % (test.__name__, time.monotonic() - began), flush=True)
-            except Exception as failure:
-                failed.append(test.__name__)
-                print("FAIL %s (%.1fs): %s" % (test.__name__, time.monotonic() - began, failure), flush=True)
-                traceback.print_exc()
-                sys.stdout.flush()
-            finally:
-                cleanup(failed=not ok)
-    finally:
-        cleanup(failed=False)
-        for c in list(cluster_module._clusters):
-            c.stop()
-    print("total %.1fs" % (time.monotonic() - total))
-    print("%d passed, %d failed" % (len(passed), len(failed)))
-    return 1 if failed else 0
+    return cluster_module.run_suite(selected, cleanup)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import hashlib
 import os
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,8 +57,7 @@ class Options:
 O = Options()
 
 
-class Skip(Exception):
-    pass
+Skip = cluster_module.Skip
 
 
 # ---- what a case starts; main() stops it, printing logs first when the case failed ----------
@@ -755,38 +753,7 @@ def main(argv=None):
     print("replication suite: RF %d, min.insync.replicas %d, %d partitions, %d records/s, binary %s"
           % (O.rf, O.min_isr, O.partitions, O.rate, os.environ.get("SPATE_BIN", "build/broker/spate")),
           flush=True)
-    passed, failed, skipped = [], [], []
-    total = time.monotonic()
-    try:
-        for test in selected:
-            began = time.monotonic()
-            ok = False
-            try:
-                test()
-                ok = True
-                passed.append(test.__name__)
-                print("ok   %s (%.1fs)" % (test.__name__, time.monotonic() - began), flush=True)
-            except Skip as why:
-                ok = True
-                skipped.append((test.__name__, str(why)))
-                print("skip %s: %s" % (test.__name__, why), flush=True)
-            except Exception as failure:
-                failed.append(test.__name__)
-                print("FAIL %s (%.1fs): %s" % (test.__name__, time.monotonic() - began, failure), flush=True)
-                traceback.print_exc()
-                sys.stdout.flush()
-            finally:
-                cleanup(failed=not ok)
-    finally:
-        cleanup(failed=False)
-        for c in list(cluster_module._clusters):
-            c.stop()
-    print("total %.1fs" % (time.monotonic() - total))
-    for name, why in skipped:
-        print("skipped: %s (%s)" % (name, why))
-    print("%d passed, %d failed" % (len(passed), len(failed)) +
-          (", %d skipped" % len(skipped) if skipped else ""))
-    return 1 if failed else 0
+    return cluster_module.run_suite(selected, cleanup)
 
 
 if __name__ == "__main__":
