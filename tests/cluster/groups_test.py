@@ -81,7 +81,7 @@ OFFSETS_TOPIC = "__consumer_offsets"
 OFFSETS_PARTITIONS = 50
 OFFSETS_RF = 3
 PARTITIONS = 6
-SESSION_TIMEOUT_MS = 6000  # the consumers'
+SESSION_TIMEOUT_MS = 10000  # the consumers': longer than a failover (ZooKeeper session + election)
 ZK_SESSION_MS = 5000       # the brokers'
 BROKER_CONFIG = "group_initial_rebalance_delay_ms = 300\n"
 
