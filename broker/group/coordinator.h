@@ -134,8 +134,7 @@ public:
     // This shard no longer leads `partition`: its groups are forgotten, their waiting
     // joins and syncs answered NOT_COORDINATOR, so the members find the new coordinator.
     void unload(int32_t partition);
-    // Partitions this coordinator serves or is loading, and whether one is loaded.
-    std::vector<int32_t> partitions() const;
+    // Whether this coordinator serves `partition` (led here and read).
     bool loaded(int32_t partition) const;
     // Whether this coordinator may answer for `group_id` now: none, NOT_COORDINATOR or
     // COORDINATOR_LOAD_IN_PROGRESS.
