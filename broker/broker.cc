@@ -425,7 +425,7 @@ result<std::shared_ptr<group::legacy_import>> broker::prepare_legacy_import(bool
             _config.data_dir.c_str());
         return std::shared_ptr<group::legacy_import>();
     }
-    const std::string name(group::offsets_topic_name);
+    const std::string& name = group::offsets_topic_name;
     if (_store->snapshot()->find(name) == nullptr)
         if (auto created = _store->create_topic(name, _config.offsets_topic_num_partitions,
                                                 group::offsets_topic_configs());

@@ -66,7 +66,8 @@ public:
     // then calls done(error) once they are as safe as an acknowledged commit must be
     // (acks=all: past the high watermark, and on disk under acks_all_policy = "fsync").
     // The error is already the coordinator's answer (NOT_COORDINATOR, ...).
-    virtual void append_records(int32_t partition, std::vector<offset_record> records,
+    // The records are encoded before the call returns.
+    virtual void append_records(int32_t partition, const std::vector<offset_record>& records,
                                 std::function<void(proto::error_code)> done) = 0;
 };
 

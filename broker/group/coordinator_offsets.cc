@@ -65,10 +65,9 @@ void group_coordinator::persist(std::vector<offset_record> records, error_callba
         return;
     }
     const int32_t partition = partition_of(records.front().group_id);
-    auto written = std::make_shared<std::vector<offset_record>>(records);
+    auto written = std::make_shared<std::vector<offset_record>>(std::move(records));
     _environment.append_records(
-        partition, std::move(records),
-        [this, partition, written, done = std::move(done)](error_code error) {
+        partition, *written, [this, partition, written, done = std::move(done)](error_code error) {
             // A partition unloaded meanwhile has forgotten its groups; one loaded again
             // read these records back from the log.
             if (error == error_code::none && loaded(partition)) {

@@ -14,7 +14,7 @@ legacy_import::legacy_import(std::filesystem::path data_dir,
       _remaining(_by_partition.size()) {}
 
 void legacy_import::start(shard_state& shard) {
-    const topic_info* topic = shard.metadata()->find(std::string(offsets_topic_name));
+    const topic_info* topic = shard.metadata()->find(offsets_topic_name);
     if (topic == nullptr) return;
     std::map<int32_t, recovered_groups> share;
     for (const auto& [partition, groups] : _by_partition)
@@ -34,7 +34,7 @@ void legacy_import::partition_done() {
         return;
     }
     net::log_info("groups: the old offsets files are imported into %s and removed",
-                  std::string(offsets_topic_name).c_str());
+                  offsets_topic_name.c_str());
 }
 
 }  // namespace spate::broker::group

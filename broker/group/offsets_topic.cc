@@ -37,8 +37,6 @@ error_code coordinator_error(error_code append_error) {
     }
 }
 
-std::string topic_name() { return std::string(offsets_topic_name); }
-
 }  // namespace
 
 topic_configs offsets_topic_configs() {
@@ -56,9 +54,9 @@ uint64_t offsets_topic::add_timer(int64_t delay_ms, std::function<void()> fire) 
 
 void offsets_topic::cancel_timer(uint64_t id) { _shard.net_shard().cancel_timer(id); }
 
-void offsets_topic::append_records(int32_t index, std::vector<offset_record> records,
+void offsets_topic::append_records(int32_t index, const std::vector<offset_record>& records,
                                    std::function<void(error_code)> done) {
-    partition* p = _shard.find_partition(topic_name(), index);
+    partition* p = _shard.find_partition(offsets_topic_name, index);
     if (p == nullptr || !p->is_leader()) {
         done(error_code::not_coordinator);
         return;
@@ -91,30 +89,30 @@ void offsets_topic::append_records(int32_t index, std::vector<offset_record> rec
         p->log().log_end_offset(), min_isr, config.acks_all_policy == ack_policy::fsync,
         p->replicated(),
         clock::now() + std::chrono::milliseconds(config.offsets_commit_timeout_ms)};
-    _shard.wait_acknowledged(topic_name(), index, wait, [done = std::move(done)](error_code error) {
-        done(coordinator_error(error));
-    });
+    _shard.wait_acknowledged(
+        offsets_topic_name, index, wait,
+        [done = std::move(done)](error_code error) { done(coordinator_error(error)); });
 }
 
 void offsets_topic::update(group_coordinator& coordinator) {
-    const topic_info* topic = _shard.metadata()->find(topic_name());
+    const topic_info* topic = _shard.metadata()->find(offsets_topic_name);
     coordinator.set_partition_count(
         topic != nullptr ? topic->partition_count() : _shard.config().offsets_topic_num_partitions);
     // Partitions no longer led here go first.
     for (auto it = _led.begin(); it != _led.end();) {
-        partition* p = _shard.find_partition(topic_name(), it->first);
+        partition* p = _shard.find_partition(offsets_topic_name, it->first);
         if (p != nullptr && p->is_leader()) {
             ++it;
             continue;
         }
         coordinator.unload(it->first);
-        net::log_info("groups: %s-%d no longer led here: its groups moved", topic_name().c_str(),
-                      it->first);
+        net::log_info("groups: %s-%d no longer led here: its groups moved",
+                      offsets_topic_name.c_str(), it->first);
         it = _led.erase(it);
     }
     if (topic == nullptr) return;
     for (int32_t index = 0; index < topic->partition_count(); ++index) {
-        partition* p = _shard.find_partition(topic_name(), index);
+        partition* p = _shard.find_partition(offsets_topic_name, index);
         if (p == nullptr || !p->is_leader()) continue;
         // Led here already: a new leader epoch of the same leader (an ISR change) changes
         // nothing the coordinator holds. Leadership that went elsewhere and came back was
@@ -126,7 +124,8 @@ void offsets_topic::update(group_coordinator& coordinator) {
         auto state = std::make_shared<load_state>();
         state->partition = index;
         state->load = load;
-        state->next = p->log().log_start_offset();
+        state->start = p->log().log_start_offset();
+        state->next = state->start;
         state->end = p->log().log_end_offset();
         state->started = clock::now();
         // Not in this call: a snapshot may be installed before the shard's thread runs.
@@ -137,7 +136,7 @@ void offsets_topic::update(group_coordinator& coordinator) {
 void offsets_topic::load_step(std::shared_ptr<load_state> state) {
     auto led = _led.find(state->partition);
     if (led == _led.end() || led->second.load != state->load) return;  // superseded
-    partition* p = _shard.find_partition(topic_name(), state->partition);
+    partition* p = _shard.find_partition(offsets_topic_name, state->partition);
     if (p == nullptr) return;
     if (state->next >= state->end) {
         loaded(*state);
@@ -157,12 +156,12 @@ void offsets_topic::load_step(std::shared_ptr<load_state> state) {
         });
     if (malformed != 0)
         net::log_warn("groups: %s-%d: %zu unreadable records skipped near offset %lld",
-                      topic_name().c_str(), state->partition, malformed,
+                      offsets_topic_name.c_str(), state->partition, malformed,
                       static_cast<long long>(state->next));
     if (next == state->next) {
         if (!state->stalled)
             net::log_warn("groups: %s-%d: loading stalled at offset %lld; retrying",
-                          topic_name().c_str(), state->partition,
+                          offsets_topic_name.c_str(), state->partition,
                           static_cast<long long>(state->next));
         state->stalled = true;
         _shard.net_shard().add_timer(load_retry, [this, state] { load_step(state); });
@@ -177,12 +176,10 @@ void offsets_topic::loaded(load_state& state) {
         std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - state.started);
     const size_t groups = state.groups.offsets.size() + state.groups.snapshots.size();
     if (groups != 0 || elapsed.count() >= 100)
-        net::log_info(
-            "groups: loaded %s-%d (offsets %lld..%lld) in %lld ms", topic_name().c_str(),
-            state.partition,
-            static_cast<long long>(
-                _shard.find_partition(topic_name(), state.partition)->log().log_start_offset()),
-            static_cast<long long>(state.end), static_cast<long long>(elapsed.count()));
+        net::log_info("groups: loaded %s-%d (offsets %lld..%lld) in %lld ms",
+                      offsets_topic_name.c_str(), state.partition,
+                      static_cast<long long>(state.start), static_cast<long long>(state.end),
+                      static_cast<long long>(elapsed.count()));
     _shard.groups().finish_load(state.partition, std::move(state.groups));
     if (_legacy.count(state.partition) != 0) import_into(state.partition);
 }
@@ -234,7 +231,7 @@ void offsets_topic::import_into(int32_t partition) {
             net::log_error(
                 "groups: importing the old offsets files into %s-%d failed for %zu "
                 "groups; they are kept and imported at the next start",
-                topic_name().c_str(), partition, *failures);
+                offsets_topic_name.c_str(), partition, *failures);
             return;
         }
         // The groups are in the log now: load the partition again to serve them.
@@ -242,8 +239,8 @@ void offsets_topic::import_into(int32_t partition) {
         update(_shard.groups());
         if (_imported) _imported(partition);
     };
-    for (auto& [group_id, group_records] : by_group)
-        append_records(partition, std::move(group_records), [failures, finished](error_code error) {
+    for (const auto& [group_id, group_records] : by_group)
+        append_records(partition, group_records, [failures, finished](error_code error) {
             if (error != error_code::none) ++*failures;
             finished();
         });

@@ -19,7 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <string_view>
+#include <string>
 
 #include "broker/group/coordinator.h"
 #include "broker/metadata.h"
@@ -30,7 +30,8 @@ class shard_state;
 
 namespace spate::broker::group {
 
-inline constexpr std::string_view offsets_topic_name = "__consumer_offsets";
+// A std::string, so lookups by name build none.
+inline const std::string offsets_topic_name = "__consumer_offsets";
 // The topic's configs at creation (Kafka's): compacted, 100 MiB segments, and batches
 // kept as the coordinator writes them.
 topic_configs offsets_topic_configs();
@@ -42,7 +43,7 @@ public:
     int64_t wall_clock_ms() override;
     uint64_t add_timer(int64_t delay_ms, std::function<void()> fire) override;
     void cancel_timer(uint64_t id) override;
-    void append_records(int32_t partition, std::vector<offset_record> records,
+    void append_records(int32_t partition, const std::vector<offset_record>& records,
                         std::function<void(proto::error_code)> done) override;
 
     // After each metadata snapshot: the partition count, then loads of the partitions this
@@ -64,6 +65,7 @@ private:
     struct load_state {
         int32_t partition;
         uint64_t load;
+        int64_t start;  // the log start when the load began
         int64_t next;
         int64_t end;
         recovered_groups groups;

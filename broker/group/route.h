@@ -17,7 +17,7 @@ namespace spate::broker::group {
 
 // The shard that coordinates `group_id` in this process.
 inline net::shard_id coordinator_shard(shard_state& shard, const std::string& group_id) {
-    const topic_info* topic = shard.metadata()->find(std::string(offsets_topic_name));
+    const topic_info* topic = shard.metadata()->find(offsets_topic_name);
     if (topic == nullptr || topic->partition_count() == 0) return shard.id();
     const int32_t partition = offsets_partition_of(group_id, topic->partition_count());
     const uint32_t owner = topic->partition_shards[static_cast<size_t>(partition)];

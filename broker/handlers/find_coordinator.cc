@@ -28,11 +28,6 @@ struct coordinator {
     int32_t port = -1;
 };
 
-const std::string& topic_name() {
-    static const std::string name(group::offsets_topic_name);
-    return name;
-}
-
 error_code key_error(int8_t key_type, const std::string& key) {
     if (key_type == 1) return error_code::transactional_id_authorization_failed;
     if (key_type != 0) return error_code::invalid_request;
@@ -46,7 +41,7 @@ coordinator coordinator_of(shard_state& shard, int8_t key_type, const std::strin
     if (out.error != error_code::none) return out;
     out.error = error_code::coordinator_not_available;
     const metadata_snapshot& snapshot = *shard.metadata();
-    const topic_info* topic = snapshot.find(topic_name());
+    const topic_info* topic = snapshot.find(group::offsets_topic_name);
     if (topic == nullptr || topic->partition_count() == 0) return out;
     const auto partition =
         static_cast<size_t>(group::offsets_partition_of(key, topic->partition_count()));
@@ -66,7 +61,7 @@ coordinator coordinator_of(shard_state& shard, int8_t key_type, const std::strin
 // Whether a lookup in `body` needs __consumer_offsets, which does not exist yet.
 bool needs_topic(const shard_state& shard, const proto::find_coordinator_request& body,
                  int16_t version) {
-    if (shard.metadata()->find(topic_name()) != nullptr) return false;
+    if (shard.metadata()->find(group::offsets_topic_name) != nullptr) return false;
     if (version < 4) return key_error(body.key_type, body.key_) == error_code::none;
     for (const std::string& key : body.coordinator_keys)
         if (key_error(body.key_type, key) == error_code::none) return true;
@@ -122,7 +117,7 @@ void create_in_cluster(request_ptr req, std::shared_ptr<proto::find_coordinator_
     ask_cluster_agent<int>(
         std::move(req),
         [partitions, replicas](cluster::cluster_agent& agent) {
-            (void)agent.create_topic(topic_name(), partitions, replicas, {},
+            (void)agent.create_topic(group::offsets_topic_name, partitions, replicas, {},
                                      group::offsets_topic_configs(), false);
             return 0;
         },
@@ -150,12 +145,14 @@ void handle_find_coordinator(request_ptr req) {
     const int32_t partitions = shard.config().offsets_topic_num_partitions;
     shard.change_metadata(
         [partitions](metadata_store& store) -> result<snapshot_ptr> {
-            if (store.snapshot()->find(topic_name()) != nullptr) return store.snapshot();
-            return store.create_topic(topic_name(), partitions, group::offsets_topic_configs());
+            if (store.snapshot()->find(group::offsets_topic_name) != nullptr)
+                return store.snapshot();
+            return store.create_topic(group::offsets_topic_name, partitions,
+                                      group::offsets_topic_configs());
         },
         [req, body](result<snapshot_ptr> created) {
             if (!created)
-                net::log_error("groups: cannot create %s: %s", topic_name().c_str(),
+                net::log_error("groups: cannot create %s: %s", group::offsets_topic_name.c_str(),
                                created.failure().message.c_str());
             answer(req, *body, std::nullopt);
         });

@@ -31,11 +31,11 @@ public:
             }
         }
     }
-    void append_records(int32_t partition, std::vector<offset_record> records,
+    void append_records(int32_t partition, const std::vector<offset_record>& records,
                         std::function<void(error_code)> done) override {
         ++appends;
         last_partition = partition;
-        for (auto& r : records) log.push_back(std::move(r));
+        log.insert(log.end(), records.begin(), records.end());
         if (hold)
             held.push_back(std::move(done));
         else
