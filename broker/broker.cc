@@ -51,6 +51,8 @@ void shard_state::on_frame(net::connection_ref conn, uint64_t sequence, net::fra
         return;
     }
     req->body_offset = in.position();
+    req->received_at = _shard.now();
+    metrics::local().api(req->header.api_key).bytes_in += frame->bytes.size() + 4;
     req->frame = std::move(frame);
     if (!_broker.serving()) {  // a cluster's broker before its agent: the client retries
         _shard.close_connection(conn);
@@ -81,7 +83,21 @@ void shard_state::dispatch(request_ptr req) {
 }
 
 void shard_state::skip_response(const request& req) {
+    count_answer(req, nullptr);
     _shard.skip_response(req.conn, req.sequence);
+}
+
+void shard_state::count_answer(const request& req, const net::response* message) {
+    metrics::api_figures& api = metrics::local().api(req.header.api_key);
+    ++api.requests;
+    const auto took = std::chrono::steady_clock::now() - req.received_at;
+    api.latency.record(static_cast<uint64_t>(
+        std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(took).count())));
+    if (message == nullptr) return;
+    uint64_t bytes = message->bytes.size();
+    for (const net::file_piece& piece : message->pieces)
+        bytes += static_cast<uint64_t>(piece.length);
+    api.bytes_out += bytes;
 }
 
 void shard_state::close_connection(const request& req, const char* why) {
@@ -234,7 +250,9 @@ void shard_state::install_everywhere(snapshot_ptr next, std::function<void()> do
 void shard_state::apply_role(partition& p, const metadata_snapshot& next, const topic_info& topic,
                              size_t index) {
     if (!next.clustered || index >= topic.replicas.size()) return;
+    const int32_t leader_before = p.leader_id();
     p.apply_role(topic.replicas[index], config().node_id, std::chrono::steady_clock::now());
+    if (p.leader_id() != leader_before) ++metrics::local().leader_changes;
     // A partition whose role changed may have an ISR change to propose (its followers are
     // new), and waits for the next housekeeping round for it.
 }
@@ -319,6 +337,8 @@ void shard_state::install_snapshot(snapshot_ptr next) {
             apply_role(*owned[i], *next, *topic, i);
         }
     }
+    if (_metadata && next->clustered && _metadata->controller_id != next->controller_id)
+        ++metrics::local().controller_changes;
     _metadata = std::move(next);
     if (_fetchers) _fetchers->update(*_metadata);
     _offsets_topic.update(*_groups);
@@ -511,6 +531,9 @@ result<void> broker::start() {
         std::chrono::milliseconds(_config.request_receive_timeout_ms);
     net_config.incomplete_request_bytes_max = _config.queued_max_request_bytes;
     net_config.pin_to_core = _config.pin_shards;
+    if (_config.metrics_enabled)
+        net_config.http_listen =
+            net::shard_config::endpoint{_config.metrics_host, _config.metrics_port};
     _states.resize(shards);
     snapshot_ptr initial = _store->snapshot();
     if (clustered) {  // empty until the controller's first UpdateMetadata, but a cluster's

@@ -25,6 +25,7 @@
 #include "broker/group/legacy_import.h"
 #include "broker/group/offsets_topic.h"
 #include "broker/metadata.h"
+#include "broker/metrics/counters.h"
 #include "broker/partition.h"
 #include "net/runtime.h"
 #include "proto/header.h"
@@ -44,6 +45,8 @@ struct request {
     proto::request_header header;
     net::frame_ptr frame;
     size_t body_offset = 0;
+    // The start of the loop turn that received the frame (request latency metrics).
+    std::chrono::steady_clock::time_point received_at;
 
     int16_t version() const { return header.api_version; }
     proto::reader body() const {
@@ -58,6 +61,9 @@ public:
 
     void on_frame(net::connection_ref conn, uint64_t sequence, net::frame_ptr frame) override;
     void on_close(net::connection_ref conn) override;
+    // /metrics and /health (broker/metrics/endpoint.cc).
+    bool on_http_request(net::connection_ref conn, uint64_t sequence,
+                         const net::http_request_parser& request) override;
 
     broker& owner() { return _broker; }
     net::shard& net_shard() { return _shard; }
@@ -71,6 +77,12 @@ public:
     void respond(const request& req, const Response& body,
                  std::vector<net::file_piece> pieces = {});
     void skip_response(const request& req);
+    // Counts an answer (or a skipped one: `message` null) in this shard's metrics: the
+    // request's latency and bytes out (broker/metrics/counters.h). count_errors adds the
+    // error codes the response carries.
+    void count_answer(const request& req, const net::response* message);
+    template <class Response>
+    static void count_errors(const request& req, const Response& body);
     void close_connection(const request& req, const char* why);
 
     // Runs `work(owner_state, reply)` on shard `owner`; `reply(value)` (called there,
@@ -91,6 +103,11 @@ public:
 
     // Partitions owned by this shard.
     partition* find_partition(const std::string& topic, int32_t index);
+    // Every partition owned by this shard, by topic (an index this shard does not own is a
+    // null entry).
+    using partition_table =
+        std::unordered_map<std::string, std::vector<std::unique_ptr<partition>>>;
+    const partition_table& partitions() const { return _partitions; }
     // Submits on the ring the fdatasyncs the log queued (segments closed by a roll) and
     // reports their completion to the log, which then advances its recovery point.
     void submit_log_syncs(partition& p);
@@ -167,7 +184,7 @@ private:
     // every write-back error of the file system since then (storage/shutdown.h). Null
     // when it could not be opened; the logs are then closed one by one.
     std::unique_ptr<storage::segment_file> _data_directory;
-    std::unordered_map<std::string, std::vector<std::unique_ptr<partition>>> _partitions;
+    partition_table _partitions;
     group::offsets_topic _offsets_topic;
     std::unique_ptr<group::group_coordinator> _groups;
     std::unique_ptr<fetch_session_cache> _fetch_sessions;
@@ -195,6 +212,8 @@ public:
     // Each shard's budget of cached segment descriptors (segment_files_max), fixed at start.
     int64_t shard_segment_files() const { return _shard_segment_files; }
     uint16_t bound_port() const;
+    // The metrics listener's port (metrics_listen), 0 without one.
+    uint16_t metrics_port() const { return _runtime ? _runtime->http_bound_port() : 0; }
     // Whether requests are served: at once on a single node; in a cluster once the agent
     // exists, so no request meets a broker that would answer as a single node.
     bool serving() const { return _serving.load(std::memory_order_acquire); }
@@ -233,7 +252,19 @@ void shard_state::respond(const request& req, const Response& body,
     net::response message;
     message.bytes = std::move(out.buffer());
     message.pieces = std::move(pieces);
+    count_answer(req, &message);
+    count_errors(req, body);
     _shard.respond(req.conn, req.sequence, std::move(message));
+}
+
+template <class Response>
+void shard_state::count_errors(const request& req, const Response& body) {
+    int16_t api = req.header.api_key;
+    body.visit_error_codes(
+        [](void* context, int16_t code) {
+            if (code != 0) metrics::local().errors.add(*static_cast<int16_t*>(context), code);
+        },
+        &api);
 }
 
 template <class T>

@@ -80,6 +80,19 @@ const std::map<std::string, key_setter>& key_table() {
              return parse_host_port(text, "config key \"" + k + "\"", c.advertised_host,
                                     c.advertised_port);
          }},
+        {"metrics_listen",
+         [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
+             std::string text;
+             if (auto r = string_in(n, k, text); !r) return r;
+             c.metrics_enabled = !text.empty();
+             if (!c.metrics_enabled) return {};
+             return parse_host_port(text, "config key \"" + k + "\"", c.metrics_host,
+                                    c.metrics_port);
+         }},
+        {"metrics_partition_labels",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return boolean_in(n, k, c.metrics_partition_labels);
+         }},
         {"data_dir", [](const toml::node& n, const std::string& k,
                         broker_config& c) { return string_in(n, k, c.data_dir); }},
         {"shards", [](const toml::node& n, const std::string& k,

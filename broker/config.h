@@ -25,6 +25,12 @@ struct broker_config {
     uint16_t listen_port = 9092;
     std::string advertised_host;   // empty: same as listen_host
     uint16_t advertised_port = 0;  // 0: same as listen_port
+    // The HTTP listener for /metrics and /health (broker/metrics/endpoint.h): host:port,
+    // off when empty. Per-partition samples can be left out for brokers with many.
+    bool metrics_enabled = false;
+    std::string metrics_host;
+    uint16_t metrics_port = 0;
+    bool metrics_partition_labels = true;
     std::string data_dir = "./data";
     uint32_t shards = 0;     // 0: one per online core
     bool pin_shards = true;  // pin shard i to core i (see spate.example.toml for when not to)

@@ -45,6 +45,11 @@ int main(int argc, char** argv) {
     spate::net::log_info("spate 0.1.0 listening on %s:%u, %u shards, data in %s",
                          parsed->config.listen_host.c_str(), process.bound_port(),
                          process.shard_count(), parsed->config.data_dir.c_str());
+    if (parsed->config.metrics_enabled)
+        spate::net::log_info(
+            "metrics on http://%s:%u/metrics, health on /health/live and "
+            "/health/ready",
+            parsed->config.metrics_host.c_str(), process.metrics_port());
     int received = 0;
     sigwait(&signals, &received);
     spate::net::log_info("signal %d: shutting down", received);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "broker/metrics/counters.h"
 #include "net/log.h"
 #include "proto/assert.h"
 #include "storage/file.h"
@@ -50,6 +51,7 @@ std::optional<std::string> storage_error_log::succeeded(const char* operation) {
 }
 
 void partition::note_storage_failure(const char* operation, const error& failure) {
+    metrics::local().storage_error(failure.code);
     if (auto line = _storage_errors.failed(operation, failure, storage_error_log::clock::now()))
         net::log_warn("%s-%d: %s (clients get KAFKA_STORAGE_ERROR)", _topic.c_str(), _index,
                       line->c_str());
@@ -121,6 +123,9 @@ result<storage::append_result> partition::append_as_leader(std::span<uint8_t> ba
         return appended;
     }
     note_storage_success("append");
+    _produced.bytes_in += batch.size();
+    _produced.records_in += static_cast<uint64_t>(std::max(records_count, 0));
+    ++metrics::local().appends;
     advance_high_watermark();
     wake_waiters();
     return appended;

@@ -105,6 +105,13 @@ public:
         _log->set_config(config.log);
     }
     producer_state& producers() { return _producers; }
+    // What produce brought this partition (as its leader) since it was opened here, for
+    // /metrics (Kafka's BytesIn and MessagesIn per topic).
+    struct traffic {
+        uint64_t bytes_in = 0;
+        uint64_t records_in = 0;
+    };
+    const traffic& produced() const { return _produced; }
 
     // Leader: appends a batch built or validated here, stamped with this leader's epoch
     // (KIP-101); a storage failure is noted. Then moves the high watermark and wakes the
@@ -141,6 +148,7 @@ public:
     int32_t leader_epoch() const { return _leader_epoch; }
     int32_t partition_epoch() const { return _partition_epoch; }
     const std::vector<int32_t>& isr() const { return _isr; }
+    const std::vector<int32_t>& replicas() const { return _replicas; }
     // Whether `replica` follows this partition while this replica leads it.
     bool has_follower(int32_t replica) const {
         return std::any_of(_followers.begin(), _followers.end(),
@@ -248,6 +256,7 @@ private:
     effective_topic_config _config;
     producer_state _producers;
     storage_error_log _storage_errors;
+    traffic _produced;
     void log_storage_success(const char* operation);
     void start_sync(net::shard& shard);
     void finish_sync(net::shard& shard, int64_t end, int res);

@@ -57,6 +57,8 @@ void shard_state::propose_isr_change(partition& p) {
     auto proposal =
         p.isr_proposal(_shard.now(), std::chrono::milliseconds(config().replica_lag_time_max_ms));
     if (!proposal) return;
+    if (proposal->size() < p.isr().size()) ++metrics::local().isr_shrinks;
+    if (proposal->size() > p.isr().size()) ++metrics::local().isr_expands;
     p.isr_proposed(*proposal);
     net::log_info("replication: %s-%d proposes ISR change (epoch %d)", p.topic().c_str(), p.index(),
                   p.leader_epoch());

@@ -22,10 +22,6 @@ namespace {
 // Pending connections per listener before the kernel refuses more.
 constexpr int listen_backlog = 1024;
 
-std::string endpoint_name(const shard_config& config, uint16_t port) {
-    return config.listen_host + ":" + std::to_string(port);
-}
-
 // Pins the calling thread to the index-th CPU the process may run on.
 void pin_to_core(uint32_t index) {
     cpu_set_t allowed;
@@ -73,64 +69,79 @@ shard& runtime::shard_at(shard_id id) {
     return *_shards[id];
 }
 
-result<void> runtime::open_listeners(std::vector<int>& fds) {
+namespace {
+
+// Binds a listening socket on host:port (port 0: the kernel picks one, written back to
+// `port`). `shared`: SO_REUSEPORT, so each shard may have its own on the same port.
+result<int> listen_on(const std::string& host_name, uint16_t& port, bool shared) {
+    const auto name = [&] { return host_name + ":" + std::to_string(port); };
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     addrinfo* found = nullptr;
-    const std::string port_text = std::to_string(_config.listen_port);
-    const char* host = _config.listen_host.empty() ? nullptr : _config.listen_host.c_str();
+    const std::string port_text = std::to_string(port);
+    const char* host = host_name.empty() ? nullptr : host_name.c_str();
     const int resolved = getaddrinfo(host, port_text.c_str(), &hints, &found);
     if (resolved != 0)
-        return error{EINVAL, "cannot resolve listen address " +
-                                 endpoint_name(_config, _config.listen_port) + ": " +
-                                 gai_strerror(resolved)};
+        return error{EINVAL,
+                     "cannot resolve listen address " + name() + ": " + gai_strerror(resolved)};
     sockaddr_storage address{};
     std::memcpy(&address, found->ai_addr, found->ai_addrlen);
     const socklen_t address_length = found->ai_addrlen;
     const int family = found->ai_family;
     freeaddrinfo(found);
 
+    const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return error{errno, "cannot create a socket for " + name() + ": " + std::strerror(errno)};
+    const auto fail = [&](const std::string& what) {
+        const int code = errno;
+        ::close(fd);
+        return error{code, what + name() + ": " + std::strerror(code)};
+    };
+    const int one = 1;
+    // REUSEPORT: one listener per shard on the same port, the kernel spreads connections.
+    // REUSEADDR: a restart does not wait for TIME_WAIT connections of the old process.
+    if (shared && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        return fail("cannot set SO_REUSEPORT on ");
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        return fail("cannot set SO_REUSEADDR on ");
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), address_length) != 0)
+        return fail("cannot bind ");
+    if (::listen(fd, listen_backlog) != 0) return fail("cannot listen on ");
+    if (port == 0) {
+        sockaddr_storage bound{};
+        socklen_t bound_length = sizeof bound;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_length) != 0)
+            return fail("getsockname of ");
+        port = family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                                  : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    }
+    return fd;
+}
+
+}  // namespace
+
+result<void> runtime::open_listeners(std::vector<int>& fds) {
+    // With port 0 the first bind picks the port and every later listener joins it.
     uint16_t port = _config.listen_port;
     for (size_t i = 0; i < _shards.size(); ++i) {
-        const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return error{errno, "cannot create a socket for " + endpoint_name(_config, port) +
-                                    ": " + std::strerror(errno)};
-        fds.push_back(fd);
-        const int one = 1;
-        // REUSEPORT: one listener per shard on the same port, the kernel spreads connections.
-        // REUSEADDR: a restart does not wait for TIME_WAIT connections of the old process.
-        if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-            ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
-            return error{errno, "cannot set SO_REUSEPORT on " + endpoint_name(_config, port) +
-                                    ": " + std::strerror(errno)};
-        // With port 0 the first bind picks the port and every later listener joins it.
-        if (family == AF_INET6)
-            reinterpret_cast<sockaddr_in6*>(&address)->sin6_port = htons(port);
-        else
-            reinterpret_cast<sockaddr_in*>(&address)->sin_port = htons(port);
-        if (::bind(fd, reinterpret_cast<sockaddr*>(&address), address_length) != 0)
-            return error{
-                errno, "cannot bind " + endpoint_name(_config, port) + ": " + std::strerror(errno)};
-        if (::listen(fd, listen_backlog) != 0)
-            return error{errno, "cannot listen on " + endpoint_name(_config, port) + ": " +
-                                    std::strerror(errno)};
-        if (port == 0) {
-            sockaddr_storage bound{};
-            socklen_t bound_length = sizeof bound;
-            if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_length) != 0)
-                return error{errno, std::string("getsockname: ") + std::strerror(errno)};
-            port = family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
-                                      : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-        }
+        auto fd = listen_on(_config.listen_host, port, true);
+        if (!fd) return fd.failure();
+        fds.push_back(*fd);
     }
     _bound_port = port;
+    if (!_config.http_listen) return {};
+    uint16_t http_port = _config.http_listen->port;
+    auto fd = listen_on(_config.http_listen->host, http_port, false);
+    if (!fd) return fd.failure();
+    _http_fd = *fd;
+    _http_bound_port = http_port;
     return {};
 }
 
-void runtime::thread_main(shard_id id, int listen_fd) {
+void runtime::thread_main(shard_id id, int listen_fd, int http_fd) {
     set_log_shard(id);
     if (_config.pin_to_core) pin_to_core(id);
     // A send to a vanished peer must be an error code on this thread, never the
@@ -141,7 +152,7 @@ void runtime::thread_main(shard_id id, int listen_fd) {
     pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
 
     shard& own = *_shards[id];
-    _setup_results[id] = own.setup(listen_fd);
+    _setup_results[id] = own.setup(listen_fd, http_fd);
     _ready->count_down();
     _go->wait();
     if (_abort_start || !_setup_results[id].ok()) return;
@@ -155,6 +166,7 @@ result<void> runtime::start() {
     std::vector<int> fds;
     if (auto opened = open_listeners(fds); !opened) {
         for (int fd : fds) ::close(fd);
+        if (_http_fd >= 0) ::close(_http_fd);
         _joined = true;
         return opened;
     }
@@ -163,9 +175,12 @@ result<void> runtime::start() {
     _ready = std::make_unique<std::latch>(count);
     _go = std::make_unique<std::latch>(1);
     // Every ring exists before any shard runs, so the first cross-shard wake-up has a
-    // target. The shards own their listener from here on.
+    // target. The shards own their listeners from here on: the HTTP one is shard 0's (a
+    // scrape gathers every shard's figures from there).
     for (shard_id id = 0; id < _shards.size(); ++id)
-        _threads.emplace_back([this, id, fd = fds[id]] { thread_main(id, fd); });
+        _threads.emplace_back([this, id, fd = fds[id], http = id == 0 ? _http_fd : -1] {
+            thread_main(id, fd, http);
+        });
     _ready->wait();
     for (const auto& setup : _setup_results) {
         if (setup.ok()) continue;

@@ -1,6 +1,7 @@
 #pragma once
 // runtime: starts N shards on N threads, each with its own SO_REUSEPORT listener on the
-// same host:port, and stops them.
+// same host:port (and, when configured, one HTTP listener that shard 0 serves), and stops
+// them.
 //
 // Ownership: the process (the broker, a test) owns one runtime; the runtime owns the shards,
 // their threads and listeners. Construct, start(), then stop_and_join() from any thread but
@@ -45,10 +46,12 @@ public:
     void stop_and_join();
     // The port the listeners are bound to (useful with listen_port 0).
     uint16_t bound_port() const { return _bound_port; }
+    // The HTTP listener's port (config.http_listen), 0 without one.
+    uint16_t http_bound_port() const { return _http_bound_port; }
 
 private:
     result<void> open_listeners(std::vector<int>& fds);
-    void thread_main(shard_id id, int listen_fd);
+    void thread_main(shard_id id, int listen_fd, int http_fd);
 
     shard_config _config;
     // Declared before the shards, so it outlives them.
@@ -63,6 +66,8 @@ private:
     bool _started = false;
     bool _joined = false;
     uint16_t _bound_port = 0;
+    int _http_fd = -1;
+    uint16_t _http_bound_port = 0;
 };
 
 }  // namespace spate::net

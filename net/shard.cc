@@ -61,20 +61,23 @@ shard::~shard() {
     if (_ring_ready) io_uring_queue_exit(_ring.get());
     if (_buffer_ring != nullptr) ::munmap(_buffer_ring, _buffer_ring_bytes);
     if (_buffer_memory != nullptr) ::munmap(_buffer_memory, _buffer_memory_bytes);
-    if (_listen_fd >= 0) ::close(_listen_fd);
+    for (const listener& l : _listeners)
+        if (l.fd >= 0) ::close(l.fd);
     if (_wake_fd >= 0) ::close(_wake_fd);
 }
 
 // ---- setup ------------------------------------------------------------------------------
 
-result<void> shard::setup(int listen_fd) {
+result<void> shard::setup(int listen_fd, int http_listen_fd) {
     _thread.store(std::this_thread::get_id());
-    _listen_fd = listen_fd;
+    _listeners[kafka_listener].fd = listen_fd;
+    _listeners[http_listener].fd = http_listen_fd;
     if (auto ring = setup_ring(); !ring) return ring;
     if (auto buffers = setup_buffer_ring(); !buffers) return buffers;
     _now = std::chrono::steady_clock::now();
     arm_wake_read();
-    if (_listen_fd >= 0) arm_accept();
+    for (uint32_t which : {kafka_listener, http_listener})
+        if (_listeners[which].fd >= 0) arm_accept(which);
     sweep_connections();
     return {};
 }
@@ -175,6 +178,7 @@ void shard::reserve_sqes(uint32_t count) {
 
 io_uring_sqe* shard::next_sqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(_ring.get());
+    ++_stats.submissions;
     if (sqe == nullptr) {
         // The submission queue is full: hand it to the kernel now and take a fresh entry.
         // Completions are not reaped here, so nothing runs behind the caller's back.
@@ -186,11 +190,11 @@ io_uring_sqe* shard::next_sqe() {
     return sqe;
 }
 
-void shard::arm_accept() {
+void shard::arm_accept(uint32_t which) {
     io_uring_sqe* sqe = next_sqe();
-    io_uring_prep_multishot_accept(sqe, _listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, encode(op_kind::accept, 0, 1));
-    _accept_armed = true;
+    io_uring_prep_multishot_accept(sqe, _listeners[which].fd, nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, encode(op_kind::accept, which, 1));
+    _listeners[which].armed = true;
     ++_ops_in_flight;
 }
 
@@ -214,6 +218,7 @@ void shard::reap() {
         ++count;
     }
     io_uring_cq_advance(_ring.get(), count);
+    _stats.completions += count;
 }
 
 void shard::handle(const completion& done) {
@@ -227,11 +232,12 @@ void shard::handle(const completion& done) {
         case op_kind::ignored:
             return;
         case op_kind::accept:
+            SPATE_ASSERT(index <= http_listener, "an accept names one of the listeners");
             if (!more) {
-                _accept_armed = false;
+                _listeners[index].armed = false;
                 --_ops_in_flight;
             }
-            on_accept(done);
+            on_accept(index, done);
             return;
         case op_kind::wake_read:
             _wake_read_armed = false;
@@ -260,6 +266,10 @@ void shard::handle(const completion& done) {
             SPATE_ASSERT(slot.generation == generation, "fsync completion is not stale");
             unique_function<void(int)> callback = std::move(slot.done);
             slot.done = nullptr;
+            _stats.fsync_latency.record(
+                static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                          std::chrono::steady_clock::now() - slot.submitted_at)
+                                          .count()));
             ++slot.generation;
             _free_fsyncs.push_back(index);
             --_ops_in_flight;
@@ -344,8 +354,12 @@ void shard::submit_and_wait() {
         return;
     }
     io_uring_cqe* ignored = nullptr;
+    const auto asleep = std::chrono::steady_clock::now();
     const int res = io_uring_submit_and_wait_timeout(_ring.get(), &ignored, 1, wait_limit, nullptr);
     _sleeping.store(false, std::memory_order_relaxed);
+    _stats.idle_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                std::chrono::steady_clock::now() - asleep)
+                                                .count());
     if (res < 0 && res != -ETIME && res != -EINTR && res != -EBUSY && res != -EAGAIN)
         log_error("io_uring wait: %s", std::strerror(-res));
 }
@@ -375,8 +389,10 @@ void shard::wake_peers() {
 void shard::run() {
     SPATE_ASSERT(_ring_ready, "run() after a successful setup()");
     SPATE_ASSERT(_handler != nullptr, "a connection handler before run()");
+    _started_at = std::chrono::steady_clock::now();
     while (!_finished) {
         _now = std::chrono::steady_clock::now();
+        ++_stats.loop_turns;
         // 1. I/O completions first: they return receive buffers and move sends along.
         reap();
         for (const completion& done : _completions) handle(done);
@@ -471,6 +487,23 @@ void shard::post(task t) {
     (void)written;  // EAGAIN means the counter is already non-zero: awake anyway.
 }
 
+shard_stats shard::stats() const {
+    shard_stats s = _stats;
+    const auto lived = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::steady_clock::now() - _started_at)
+                           .count();
+    s.busy_ns = static_cast<uint64_t>(std::max<int64_t>(lived, 0)) > s.idle_ns
+                    ? static_cast<uint64_t>(lived) - s.idle_ns
+                    : 0;
+    if (_ring_ready && _ring->cq.koverflow != nullptr)
+        s.cq_overflows = __atomic_load_n(_ring->cq.koverflow, __ATOMIC_RELAXED);
+    for (const auto& pending : _overflow) s.cross_shard_waiting += pending.size();
+    s.connections_refused = _connections_refused;
+    s.connections_open = _open_connections;
+    s.incomplete_request_bytes = incomplete_request_bytes();
+    return s;
+}
+
 void shard::submit_to(shard_id target, task t) {
     SPATE_ASSERT(target < _shard_count, "submit_to an existing shard");
     // The queues have one producer each: this shard's thread.
@@ -481,8 +514,10 @@ void shard::submit_to(shard_id target, task t) {
         return;
     }
     std::deque<task>& pending = _overflow[target];
+    ++_stats.cross_shard_tasks;
     // Behind earlier overflow, to keep this pair's order.
     if (!pending.empty() || !_peers[target]->_inboxes[_id]->try_push(t)) {
+        ++_stats.cross_shard_full;
         pending.push_back(std::move(t));
         _wake_needed[target] = 1;
         return;
@@ -517,6 +552,7 @@ void shard::submit_fdatasync(int fd, unique_function<void(int)> done) {
     }
     fsync_slot& slot = _fsyncs[index];
     slot.done = std::move(done);
+    slot.submitted_at = std::chrono::steady_clock::now();
     io_uring_sqe* sqe = next_sqe();
     io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
     io_uring_sqe_set_data64(sqe, encode(op_kind::fsync, index, slot.generation));
@@ -533,9 +569,10 @@ void shard::stop() {
 void shard::begin_stop() {
     _stopping = true;
     log_info("shard stopping: %u connections open", _open_connections);
-    if (_accept_armed) {
+    for (uint32_t which : {kafka_listener, http_listener}) {
+        if (!_listeners[which].armed) continue;
         io_uring_sqe* sqe = next_sqe();
-        io_uring_prep_cancel64(sqe, encode(op_kind::accept, 0, 1), 0);
+        io_uring_prep_cancel64(sqe, encode(op_kind::accept, which, 1), 0);
         io_uring_sqe_set_data64(sqe, 0);
         sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     }
@@ -564,10 +601,11 @@ void shard::begin_stop() {
 }
 
 void shard::maybe_finish_stop() {
-    // The listener closes only after its multishot accept has ended.
-    if (!_accept_armed && _listen_fd >= 0) {
-        ::close(_listen_fd);
-        _listen_fd = -1;
+    // A listener closes only after its multishot accept has ended.
+    for (listener& l : _listeners) {
+        if (l.armed || l.fd < 0) continue;
+        ::close(l.fd);
+        l.fd = -1;
     }
     if (_ops_in_flight != 0 || _open_connections != 0 || !_tasks.empty()) return;
     _finished = true;

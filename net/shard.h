@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "net/connection_limits.h"
+#include "net/metrics.h"
 #include "net/spsc_queue.h"
 #include "net/unique_function.h"
 #include "proto/result.h"
@@ -70,6 +71,8 @@ struct response {
 };
 
 // The broker's side of a shard, one per shard, called only on that shard's thread.
+class http_request_parser;
+
 class connection_handler {
 public:
     virtual ~connection_handler() = default;
@@ -80,11 +83,30 @@ public:
     // Called once when the connection starts closing (peer gone, error, close_connection);
     // responses for it are dropped from then on.
     virtual void on_close(connection_ref conn) { (void)conn; }
+    // Called for each request received on the HTTP listener (shard_config::http_listen,
+    // shard 0 only), in arrival order, with its head parsed (`request` lives only during
+    // the call). Returns whether the handler serves it: it then answers exactly once with
+    // shard::respond, the bytes being the whole HTTP response (net/http.h). On false the
+    // shard answers 404 itself.
+    virtual bool on_http_request(connection_ref conn, uint64_t sequence,
+                                 const http_request_parser& request) {
+        (void)conn;
+        (void)sequence;
+        (void)request;
+        return false;
+    }
 };
 
 struct shard_config {
     std::string listen_host = "127.0.0.1";
     uint16_t listen_port = 9092;
+    // An HTTP listener (metrics, health), served by shard 0 only; none when empty. Its
+    // connections count in the same limits and timeouts as the others.
+    struct endpoint {
+        std::string host;
+        uint16_t port = 0;
+    };
+    std::optional<endpoint> http_listen;
     // socket.request.max.bytes: a bigger size prefix closes the connection.
     uint32_t request_bytes_max = 100 << 20;
     // Connections open at once in the whole runtime (all shards together); more are closed
@@ -131,6 +153,27 @@ struct shard_config {
     uint32_t tasks_per_turn_max = 4096;
     // After stop(), connections still sending are given this long before being cut.
     std::chrono::milliseconds stop_grace{5000};
+};
+
+// What a shard's loop has done since it started (metrics: summed or per shard at scrape).
+struct shard_stats {
+    uint64_t loop_turns = 0;
+    // Nanoseconds the loop spent blocked in the kernel with nothing to do; the rest of its
+    // life it was busy.
+    uint64_t idle_ns = 0;
+    uint64_t busy_ns = 0;
+    uint64_t submissions = 0;          // submission entries prepared
+    uint64_t completions = 0;          // completion entries reaped
+    uint64_t cq_overflows = 0;         // completions the kernel could not post (the ring's count)
+    uint64_t cross_shard_tasks = 0;    // tasks sent to other shards
+    uint64_t cross_shard_full = 0;     // of those, found the peer's queue full (waited here)
+    uint64_t cross_shard_waiting = 0;  // tasks waiting now in those overflow lists
+    uint64_t connections_accepted = 0;
+    uint64_t connections_refused = 0;
+    uint64_t connections_open = 0;  // incoming and outgoing
+    uint64_t incomplete_request_bytes = 0;
+    // fdatasyncs submitted on the ring (submit_fdatasync): submission to completion.
+    latency_histogram fsync_latency;
 };
 
 class runtime;
@@ -199,6 +242,9 @@ public:
     // connections: for tests and occasional metrics, not per request).
     uint64_t held_input_bytes() const;
 
+    // This shard's loop figures now (shard_stats). Only on its thread.
+    shard_stats stats() const;
+
     // The time at the start of the current loop turn.
     std::chrono::steady_clock::time_point now() const { return _now; }
 
@@ -222,7 +268,7 @@ private:
 
     // Called by runtime, on the shard's thread, before run(): creates the ring (falling back
     // flag by flag), the provided-buffer ring and arms the listener.
-    result<void> setup(int listen_fd);
+    result<void> setup(int listen_fd, int http_listen_fd);
     void set_handler(connection_handler& handler) { _handler = &handler; }
     void set_peers(std::vector<shard*> peers) { _peers = std::move(peers); }
     void set_connection_limits(connection_limits& limits) { _limits = &limits; }
@@ -242,7 +288,7 @@ private:
     void handle(const completion& done);
     void submit_and_wait();
     bool has_ready_work();
-    void arm_accept();
+    void arm_accept(uint32_t which);
     void arm_wake_read();
     void wake_peers();
 
@@ -255,13 +301,17 @@ private:
     // Connections.
     connection* lookup(connection_ref conn);
     const connection* lookup(connection_ref conn) const;
-    void on_accept(const completion& done);
+    void on_accept(uint32_t which, const completion& done);
     void on_connect(connection& conn, const completion& done);
     connection& take_slot(int fd);
     void on_recv(connection& conn, const completion& done);
     void arm_recv(connection& conn);
     void pause_recv(connection& conn);
     void parse(connection& conn, const uint8_t* data, size_t size);
+    // The same for a connection of the HTTP listener (net/shard_http.cc).
+    void parse_http(connection& conn, const uint8_t* data, size_t size);
+    void deliver_http(connection& conn);
+    void refuse_http(connection& conn, int status, const char* reason);
     void resume_input(connection_ref ref);
     // Whether the connection may have a receive armed now (the limits that pause reading).
     bool may_read(const connection& conn) const;
@@ -308,14 +358,24 @@ private:
     size_t _buffer_memory_bytes = 0;
     bool _buffer_ring_registered = false;
 
-    int _listen_fd = -1;
-    bool _accept_armed = false;
+    // The listeners this shard accepts from: [0] Kafka's protocol (every shard), [1] HTTP
+    // (metrics and health; one shard only, see runtime). An fd of -1 is none.
+    struct listener {
+        int fd = -1;
+        bool armed = false;
+    };
+    static constexpr uint32_t kafka_listener = 0;
+    static constexpr uint32_t http_listener = 1;
+    listener _listeners[2];
 
     std::vector<std::unique_ptr<connection>> _connections;
     std::vector<uint32_t> _free_connections;
     uint32_t _open_connections = 0;
     connection_limits* _limits = nullptr;
     uint64_t _connections_refused = 0;
+    // Counted as they happen; stats() adds what it reads from elsewhere.
+    shard_stats _stats;
+    std::chrono::steady_clock::time_point _started_at = std::chrono::steady_clock::now();
     // Refusals not yet reported: one log line per second at most, with the count.
     uint64_t _refusals_unlogged = 0;
     std::chrono::steady_clock::time_point _refusal_logged_at{};
@@ -342,6 +402,7 @@ private:
 
     struct fsync_slot {
         uint32_t generation = 1;
+        std::chrono::steady_clock::time_point submitted_at;
         unique_function<void(int)> done;
     };
     std::vector<fsync_slot> _fsyncs;

@@ -53,26 +53,27 @@ uint64_t shard::held_input_bytes() const {
     return total;
 }
 
-void shard::on_accept(const completion& done) {
+void shard::on_accept(uint32_t which, const completion& done) {
+    const bool armed = _listeners[which].armed;
     if (done.res < 0) {
         const int code = -done.res;
         if (code == ECANCELED) return;
         if (code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM) {
             log_warn("accept: %s; retrying in %lld ms", std::strerror(code),
                      static_cast<long long>(accept_retry_delay.count()));
-            if (!_accept_armed && !_stopping)
-                add_timer(accept_retry_delay, [this] {
-                    if (!_accept_armed && !_stopping) arm_accept();
+            if (!armed && !_stopping)
+                add_timer(accept_retry_delay, [this, which] {
+                    if (!_listeners[which].armed && !_stopping) arm_accept(which);
                 });
             return;
         }
         // ECONNABORTED and friends concern one would-be connection only.
         if (code != ECONNABORTED && code != EINTR && code != EAGAIN)
             log_warn("accept: %s", std::strerror(code));
-        if (!_accept_armed && !_stopping) arm_accept();
+        if (!armed && !_stopping) arm_accept(which);
         return;
     }
-    if (!_accept_armed && !_stopping) arm_accept();
+    if (!armed && !_stopping) arm_accept(which);
     const int fd = done.res;
     if (_stopping) {
         ::close(fd);
@@ -102,7 +103,9 @@ void shard::on_accept(const completion& done) {
     if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
         log_warn("TCP_NODELAY: %s", std::strerror(errno));
     connection& conn = take_slot(fd);
+    ++_stats.connections_accepted;
     conn.peer = peer;
+    if (which == http_listener) conn.http = std::make_unique<http_request_parser>();
     arm_recv(conn);
 }
 
@@ -205,8 +208,8 @@ bool shard::may_read(const connection& conn) const {
     // An outgoing connection's queue holds requests to send, not answers owed: reading its
     // answers never waits for it.
     const bool room = conn.outgoing || conn.responses.size() < _config.in_flight_requests_max;
-    return conn.state == connection::state_kind::open && !conn.close_after_send && !_stopping &&
-           !conn.waiting_for_budget && room;
+    return conn.state == connection::state_kind::open && !conn.close_after_send &&
+           !conn.close_when_answered && !_stopping && !conn.waiting_for_budget && room;
 }
 
 void shard::sweep_connections() {
@@ -223,7 +226,8 @@ void shard::sweep_connections() {
         if (conn.state != connection::state_kind::open) continue;
         // Waiting for the frame budget is the broker's doing, not the peer's: no timeout runs.
         if (conn.waiting_for_budget) continue;
-        const bool mid_frame = conn.incoming != nullptr || conn.prefix_have > 0;
+        const bool mid_frame =
+            conn.incoming != nullptr || conn.prefix_have > 0 || conn.http_mid_request;
         if (mid_frame) {
             if (_now < conn.frame_deadline) continue;
             log_warn("closing connection %u: a request was not received whole within %lld ms",
@@ -309,6 +313,9 @@ void shard::finalize_if_done(connection& conn) {
     conn.connecting = false;
     conn.handler = nullptr;
     conn.on_connected = nullptr;
+    conn.http.reset();
+    conn.http_mid_request = false;
+    conn.close_when_answered = false;
     --_open_connections;
     _free_connections.push_back(conn.index);
 }

@@ -106,6 +106,10 @@ void shard::on_recv(connection& conn, const completion& done) {
 }
 
 void shard::parse(connection& conn, const uint8_t* data, size_t size) {
+    if (conn.http) {
+        parse_http(conn, data, size);
+        return;
+    }
     // Every byte is copied once, into the frame that owns it.
     while (size > 0 && conn.state == connection::state_kind::open) {
         if (conn.responses.size() >= _config.in_flight_requests_max || conn.waiting_for_budget) {

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "net/http.h"
 #include "net/shard.h"
 
 namespace spate::net {
@@ -123,6 +124,10 @@ struct shard::connection {
     int64_t piece_sent = 0;
     bool send_in_flight = false;
     bool close_after_send = false;
+    // Closed once every response owed is sent, reading nothing more meanwhile (an HTTP
+    // client that asked for Connection: close, or sent a request it cannot get an answer
+    // to).
+    bool close_when_answered = false;
     std::optional<pipe_pair> pipe;
     int pipe_capacity = 0;
     // The linked splice chain in flight (while send_in_flight): each step's direction and
@@ -144,6 +149,10 @@ struct shard::connection {
     sockaddr_storage remote{};
     socklen_t remote_length = 0;
     unique_function<void(connection_ref, int)> on_connected;
+    // A connection of the HTTP listener: its request head being parsed, and whether one
+    // has begun (the receive timeout then runs, as for a Kafka frame).
+    std::unique_ptr<http_request_parser> http;
+    bool http_mid_request = false;
     iovec iov[iov_max] = {};
     msghdr message = {};
 

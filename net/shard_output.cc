@@ -115,7 +115,8 @@ void shard::start_output(connection& conn) {
     if (conn.state != connection::state_kind::open) return;
     pop_finished(conn);
     if (conn.responses.empty() || conn.responses.front().state != connection::slot_state::ready) {
-        if (conn.close_after_send) begin_close(conn);
+        if (conn.close_after_send || (conn.close_when_answered && conn.responses.empty()))
+            begin_close(conn);
         return;
     }
     const response& front = conn.responses.front().body;

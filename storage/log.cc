@@ -305,6 +305,7 @@ result<void> partition_log::roll(int64_t now_ms, int64_t base_offset) {
     auto created = segment::create(_dir, base_offset, now_ms, preallocate_bytes,
                                    _config.index_interval_bytes, _descriptors);
     if (!created) return created.failure();
+    ++_rolls;
     // Nothing here waits for the disk: the closed segment's data is synced through a
     // sync request, and the recovery point stays below it until that completes, so a
     // crash meanwhile makes recovery scan it (and the new segment) again.

@@ -376,6 +376,8 @@ public:
     // sync request) and drops the completion if it changed meanwhile: the offsets such a
     // completion reports may name data a truncation replaced.
     uint64_t truncation_count() const { return _truncations; }
+    // Segments rolled since the log was opened (metrics).
+    uint64_t roll_count() const { return _rolls; }
 
     // Whole batches, from the one holding `offset`, fitting in max_bytes (at least one
     // batch when the log has one at `offset`), from one segment and never past the log
@@ -604,6 +606,7 @@ private:
     bool _epochs_unpersisted = false;
     int64_t _replicated_gaps_from = -1;
     uint64_t _truncations = 0;
+    uint64_t _rolls = 0;
 };
 
 }  // namespace spate::storage

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "broker/broker.h"
+#include "broker/metrics/counters.h"
 #include "net/log.h"
 #include "proto/error_code.h"
 #include "proto/header.h"
@@ -301,6 +302,7 @@ bool replica_fetchers::apply(partition& p, const partition_answer& a) {
                 return applied = false;
             }
             p.note_storage_success("append");
+            ++metrics::local().appends;
             p.producers().observe(header);
             return true;
         });

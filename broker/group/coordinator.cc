@@ -141,6 +141,13 @@ int32_t group_coordinator::generation_of(const std::string& group_id) const {
     return g == nullptr ? -1 : g->generation;
 }
 
+void group_coordinator::visit_groups(const std::function<void(const group_view&)>& visit) const {
+    for (const auto& entry : _groups) {
+        const group& g = entry.second;
+        visit(group_view{g.id, g.state, g.members.size(), g.offsets});
+    }
+}
+
 size_t group_coordinator::member_count(const std::string& group_id) const {
     const group* g = find(group_id);
     return g == nullptr ? 0 : g->members.size();

@@ -171,6 +171,14 @@ public:
     int32_t generation_of(const std::string& group_id) const;
     size_t member_count(const std::string& group_id) const;
     std::string leader_of(const std::string& group_id) const;
+    // Every group held here, for /metrics (broker/metrics/report.h).
+    struct group_view {
+        const std::string& id;
+        group_state state;
+        size_t members;
+        const group_offsets& offsets;
+    };
+    void visit_groups(const std::function<void(const group_view&)>& visit) const;
 
 private:
     struct member {

@@ -353,6 +353,9 @@ proto::fetch_response build_response(fetch_state& state,
                 if (at >= 0) rotated.push_back(static_cast<size_t>(at));
             }
         }
+        // Kafka's BytesOut per topic counts consumers only (followers are replication).
+        if (read->error == error_code::none && read->bytes > 0 && !read->as_follower)
+            metrics::local().topic_bytes_out[read->topic] += static_cast<uint64_t>(read->bytes);
         response.responses.back().partitions.push_back(std::move(p));
     }
     // Kafka's fairness: partitions that returned records go last, so those the limits
@@ -390,6 +393,8 @@ void respond_now(const fetch_ptr& state) {
         }
     }
     message.bytes = std::move(out.buffer());
+    shard.count_answer(*state->req, &message);
+    shard_state::count_errors(*state->req, response);
     shard.net_shard().respond(state->req->conn, state->req->sequence, std::move(message));
     state->results.clear();
 }

@@ -524,6 +524,9 @@ def emit_struct_declaration(out, name, fields, indent, is_message, message):
         out(f"{member_type(field)} {field.member}{default_initializer(field)};", indent + 1)
     if fields:
         out()
+    out("// Calls visit(context, code) for every error_code field, nested ones included (the", indent + 1)
+    out("// broker's per-API error counts, as Kafka's errorCounts()).", indent + 1)
+    out("void visit_error_codes(void (*visit)(void*, int16_t), void* context) const;", indent + 1)
     if is_message:
         out("// Encodes the body (no header) at `version`; fields absent in `version` are skipped.", indent + 1)
         out("void encode(writer& out, int16_t version) const;", indent + 1)
@@ -950,6 +953,24 @@ class CodeGen:
             return f"same_records({a}, {b})"
         return f"{a} == {b}"
 
+    def emit_errors(self, out, fields):
+        out("(void)visit;", 1)
+        out("(void)context;", 1)
+        for field in fields:
+            m = field.member
+            if field.is_struct:
+                each = "item.visit_error_codes(visit, context);"
+                if field.is_array:
+                    items = f"*{m}" if is_optional(field) else m
+                    loop = f"for (const auto& item : {items}) {each}"
+                    out(f"if ({m}) {loop}" if is_optional(field) else loop, 1)
+                elif is_optional(field):
+                    out(f"if ({m}) {m}->visit_error_codes(visit, context);", 1)
+                else:
+                    out(f"{m}.visit_error_codes(visit, context);", 1)
+            elif field.name == "error_code" and field.base == "int16" and not field.is_array:
+                out(f"visit(context, {m});", 1)
+
     def emit_same(self, out, fields, this, within):
         for field in fields:
             cond = field.versions.condition(within)
@@ -1006,6 +1027,10 @@ def emit_message_definitions(out, sizes_out, message):
         out(f"void {qualified}::fill_sample(int16_t version) {{")
         out("(void)version;", 1)
         gen.emit_fill(out, fields, "", within)
+        out("}")
+        out()
+        out(f"void {qualified}::visit_error_codes(void (*visit)(void*, int16_t), void* context) const {{")
+        gen.emit_errors(out, fields)
         out("}")
         out()
         out(f"bool {qualified}::same_at(const {qualified}& other, int16_t version) const {{")
