@@ -15,7 +15,7 @@ packages=(build-essential meson ninja-build pkg-config cmake python3
   liburing-dev libmimalloc-dev libtomlplusplus-dev doctest-dev libbenchmark-dev
   zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
   kcat python3-confluent-kafka python3-kafka clang-14 libclang-rt-14-dev
-  libzookeeper-mt-dev nlohmann-json3-dev zookeeper python3-kazoo)
+  libzookeeper-mt-dev nlohmann-json3-dev zookeeper python3-kazoo prometheus)
 
 install_deps() {
   local missing=()
