@@ -321,6 +321,7 @@ void shard::submit_and_wait() {
     for (const auto& pending : _overflow)
         if (!pending.empty()) overflowing = true;
     if (has_ready_work()) {
+        note_turn(std::chrono::steady_clock::now());
         // More work is waiting: submit, and let the kernel post completions (with
         // DEFER_TASKRUN this needs GETEVENTS), without blocking.
         const int res = io_uring_submit_and_get_events(_ring.get());
@@ -355,6 +356,7 @@ void shard::submit_and_wait() {
     }
     io_uring_cqe* ignored = nullptr;
     const auto asleep = std::chrono::steady_clock::now();
+    note_turn(asleep);
     const int res = io_uring_submit_and_wait_timeout(_ring.get(), &ignored, 1, wait_limit, nullptr);
     _sleeping.store(false, std::memory_order_relaxed);
     _stats.idle_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -485,6 +487,11 @@ void shard::post(task t) {
     const uint64_t one = 1;
     ssize_t written = ::write(_wake_fd, &one, sizeof one);
     (void)written;  // EAGAIN means the counter is already non-zero: awake anyway.
+}
+
+void shard::note_turn(std::chrono::steady_clock::time_point end) {
+    _stats.turn_busy.record(static_cast<uint64_t>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::microseconds>(end - _now).count())));
 }
 
 shard_stats shard::stats() const {

@@ -174,6 +174,9 @@ struct shard_stats {
     uint64_t incomplete_request_bytes = 0;
     // fdatasyncs submitted on the ring (submit_fdatasync): submission to completion.
     latency_histogram fsync_latency;
+    // How long each loop turn worked before it waited or began the next: a long one held
+    // up every request of the shard meanwhile.
+    latency_histogram turn_busy;
 };
 
 class runtime;
@@ -287,6 +290,8 @@ private:
     void reap();
     void handle(const completion& done);
     void submit_and_wait();
+    // Records the turn that began at _now as busy until `end` (shard_stats::turn_busy).
+    void note_turn(std::chrono::steady_clock::time_point end);
     bool has_ready_work();
     void arm_accept(uint32_t which);
     void arm_wake_read();

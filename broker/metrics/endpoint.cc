@@ -47,6 +47,22 @@ metrics::broker_view view_of(shard_state& shard) {
     return view;
 }
 
+// Sample lines written per loop turn: a fraction of a millisecond, so a scrape of a broker
+// with many partitions does not hold up the requests shard 0 serves meanwhile.
+constexpr size_t lines_per_turn = 2000;
+
+void write_in_turns(shard_state& shard, std::shared_ptr<metrics::exposition_job> job,
+                    net::connection_ref conn, uint64_t sequence, bool keep_alive) {
+    if (!job->write_some(lines_per_turn)) {
+        shard.net_shard().post(
+            [&shard, job = std::move(job), conn, sequence, keep_alive]() mutable {
+                write_in_turns(shard, std::move(job), conn, sequence, keep_alive);
+            });
+        return;
+    }
+    answer(shard, conn, sequence, 200, "OK", net::exposition_content_type, job->text(), keep_alive);
+}
+
 void serve_metrics(shard_state& shard, net::connection_ref conn, uint64_t sequence,
                    bool keep_alive) {
     const uint32_t shards = shard.owner().shard_count();
@@ -58,15 +74,17 @@ void serve_metrics(shard_state& shard, net::connection_ref conn, uint64_t sequen
             s,
             [](shard_state& owner,
                std::function<void(std::shared_ptr<metrics::shard_report>)> reply) {
-                reply(std::make_shared<metrics::shard_report>(metrics::collect(owner)));
+                metrics::collect(owner, [reply = std::move(reply)](metrics::shard_report r) {
+                    reply(std::make_shared<metrics::shard_report>(std::move(r)));
+                });
             },
             [&shard, state, s, conn, sequence,
              keep_alive](std::shared_ptr<metrics::shard_report> report) {
                 state->reports[s] = std::move(*report);
                 if (--state->missing > 0) return;
-                const std::string text = metrics::write_exposition(state->reports, view_of(shard));
-                answer(shard, conn, sequence, 200, "OK", net::exposition_content_type, text,
-                       keep_alive);
+                auto job = std::make_shared<metrics::exposition_job>(std::move(state->reports),
+                                                                     view_of(shard));
+                write_in_turns(shard, std::move(job), conn, sequence, keep_alive);
             });
     }
 }

@@ -114,7 +114,7 @@ void write_topics(exposition_writer& out, const std::vector<shard_report>& repor
     std::map<std::string, topic_sums> topics;
     for (const shard_report& r : reports) {
         for (const partition_row& p : r.partitions) {
-            topic_sums& t = topics[p.topic];
+            topic_sums& t = topics[*p.topic];
             t.bytes_in += p.bytes_in;
             t.records_in += p.records_in;
         }
@@ -141,41 +141,28 @@ void write_topics(exposition_writer& out, const std::vector<shard_report>& repor
                    t.bytes_out);
 }
 
-void write_partitions(exposition_writer& out, const std::vector<shard_report>& reports) {
-    struct family {
-        const char* name;
-        const char* help;
-        metric_type type;
-        int64_t (*get)(const partition_row&);
-    };
-    static const family families[] = {
-        {"kafka_log_log_logendoffset", "The offset after the last record of the partition.",
-         metric_type::gauge, [](const partition_row& p) { return p.log_end; }},
-        {"kafka_log_log_logstartoffset", "The partition's first offset.", metric_type::gauge,
-         [](const partition_row& p) { return p.log_start; }},
-        {"spate_partition_high_watermark", "The partition's high watermark.", metric_type::gauge,
-         [](const partition_row& p) { return p.high_watermark; }},
-        {"kafka_log_log_size", "Bytes of the partition's segments on disk.", metric_type::gauge,
-         [](const partition_row& p) { return p.size_bytes; }},
-        {"kafka_log_log_numlogsegments", "Segments of the partition.", metric_type::gauge,
-         [](const partition_row& p) { return static_cast<int64_t>(p.segments); }},
-        {"kafka_cluster_partition_underreplicated",
-         "1 when this broker leads the partition and its ISR is smaller than its replicas.",
-         metric_type::gauge,
-         [](const partition_row& p) { return int64_t{p.leader && p.in_sync < p.replicas}; }},
-        {"spate_partition_leader", "1 when this broker leads the partition.", metric_type::gauge,
-         [](const partition_row& p) { return int64_t{p.leader}; }},
-    };
-    for (const family& f : families) {
-        out.family(f.name, f.help, f.type);
-        for (const shard_report& r : reports) {
-            for (const partition_row& p : r.partitions) {
-                const std::string index = std::to_string(p.index);
-                out.sample(f.name, {{"topic", p.topic}, {"partition", index}}, f.get(p));
-            }
-        }
-    }
-}
+struct partition_family {
+    const char* name;
+    const char* help;
+    int64_t (*get)(const partition_row&);
+};
+constexpr partition_family partition_families[] = {
+    {"kafka_log_log_logendoffset", "The offset after the last record of the partition.",
+     [](const partition_row& p) { return p.log_end; }},
+    {"kafka_log_log_logstartoffset", "The partition's first offset.",
+     [](const partition_row& p) { return p.log_start; }},
+    {"spate_partition_high_watermark", "The partition's high watermark.",
+     [](const partition_row& p) { return p.high_watermark; }},
+    {"kafka_log_log_size", "Bytes of the partition's segments on disk.",
+     [](const partition_row& p) { return p.size_bytes; }},
+    {"kafka_log_log_numlogsegments", "Segments of the partition.",
+     [](const partition_row& p) { return static_cast<int64_t>(p.segments); }},
+    {"kafka_cluster_partition_underreplicated",
+     "1 when this broker leads the partition and its ISR is smaller than its replicas.",
+     [](const partition_row& p) { return int64_t{p.leader && p.in_sync < p.replicas}; }},
+    {"spate_partition_leader", "1 when this broker leads the partition.",
+     [](const partition_row& p) { return int64_t{p.leader}; }},
+};
 
 void write_replica_manager(exposition_writer& out, const std::vector<shard_report>& reports,
                            const broker_view& view) {
@@ -226,12 +213,7 @@ void write_replica_manager(exposition_writer& out, const std::vector<shard_repor
             controller_changes);
 }
 
-void write_groups(exposition_writer& out, const std::vector<shard_report>& reports) {
-    // The high watermark of every partition led here: a group's lag is computed for those.
-    std::map<std::pair<std::string_view, int32_t>, int64_t> ends;
-    for (const shard_report& r : reports)
-        for (const partition_row& p : r.partitions)
-            if (p.leader) ends[{p.topic, p.index}] = p.high_watermark;
+void write_group_summary(exposition_writer& out, const std::vector<shard_report>& reports) {
     size_t groups = 0;
     for (const shard_report& r : reports) groups += r.groups.size();
     out.family("kafka_coordinator_group_groupmetadatamanager_numgroups",
@@ -245,32 +227,6 @@ void write_groups(exposition_writer& out, const std::vector<shard_report>& repor
     for (const shard_report& r : reports)
         for (const group_row& g : r.groups)
             out.sample("spate_group_state", {{"group", g.id}, {"state", g.state}}, 1);
-    out.family("spate_group_committed_offset", "The group's committed offset of the partition.",
-               metric_type::gauge);
-    for (const shard_report& r : reports) {
-        for (const group_row& g : r.groups) {
-            for (const committed_row& c : g.committed) {
-                const std::string index = std::to_string(c.partition);
-                out.sample("spate_group_committed_offset",
-                           {{"group", g.id}, {"topic", c.topic}, {"partition", index}}, c.offset);
-            }
-        }
-    }
-    out.family("spate_group_lag",
-               "High watermark minus the committed offset, for partitions led by this broker.",
-               metric_type::gauge);
-    for (const shard_report& r : reports) {
-        for (const group_row& g : r.groups) {
-            for (const committed_row& c : g.committed) {
-                auto end = ends.find({c.topic, c.partition});
-                if (end == ends.end() || c.offset < 0) continue;
-                const std::string index = std::to_string(c.partition);
-                out.sample("spate_group_lag",
-                           {{"group", g.id}, {"topic", c.topic}, {"partition", index}},
-                           std::max<int64_t>(end->second - c.offset, 0));
-            }
-        }
-    }
 }
 
 void write_storage(exposition_writer& out, const std::vector<shard_report>& reports) {
@@ -310,6 +266,13 @@ void write_storage(exposition_writer& out, const std::vector<shard_report>& repo
 
 void write_runtime(exposition_writer& out, const std::vector<shard_report>& reports) {
     using R = const shard_report&;
+    out.family("spate_shard_turn_busy_seconds",
+               "How long each turn of the shard's loop worked before waiting or turning again: "
+               "the longest delay a request could meet on that shard.",
+               metric_type::histogram);
+    for (const shard_report& r : reports)
+        out.histogram("spate_shard_turn_busy_seconds", {{"shard", std::to_string(r.shard)}},
+                      r.runtime.turn_busy);
     per_shard(out, "spate_shard_loop_turns_total", "Turns of the shard's event loop.",
               metric_type::counter, reports, [](R r) { return r.runtime.loop_turns; });
     per_shard(out, "spate_shard_busy_seconds_total",
@@ -346,21 +309,94 @@ void write_runtime(exposition_writer& out, const std::vector<shard_report>& repo
 
 }  // namespace
 
+exposition_job::exposition_job(std::vector<shard_report> reports, broker_view view)
+    : _reports(std::move(reports)), _view(view), _out(_text) {
+    for (const shard_report& r : _reports) {
+        for (const group_row& g : r.groups)
+            for (const committed_row& c : g.committed) {
+                _committed.push_back({&g, &c});
+                _ends.emplace(std::pair<std::string_view, int32_t>{c.topic, c.partition}, -1);
+            }
+    }
+    for (const shard_report& r : _reports) {
+        for (const partition_row& p : r.partitions) {
+            _rows.push_back(&p);
+            if (!p.leader || _ends.empty()) continue;
+            if (auto end = _ends.find({*p.topic, p.index}); end != _ends.end())
+                end->second = p.high_watermark;
+        }
+    }
+    // About what the text will take, so it grows without copying megabytes as it goes.
+    const size_t partition_lines = _view.partition_labels ? _rows.size() * 7 : 0;
+    _text.reserve((64 << 10) + partition_lines * 80 + _committed.size() * 2 * 100);
+    const auto whole = [this](void (*write)(exposition_job&)) {
+        _steps.push_back([this, write](size_t& budget) {
+            write(*this);
+            budget = budget > whole_step_lines ? budget - whole_step_lines : 0;
+            return true;
+        });
+    };
+    whole([](exposition_job& job) {
+        job._out.family("spate_up", "1 while the broker serves requests (0 while it starts).",
+                        metric_type::gauge);
+        job._out.sample("spate_up", {{"node_id", std::to_string(job._view.node_id)}},
+                        int64_t{job._view.ready});
+        write_requests(job._out, job._reports);
+    });
+    whole([](exposition_job& job) { write_topics(job._out, job._reports); });
+    if (_view.partition_labels)
+        for (const partition_family& f : partition_families)
+            add_rows(f.name, f.help, _rows.size(), [this, &f](size_t i) {
+                const partition_row& p = *_rows[i];
+                const std::string index = std::to_string(p.index);
+                _out.sample(f.name, {{"topic", *p.topic}, {"partition", index}}, f.get(p));
+            });
+    whole([](exposition_job& job) { write_replica_manager(job._out, job._reports, job._view); });
+    whole([](exposition_job& job) { write_group_summary(job._out, job._reports); });
+    add_rows("spate_group_committed_offset", "The group's committed offset of the partition.",
+             _committed.size(), [this](size_t i) {
+                 const auto [g, c] = _committed[i];
+                 const std::string index = std::to_string(c->partition);
+                 _out.sample("spate_group_committed_offset",
+                             {{"group", g->id}, {"topic", c->topic}, {"partition", index}},
+                             c->offset);
+             });
+    add_rows("spate_group_lag",
+             "High watermark minus the committed offset, for partitions led by this broker.",
+             _committed.size(), [this](size_t i) {
+                 const auto [g, c] = _committed[i];
+                 auto end = _ends.find({c->topic, c->partition});
+                 if (end == _ends.end() || end->second < 0 || c->offset < 0) return;
+                 const std::string index = std::to_string(c->partition);
+                 _out.sample("spate_group_lag",
+                             {{"group", g->id}, {"topic", c->topic}, {"partition", index}},
+                             std::max<int64_t>(end->second - c->offset, 0));
+             });
+    whole([](exposition_job& job) { write_storage(job._out, job._reports); });
+    whole([](exposition_job& job) { write_runtime(job._out, job._reports); });
+}
+
+void exposition_job::add_rows(const char* name, const char* help, size_t count,
+                              std::function<void(size_t)> write_row) {
+    _steps.push_back([this, name, help, count, write_row = std::move(write_row),
+                      next = size_t{0}](size_t& budget) mutable {
+        if (next == 0) _out.family(name, help, metric_type::gauge);
+        for (; next < count && budget > 0; ++next, --budget) write_row(next);
+        return next == count;
+    });
+}
+
+bool exposition_job::write_some(size_t lines) {
+    while (_next < _steps.size() && lines > 0)
+        if (_steps[_next](lines)) ++_next;
+    return _next == _steps.size();
+}
+
 std::string write_exposition(const std::vector<shard_report>& reports, const broker_view& view) {
-    std::string text;
-    text.reserve(64 << 10);
-    exposition_writer out(text);
-    out.family("spate_up", "1 while the broker serves requests (0 while it starts).",
-               metric_type::gauge);
-    out.sample("spate_up", {{"node_id", std::to_string(view.node_id)}}, int64_t{view.ready});
-    write_requests(out, reports);
-    write_topics(out, reports);
-    if (view.partition_labels) write_partitions(out, reports);
-    write_replica_manager(out, reports, view);
-    write_groups(out, reports);
-    write_storage(out, reports);
-    write_runtime(out, reports);
-    return text;
+    exposition_job job(reports, view);
+    while (!job.write_some(SIZE_MAX)) {
+    }
+    return std::move(job.text());
 }
 
 }  // namespace spate::broker::metrics

@@ -7,7 +7,11 @@
 // Threads: a pure function of its arguments, run on the shard answering the scrape.
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "broker/metrics/report.h"
@@ -29,6 +33,42 @@ struct broker_view {
     bool ready = false;
 };
 
+// Writes the exposition a bounded piece at a time, so a broker with many partitions is
+// scraped without holding its shard for the whole text: write_some() between loop turns
+// until it says done.
+class exposition_job {
+public:
+    exposition_job(std::vector<shard_report> reports, broker_view view);
+    exposition_job(const exposition_job&) = delete;
+    exposition_job& operator=(const exposition_job&) = delete;
+
+    // Writes about `lines` more sample lines (a small family counts as whole_step_lines);
+    // true once the whole exposition is written.
+    bool write_some(size_t lines);
+    std::string& text() { return _text; }
+
+    static constexpr size_t whole_step_lines = 200;
+
+private:
+    // A family with one sample per row (partitions, committed offsets), written `budget`
+    // rows at a time; write_row may skip a row.
+    void add_rows(const char* name, const char* help, size_t count,
+                  std::function<void(size_t)> write_row);
+
+    std::vector<shard_report> _reports;
+    broker_view _view;
+    std::string _text;
+    net::exposition_writer _out;
+    std::vector<std::function<bool(size_t& budget)>> _steps;
+    size_t _next = 0;
+    std::vector<const partition_row*> _rows;
+    std::vector<std::pair<const group_row*, const committed_row*>> _committed;
+    // The high watermarks of the partitions groups committed, -1 where not led here (a
+    // group's lag is computed for the others).
+    std::map<std::pair<std::string_view, int32_t>, int64_t> _ends;
+};
+
+// The whole exposition at once (tests).
 std::string write_exposition(const std::vector<shard_report>& reports, const broker_view& view);
 
 }  // namespace spate::broker::metrics

@@ -7,6 +7,8 @@
 // Threads: collect() runs on the shard it reads; the report is a plain value afterwards.
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,7 +22,8 @@ class shard_state;
 namespace spate::broker::metrics {
 
 struct partition_row {
-    std::string topic;
+    // Shared by the rows of one topic: one string per topic, not one per partition.
+    std::shared_ptr<const std::string> topic;
     int32_t index = 0;
     bool leader = true;  // a single node leads every partition
     int32_t replicas = 1;
@@ -58,7 +61,8 @@ struct shard_report {
     uint64_t recovery_truncations = 0;
 };
 
-// This shard's report; only on its own thread.
-shard_report collect(shard_state& shard);
+// Builds this shard's report over as many loop turns as its partitions take, then calls
+// `done` with it on this shard; only on the shard's own thread.
+void collect(shard_state& shard, std::function<void(shard_report)> done);
 
 }  // namespace spate::broker::metrics
