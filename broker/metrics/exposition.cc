@@ -144,24 +144,32 @@ void write_topics(exposition_writer& out, const std::vector<shard_report>& repor
 struct partition_family {
     const char* name;
     const char* help;
+    metric_type type;
     int64_t (*get)(const partition_row&);
 };
 constexpr partition_family partition_families[] = {
     {"kafka_log_log_logendoffset", "The offset after the last record of the partition.",
-     [](const partition_row& p) { return p.log_end; }},
-    {"kafka_log_log_logstartoffset", "The partition's first offset.",
+     metric_type::gauge, [](const partition_row& p) { return p.log_end; }},
+    {"kafka_log_log_logstartoffset", "The partition's first offset.", metric_type::gauge,
      [](const partition_row& p) { return p.log_start; }},
-    {"spate_partition_high_watermark", "The partition's high watermark.",
+    {"spate_partition_high_watermark", "The partition's high watermark.", metric_type::gauge,
      [](const partition_row& p) { return p.high_watermark; }},
-    {"kafka_log_log_size", "Bytes of the partition's segments on disk.",
+    {"kafka_log_log_size", "Bytes of the partition's segments on disk.", metric_type::gauge,
      [](const partition_row& p) { return p.size_bytes; }},
-    {"kafka_log_log_numlogsegments", "Segments of the partition.",
+    {"kafka_log_log_numlogsegments", "Segments of the partition.", metric_type::gauge,
      [](const partition_row& p) { return static_cast<int64_t>(p.segments); }},
     {"kafka_cluster_partition_underreplicated",
      "1 when this broker leads the partition and its ISR is smaller than its replicas.",
+     metric_type::gauge,
      [](const partition_row& p) { return int64_t{p.leader && p.in_sync < p.replicas}; }},
-    {"spate_partition_leader", "1 when this broker leads the partition.",
+    {"spate_partition_leader", "1 when this broker leads the partition.", metric_type::gauge,
      [](const partition_row& p) { return int64_t{p.leader}; }},
+    {"spate_partition_bytes_in_total",
+     "Bytes of record batches produced to the partition while led here.", metric_type::counter,
+     [](const partition_row& p) { return static_cast<int64_t>(p.bytes_in); }},
+    {"spate_partition_records_in_total", "Records produced to the partition while led here.",
+     metric_type::counter,
+     [](const partition_row& p) { return static_cast<int64_t>(p.records_in); }},
 };
 
 void write_replica_manager(exposition_writer& out, const std::vector<shard_report>& reports,
@@ -346,7 +354,7 @@ exposition_job::exposition_job(std::vector<shard_report> reports, broker_view vi
     whole([](exposition_job& job) { write_topics(job._out, job._reports); });
     if (_view.partition_labels)
         for (const partition_family& f : partition_families)
-            add_rows(f.name, f.help, _rows.size(), [this, &f](size_t i) {
+            add_rows(f.name, f.help, f.type, _rows.size(), [this, &f](size_t i) {
                 const partition_row& p = *_rows[i];
                 const std::string index = std::to_string(p.index);
                 _out.sample(f.name, {{"topic", *p.topic}, {"partition", index}}, f.get(p));
@@ -354,7 +362,7 @@ exposition_job::exposition_job(std::vector<shard_report> reports, broker_view vi
     whole([](exposition_job& job) { write_replica_manager(job._out, job._reports, job._view); });
     whole([](exposition_job& job) { write_group_summary(job._out, job._reports); });
     add_rows("spate_group_committed_offset", "The group's committed offset of the partition.",
-             _committed.size(), [this](size_t i) {
+             metric_type::gauge, _committed.size(), [this](size_t i) {
                  const auto [g, c] = _committed[i];
                  const std::string index = std::to_string(c->partition);
                  _out.sample("spate_group_committed_offset",
@@ -363,7 +371,7 @@ exposition_job::exposition_job(std::vector<shard_report> reports, broker_view vi
              });
     add_rows("spate_group_lag",
              "High watermark minus the committed offset, for partitions led by this broker.",
-             _committed.size(), [this](size_t i) {
+             metric_type::gauge, _committed.size(), [this](size_t i) {
                  const auto [g, c] = _committed[i];
                  auto end = _ends.find({c->topic, c->partition});
                  if (end == _ends.end() || end->second < 0 || c->offset < 0) return;
@@ -376,11 +384,11 @@ exposition_job::exposition_job(std::vector<shard_report> reports, broker_view vi
     whole([](exposition_job& job) { write_runtime(job._out, job._reports); });
 }
 
-void exposition_job::add_rows(const char* name, const char* help, size_t count,
+void exposition_job::add_rows(const char* name, const char* help, metric_type type, size_t count,
                               std::function<void(size_t)> write_row) {
-    _steps.push_back([this, name, help, count, write_row = std::move(write_row),
+    _steps.push_back([this, name, help, type, count, write_row = std::move(write_row),
                       next = size_t{0}](size_t& budget) mutable {
-        if (next == 0) _out.family(name, help, metric_type::gauge);
+        if (next == 0) _out.family(name, help, type);
         for (; next < count && budget > 0; ++next, --budget) write_row(next);
         return next == count;
     });

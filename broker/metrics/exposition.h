@@ -52,7 +52,7 @@ public:
 private:
     // A family with one sample per row (partitions, committed offsets), written `budget`
     // rows at a time; write_row may skip a row.
-    void add_rows(const char* name, const char* help, size_t count,
+    void add_rows(const char* name, const char* help, net::metric_type type, size_t count,
                   std::function<void(size_t)> write_row);
 
     std::vector<shard_report> _reports;
