@@ -5,10 +5,10 @@ one ZooKeeper (tests/cluster/cluster.py), each next to a baseline measured in th
   /usr/bin/python3 bench/replication.py [--binary build/broker/spate]
       [--spatectl build/tools/spatectl] [--phase 1|2|3|all] [--runs N] [--seconds S]
       [--volume-mib 1024] [--record-size 1024] [--partitions 1] [--rf 3] [--min-isr 2]
-      [--rate 10000] [--session-timeout-ms 5000] [--pin-shards] [--idle-wait 120]
+      [--rate 10000] [--session-timeout-ms 5000] [--pin-shards] [--shards 2] [--idle-wait 120]
       [--work-dir /var/tmp/spate-replication-bench]
 
-All phases run against the same 3 brokers (2 shards each, unpinned: the client shares
+All phases run against the same 3 brokers (--shards each, default 2, unpinned: the client shares
 the machine's cores with them). Each phase, and each measured round, starts settled:
 `sync`, then until Dirty in /proc/meminfo is below 16 MiB, then until the cpus are less
 than 25 % busy over a second (at most --idle-wait s; if not, the busiest processes are
@@ -581,6 +581,9 @@ def main():
     parser.add_argument("--rate", type=int, default=10000, help="phase 2 records/s")
     parser.add_argument("--session-timeout-ms", type=int, default=5000)
     parser.add_argument("--pin-shards", action="store_true", help="pin broker shards to cores")
+    parser.add_argument("--shards", type=int, default=2,
+                        help="shards per broker (default 2: 6 shard threads on this machine's "
+                             "2 cpus; 1 gives each broker one thread, 3 in all)")
     parser.add_argument("--idle-wait", type=float, default=120,
                         help="at most this long (s) before each phase and round for the cpus to "
                              "be < 25%% busy (default 120)")
@@ -609,11 +612,12 @@ def main():
     load_before = os.getloadavg()
     out = []
     extra = "pin_shards = %s\n" % ("true" if args.pin_shards else "false")
-    log("spate replication bench: 3 brokers (2 shards, pin_shards %s), 1 ZooKeeper, %d cpus; %s"
-        % ("true" if args.pin_shards else "false", os.cpu_count(), machine()))
+    log("spate replication bench: 3 brokers (%d shards, pin_shards %s), 1 ZooKeeper, %d cpus; %s"
+        % (args.shards, "true" if args.pin_shards else "false", os.cpu_count(), machine()))
     failed = True
     try:
-        with Cluster(brokers=3, zk_nodes=1, session_timeout_ms=args.session_timeout_ms, shards=2,
+        with Cluster(brokers=3, zk_nodes=1, session_timeout_ms=args.session_timeout_ms,
+                     shards=args.shards,
                      extra_config=extra) as c:
             log("  cluster up in %s" % c.base_dir)
             try:
