@@ -505,6 +505,8 @@ shard_stats shard::stats() const {
     if (_ring_ready && _ring->cq.koverflow != nullptr)
         s.cq_overflows = __atomic_load_n(_ring->cq.koverflow, __ATOMIC_RELAXED);
     for (const auto& pending : _overflow) s.cross_shard_waiting += pending.size();
+    for (const auto& inbox : _inboxes)
+        if (inbox) s.cross_shard_queued += inbox->approximate_size();
     s.connections_refused = _connections_refused;
     s.connections_open = _open_connections;
     s.incomplete_request_bytes = incomplete_request_bytes();

@@ -168,6 +168,7 @@ struct shard_stats {
     uint64_t cross_shard_tasks = 0;    // tasks sent to other shards
     uint64_t cross_shard_full = 0;     // of those, found the peer's queue full (waited here)
     uint64_t cross_shard_waiting = 0;  // tasks waiting now in those overflow lists
+    uint64_t cross_shard_queued = 0;   // tasks other shards queued for this one, not yet run
     uint64_t connections_accepted = 0;
     uint64_t connections_refused = 0;
     uint64_t connections_open = 0;  // incoming and outgoing

@@ -72,6 +72,12 @@ public:
     bool looks_empty() const {
         return _tail.load(std::memory_order_acquire) == _head.load(std::memory_order_acquire);
     }
+    // Either side, as a hint (metrics): the items queued at about this moment.
+    size_t approximate_size() const {
+        const uint64_t head = _head.load(std::memory_order_acquire);
+        const uint64_t tail = _tail.load(std::memory_order_acquire);
+        return tail > head ? static_cast<size_t>(tail - head) : 0;
+    }
 
 private:
     static constexpr size_t line_bytes = 64;

@@ -303,6 +303,9 @@ void write_runtime(exposition_writer& out, const std::vector<shard_report>& repo
     per_shard(out, "spate_shard_cross_shard_waiting",
               "Tasks waiting now for room in other shards' queues.", metric_type::gauge, reports,
               [](R r) { return r.runtime.cross_shard_waiting; });
+    per_shard(out, "spate_shard_cross_shard_queued",
+              "Tasks other shards queued for this one, not yet run (queue depth).",
+              metric_type::gauge, reports, [](R r) { return r.runtime.cross_shard_queued; });
     per_shard(out, "spate_connections_open", "Connections open (incoming and outgoing).",
               metric_type::gauge, reports, [](R r) { return r.runtime.connections_open; });
     per_shard(out, "spate_connections_accepted_total", "Connections accepted.",
