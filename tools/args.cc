@@ -115,6 +115,14 @@ const std::vector<command_spec>& specs() {
          {{"--print-data-log", false}},
          true,
          "decode segment files (like kafka-dump-log)"},
+        {"top",
+         {{"--metrics", true}, {"--interval-ms", true}, {"--once", false}, {"--rows", true}},
+         false,
+         "live view of one broker from its Prometheus endpoint (--metrics HOST:PORT, the\n"
+         "      broker's metrics_listen): request rates, Produce/Fetch p99 latency, shard load,\n"
+         "      busiest topics and partitions, groups by lag (--rows N each, default 10);\n"
+         "      refreshes every --interval-ms (default 1000); with --once, or when stdout is not\n"
+         "      a terminal, prints the view of one interval and exits"},
     };
     return table;
 }

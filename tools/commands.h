@@ -16,6 +16,7 @@ result<void> run_perf_produce(const command_line& line);
 result<void> run_perf_consume(const command_line& line);
 result<void> run_perf_e2e(const command_line& line);
 result<void> run_dump_log(const command_line& line);
+result<void> run_top(const command_line& line);
 
 // Dispatches on line.command, prints a failure as "spatectl: <message>" on stderr and
 // returns the process exit code (0 ok, 1 error, 2 usage).

@@ -375,6 +375,8 @@ int run_command(const command_line& line) {
         outcome = run_perf_consume(line);
     else if (path == "perf e2e")
         outcome = run_perf_e2e(line);
+    else if (path == "top")
+        outcome = run_top(line);
     else
         outcome = run_dump_log(line);
     std::fflush(stdout);

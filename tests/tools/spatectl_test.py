@@ -577,6 +577,23 @@ def test_unknown_topic(b):
         assert 'topic "no-such-topic" does not exist (UNKNOWN_TOPIC_OR_PARTITION)' in err, (command, err)
 
 
+def test_top(b, metrics):
+    """top --once: one view of the broker's /metrics over one interval, then exit 0; a
+    metrics address nothing listens on is exit 1 naming it."""
+    ok(b, "topics", "create", "--topic", "top-topic", "--partitions", "2")
+    ok(b, "produce", "--topic", "top-topic", stdin=b"".join(b"r%d\n" % i for i in range(100)))
+    out = ok(b, "top", "--metrics", metrics, "--once", "--interval-ms", "200",
+             "--rows", "1000").decode()
+    assert out.startswith("spatectl top  http://%s/metrics" % metrics), out
+    assert re.search(r"^node \d+ serving", out, re.M), out
+    for section in ("SHARDS", "TOPICS", "PARTITIONS", "GROUPS"):
+        assert re.search(r"^%s\b" % section, out, re.M), (section, out)
+    assert re.search(r"^top-topic\s+\d", out, re.M), out
+    down = "127.0.0.1:%d" % free_port()
+    err = fails(b, 1, "top", "--metrics", down, "--once")
+    assert "cannot connect to " + down in err, err
+
+
 def test_broker_down():
     """Every command that talks to a broker names the address it could not reach (exit 1)."""
     down = "127.0.0.1:%d" % free_port()
@@ -589,6 +606,8 @@ def main():
     # Kafka's 3 s initial rebalance delay would only slow the group tests down.
     config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
     config.write("group_initial_rebalance_delay_ms = 0\n")
+    metrics = "127.0.0.1:%d" % free_port()
+    config.write('metrics_listen = "%s"\n' % metrics)
     config.close()
     with Broker(extra=["--config", config.name]) as broker:
         b = broker.bootstrap
@@ -600,6 +619,8 @@ def main():
             print("ok", test.__name__)
         test_dump_log(b, broker.data_dir)
         print("ok test_dump_log")
+        test_top(b, metrics)
+        print("ok test_top")
     os.unlink(config.name)
     test_broker_down()
     print("ok test_broker_down")
