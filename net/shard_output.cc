@@ -53,6 +53,9 @@ void shard::respond(connection_ref ref, uint64_t sequence, response r) {
     }
     slot.state = connection::slot_state::ready;
     slot.body = std::move(r);
+    // An answer going out is activity: the idle sweep, which may run later in this same
+    // turn (before the send is even submitted), must not cut it off as idle.
+    conn.last_activity = _now;
     if (!conn.send_in_flight) start_output(conn);
 }
 
