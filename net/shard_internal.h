@@ -42,6 +42,10 @@ static_assert(kind_bits + step_bits + index_bits + 32 == 64, "user_data is fully
 constexpr uint16_t buffer_group = 0;
 // Responses gathered into one sendmsg.
 constexpr size_t iov_max = 64;
+// Bytes handed to one sendmsg. The kernel copies them into the socket inside the submit,
+// on this shard's thread: a 6 MB /metrics answer sent whole held the loop for ~5 ms. A
+// larger answer goes out over several sends, one per completion.
+constexpr size_t send_bytes_max = 256 << 10;
 // Pipes kept for reuse per shard; more are closed when released.
 constexpr size_t idle_pipes_max = 16;
 // The pipe size asked for (the kernel may refuse: pipe-max-size); splices move at most this.

@@ -145,9 +145,10 @@ bool shard::gather_bytes(connection& conn) {
     // From the cursor up to the next piece of the front response; when the front ends in
     // plain bytes, on through the leading bytes of the following ready responses.
     size_t count = 0;
+    size_t gathered = 0;
     bool first = true;
     for (auto& pending : conn.responses) {
-        if (count == iov_max) break;
+        if (count == iov_max || gathered == send_bytes_max) break;
         if (pending.state == connection::slot_state::waiting) break;
         if (pending.state == connection::slot_state::skipped) {
             first = false;
@@ -159,9 +160,12 @@ bool shard::gather_bytes(connection& conn) {
         const size_t until = piece_index < body.pieces.size() ? body.pieces[piece_index].position
                                                               : body.bytes.size();
         if (until > from) {
+            const size_t take = std::min(until - from, send_bytes_max - gathered);
             conn.iov[count].iov_base = const_cast<uint8_t*>(body.bytes.data() + from);
-            conn.iov[count].iov_len = until - from;
+            conn.iov[count].iov_len = take;
+            gathered += take;
             ++count;
+            if (take < until - from) break;  // the rest goes with the next send
         }
         first = false;
         if (piece_index < body.pieces.size()) break;

@@ -275,8 +275,9 @@ void write_storage(exposition_writer& out, const std::vector<shard_report>& repo
 void write_runtime(exposition_writer& out, const std::vector<shard_report>& reports) {
     using R = const shard_report&;
     out.family("spate_shard_turn_busy_seconds",
-               "How long each turn of the shard's loop worked before waiting or turning again: "
-               "the longest delay a request could meet on that shard.",
+               "How long each turn of the shard's loop worked before waiting or turning again "
+               "(not counting the kernel's work in the turn's submit, at most one 256 KiB send "
+               "per connection): the longest delay a request could meet on that shard.",
                metric_type::histogram);
     for (const shard_report& r : reports)
         out.histogram("spate_shard_turn_busy_seconds", {{"shard", std::to_string(r.shard)}},
