@@ -284,8 +284,13 @@ std::string_view http_request_parser::view(piece text) const {
     return std::string_view(_head).substr(text.offset, text.length);
 }
 
-std::string http_response(int status, std::string_view reason, std::string_view content_type,
-                          std::string_view body, http_connection connection) {
+namespace {
+
+// Appends the whole response to `out` (a std::string or a byte vector): one reservation for
+// all of it, and the body copied once.
+template <class Bytes>
+void append_response(Bytes& out, int status, std::string_view reason, std::string_view content_type,
+                     std::string_view body, http_connection connection) {
     SPATE_ASSERT(status >= 100, "an HTTP status has three digits");
     SPATE_ASSERT(status <= 999, "an HTTP status has three digits");
     SPATE_ASSERT(reason.find_first_of("\r\n") == std::string_view::npos, "a reason is one line");
@@ -296,29 +301,46 @@ std::string http_response(int status, std::string_view reason, std::string_view 
     char length[24];
     const auto [length_end, error] = std::to_chars(length, length + sizeof(length), body.size());
     SPATE_ASSERT(error == std::errc(), "a size fits 24 characters");
+    const char code[] = {' ', static_cast<char>('0' + status / 100),
+                         static_cast<char>('0' + status / 10 % 10),
+                         static_cast<char>('0' + status % 10), ' '};
+    const auto add = [&out](std::string_view text) {
+        out.insert(out.end(), text.begin(), text.end());
+    };
 
-    std::string out;
-    // The fixed text is under 100 bytes; one allocation for the whole response.
-    out.reserve(100 + reason.size() + content_type.size() + sizeof(length) + body.size());
-    out += "HTTP/1.1 ";
-    out += static_cast<char>('0' + status / 100);
-    out += static_cast<char>('0' + status / 10 % 10);
-    out += static_cast<char>('0' + status % 10);
-    out += ' ';
-    out += reason;
-    out += "\r\n";
+    // The fixed text is under 100 bytes.
+    out.reserve(out.size() + 100 + reason.size() + content_type.size() + sizeof(length) +
+                body.size());
+    add("HTTP/1.1");
+    add(std::string_view(code, sizeof code));
+    add(reason);
+    add("\r\n");
     if (!content_type.empty()) {
-        out += "Content-Type: ";
-        out += content_type;
-        out += "\r\n";
+        add("Content-Type: ");
+        add(content_type);
+        add("\r\n");
     }
-    out += "Content-Length: ";
-    out.append(length, length_end);
-    out += "\r\nConnection: ";
-    out += connection_value;
-    out += "\r\n\r\n";
-    out += body;
+    add("Content-Length: ");
+    add(std::string_view(length, static_cast<size_t>(length_end - length)));
+    add("\r\nConnection: ");
+    add(connection_value);
+    add("\r\n\r\n");
+    add(body);
+}
+
+}  // namespace
+
+std::string http_response(int status, std::string_view reason, std::string_view content_type,
+                          std::string_view body, http_connection connection) {
+    std::string out;
+    append_response(out, status, reason, content_type, body, connection);
     return out;
+}
+
+void append_http_response(std::vector<uint8_t>& out, int status, std::string_view reason,
+                          std::string_view content_type, std::string_view body,
+                          http_connection connection) {
+    append_response(out, status, reason, content_type, body, connection);
 }
 
 }  // namespace spate::net

@@ -120,5 +120,9 @@ enum class http_connection : uint8_t { close, keep_alive };
 // from our code and hold no CR or LF.
 std::string http_response(int status, std::string_view reason, std::string_view content_type,
                           std::string_view body, http_connection connection);
+// The same, appended to a byte buffer (a response net/ sends): the body is copied once.
+void append_http_response(std::vector<uint8_t>& out, int status, std::string_view reason,
+                          std::string_view content_type, std::string_view body,
+                          http_connection connection);
 
 }  // namespace spate::net

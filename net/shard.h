@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "net/connection_limits.h"
+#include "net/http.h"
 #include "net/metrics.h"
 #include "net/spsc_queue.h"
 #include "net/unique_function.h"
@@ -209,6 +210,11 @@ public:
     // Queues the response to request `sequence`; responses go out strictly in sequence
     // order. Responses for a closed connection (stale reference) are dropped.
     void respond(connection_ref conn, uint64_t sequence, response r);
+    // Answers request `sequence` of a connection of the HTTP listener with a whole HTTP
+    // response (net/http.h), built straight into the buffer that is sent.
+    void respond_http(connection_ref conn, uint64_t sequence, int status, std::string_view reason,
+                      std::string_view content_type, std::string_view body,
+                      http_connection connection);
     // Request `sequence` gets no response (acks=0 produce).
     void skip_response(connection_ref conn, uint64_t sequence);
     // Closes the connection (e.g. garbage from the peer); the shard goes on.

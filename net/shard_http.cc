@@ -69,11 +69,16 @@ void shard::refuse_http(connection& conn, int status, const char* reason) {
     conn.responses.emplace_back();
     // What follows a head that cannot be parsed cannot be found either: answer and close.
     conn.close_when_answered = true;
-    const std::string text = http_response(status, reason, "text/plain", std::string(reason) + "\n",
-                                           http_connection::close);
+    respond_http(ref, sequence, status, reason, "text/plain", std::string(reason) + "\n",
+                 http_connection::close);
+}
+
+void shard::respond_http(connection_ref conn, uint64_t sequence, int status,
+                         std::string_view reason, std::string_view content_type,
+                         std::string_view body, http_connection connection) {
     response r;
-    r.bytes.assign(text.begin(), text.end());
-    respond(ref, sequence, std::move(r));
+    append_http_response(r.bytes, status, reason, content_type, body, connection);
+    respond(conn, sequence, std::move(r));
 }
 
 }  // namespace spate::net

@@ -23,12 +23,9 @@ struct scrape {
 void answer(shard_state& shard, net::connection_ref conn, uint64_t sequence, int status,
             std::string_view reason, std::string_view content_type, std::string_view body,
             bool keep_alive) {
-    const std::string text = net::http_response(
-        status, reason, content_type, body,
+    shard.net_shard().respond_http(
+        conn, sequence, status, reason, content_type, body,
         keep_alive ? net::http_connection::keep_alive : net::http_connection::close);
-    net::response r;
-    r.bytes.assign(text.begin(), text.end());
-    shard.net_shard().respond(conn, sequence, std::move(r));
 }
 
 metrics::broker_view view_of(shard_state& shard) {

@@ -111,10 +111,7 @@ public:
 private:
     void answer(connection_ref conn, uint64_t sequence, const std::string& body,
                 http_connection connection) {
-        const std::string text = http_response(200, "OK", "text/plain", body, connection);
-        response r;
-        r.bytes.assign(text.begin(), text.end());
-        _shard.respond(conn, sequence, std::move(r));
+        _shard.respond_http(conn, sequence, 200, "OK", "text/plain", body, connection);
     }
     shard& _shard;
     std::vector<std::function<void()>> _held;
