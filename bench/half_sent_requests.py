@@ -118,7 +118,7 @@ def main():
                "--shards", str(args.shards)]
     if args.config:
         command += ["--config", args.config]
-    # Unpinned, as bench/e2e.sh: the clients share the machine's cores.
+    # Unpinned, as bench/e2e.py: the clients share the machine's cores.
     config = tempfile.NamedTemporaryFile("w", suffix=".toml")
     if not args.config:
         config.write("pin_shards = false\n")

@@ -16,11 +16,11 @@ named). The load average, Dirty, Writeback and cpu use are printed there, and Di
 Writeback again after each measured produce.
 
  1. throughput: `spatectl perf produce` of --volume-mib (default 1 GiB) of --record-size
-    records, unthrottled (bench/e2e.sh's batch 256 KiB, linger 1 ms, 8 in flight), into a
+    records, unthrottled (bench/e2e.py's batch 256 KiB, linger 1 ms, 8 in flight), into a
     fresh topic of --partitions partitions: RF 1 with acks=1 and RF --rf
     (min.insync.replicas --min-isr) with acks=all, alternating, --runs rounds each
     (default 3); the topic is deleted after each round. Prints each round, the medians
-    and RF3/RF1. Before the first round, as bench/e2e.sh does, memory for the page cache
+    and RF3/RF1. Before the first round, as bench/e2e.py does, memory for the page cache
     the rounds fill is touched once through /dev/shm (this VM backs guest pages lazily;
     a first touch costs a hypervisor fault). RF 3 writes 3 GiB a round: past the
     kernel's background writeback threshold here (10 % of ~23 GiB), so writeback runs
@@ -67,7 +67,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import kafka_raw as kr  # noqa: E402
 from cluster import Cluster, install_sigterm_handler  # noqa: E402
-from zookeeper import free_ports  # noqa: E402
+
+sys.path.insert(0, HERE)
+import baselines  # noqa: E402
+import machine  # noqa: E402
 
 MIB = 1024 * 1024
 DIRTY_SETTLED = 16 * MIB
@@ -84,101 +87,20 @@ def log(text):
 
 # ---- the machine ---------------------------------------------------------------------------
 
-def meminfo(*keys):
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            name, value = line.split(":", 1)
-            if name in keys:
-                out[name] = int(value.split()[0]) * 1024
-    return out
-
-
-def cpu_busy(seconds=1.0):
-    """Percent of the machine's cpu time spent busy (not idle, not iowait) over `seconds`."""
-    def times():
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        return sum(fields[:8]), fields[3] + fields[4]
-    total0, idle0 = times()
-    time.sleep(seconds)
-    total1, idle1 = times()
-    return 100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0))
-
-
-def machine(busy=None):
-    m = meminfo("Dirty", "Writeback")
-    return "load %.2f %.2f %.2f, Dirty %.1f MiB, Writeback %.1f MiB%s" % (
-        os.getloadavg() + (m["Dirty"] / MIB, m["Writeback"] / MIB,
-                           "" if busy is None else ", cpus %.0f%% busy" % busy))
-
-
 IDLE_WAIT = [120.0]  # --idle-wait
 
 
 def settle(what, timeout=300):
-    """sync, then until Dirty < 16 MiB (at most `timeout` s), then until the cpus are
-    less than 25 % busy over a second (at most --idle-wait s: the machine is shared, and
-    a compile running next to the bench is a figure of its own); prints the state."""
-    began = time.monotonic()
-    subprocess.run(["sync"], check=False)
-    while meminfo("Dirty")["Dirty"] >= DIRTY_SETTLED and time.monotonic() - began < timeout:
-        time.sleep(0.5)
-        subprocess.run(["sync"], check=False)
-    notes = []
-    if meminfo("Dirty")["Dirty"] >= DIRTY_SETTLED:
-        notes.append("Dirty NOT below 16 MiB")
-    idle_from = time.monotonic()
-    busy = cpu_busy()
-    while busy >= 25 and time.monotonic() - idle_from < IDLE_WAIT[0]:
-        busy = cpu_busy()
-    if busy >= 25:
-        notes.append("cpus NOT idle after %.0f s: %s" % (IDLE_WAIT[0], busiest()))
-    log("  [%s] %s (settled in %.1f s%s)" % (what, machine(busy), time.monotonic() - began,
-                                              "; " + "; ".join(notes) if notes else ""))
-
-
-def busiest(count=3):
-    """The processes with the most cpu time over the last second (for the log)."""
-    def ticks():
-        out = {}
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % pid) as f:
-                    stat = f.read()
-                name = stat[stat.index("(") + 1:stat.rindex(")")]
-                fields = stat[stat.rindex(")") + 2:].split()
-                out[pid] = (name, int(fields[11]) + int(fields[12]))
-            except (OSError, ValueError):
-                pass
-        return out
-    before = ticks()
-    time.sleep(1)
-    after = ticks()
-    used = sorted(((t - before[p][1], n) for p, (n, t) in after.items() if p in before), reverse=True)
-    hz = os.sysconf("SC_CLK_TCK")
-    return ", ".join("%s %.0f%%" % (n, 100.0 * d / hz) for d, n in used[:count] if d > 0)
+    """bench/machine.py's settle with this bench's --idle-wait."""
+    machine.settle(what, dirty_mib=DIRTY_SETTLED // MIB, timeout=timeout, idle_wait=IDLE_WAIT[0],
+                   log=log)
 
 
 def warm_memory(mib):
-    """Touches (and frees) `mib` MiB through tmpfs, as bench/e2e.sh does, if there is room."""
-    avail = meminfo("MemAvailable")["MemAvailable"] // MIB
-    if not os.path.isdir("/dev/shm") or avail < 2 * mib:
-        log("  memory warm-up skipped (%d MiB wanted, %d MiB available)" % (mib, avail))
-        return
-    path = "/dev/shm/spate-replication-warm-%d" % os.getpid()
+    """Touches (and frees) `mib` MiB through tmpfs, as bench/e2e.py does, if there is room."""
     began = time.monotonic()
-    try:
-        subprocess.run(["dd", "if=/dev/zero", "of=" + path, "bs=1M", "count=%d" % mib,
-                        "status=none"], check=False)
-    finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-    log("  memory warm-up: %d MiB touched through /dev/shm in %.1f s" % (mib, time.monotonic() - began))
+    if machine.reuse_memory(mib, log=log):
+        log("  memory warm-up: %d MiB touched through /dev/shm in %.1f s" % (mib, time.monotonic() - began))
 
 
 # ---- topics --------------------------------------------------------------------------------
@@ -250,7 +172,7 @@ def perf_produce(args, c, topic, records, acks, throughput, timeout):
                "perf", "produce", "--topic", topic, "--num-records", str(records),
                "--record-size", str(args.record_size), "--throughput", str(throughput),
                "--acks", str(acks)]
-    if throughput < 0:  # the settings bench/e2e.sh uses for its unthrottled runs
+    if throughput < 0:  # the settings bench/e2e.py uses for its unthrottled runs
         command += ["--batch-size", "262144", "--linger-ms", "1", "--max-in-flight", "8"]
     done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=timeout)
@@ -287,7 +209,7 @@ def phase_throughput(args, c, out):
             results[kind].append(res)
             log("    RF %d acks=%-3s round %d: %8.1f MB/s   p99 %.3f ms   [%s]  (after: %s)"
                 % (rf, "all" if acks == -1 else acks, r + 1, res["mbs"], res["p99_ms"], res["line"],
-                   machine()))
+                   machine.state()))
             delete_topic(c, topic)
     rf1 = statistics.median(x["mbs"] for x in results["base"])
     rfn = statistics.median(x["mbs"] for x in results["replicated"])
@@ -300,35 +222,6 @@ def phase_throughput(args, c, out):
 
 # ---- phase 2: latency ----------------------------------------------------------------------------
 
-def sockperf_rtt(seconds, size):
-    """{percentile: round trip in µs} of sockperf ping-pong over TCP on loopback."""
-    port = free_ports(1)[0]
-    server = subprocess.Popen(["sockperf", "sr", "--tcp", "-i", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        done = subprocess.run(["sockperf", "ping-pong", "--tcp", "-i", "127.0.0.1", "-p", str(port),
-                               "-t", str(int(seconds)), "-m", str(size), "--full-rtt"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=seconds + 30)
-    finally:
-        server.kill()
-        server.wait()
-    text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
-    out = {}
-    for name, value in re.findall(r"percentile (\d+\.\d+) = +([\d.]+)", text):
-        out[float(name)] = float(value)
-    m = re.search(r"<MAX> observation = +([\d.]+)", text)
-    if m:
-        out["max"] = float(m.group(1))
-    m = re.search(r"\[Valid Duration\].*ReceivedMessages=(\d+)", text)
-    if m:
-        out["count"] = int(m.group(1))
-    if 99.0 not in out:
-        raise RuntimeError("sockperf ping-pong printed no percentiles:\n" + text[-2000:])
-    return out
-
-
 def phase_latency(args, c, out):
     seconds = args.seconds
     records = int(args.rate * seconds)
@@ -339,21 +232,21 @@ def phase_latency(args, c, out):
     topic = topic_name("latency")
     create_topic(c, topic, 1, args.rf, args.min_isr)
     settle("sockperf")
-    sp = sockperf_rtt(seconds, args.record_size)
+    sp = baselines.sockperf_rtt(seconds, args.record_size)
     log("    sockperf TCP round trip (%d B, back to back, %d round trips): p50 %.1f us, p99 %.1f us, "
         "p99.9 %.1f us, max %.1f us" % (args.record_size, sp.get("count", -1), sp[50.0], sp[99.0],
                                         sp[99.9], sp.get("max", -1)))
     settle("produce at %d/s" % args.rate)
     res = perf_produce(args, c, topic, records, -1, args.rate, timeout=seconds * 3 + 120)
-    log("    [%s]  (after: %s)" % (res["line"], machine()))
+    log("    [%s]  (after: %s)" % (res["line"], machine.state()))
     delete_topic(c, topic)
-    # Context, not the goal: the same run unreplicated (RF 1, acks=1, as bench/e2e.sh's
+    # Context, not the goal: the same run unreplicated (RF 1, acks=1, as bench/e2e.py's
     # latency figure), so a bad ratio shows whether it is replication or the machine.
     base_topic = topic_name("latency-rf1")
     create_topic(c, base_topic, 1, 1, 1)
     settle("RF 1 acks=1 produce at %d/s" % args.rate)
     base = perf_produce(args, c, base_topic, records, 1, args.rate, timeout=seconds * 3 + 120)
-    log("    [%s]  (after: %s)" % (base["line"], machine()))
+    log("    [%s]  (after: %s)" % (base["line"], machine.state()))
     delete_topic(c, base_topic)
     p = {k: 1000 * res[k] for k in ("p50_ms", "p99_ms", "p999_ms")}
     b1 = {k: 1000 * base[k] for k in ("p50_ms", "p99_ms", "p999_ms")}
@@ -613,7 +506,7 @@ def main():
     out = []
     extra = "pin_shards = %s\n" % ("true" if args.pin_shards else "false")
     log("spate replication bench: 3 brokers (%d shards, pin_shards %s), 1 ZooKeeper, %d cpus; %s"
-        % (args.shards, "true" if args.pin_shards else "false", os.cpu_count(), machine()))
+        % (args.shards, "true" if args.pin_shards else "false", os.cpu_count(), machine.state()))
     failed = True
     try:
         with Cluster(brokers=3, zk_nodes=1, session_timeout_ms=args.session_timeout_ms,

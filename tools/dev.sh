@@ -98,7 +98,7 @@ case "${1:-}" in
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     fi
     build build
-    bench/e2e.sh build
+    /usr/bin/python3 bench/e2e.py --build build
     bench/idle_partitions.sh build 4000
     bench/spatectl_vs_kcat.sh build
     ;;
