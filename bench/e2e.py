@@ -28,94 +28,24 @@ process's. The machine's state is printed beside every figure. Not a test.
 """
 import argparse
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import baselines  # noqa: E402
+import brokers  # noqa: E402
 import machine  # noqa: E402
 
 MIB = 1024 * 1024
-PRODUCE_LINE = re.compile(
-    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
-    r"([\d.]+) ms max latency, ([\d.]+) ms 50th, ([\d.]+) ms 95th, ([\d.]+) ms 99th, "
-    r"([\d.]+) ms 99\.9th")
-CONSUME_LINE = re.compile(r"(\d+) records received, ([\d.]+) records/sec \(([\d.]+) MB/sec\)")
-# spate's appends of a 256 KiB batch are the produce's write size.
-WRITE_SIZE = 256 * 1024
+WRITE_SIZE = brokers.WRITE_SIZE
 
 
 def log(text):
     print(text, flush=True)
-
-
-class Broker:
-    def __init__(self, args, work, name, config=""):
-        self.port = baselines.free_port()
-        self.dir = os.path.join(work, name)
-        conf = os.path.join(work, name + ".toml")
-        with open(conf, "w") as f:
-            f.write("pin_shards = %s\n%s" % ("true" if args.pin_shards else "false", config))
-        self.log = open(os.path.join(work, name + ".log"), "w")
-        self.proc = subprocess.Popen([os.path.join(args.build, "broker", "spate"), "--config", conf,
-                                      "--listen", "127.0.0.1:%d" % self.port, "--data-dir", self.dir],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        self.ctl = [os.path.join(args.build, "tools", "spatectl"), "--bootstrap-server",
-                    "127.0.0.1:%d" % self.port, "--timeout", "30000"]
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with baselines.socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("spate did not start; see " + self.log.name)
-                time.sleep(0.1)
-
-    def run(self, *command, timeout=600):
-        done = subprocess.run(self.ctl + list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError("spatectl %s exited %d: %s" % (" ".join(command), done.returncode,
-                                                               done.stderr.strip()[-500:]))
-        return done.stdout
-
-    def produce(self, topic, records, size, throughput, acks):
-        command = ["perf", "produce", "--topic", topic, "--num-records", str(records),
-                   "--record-size", str(size), "--throughput", str(throughput), "--acks", acks]
-        if throughput < 0:
-            command += ["--batch-size", str(WRITE_SIZE), "--linger-ms", "1", "--max-in-flight", "8"]
-        out = self.run(*command)
-        m = PRODUCE_LINE.search(out.strip().splitlines()[-1])
-        if m is None:
-            raise RuntimeError("perf produce printed no summary: " + out[-500:])
-        g = m.groups()
-        return {"mbs": float(g[2]), "p50": float(g[5]) * 1000, "p99": float(g[7]) * 1000,
-                "p999": float(g[8]) * 1000, "max": float(g[4]) * 1000, "line": m.group(0)}
-
-    def consume(self, topic, records):
-        out = self.run("perf", "consume", "--topic", topic, "--messages", str(records),
-                       "--fetch-size", str(8 * MIB))
-        m = CONSUME_LINE.search(out)
-        if m is None:
-            raise RuntimeError("perf consume printed no summary: " + out[-500:])
-        return float(m.group(3))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def prepare(kind, mib):
@@ -144,7 +74,7 @@ def phase_throughput(args, work, out):
     iperf_mbs = median(iperf)
     out.append("iperf3 loopback:            %8.1f MB/s median   [runs: %s]"
                % (iperf_mbs, " ".join("%.0f" % x for x in iperf)))
-    broker = Broker(args, work, "spate")
+    broker = brokers.Spate(args.build, work, args.pin_shards, "spate")
     try:
         for kind in args.states:
             fio, produce, consume = [], [], []
@@ -158,7 +88,7 @@ def phase_throughput(args, work, out):
                 p = broker.produce(topic, args.records, args.record_size, -1, "1")
                 produce.append(p["mbs"])
                 log("    %s round %d spate produce:  %8.1f MB/s   [%s]" % (kind, r + 1, p["mbs"], p["line"]))
-                consume.append(broker.consume(topic, args.records))
+                consume.append(broker.consume(topic, args.records)["mbs"])
                 log("    %s round %d spate consume:  %8.1f MB/s (from page cache)" % (kind, r + 1, consume[-1]))
                 broker.run("topics", "delete", "--topic", topic)
             base = min(iperf_mbs, median(fio))
@@ -174,7 +104,7 @@ def phase_throughput(args, work, out):
 
 
 def phase_latency(args, work, out):
-    broker = Broker(args, work, "spate-latency")
+    broker = brokers.Spate(args.build, work, args.pin_shards, "spate-latency")
     try:
         broker.run("topics", "create", "--topic", "e2e-latency", "--partitions", "1")
         machine.settle("latency", log=log)
@@ -197,7 +127,7 @@ def phase_fsync(args, work, out):
     machine.settle("fdatasync", log=log)
     watch = machine.Watch()
     base = baselines.fio_fdatasync_lat(work, args.record_size, rate)
-    broker = Broker(args, work, "spate-fsync", 'acks_all_policy = "fsync"\n')
+    broker = brokers.Spate(args.build, work, args.pin_shards, "spate-fsync", 'acks_all_policy = "fsync"\n')
     try:
         broker.run("topics", "create", "--topic", "e2e-fsync", "--partitions", "1")
         p = broker.produce("e2e-fsync", rate * args.latency_seconds, args.record_size, rate, "-1")
