@@ -87,22 +87,38 @@ const std::vector<command_spec>& specs() {
           {"--histogram", true},
           {"--payload-file", true},
           {"--idempotence", false},
-          {"--partitions", true}},
+          {"--partitions", true},
+          {"--stamp", false}},
          false,
          "producer benchmark (kafka-producer-perf-test); --throughput -1 is unthrottled;\n"
          "      --partitions N creates the topic with N partitions (broker's replication\n"
          "      factor) when it does not exist, as the Java producer's auto-creation would;\n"
          "      an existing topic is used as it is. Prints a progress line every 5 s and a\n"
-         "      final line in Kafka's format, latencies in ms to the microsecond"},
+         "      final line in Kafka's format, latencies in ms to the microsecond (publish\n"
+         "      latency: record handed to the producer → acknowledged). --stamp writes into\n"
+         "      the first 8 bytes of every value the time the record was handed to the\n"
+         "      producer (CLOCK_REALTIME ns, little-endian), for perf consume --latency;\n"
+         "      it needs --record-size >= 8 and excludes --payload-file"},
         {"perf consume",
          {{"--topic", true},
           {"--messages", true},
           {"--fetch-size", true},
           {"--timeout-ms", true},
-          {"--threads", true}},
+          {"--threads", true},
+          {"--latency", false},
+          {"--histogram", true}},
          false,
          "consumer benchmark (kafka-consumer-perf-test): its CSV header and data line,\n"
-         "      then \"N records received, X records/sec (Y MB/sec)\""},
+         "      then \"N records received, X records/sec (Y MB/sec)\". Reads from the\n"
+         "      earliest offset until --messages records arrived or none for --timeout-ms\n"
+         "      (default 10000; an empty topic is waited on that long, so it may start\n"
+         "      before the producers); --threads N splits the partitions among N threads.\n"
+         "      --latency measures the end-to-end latency of records stamped by perf\n"
+         "      produce --stamp (handed to the producer → read here; same machine, or\n"
+         "      synchronised clocks) and adds \"end-to-end latency: N records, avg X µs,\n"
+         "      50th Y µs, 99th Y µs, 99.9th Y µs, max Y µs\", then \"unstamped records: N\"\n"
+         "      when some had no stamp (value under 8 bytes, 0, or over 1 s ahead);\n"
+         "      --histogram FILE writes that latency distribution (µs) with --latency"},
         {"perf e2e",
          {{"--topic", true},
           {"--num-records", true},

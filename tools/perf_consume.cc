@@ -1,11 +1,14 @@
 // `perf consume` (consumer benchmark, like kafka-consumer-perf-test) and `perf e2e`
 // (end-to-end latency, like Kafka's EndToEndLatency), on topic_reader. Split from
-// consume.cc, code unchanged.
+// consume.cc. `perf consume --latency` also measures the end-to-end latency of records
+// stamped by `perf produce --stamp` (see latency_stamp.h), as the OpenMessaging
+// Benchmark does: producers at a fixed rate in other processes, this one reading.
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -16,6 +19,7 @@
 #include "tools/client_options.h"
 #include "tools/cluster.h"
 #include "tools/commands.h"
+#include "tools/latency_stamp.h"
 #include "tools/topic_reader.h"
 
 namespace spate::tools {
@@ -49,8 +53,10 @@ struct perf_consume_job {
 
 // One thread of `perf consume`: its own connections, reading its partitions from the
 // earliest offset until the shared count reaches the goal or nothing arrives for the
-// idle timeout.
-void perf_consume_worker(const perf_consume_job& job, perf_consume_shared& shared) {
+// idle timeout (counted from the start, so an empty topic is waited on that long).
+// With `latency` it records the end-to-end latency of every record it counts there.
+void perf_consume_worker(const perf_consume_job& job, perf_consume_shared& shared,
+                         end_to_end_latency* latency) {
     auto brokers = cluster::connect(job.global);
     if (!brokers) return shared.fail(brokers.failure());
     auto layout = brokers->topic(job.topic);
@@ -66,9 +72,14 @@ void perf_consume_worker(const perf_consume_job& job, perf_consume_shared& share
     while (shared.consumed.load(std::memory_order_relaxed) < job.messages) {
         bool got = false;
         auto stopped = reader.poll(
-            [&](int32_t, const proto::batch_header&, const proto::record_view&) {
+            [&](int32_t, const proto::batch_header&, const proto::record_view& record) {
                 got = true;
-                return shared.consumed.fetch_add(1, std::memory_order_relaxed) + 1 < job.messages;
+                const int64_t counted = shared.consumed.fetch_add(1, std::memory_order_relaxed);
+                // Threads may overshoot the goal together; only the records within it
+                // are measured, so the latency count equals the records received.
+                if (latency != nullptr && counted < job.messages)
+                    latency->record(record.value, realtime_ns());
+                return counted + 1 < job.messages;
             },
             bytes);
         if (!stopped) return shared.fail(stopped.failure());
@@ -81,6 +92,12 @@ void perf_consume_worker(const perf_consume_job& job, perf_consume_shared& share
             break;
     }
     shared.bytes.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+// Whether every partition of the topic has a leader.
+bool all_led(const topic_layout& layout) {
+    return std::all_of(layout.partitions.begin(), layout.partitions.end(),
+                       [](const auto& partition) { return partition.leader >= 0; });
 }
 
 }  // namespace
@@ -99,14 +116,25 @@ result<void> run_perf_consume(const command_line& line) {
     if (!threads) return threads.failure();
     auto max_wait_ms = fetch_max_wait_ms(line);
     if (!max_wait_ms) return max_wait_ms.failure();
+    const bool measure_latency = line.has("--latency");
+    const auto histogram_path = line.value("--histogram");
+    if (histogram_path && !measure_latency)
+        return error{usage_error_code, "perf consume --histogram needs --latency"};
 
     // The layout is read once here to split the partitions; each thread reads it again
-    // on its own connections.
+    // on its own connections. A topic created just before may not have its leaders yet
+    // (a benchmark starts the consumer first, on a fresh topic): they are waited for,
+    // within the idle timeout.
     std::vector<int32_t> partitions;
     {
         auto brokers = cluster::connect(line.global);
         if (!brokers) return brokers.failure();
+        const auto deadline = clock_type::now() + std::chrono::milliseconds(idle_timeout.value());
         auto layout = brokers->topic(topic_name.value());
+        while (layout && !all_led(layout.value()) && clock_type::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            layout = brokers->topic(topic_name.value());
+        }
         if (!layout) return layout.failure();
         for (const auto& partition : layout->partitions) partitions.push_back(partition.partition);
     }
@@ -131,12 +159,19 @@ result<void> run_perf_consume(const command_line& line) {
                                    .count();
     const auto start = clock_type::now();
     perf_consume_shared shared;
+    // One per thread, allocated before they start; none without --latency.
+    std::vector<end_to_end_latency> latencies(measure_latency ? jobs.size() : 0);
+    auto latency_of = [&latencies](size_t i) {
+        return latencies.empty() ? nullptr : &latencies[i];
+    };
     {
         std::vector<std::jthread> workers;
         for (size_t i = 1; i < jobs.size(); ++i)
-            workers.emplace_back([&jobs, &shared, i] { perf_consume_worker(jobs[i], shared); });
+            workers.emplace_back([&jobs, &shared, latency = latency_of(i), i] {
+                perf_consume_worker(jobs[i], shared, latency);
+            });
         // The calling thread takes the first share itself.
-        perf_consume_worker(jobs[0], shared);
+        perf_consume_worker(jobs[0], shared, latency_of(0));
     }
     const auto end = clock_type::now();
     if (shared.failure) return *shared.failure;
@@ -156,7 +191,16 @@ result<void> run_perf_consume(const command_line& line) {
         static_cast<unsigned long long>(consumed), static_cast<double>(consumed) / seconds,
         static_cast<double>(bytes) / seconds / (1024.0 * 1024.0));
     out += line_text;
+    if (measure_latency) {
+        for (size_t i = 1; i < latencies.size(); ++i) latencies[0].merge(latencies[i]);
+        out += format_end_to_end_latency(latencies[0]);
+    }
     std::fwrite(out.data(), 1, out.size(), stdout);
+    if (histogram_path) {
+        std::ofstream file(*histogram_path);
+        file << latencies[0].micros.distribution_text();
+        if (!file) return error{1, "cannot write histogram file \"" + *histogram_path + "\""};
+    }
     if (consumed < messages.value())
         return error{1, "only " + std::to_string(consumed) + " of " +
                             std::to_string(messages.value()) + " records arrived within " +

@@ -24,6 +24,7 @@
 #include "tools/commands.h"
 #include "tools/format.h"
 #include "tools/histogram.h"
+#include "tools/latency_stamp.h"
 
 namespace spate::tools {
 
@@ -710,6 +711,13 @@ result<void> run_perf_produce(const command_line& line) {
         return error{usage_error_code, "--idempotence allows at most 5 requests in flight"};
     if (line.has("--payload-file") && line.has("--record-size"))
         return error{usage_error_code, "--payload-file and --record-size exclude each other"};
+    // --stamp overwrites the first bytes of the one fixed payload before each record.
+    const bool stamp = line.has("--stamp");
+    if (stamp && line.has("--payload-file"))
+        return error{usage_error_code, "--stamp and --payload-file exclude each other"};
+    if (stamp && record_size.value() < static_cast<int64_t>(latency_stamp_bytes))
+        return error{usage_error_code, "--stamp needs --record-size of at least " +
+                                           std::to_string(latency_stamp_bytes)};
     auto partitions = line.integer("--partitions", -1, 1, 1 << 20);
     if (!partitions) return partitions.failure();
 
@@ -777,8 +785,12 @@ result<void> run_perf_produce(const command_line& line) {
         // Create records in bounded bursts so I/O is serviced between them.
         uint64_t burst = 0;
         while (created < allowed && producer.has_room() && burst < 4096) {
-            const auto& payload =
+            auto& payload =
                 payloads.size() == 1 ? payloads.front() : payloads[random() % payloads.size()];
+            // The builder copies the value, so the one payload is stamped anew each time.
+            if (stamp)
+                write_latency_stamp({reinterpret_cast<uint8_t*>(payload.data()), payload.size()},
+                                    realtime_ns());
             producer.add(proto::byte_view(payload), now);
             created_bytes += payload.size();
             ++created;

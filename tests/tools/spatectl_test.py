@@ -456,6 +456,64 @@ def test_perf_partitions(b):
     fails(b, 2, "perf", "produce", "--topic", "made", "--partitions", "0", "--num-records", "1")
 
 
+E2E_LATENCY_LINE = re.compile(r"^end-to-end latency: (\d+) records, avg \d+\.\d µs, 50th (\d+) µs, "
+                              r"99th (\d+) µs, 99\.9th (\d+) µs, max (\d+) µs$")
+
+
+def test_perf_stamp_latency(b):
+    """perf produce --stamp and perf consume --latency, as a benchmark runs them: the
+    consumer starts first on an empty fresh topic and waits; the producer runs at a fixed
+    rate over many partitions; every record read has its end-to-end latency measured."""
+    ok(b, "topics", "create", "--topic", "stamped", "--partitions", "10")
+    histogram = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
+    histogram.close()
+    command = [SPATECTL, "--bootstrap-server", b, "--timeout", "5000", "perf", "consume", "--topic",
+               "stamped", "--messages", "3000", "--threads", "3", "--latency", "--timeout-ms",
+               "30000", "--histogram", histogram.name]
+    consumer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Longer than a fetch's long poll: the consumer has found nothing a few times.
+        time.sleep(1.5)
+        assert consumer.poll() is None, consumer.communicate()
+        out = ok(b, "perf", "produce", "--topic", "stamped", "--stamp", "--num-records", "3000",
+                 "--record-size", "64", "--throughput", "3000").decode()
+        assert FINAL_LINE.match(out.strip().splitlines()[-1]), out
+        out, err = consumer.communicate(timeout=60)
+        assert consumer.returncode == 0, err
+        with open(histogram.name) as distribution:
+            rows = [row.split("\t") for row in distribution.read().splitlines()[1:]]
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+        os.unlink(histogram.name)
+    lines = out.decode().splitlines()
+    assert lines[0] == CSV_HEADER and lines[2].startswith("3000 records received, "), lines
+    assert len(lines) == 4, lines
+    match = E2E_LATENCY_LINE.match(lines[3])
+    assert match and match.group(1) == "3000", lines
+    p50, p99, p999, top = (int(match.group(i)) for i in range(2, 6))
+    assert 0 < p50 <= p99 <= p999 <= top, lines
+    assert rows and sum(int(row[2]) for row in rows) == 3000, rows[:5]
+
+    # Records without a stamp are counted apart, not measured: 20 unstamped ones on top.
+    ok(b, "perf", "produce", "--topic", "stamped", "--num-records", "20", "--record-size", "64",
+       "--throughput", "-1")
+    lines = ok(b, "perf", "consume", "--topic", "stamped", "--messages", "3020",
+               "--latency").decode().splitlines()
+    match = E2E_LATENCY_LINE.match(lines[3])
+    assert match and match.group(1) == "3000" and lines[4] == "unstamped records: 20", lines
+    # Without --latency the output is what it was.
+    lines = ok(b, "perf", "consume", "--topic", "stamped", "--messages", "3020").decode().splitlines()
+    assert len(lines) == 3, lines
+
+    fails(b, 2, "perf", "produce", "--topic", "stamped", "--num-records", "1", "--stamp",
+          "--record-size", "7")
+    fails(b, 2, "perf", "produce", "--topic", "stamped", "--num-records", "1", "--stamp",
+          "--payload-file", "/etc/hostname")
+    fails(b, 2, "perf", "consume", "--topic", "stamped", "--messages", "1", "--histogram", "/tmp/x")
+
+
 def test_client_settings(b):
     """--command-config FILE and -X take the same keys; unknown keys are usage errors."""
     ok(b, "topics", "create", "--topic", "configured", "--partitions", "1")
@@ -613,8 +671,8 @@ def main():
         b = broker.bootstrap
         BROKER_DATA.append(broker.data_dir)
         for test in (test_topics, test_produce_consume, test_headers, test_groups, test_fetch_ahead,
-                     test_perf, test_perf_progress, test_perf_partitions, test_client_settings,
-                     test_usage_errors, test_unknown_topic):
+                     test_perf, test_perf_progress, test_perf_partitions, test_perf_stamp_latency,
+                     test_client_settings, test_usage_errors, test_unknown_topic):
             test(b)
             print("ok", test.__name__)
         test_dump_log(b, broker.data_dir)
