@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Apache Kafka against spate on this machine, one after the other in one run, driven by the
+same clients: Kafka's own Java perf tools and spatectl's perf tools (a Kafka client too).
+
+  /usr/bin/python3 bench/vs_kafka.py KAFKA_DIR [--build build] [--records 1000000]
+      [--record-size 1024] [--omb-seconds 60] [--omb-rate MBS] [--skip java,spatectl,omb]
+  KAFKA_DIR: a folder with bin/kafka1-start.sh and bin/kafka1-stop.sh (Kafka 1.0.2 and its
+  ZooKeeper, as in ../shared/kafka) and bin/kafka-{producer,consumer}-perf-test.sh.
+
+spate runs first (its maximum sets the fixed rate of the OMB workloads), then Kafka; each
+broker freshly started, each phase on a topic of its own, every phase settled first (sync,
+Dirty < 16 MiB, cpus idle; bench/machine.py):
+  java-default    kafka-producer-perf-test, the producer's defaults (idempotent, acks=all),
+                  --records of --record-size, 1 partition
+  java-acks1      the same with acks=1, batch.size=262144, linger.ms=5
+  java-consume    kafka-consumer-perf-test reading java-default's records
+  spatectl-*      spatectl perf produce (acks=1, unthrottled) and perf consume, 1 partition
+  omb-P           the OpenMessaging Benchmark's workloads scaled to this machine: one topic
+                  of P partitions (1, 100, 1000), 4 producers (1 for P = 1) at a fixed total
+                  rate for --omb-seconds, OMB's Kafka producer settings (acks=all, linger.ms
+                  1, batch.size 1 MiB), and a consumer (4 threads; 1 for P = 1) reading as
+                  they write. Publish latency (send → ack, the producers' p99 merged as the
+                  worst) and end-to-end latency (send → consumed, stamped in the record).
+                  The rate: --omb-rate MB/s, default half of spate's spatectl-produce.
+Reported per broker and phase: MB/s, latencies, and broker CPU seconds per GiB moved
+(utime+stime of the broker process from /proc; for Kafka the broker JVM, not ZooKeeper),
+peak RSS (VmHWM); then the ratios spate/Kafka. Client and broker share the machine's cores.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import brokers  # noqa: E402
+import machine  # noqa: E402
+
+GIB = 1 << 30
+
+
+def log(text):
+    print(text, flush=True)
+
+
+class Phase:
+    """Measures one phase: runs `body` and notes the broker's CPU seconds meanwhile."""
+
+    def __init__(self, broker, name, gib_moved, body):
+        machine.settle("%s %s" % (broker.name, name), log=log)
+        cpu = broker.cpu_seconds()
+        began = time.monotonic()
+        self.figures = body()
+        self.seconds = time.monotonic() - began
+        self.cpu = broker.cpu_seconds() - cpu
+        self.figures["cpu_per_gib"] = self.cpu / gib_moved if gib_moved else float("nan")
+        log("  %-8s %-16s %s" % (broker.name, name, " ".join(
+            "%s=%s" % (k, ("%.1f" % v) if isinstance(v, float) else v)
+            for k, v in sorted(self.figures.items()) if k != "line")))
+
+
+def java(args, tool, *argv):
+    done = subprocess.run([os.path.join(args.kafka_dir, "bin", tool)] + list(argv),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (tool, done.returncode, done.stderr[-800:]))
+    return done.stdout
+
+
+def java_producer(args, broker, topic, *props):
+    out = java(args, "kafka-producer-perf-test.sh", "--topic", topic, "--num-records",
+               str(args.records), "--record-size", str(args.record_size), "--throughput", "-1",
+               "--producer-props", "bootstrap.servers=" + broker.bootstrap, *props)
+    return brokers.parse_produce(out)
+
+
+def java_consumer(args, broker, topic):
+    out = java(args, "kafka-consumer-perf-test.sh", "--bootstrap-server", broker.bootstrap,
+               "--topic", topic, "--messages", str(args.records), "--timeout", "60000")
+    # start.time, end.time, data.consumed.in.MB, MB.sec, ...
+    return {"mbs": float(out.strip().splitlines()[-1].split(",")[3])}
+
+
+def create(broker, topic, partitions):
+    broker.run("topics", "create", "--topic", topic, "--partitions", str(partitions),
+               "--replication-factor", "1")
+
+
+def omb(args, broker, partitions, rate_mbs):
+    """One OMB-style workload: producers at a fixed total rate, a consumer reading along."""
+    topic = "omb-%d" % partitions
+    create(broker, topic, partitions)
+    producers = 1 if partitions == 1 else 4
+    per_producer = max(1, int(rate_mbs * 1048576 / args.record_size / producers))
+    records_each = per_producer * args.omb_seconds
+    total = records_each * producers
+    consumer = subprocess.Popen(broker.command(
+        "perf", "consume", "--topic", topic, "--messages", str(total), "--latency",
+        "--threads", str(1 if partitions == 1 else 4), "--timeout-ms", "60000"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # the consumer's fetches are in place before the first record
+    runs = [subprocess.Popen(broker.command(
+        "perf", "produce", "--topic", topic, "--num-records", str(records_each), "--record-size",
+        str(args.record_size), "--throughput", str(per_producer), "--acks", "-1", "--stamp",
+        "--linger-ms", "1", "--batch-size", str(1 << 20)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(producers)]
+    results = []
+    for run in runs:
+        out, err = run.communicate(timeout=args.omb_seconds * 10 + 300)
+        if run.returncode != 0:
+            consumer.kill()
+            raise RuntimeError("perf produce exited %d: %s" % (run.returncode, err[-500:]))
+        results.append(brokers.parse_produce(out))
+    out, err = consumer.communicate(timeout=args.omb_seconds * 10 + 300)
+    if consumer.returncode != 0:
+        raise RuntimeError("perf consume --latency exited %d: %s" % (consumer.returncode, err[-500:]))
+    c = brokers.parse_consume(out)
+    return {"mbs": sum(r["mbs"] for r in results), "pub_p50": max(r["p50"] for r in results),
+            "pub_p99": max(r["p99"] for r in results), "pub_p999": max(r["p999"] for r in results),
+            "pub_max": max(r["max"] for r in results), "e2e_p50": c.get("e2e_p50", -1),
+            "e2e_p99": c.get("e2e_p99", -1), "e2e_p999": c.get("e2e_p999", -1),
+            "e2e_max": c.get("e2e_max", -1), "gib": 2 * total * args.record_size / GIB}
+
+
+def run_broker(args, broker, results, rate):
+    gib = args.records * args.record_size / GIB
+    if "java" not in args.skip:
+        create(broker, "java-default", 1)
+        create(broker, "java-acks1", 1)
+        results["java-default"] = Phase(broker, "java-default", gib,
+                                        lambda: java_producer(args, broker, "java-default")).figures
+        results["java-acks1"] = Phase(broker, "java-acks1", gib, lambda: java_producer(
+            args, broker, "java-acks1", "acks=1", "batch.size=262144", "linger.ms=5")).figures
+        results["java-consume"] = Phase(broker, "java-consume", gib,
+                                        lambda: java_consumer(args, broker, "java-default")).figures
+    if "spatectl" not in args.skip:
+        create(broker, "spatectl", 1)
+        results["spatectl-produce"] = Phase(broker, "spatectl-produce", gib, lambda: broker.produce(
+            "spatectl", args.records, args.record_size, -1, 1)).figures
+        results["spatectl-consume"] = Phase(broker, "spatectl-consume", gib,
+                                            lambda: broker.consume("spatectl", args.records)).figures
+    if "omb" not in args.skip:
+        if rate[0] is None:
+            rate[0] = results.get("spatectl-produce", {}).get("mbs", 200.0) / 2
+            log("  OMB workloads at %.1f MB/s (half of spate's spatectl-produce)" % rate[0])
+        for partitions in (1, 100, 1000):
+            name = "omb-%d" % partitions
+            figures = {}
+
+            def body():
+                figures.update(omb(args, broker, partitions, rate[0]))
+                return figures
+            # CPU per GiB needs the volume, known after: Phase divides by the estimate
+            # below, equal to omb()'s "gib" (produced + consumed).
+            volume = 2 * rate[0] * 1048576 * args.omb_seconds / GIB
+            results[name] = Phase(broker, name, volume, body).figures
+    results["rss_mib"] = broker.peak_rss_mib()
+
+
+def latencies(figures, prefix):
+    return "/".join("%.0f" % figures[prefix + q] for q in ("p50", "p99", "p999", "max"))
+
+
+def report(results, rate):
+    k, s = results["kafka"], results["spate"]
+    log("")
+    log("%-17s %10s %10s %8s %13s %13s %8s" % ("phase", "kafka MB/s", "spate MB/s", "s/k",
+                                             "kafka CPU/GiB", "spate CPU/GiB", "k/s CPU"))
+    for name in [n for n in s if n in k and isinstance(s[n], dict)]:
+        a, b = k[name], s[name]
+        log("%-17s %10.1f %10.1f %8.2f %13.2f %13.2f %8.2f" % (
+            name, a["mbs"], b["mbs"], b["mbs"] / a["mbs"] if a["mbs"] else float("nan"),
+            a["cpu_per_gib"], b["cpu_per_gib"],
+            a["cpu_per_gib"] / b["cpu_per_gib"] if b["cpu_per_gib"] else float("nan")))
+    log("")
+    log("latency µs          kafka p50/p99/p99.9/max          spate p50/p99/p99.9/max     p99 k/s")
+    for name in [n for n in s if n in k and isinstance(s[n], dict)]:
+        for prefix, label in (("", "publish"), ("pub_", "publish"), ("e2e_", "end-to-end")):
+            a, b = k[name], s[name]
+            if prefix + "p99" not in a or prefix + "p99" not in b:
+                continue
+            log("%-12s %-10s %-32s %-32s %6.1f" % (
+                name, label, latencies(a, prefix), latencies(b, prefix),
+                a[prefix + "p99"] / b[prefix + "p99"] if b[prefix + "p99"] > 0 else float("nan")))
+    log("")
+    log("peak RSS: kafka %.0f MiB (JVM, heap -Xmx1G), spate %.0f MiB" % (k["rss_mib"], s["rss_mib"]))
+    if rate[0]:
+        log("OMB workloads at %.1f MB/s" % rate[0])
+    log("goals: java-default spate/kafka >= 3; CPU per GiB kafka/spate >= 5 (8 in the README's "
+        "table); OMB end-to-end p99 kafka/spate >= 10")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("kafka_dir")
+    parser.add_argument("--build", default="build")
+    parser.add_argument("--records", type=int, default=1000000)
+    parser.add_argument("--record-size", type=int, default=1024)
+    parser.add_argument("--omb-seconds", type=int, default=60)
+    parser.add_argument("--omb-rate", type=float, default=None, help="MB/s of the OMB workloads")
+    parser.add_argument("--skip", default="")
+    args = parser.parse_args()
+    args.kafka_dir = os.path.abspath(args.kafka_dir)
+    args.skip = set(args.skip.split(","))
+    for f in ("kafka1-start.sh", "kafka1-stop.sh", "kafka-producer-perf-test.sh",
+              "kafka-consumer-perf-test.sh"):
+        if not os.access(os.path.join(args.kafka_dir, "bin", f), os.X_OK):
+            sys.exit("vs_kafka: %s/bin/%s is missing" % (args.kafka_dir, f))
+    if shutil.which("java") is None:
+        sys.exit("vs_kafka: java is not installed (KAFKA_DIR/install-deps.sh)")
+    work = tempfile.mkdtemp(prefix="spate-vs-kafka.", dir="/var/tmp")
+    log("vs_kafka: %d records x %d B per phase, OMB %d s; %d cores; %s" % (
+        args.records, args.record_size, args.omb_seconds, os.cpu_count(), machine.state()))
+    results = {"spate": {}, "kafka": {}}
+    rate = [args.omb_rate]
+    try:
+        spate = brokers.Spate(args.build, work, False, "spate")
+        try:
+            run_broker(args, spate, results["spate"], rate)
+        finally:
+            spate.stop()
+        shutil.rmtree(os.path.join(work, "spate"), ignore_errors=True)
+        kafka = brokers.Kafka(args.kafka_dir, args.build, work)
+        try:
+            run_broker(args, kafka, results["kafka"], rate)
+        finally:
+            kafka.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, rate)
+    log("machine after: " + machine.state())
+
+
+if __name__ == "__main__":
+    main()
