@@ -393,9 +393,25 @@ batch_builder::batch_builder(compression_codec codec, int64_t base_timestamp, in
       _max_timestamp(-1),
       _producer_id(producer_id),
       _producer_epoch(producer_epoch),
-      _base_sequence(base_sequence) {
+      _base_sequence(base_sequence),
+      _batch(batch_header_size, 0) {
     SPATE_ASSERT(known_codec(codec), "batch_builder with an unknown codec");
 }
+
+void batch_builder::reserve(size_t records_bytes) {
+    _batch.reserve(batch_header_size + records_bytes);
+}
+
+namespace {
+
+// Encoded size of a nullable byte field of a record: a varint length (-1 for null) and
+// the bytes.
+size_t nullable_field_size(const std::optional<std::span<const uint8_t>>& field) {
+    if (!field) return unsigned_varint_size(zigzag32(-1));
+    return unsigned_varint_size(zigzag32(static_cast<int32_t>(field->size()))) + field->size();
+}
+
+}  // namespace
 
 void batch_builder::add(std::optional<std::span<const uint8_t>> key,
                         std::optional<std::span<const uint8_t>> value,
@@ -403,47 +419,51 @@ void batch_builder::add(std::optional<std::span<const uint8_t>> key,
                         std::optional<int64_t> timestamp_ms) {
     const int64_t timestamp = timestamp_ms.value_or(_base_timestamp);
     if (timestamp > _max_timestamp) _max_timestamp = timestamp;
-    writer body;
-    body.int8(0);
-    body.varlong(static_cast<int64_t>(static_cast<uint64_t>(timestamp) -
-                                      static_cast<uint64_t>(_base_timestamp)));
-    body.varint(_count);
-    auto nullable = [&body](const std::optional<std::span<const uint8_t>>& field) {
+    const auto delta = static_cast<int64_t>(static_cast<uint64_t>(timestamp) -
+                                            static_cast<uint64_t>(_base_timestamp));
+    // The body's size comes first on the wire, so it is summed before anything is
+    // written: the record then goes straight into the batch, with no copy in between.
+    size_t body_size = 1 + unsigned_varint_size(zigzag64(delta)) +
+                       unsigned_varint_size(zigzag32(_count)) + nullable_field_size(key) +
+                       nullable_field_size(value) +
+                       unsigned_varint_size(zigzag32(static_cast<int32_t>(headers.size())));
+    for (const auto& header : headers)
+        body_size += unsigned_varint_size(zigzag32(static_cast<int32_t>(header.key.size()))) +
+                     header.key.size() + nullable_field_size(header.value);
+    SPATE_ASSERT(body_size <= INT32_MAX, "record too large for a batch");
+    writer out;
+    out.buffer().swap(_batch);
+    out.varint(static_cast<int32_t>(body_size));
+    const size_t body_start = out.buffer_size();
+    out.int8(0);
+    out.varlong(delta);
+    out.varint(_count);
+    auto nullable = [&out](const std::optional<std::span<const uint8_t>>& field) {
         if (!field) {
-            body.varint(-1);
+            out.varint(-1);
             return;
         }
-        body.varint(static_cast<int32_t>(field->size()));
-        body.raw(*field);
+        out.varint(static_cast<int32_t>(field->size()));
+        out.raw(*field);
     };
     nullable(key);
     nullable(value);
-    body.varint(static_cast<int32_t>(headers.size()));
+    out.varint(static_cast<int32_t>(headers.size()));
     for (const auto& header : headers) {
-        body.varint(static_cast<int32_t>(header.key.size()));
-        body.raw(byte_view(header.key));
+        out.varint(static_cast<int32_t>(header.key.size()));
+        out.raw(byte_view(header.key));
         nullable(header.value);
     }
-    writer framed;
-    framed.varint(static_cast<int32_t>(body.buffer_size()));
-    _records.insert(_records.end(), framed.buffer().begin(), framed.buffer().end());
-    _records.insert(_records.end(), body.buffer().begin(), body.buffer().end());
+    SPATE_ASSERT(out.buffer_size() - body_start == body_size, "record body size as summed");
+    out.buffer().swap(_batch);
     ++_count;
 }
 
-std::vector<uint8_t> batch_builder::build(int64_t base_offset) const {
-    std::vector<uint8_t> compressed;
-    std::span<const uint8_t> section = _records;
-    if (_codec != compression_codec::none) {
-        auto packed = compress(_codec, _records);
-        // Compressing bytes we produced ourselves fails only on allocation failure.
-        SPATE_ASSERT(packed.ok(), "compression of a built batch failed");
-        compressed = std::move(packed).value();
-        section = compressed;
-    }
-    writer out(batch_header_size + section.size());
+void batch_builder::write_header(std::vector<uint8_t>& batch, int64_t base_offset) const {
+    SPATE_ASSERT(batch.size() - batch_log_overhead <= INT32_MAX, "built batch too large");
+    writer out(batch_header_size);
     out.int64(base_offset);
-    out.int32(0);   // batch_length, patched below
+    out.int32(static_cast<int32_t>(batch.size() - batch_log_overhead));
     out.int32(-1);  // partition_leader_epoch: producers send -1, the broker sets it
     out.int8(batch_magic_v2);
     out.uint32(0);  // crc, computed below
@@ -455,12 +475,34 @@ std::vector<uint8_t> batch_builder::build(int64_t base_offset) const {
     out.int16(_producer_epoch);
     out.int32(_base_sequence);
     out.int32(_count);
-    out.raw(section);
-    std::vector<uint8_t> batch = std::move(out.buffer());
-    SPATE_ASSERT(batch.size() - batch_log_overhead <= INT32_MAX, "built batch too large");
-    store_be<int32_t>(batch.data() + batch_length_offset,
-                      static_cast<int32_t>(batch.size() - batch_log_overhead));
+    SPATE_ASSERT(out.buffer_size() == batch_header_size, "batch header size");
+    std::memcpy(batch.data(), out.buffer().data(), batch_header_size);
     update_batch_crc(batch);
+}
+
+std::vector<uint8_t> batch_builder::build(int64_t base_offset) const {
+    std::vector<uint8_t> batch;
+    if (_codec == compression_codec::none) {
+        batch = _batch;
+    } else {
+        auto packed = compress(_codec, std::span<const uint8_t>(_batch).subspan(batch_header_size));
+        // Compressing bytes we produced ourselves fails only on allocation failure.
+        SPATE_ASSERT(packed.ok(), "compression of a built batch failed");
+        batch.reserve(batch_header_size + packed->size());
+        batch.resize(batch_header_size);
+        batch.insert(batch.end(), packed->begin(), packed->end());
+    }
+    write_header(batch, base_offset);
+    return batch;
+}
+
+std::vector<uint8_t> batch_builder::release(int64_t base_offset) {
+    if (_codec != compression_codec::none) return build(base_offset);
+    std::vector<uint8_t> batch = std::move(_batch);
+    write_header(batch, base_offset);
+    _batch.assign(batch_header_size, 0);
+    _count = 0;
+    _max_timestamp = -1;
     return batch;
 }
 

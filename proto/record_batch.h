@@ -308,11 +308,16 @@ public:
     void set_attribute_bits(int16_t bits) { _extra_attributes = bits; }
 
     int32_t records_count() const { return _count; }
-    size_t uncompressed_records_bytes() const { return _records.size(); }
+    size_t uncompressed_records_bytes() const { return _batch.size() - batch_header_size; }
+    // Room for this many bytes of records, so that adding them reallocates nothing.
+    void reserve(size_t records_bytes);
 
     // The finished batch with a correct CRC. The builder may be reused to build
     // the same batch again with another base offset.
     std::vector<uint8_t> build(int64_t base_offset = 0) const;
+    // The same, without copying the records when uncompressed: the builder hands its
+    // buffer over and starts empty.
+    std::vector<uint8_t> release(int64_t base_offset = 0);
 
 private:
     compression_codec _codec;
@@ -323,7 +328,11 @@ private:
     int32_t _base_sequence;
     int16_t _extra_attributes = 0;
     int32_t _count = 0;
-    std::vector<uint8_t> _records;
+    // The batch being built: batch_header_size bytes left for the header, then the
+    // records (uncompressed), each written in place by add().
+    std::vector<uint8_t> _batch;
+
+    void write_header(std::vector<uint8_t>& batch, int64_t base_offset) const;
 };
 
 // ---- template definitions ----

@@ -479,6 +479,8 @@ public:
                                           partition.next_sequence);
             else
                 partition.builder.emplace(_settings.codec, wall_ms());
+            // Address space only: pages are touched as records fill them.
+            partition.builder->reserve(static_cast<size_t>(_settings.batch_bytes));
             partition.first_record_us = now;
             partition.created_us = take_time_vector();
         }
@@ -582,7 +584,7 @@ private:
     void seal(open_partition& partition) {
         ready_batch batch;
         batch.partition = partition.partition;
-        batch.bytes = partition.builder->build();
+        batch.bytes = partition.builder->release();
         batch.created_us = std::move(partition.created_us);
         // Sequences wrap from INT32_MAX to 0, as Kafka's do.
         const int64_t next = int64_t{partition.next_sequence} + partition.builder->records_count();
