@@ -5,7 +5,9 @@ These VMs back guest memory lazily and take freed memory back (free page reporti
 write into page cache that was never touched, or was given back, costs a hypervisor fault
 per page (fio wrote 1 GiB at 1.4-1.6 GB/s so, and at 5.7-6.2 GB/s into memory freed a moment
 before; after 20 s idle the freed memory was gone again). Dirty pages left by one phase
-throttle the next. So a figure means something only when its run starts settled and its
+throttle the next. And DAMON pages out memory nobody touched for a minute (here a kdamond
+with action "pageout" on physical addresses, min age 12 x 5 s): a topic produced and left
+idle for longer is read back from disk, not from page cache; `state` names that scheme. So a figure means something only when its run starts settled and its
 baseline pays the same memory costs in the same state. Imported by the Python benches; the
 shell benches call it:
 
@@ -75,12 +77,37 @@ def pressure():
     return ("PSI some avg10 " + " ".join(out)) if out else "no PSI"
 
 
+def damon_pageout():
+    """The minimum idle seconds after which DAMON pages memory out, or None."""
+    root = "/sys/kernel/mm/damon/admin/kdamonds"
+    try:
+        for k in os.listdir(root):
+            if not k.isdigit():
+                continue
+            with open("%s/%s/state" % (root, k)) as f:
+                if f.read().strip() != "on":
+                    continue
+            ctx = "%s/%s/contexts/0" % (root, k)
+            with open(ctx + "/schemes/0/action") as f:
+                if f.read().strip() != "pageout":
+                    continue
+            with open(ctx + "/schemes/0/access_pattern/age/min") as f:
+                age = int(f.read())
+            with open(ctx + "/monitoring_attrs/intervals/aggr_us") as f:
+                return age * int(f.read()) / 1e6
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def state(busy_steal=None):
     """One line for a bench's log: the figures beside it were measured on this."""
     busy, steal = busy_steal if busy_steal is not None else cpu_use()
     m = meminfo("Dirty", "Writeback")
-    return "load %.2f %.2f %.2f, cpus %.0f%% busy, steal %.1f%%, %s, Dirty %.1f MiB, Writeback %.1f MiB" % (
-        os.getloadavg() + (busy, steal, pressure(), m["Dirty"] / MIB, m["Writeback"] / MIB))
+    damon = damon_pageout()
+    return "load %.2f %.2f %.2f, cpus %.0f%% busy, steal %.1f%%, %s, Dirty %.1f MiB, Writeback %.1f MiB%s" % (
+        os.getloadavg() + (busy, steal, pressure(), m["Dirty"] / MIB, m["Writeback"] / MIB,
+                           ", DAMON pages out after %.0f s idle" % damon if damon else ""))
 
 
 def _process_ticks():
