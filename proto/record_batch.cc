@@ -497,9 +497,13 @@ std::vector<uint8_t> batch_builder::build(int64_t base_offset) const {
 }
 
 std::vector<uint8_t> batch_builder::release(int64_t base_offset) {
-    if (_codec != compression_codec::none) return build(base_offset);
-    std::vector<uint8_t> batch = std::move(_batch);
-    write_header(batch, base_offset);
+    std::vector<uint8_t> batch;
+    if (_codec == compression_codec::none) {
+        batch = std::move(_batch);
+        write_header(batch, base_offset);
+    } else {
+        batch = build(base_offset);
+    }
     _batch.assign(batch_header_size, 0);
     _count = 0;
     _max_timestamp = -1;

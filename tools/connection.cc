@@ -295,6 +295,15 @@ void pipelined_connection::queue(std::span<const uint8_t> frame) {
     _out.insert(_out.end(), frame.begin(), frame.end());
 }
 
+void pipelined_connection::queue(std::vector<uint8_t>&& frame) {
+    if (_out_sent == _out.size()) {
+        _out = std::move(frame);
+        _out_sent = 0;
+        return;
+    }
+    queue(std::span<const uint8_t>(frame));
+}
+
 result<void> pipelined_connection::flush() {
     while (_out_sent < _out.size()) {
         const ssize_t n = ::send(_fd, _out.data() + _out_sent, _out.size() - _out_sent,

@@ -51,11 +51,12 @@ std::optional<int16_t> pick_version(int16_t ours_min, int16_t ours_max,
 // Kafka's name of an API, e.g. "ListGroups" for key 16 (our schema names are snake_case).
 std::string api_display_name(int16_t key);
 
-// A request frame (size prefix, header, body) ready to send.
+// A request frame (size prefix, header, body) ready to send. `size_hint`: the bytes the
+// body is expected to take (a Produce's batches), reserved so the frame grows only once.
 template <class Request>
-std::vector<uint8_t> encode_request(const Request& request, int16_t version,
-                                    int32_t correlation_id) {
-    proto::writer out(256);
+std::vector<uint8_t> encode_request(const Request& request, int16_t version, int32_t correlation_id,
+                                    size_t size_hint = 0) {
+    proto::writer out(256 + size_hint);
     out.int32(0);
     proto::request_header header;
     header.api_key = static_cast<int16_t>(Request::key);
@@ -182,6 +183,8 @@ public:
     const endpoint& where() const { return _where; }
     // Appends a frame to the output; call flush() when poll() says POLLOUT (or at once).
     void queue(std::span<const uint8_t> frame);
+    // The same, taking the frame's buffer over when nothing else waits to be sent.
+    void queue(std::vector<uint8_t>&& frame);
     bool wants_write() const { return _out_sent < _out.size(); }
     // Writes as much queued output as the socket takes.
     result<void> flush();

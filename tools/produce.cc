@@ -584,10 +584,11 @@ private:
     void seal(open_partition& partition) {
         ready_batch batch;
         batch.partition = partition.partition;
+        // Sequences wrap from INT32_MAX to 0, as Kafka's do (counted before release()
+        // empties the builder).
+        const int64_t next = int64_t{partition.next_sequence} + partition.builder->records_count();
         batch.bytes = partition.builder->release();
         batch.created_us = std::move(partition.created_us);
-        // Sequences wrap from INT32_MAX to 0, as Kafka's do.
-        const int64_t next = int64_t{partition.next_sequence} + partition.builder->records_count();
         partition.next_sequence =
             static_cast<int32_t>(next > INT32_MAX ? next - INT32_MAX - 1 : next);
         partition.builder.reset();
@@ -619,11 +620,13 @@ private:
             data.push_back(entry);
         }
         // The spans are set once the batches stopped moving inside request_state.
-        for (size_t i = 0; i < data.size(); ++i)
+        size_t batch_bytes = 0;
+        for (size_t i = 0; i < data.size(); ++i) {
             data[i].records_.bytes = request_state.batches[i].bytes;
-        const auto frame =
-            encode_request(request, leader.produce_version, request_state.correlation_id);
-        leader.connection->queue(frame);
+            batch_bytes += request_state.batches[i].bytes.size();
+        }
+        leader.connection->queue(encode_request(request, leader.produce_version,
+                                                request_state.correlation_id, batch_bytes));
         if (_settings.acks == 0) {
             // Nothing comes back: a record counts as done once it is handed to the socket.
             const int64_t now = now_us();

@@ -165,6 +165,39 @@ TEST_CASE("build, validate and iterate round-trip for every codec") {
     }
 }
 
+TEST_CASE("release hands over the batch build makes, and the builder starts empty") {
+    for (auto codec : all_codecs) {
+        CAPTURE(to_string(codec));
+        batch_builder builder(codec, timestamp, 7, 1, 100);
+        builder.reserve(1 << 16);
+        const record_header_view headers[] = {{"h", byte_view("x")}};
+        for (int i = 0; i < 20; ++i)
+            builder.add(byte_view("key"), byte_view(std::string(300, 'a' + i % 26)), headers);
+        const auto built = builder.build();
+        const size_t records_bytes = builder.uncompressed_records_bytes();
+        CHECK(builder.records_count() == 20);
+        const auto released = builder.release();
+        CHECK(released == built);
+        CHECK(validate_batch(released, one_mib, batch_source::client).error == batch_error::none);
+        CHECK(records_bytes > 20 * 300);
+        // Empty again: the next batch numbers its records from 0 and holds only them.
+        CHECK(builder.records_count() == 0);
+        CHECK(builder.uncompressed_records_bytes() == 0);
+        builder.add(std::nullopt, byte_view("again"));
+        const auto next = builder.release();
+        auto check = validate_batch(next, one_mib, batch_source::client);
+        REQUIRE(check.error == batch_error::none);
+        CHECK(check.header.records_count == 1);
+        int seen = 0;
+        CHECK(for_each_record(next, one_mib, [&](const record_view& r) {
+                  CHECK(r.offset_delta == 0);
+                  CHECK(text(*r.value) == "again");
+                  ++seen;
+              }).ok());
+        CHECK(seen == 1);
+    }
+}
+
 TEST_CASE("broker-side rewrites keep the batch valid") {
     auto batch = hand_batch;
     set_base_offset(batch, 123456789);
