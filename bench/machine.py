@@ -111,6 +111,7 @@ def state(busy_steal=None):
 
 
 def _process_ticks():
+    """{pid: (name, parent pid, utime+stime, cutime+cstime)} of every process now."""
     out = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -120,7 +121,8 @@ def _process_ticks():
                 stat = f.read()
             name = stat[stat.index("(") + 1:stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2:].split()
-            out[int(pid)] = (name, int(fields[1]), int(fields[11]) + int(fields[12]))
+            out[int(pid)] = (name, int(fields[1]), int(fields[11]) + int(fields[12]),
+                             int(fields[13]) + int(fields[14]))
         except (OSError, ValueError, IndexError):
             pass
     return out
@@ -143,7 +145,7 @@ def busiest(seconds=1.0, exclude_tree_of=None):
     after = _process_ticks()
     hz = os.sysconf("SC_CLK_TCK")
     used = []
-    for pid, (name, _, ticks) in after.items():
+    for pid, (name, _, ticks, _) in after.items():
         if pid not in before:
             continue
         if exclude_tree_of is not None and exclude_tree_of in _ancestors(pid, after):
@@ -163,26 +165,16 @@ def others_busy(threshold=20.0, root=None):
 
 def _tree_ticks(*roots):
     """cpu ticks of the `roots` and their live descendants, with the children they reaped."""
-    table = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                stat = f.read()
-            fields = stat[stat.rindex(")") + 2:].split()
-            table[int(pid)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
-        except (OSError, ValueError, IndexError):
-            pass
+    table = _process_ticks()
     total = 0
-    for pid, (_, ticks) in table.items():
+    for pid, (_, _, own, reaped) in table.items():
         p, seen = pid, set()
         while p > 1 and p in table and p not in seen:
             if p in roots:
-                total += ticks
+                total += own + reaped
                 break
             seen.add(p)
-            p = table[p][0]
+            p = table[p][1]
     return total
 
 
