@@ -63,10 +63,12 @@ void partition::log_storage_success(const char* operation) {
 }
 
 void partition::restore_producer_state() {
+    _producers = producer_state{};
     int64_t from = _log->log_start_offset();
     auto bytes = storage::read_small_file(_dir / snapshot_name, snapshot_bytes_max);
     // Whether the files alone reproduce the state restored here (see the header).
     bool reproducible = !bytes && from == _log->log_end_offset();
+    bool beyond_log_end = false;
     if (bytes) {
         std::span<const uint8_t> view(reinterpret_cast<const uint8_t*>(bytes->data()),
                                       bytes->size());
@@ -75,6 +77,7 @@ void partition::restore_producer_state() {
             from = std::max(from, *loaded);
             reproducible = *loaded == _log->log_end_offset();
         } else {
+            beyond_log_end = loaded.ok();
             _producers = producer_state{};
         }
     }
@@ -92,6 +95,29 @@ void partition::restore_producer_state() {
         }
     }
     _producers_saved_at = reproducible ? _log->log_end_offset() : -1;
+    if (beyond_log_end) replace_producer_snapshot("its offset is beyond the log end");
+}
+
+void partition::discard_producer_state() {
+    _producers = producer_state{};
+    replace_producer_snapshot("the log was emptied");
+}
+
+void partition::replace_producer_snapshot(const char* why) {
+    // The state in memory is the log's own now: saved, it replaces the snapshot
+    // atomically. Should that fail, the snapshot goes, and the next restore reads the
+    // whole log; a snapshot left in place would be taken for valid later.
+    auto saved = save_producer_state(storage::file_durability::synced);
+    if (saved) return;
+    if (auto removed = storage::remove_file(_dir / snapshot_name); removed)
+        net::log_warn("%s-%d: producer snapshot removed (%s), saving one failed: %s",
+                      _topic.c_str(), _index, why, saved.failure().message.c_str());
+    else
+        net::log_error(
+            "%s-%d: producer snapshot no longer valid (%s) but neither replaced (%s) "
+            "nor removed (%s)",
+            _topic.c_str(), _index, why, saved.failure().message.c_str(),
+            removed.failure().message.c_str());
 }
 
 int64_t partition::scan_batches(

@@ -76,7 +76,17 @@ public:
     // end, or no snapshot and an empty log; so an idle partition's close writes none.
     // An unsynced save is for a shutdown that syncs the file system afterwards (a crash
     // before that leaves the old snapshot or a damaged one: a longer rebuild, no harm).
+    // The restore replaces whatever state the partition held, so a follower calls it
+    // again after truncating its log. A snapshot taken beyond the log end (the log was
+    // truncated below it, or lost its tail in a crash) describes batches the log no longer
+    // holds: the restore rebuilds from the log start and overwrites that snapshot at once
+    // (or removes it), because once the log grows past its offset again with other
+    // batches it would pass for valid and bring the lost batches' sequences back.
     void restore_producer_state();
+    // A follower whose log was emptied to restart at its leader's log start: nothing of
+    // the old log's producers remains, in memory or in the snapshot (Kafka's
+    // truncateFullyAndStartAt).
+    void discard_producer_state();
     result<void> save_producer_state(storage::file_durability durability);
     bool producer_state_dirty() const { return _producers_saved_at != _log->log_end_offset(); }
 
@@ -258,6 +268,7 @@ private:
     storage_error_log _storage_errors;
     traffic _produced;
     void log_storage_success(const char* operation);
+    void replace_producer_snapshot(const char* why);
     void start_sync(net::shard& shard);
     void finish_sync(net::shard& shard, int64_t end, int res);
     void restart_sync_after_truncation(net::shard& shard);

@@ -262,7 +262,7 @@ bool replica_fetchers::apply(partition& p, const partition_answer& a) {
                 return false;
             }
             ++_truncations;
-            p.producers() = producer_state{};
+            p.discard_producer_state();
             p.clamp_high_watermark();
             return true;
         }
@@ -322,8 +322,8 @@ bool replica_fetchers::truncate(partition& p, int64_t offset, const char* why) {
         ++_truncations;
         net::log_info("replication: %s-%d truncated from %lld to %lld (%s)", p.topic().c_str(),
                       p.index(), static_cast<long long>(before), static_cast<long long>(*cut), why);
-        // The producer state is rebuilt from the log as it now is.
-        p.producers() = producer_state{};
+        // The producer state is rebuilt from the log as it now is (a snapshot of the
+        // batches just cut is replaced, see partition::restore_producer_state).
         p.restore_producer_state();
     }
     p.clamp_high_watermark();
