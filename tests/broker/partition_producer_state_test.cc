@@ -12,6 +12,7 @@
 
 #include "broker/partition.h"
 #include "proto/record_batch.h"
+#include "tests/broker/partition_support.h"
 #include "tests/storage/test_support.h"
 
 namespace {
@@ -19,14 +20,7 @@ namespace {
 using spate::broker::partition;
 using spate::broker::sequence_verdict;
 
-std::unique_ptr<partition> open_partition(const std::filesystem::path& dir) {
-    auto log = spate::storage::partition_log::open(dir, spate::storage::log_config{});
-    REQUIRE(log.ok());
-    auto p = std::make_unique<partition>("t", 0, spate::proto::uuid{}, dir, std::move(log).value(),
-                                         spate::broker::effective_topic_config{});
-    p->restore_producer_state();
-    return p;
-}
+using spate::broker::testing::open_partition;
 
 // What a follower does with a batch of `records` records that idempotent producer
 // `producer_id` (epoch 0) sent from `base_sequence` and its leader wrote at `base_offset`

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "broker/partition.h"
+#include "tests/broker/partition_support.h"
 #include "tests/storage/test_support.h"
 
 namespace {
@@ -17,14 +18,7 @@ using spate::broker::partition_replicas;
 using spate::proto::error_code;
 using namespace std::chrono_literals;
 
-std::unique_ptr<partition> open_partition(const std::filesystem::path& dir) {
-    auto log = spate::storage::partition_log::open(dir, spate::storage::log_config{});
-    REQUIRE(log.ok());
-    auto p = std::make_unique<partition>("t", 0, spate::proto::uuid{}, dir, std::move(log).value(),
-                                         spate::broker::effective_topic_config{});
-    p->restore_producer_state();
-    return p;
-}
+using spate::broker::testing::open_partition;
 
 void append(partition& p, int32_t records) {
     std::vector<uint8_t> batch = spate::storage::testing::make_batch(records, 1000, 10, 1);
