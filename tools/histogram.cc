@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 
 namespace spate::tools {
 
@@ -91,6 +92,13 @@ std::string latency_histogram::distribution_text() const {
         out += line;
     }
     return out;
+}
+
+result<void> latency_histogram::write_distribution(const std::string& path) const {
+    std::ofstream out(path);
+    out << distribution_text();
+    if (!out) return error{1, "cannot write histogram file \"" + path + "\""};
+    return ok_result();
 }
 
 }  // namespace spate::tools

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "proto/result.h"
+
 namespace spate::tools {
 
 class latency_histogram {
@@ -41,6 +43,8 @@ public:
 
     // One line per non-empty bucket: "<bucket low>\t<bucket high>\t<count>\t<cumulative %>".
     std::string distribution_text() const;
+    // Writes distribution_text() to the file at `path` (perf's --histogram FILE).
+    result<void> write_distribution(const std::string& path) const;
 
     // Bucket arithmetic, exposed for tests.
     static size_t index_of(uint64_t value);

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -196,11 +195,9 @@ result<void> run_perf_consume(const command_line& line) {
         out += format_end_to_end_latency(latencies[0]);
     }
     std::fwrite(out.data(), 1, out.size(), stdout);
-    if (histogram_path) {
-        std::ofstream file(*histogram_path);
-        file << latencies[0].micros.distribution_text();
-        if (!file) return error{1, "cannot write histogram file \"" + *histogram_path + "\""};
-    }
+    if (histogram_path)
+        if (auto written = latencies[0].micros.write_distribution(*histogram_path); !written)
+            return written;
     if (consumed < messages.value())
         return error{1, "only " + std::to_string(consumed) + " of " +
                             std::to_string(messages.value()) + " records arrived within " +
@@ -329,11 +326,8 @@ result<void> run_perf_e2e(const command_line& line) {
                   static_cast<unsigned long long>(latency.percentile(99)),
                   static_cast<unsigned long long>(latency.percentile(99.9)));
     std::fputs(text, stdout);
-    if (auto path = line.value("--histogram")) {
-        std::ofstream out(*path);
-        out << latency.distribution_text();
-        if (!out) return error{1, "cannot write histogram file \"" + *path + "\""};
-    }
+    if (auto path = line.value("--histogram"))
+        if (auto written = latency.write_distribution(*path); !written) return written;
     return ok_result();
 }
 

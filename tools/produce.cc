@@ -835,11 +835,8 @@ result<void> run_perf_produce(const command_line& line) {
     const double seconds = static_cast<double>(now_us() - start) / 1e6;
     produce_summary summary{acked, acked_bytes(acked), seconds, &latency.run};
     std::printf("%s\n", format_produce_summary(summary).c_str());
-    if (auto path = line.value("--histogram")) {
-        std::ofstream out(*path);
-        out << latency.run.distribution_text();
-        if (!out) return error{1, "cannot write histogram file \"" + *path + "\""};
-    }
+    if (auto path = line.value("--histogram"))
+        if (auto written = latency.run.write_distribution(*path); !written) return written;
     if (failed > 0)
         return error{
             1, std::to_string(failed) + " record(s) failed, first: " + producer.first_failure()};
