@@ -166,16 +166,8 @@ def others_busy(threshold=20.0, root=None):
 def _tree_ticks(*roots):
     """cpu ticks of the `roots` and their live descendants, with the children they reaped."""
     table = _process_ticks()
-    total = 0
-    for pid, (_, _, own, reaped) in table.items():
-        p, seen = pid, set()
-        while p > 1 and p in table and p not in seen:
-            if p in roots:
-                total += own + reaped
-                break
-            seen.add(p)
-            p = table[p][1]
-    return total
+    return sum(own + reaped for pid, (_, _, own, reaped) in table.items()
+               if not _ancestors(pid, table).isdisjoint(roots))
 
 
 class Watch:

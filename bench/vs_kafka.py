@@ -57,15 +57,15 @@ def log(text):
 class Phase:
     """Measures one phase: runs `body` and notes the broker's CPU seconds meanwhile."""
 
+    # The GiB moved is `gib_moved`, or, when the phase's figures say it ("gib"), theirs.
     def __init__(self, broker, name, gib_moved, body, fills_mib=0):
         machine.settle("%s %s" % (broker.name, name), log=log)
         if fills_mib:
             machine.reuse_memory(fills_mib, log=log)
         cpu = broker.cpu_seconds()
-        began = time.monotonic()
         self.figures = body()
-        self.seconds = time.monotonic() - began
         self.cpu = broker.cpu_seconds() - cpu
+        gib_moved = self.figures.get("gib", gib_moved)
         self.figures["cpu_per_gib"] = self.cpu / gib_moved if gib_moved else float("nan")
         log("  %-8s %-16s %s" % (broker.name, name, " ".join(
             "%s=%s" % (k, ("%.1f" % v) if isinstance(v, float) else v)
@@ -159,19 +159,13 @@ def run_broker(args, broker, results, rate):
             rate[0] = results.get("spatectl-produce", {}).get("mbs", 200.0) / 2
             log("  OMB workloads at %.1f MB/s (half of spate's spatectl-produce)" % rate[0])
         for partitions in (1, 100, 1000):
-            name = "omb-%d" % partitions
-            figures = {}
-
-            def body():
-                figures.update(omb(args, broker, partitions, rate[0]))
-                return figures
-            # CPU per GiB needs the volume, known after: Phase divides by the estimate
-            # below, equal to omb()'s "gib" (produced + consumed).
-            volume = 2 * rate[0] * 1048576 * args.omb_seconds / GIB
             # No memory preparation here: freeing gigabytes just before a 60 s latency run
             # put its tail into the VM's page reporting (spate's omb-100 p99 139 ms after
             # it, 4.6 ms without), and at 50 MB/s the first touches cost little cpu.
-            results[name] = Phase(broker, name, volume, body).figures
+            # omb() says the GiB it moved (produced + consumed).
+            results["omb-%d" % partitions] = Phase(
+                broker, "omb-%d" % partitions, None,
+                lambda: omb(args, broker, partitions, rate[0])).figures
     results["rss_mib"] = broker.peak_rss_mib()
 
 
