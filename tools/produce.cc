@@ -806,7 +806,10 @@ result<void> run_perf_produce(const command_line& line) {
         int64_t wait_us = 0;
         if (created == allowed || !producer.has_room()) {
             int64_t next_us = now + 100000;
-            if (throughput.value() > 0 && created < total)
+            // Without room only an answer lets the next record in, however late it is:
+            // waiting for the throttle's due time would spin (it has passed) and take the
+            // core the brokers need to answer.
+            if (throughput.value() > 0 && created < total && producer.has_room())
                 next_us = std::min(
                     next_us, start + static_cast<int64_t>(static_cast<double>(created) * 1e6 /
                                                           static_cast<double>(throughput.value())));
