@@ -47,6 +47,11 @@ result<void> pread_exact(int fd, std::span<uint8_t> bytes, int64_t position,
 result<size_t> pread_some(int fd, std::span<uint8_t> bytes, int64_t position,
                           const std::filesystem::path& path);
 
+// Reads exactly `bytes.size()` bytes at `position` if they are all in the page cache
+// (preadv2 with RWF_NOWAIT): false when some would wait for the disk, or on any error,
+// so that the caller takes its slower path. Never blocks on I/O.
+bool pread_cached(int fd, std::span<uint8_t> bytes, int64_t position);
+
 // fdatasync, retried on EINTR.
 result<void> sync_data(int fd, const std::filesystem::path& path);
 

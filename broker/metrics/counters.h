@@ -58,6 +58,10 @@ struct shard_counters {
     // Storage: batches appended (as leader or follower) and failures by errno (fdatasync
     // latency is net::shard_stats').
     uint64_t appends = 0;
+    // Fetch answers that carried records: copied from the page cache into one buffer
+    // (small ones), or spliced from the files (broker/handlers/fetch.cc).
+    uint64_t fetch_answers_copied = 0;
+    uint64_t fetch_answers_spliced = 0;
     std::array<uint64_t, 160> storage_errors{};  // by errno (the last slot: any larger)
     // Replication: ISR changes this broker proposed to the controller as a leader.
     uint64_t isr_shrinks = 0;

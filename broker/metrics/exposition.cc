@@ -240,12 +240,16 @@ void write_group_summary(exposition_writer& out, const std::vector<shard_report>
 void write_storage(exposition_writer& out, const std::vector<shard_report>& reports) {
     net::latency_histogram fsyncs;
     uint64_t appends = 0;
+    uint64_t copied = 0;
+    uint64_t spliced = 0;
     uint64_t rolls = 0;
     uint64_t truncations = 0;
     std::array<uint64_t, 160> errors{};
     for (const shard_report& r : reports) {
         fsyncs.merge(r.runtime.fsync_latency);
         appends += r.counters.appends;
+        copied += r.counters.fetch_answers_copied;
+        spliced += r.counters.fetch_answers_spliced;
         rolls += r.rolls;
         truncations += r.recovery_truncations;
         for (size_t i = 0; i < errors.size(); ++i) errors[i] += r.counters.storage_errors[i];
@@ -256,6 +260,12 @@ void write_storage(exposition_writer& out, const std::vector<shard_report>& repo
     out.family("spate_storage_appends_total", "Batches appended to logs (leader or follower).",
                metric_type::counter);
     out.sample("spate_storage_appends_total", {}, appends);
+    out.family("spate_fetch_answers_total",
+               "Fetch answers with records, by how the records left: copied from the page "
+               "cache (small answers) or spliced from the log files.",
+               metric_type::counter);
+    out.sample("spate_fetch_answers_total", {{"transfer", "copy"}}, copied);
+    out.sample("spate_fetch_answers_total", {{"transfer", "splice"}}, spliced);
     out.family("spate_storage_rolls_total",
                "Segments rolled by the logs open now, since they were opened.",
                metric_type::counter);

@@ -312,6 +312,14 @@ def test_prometheus_server_sees_produce_consume_and_group_lag():
                               "shard busy seconds")
                 prom.wait_for("sum(spate_storage_appends_total)", lambda v: v > 0, deadline,
                               "storage appends")
+                # The catch-up read above (about 200 KB an answer) was spliced; one more
+                # record, read at the log's end, is copied from the page cache.
+                prom.wait_for('sum(spate_fetch_answers_total{transfer="splice"})',
+                              lambda v: v > 0, deadline, "fetch answers spliced")
+                produce(b, topic, [b"one-more"], 1)
+                consume_all(c, 1)
+                prom.wait_for('sum(spate_fetch_answers_total{transfer="copy"})', lambda v: v > 0,
+                              deadline, "fetch answers copied")
                 text = scrape(port)
             finally:
                 c.close()
