@@ -63,9 +63,8 @@ bool pread_cached(int fd, std::span<uint8_t> bytes, int64_t position) {
     size_t done = 0;
     while (done < bytes.size()) {
         iovec into{bytes.data() + done, bytes.size() - done};
-        const ssize_t got =
-            ::preadv2(fd, &into, 1, static_cast<off_t>(position + static_cast<int64_t>(done)),
-                      RWF_NOWAIT);
+        const ssize_t got = ::preadv2(
+            fd, &into, 1, static_cast<off_t>(position + static_cast<int64_t>(done)), RWF_NOWAIT);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) return false;  // EAGAIN: not cached; 0: the file is shorter
         done += static_cast<size_t>(got);
