@@ -51,12 +51,16 @@ struct partition_cursor {
 // Reads one topic's partitions from their leaders, record by record, fetching ahead as
 // Kafka's clients do: every leader has exactly one Fetch in flight, and the next one is
 // sent as soon as a response arrives, with offsets read from the batch headers alone,
-// before the records are decoded and handed out. The broker prepares the next answer
-// while this one is decoded; one fetch per leader keeps the answers in order.
-// Owned by one command on spatectl's thread. It uses the cluster's leader connections,
-// which may be the bootstrap connection: settle() must run before anyone else sends on
-// them while the reader lives, and a reader must be settled (or its cluster dropped)
-// before another reader uses the same cluster.
+// before the records are decoded and handed out. With Fetch v7+ each leader's fetches
+// run in a fetch session (KIP-227), as the Java consumer's do: after the first, a fetch
+// names only the partitions whose fetch offset moved, and the answer carries only the
+// partitions with news; a session the broker lost (FETCH_SESSION_ID_NOT_FOUND,
+// INVALID_FETCH_SESSION_EPOCH) is started again with a full fetch. The broker prepares the next
+// answer while this one is decoded; one fetch per leader keeps the answers in order. Owned by one
+// command on spatectl's thread. It uses the cluster's leader connections, which may be the
+// bootstrap connection: settle() must run before anyone else sends on them while the reader lives,
+// and a reader must be settled (or its cluster dropped) before another reader uses the same
+// cluster.
 class topic_reader {
 public:
     topic_reader(cluster& brokers, topic_layout layout, int32_t partition_bytes_max,
@@ -150,6 +154,7 @@ public:
             auto received = stream.connection->template receive<proto::fetch_request>(
                 stream.correlation_id, stream.version, stream.response, stream.frame);
             if (!received) return received.failure();
+            follow_session(stream);  // the session lives on; its offsets are what was sent
         }
         for (auto& cursor : _cursors) cursor.fetch_offset = cursor.next_offset;
         return ok_result();
@@ -165,6 +170,12 @@ private:
         broker_connection* connection = nullptr;
         int16_t version = 0;
         std::vector<partition_cursor*> cursors;
+        // The fetch session: its id (0: none yet, or the broker made none), the epoch of
+        // the next fetch (-1: the broker's Fetch predates sessions), and per cursor the
+        // fetch offset the session holds (-1: never sent in it).
+        int32_t session_id = 0;
+        int32_t session_epoch = -1;
+        std::vector<int64_t> session_offsets;
         bool in_flight = false;
         int32_t correlation_id = 0;
         // fn stopped inside `response`; the rest of it comes before the next answer.
@@ -196,10 +207,18 @@ private:
             stream.version = _layout.topic_id.is_zero() ? std::min<int16_t>(version.value(), 12)
                                                         : version.value();
             stream.cursors = std::move(cursors);
+            if (stream.version >= 7) restart_session(stream);
             streams.push_back(std::move(stream));
         }
         _streams = std::move(streams);
         return ok_result();
+    }
+
+    // Forgets the stream's session: the next fetch asks for a new one, naming everything.
+    static void restart_session(leader_stream& stream) {
+        stream.session_id = 0;
+        stream.session_epoch = 0;
+        stream.session_offsets.assign(stream.cursors.size(), -1);
     }
 
     result<void> send_fetch(leader_stream& stream) {
@@ -208,19 +227,46 @@ private:
         request.max_wait_ms = _max_wait_ms;
         request.min_bytes = 1;
         request.max_bytes = fetch_response_bytes_max;
-        request.topics.push_back({_layout.name, _layout.topic_id, {}});
-        for (const auto* cursor : stream.cursors) {
+        request.session_id = stream.session_id;
+        request.session_epoch = stream.session_epoch;
+        // In an open session, only what moved: the broker keeps the others' offsets.
+        const bool incremental = stream.session_id != 0;
+        proto::fetch_request::fetch_topic topic{_layout.name, _layout.topic_id, {}};
+        for (size_t i = 0; i < stream.cursors.size(); ++i) {
+            const partition_cursor& cursor = *stream.cursors[i];
+            if (incremental && stream.session_offsets[i] == cursor.fetch_offset) continue;
             proto::fetch_request::fetch_partition partition;
-            partition.partition = cursor->partition;
-            partition.fetch_offset = cursor->fetch_offset;
+            partition.partition = cursor.partition;
+            partition.fetch_offset = cursor.fetch_offset;
             partition.partition_max_bytes = _partition_bytes_max;
-            request.topics[0].partitions.push_back(partition);
+            topic.partitions.push_back(partition);
+            if (stream.session_epoch >= 0) stream.session_offsets[i] = cursor.fetch_offset;
         }
+        if (!topic.partitions.empty()) request.topics.push_back(std::move(topic));
         auto sent = stream.connection->send(request, stream.version);
         if (!sent) return sent.failure();
+        if (incremental)  // the epoch after INT32_MAX is 1, as Kafka's
+            stream.session_epoch = stream.session_epoch == INT32_MAX ? 1 : stream.session_epoch + 1;
         stream.in_flight = true;
         stream.correlation_id = sent.value();
         return ok_result();
+    }
+
+    // Takes the session the broker answered with. Returns false when the broker lost the
+    // session: it is started again, and the answer carries nothing.
+    static bool follow_session(leader_stream& stream) {
+        if (stream.session_epoch < 0) return true;
+        const auto code = static_cast<proto::error_code>(stream.response.error_code);
+        if (code == proto::error_code::fetch_session_id_not_found ||
+            code == proto::error_code::invalid_fetch_session_epoch) {
+            restart_session(stream);
+            return false;
+        }
+        if (stream.session_id == 0 && stream.response.session_id != 0) {
+            stream.session_id = stream.response.session_id;
+            stream.session_epoch = 1;
+        }
+        return true;
     }
 
     partition_cursor* cursor_of(leader_stream& stream, int32_t partition) {
@@ -239,6 +285,11 @@ private:
         auto received = stream.connection->template receive<proto::fetch_request>(
             stream.correlation_id, stream.version, stream.response, stream.frame);
         if (!received) return received.failure();
+        if (!follow_session(stream)) {
+            // Nothing to hand out: fetch again, everything, from the same offsets.
+            stream.response = proto::fetch_response{};
+            return send_fetch(stream);
+        }
         stream.undelivered = true;
         if (stream.response.error_code != 0) return ok_result();
         std::vector<std::pair<partition_cursor*, int64_t>> next;

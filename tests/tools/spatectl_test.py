@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import Broker, free_port  # noqa: E402
@@ -652,6 +653,38 @@ def test_top(b, metrics):
     assert "cannot connect to " + down in err, err
 
 
+def fetch_counters(metrics):
+    """(Fetch requests, Fetch request bytes) the broker has counted."""
+    text = urllib.request.urlopen("http://%s/metrics" % metrics, timeout=10).read().decode()
+    values = {}
+    for name in ("kafka_network_requestmetrics_requests_total", "spate_request_bytes_in_total"):
+        match = re.search(r'^%s\{request="Fetch"\} (\S+)$' % name, text, re.M)
+        values[name] = float(match.group(1)) if match else 0.0
+    return (values["kafka_network_requestmetrics_requests_total"],
+            values["spate_request_bytes_in_total"])
+
+
+def test_fetch_session(b, metrics):
+    """The consumers fetch in a fetch session (KIP-227), as the Java consumer does: reading
+    300 partitions while one record at a time arrives, a fetch names only the partitions
+    that moved, not all 300 (about 10 KB each as a full fetch), and nothing is lost."""
+    ok(b, "topics", "create", "--topic", "sessions", "--partitions", "300")
+    before = fetch_counters(metrics)
+    consumer = subprocess.Popen([SPATECTL, "--bootstrap-server", b, "perf", "consume", "--topic",
+                                 "sessions", "--messages", "400", "--timeout-ms", "30000"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1)  # its first, full, fetch is parked before the records come
+    ok(b, "perf", "produce", "--topic", "sessions", "--num-records", "400", "--record-size", "50",
+       "--throughput", "200", "--acks", "1")
+    out, err = consumer.communicate(timeout=60)
+    assert consumer.returncode == 0, (out, err)
+    assert "400 records received" in out.decode(), out
+    after = fetch_counters(metrics)
+    requests, request_bytes = after[0] - before[0], after[1] - before[1]
+    assert requests >= 20, (before, after)  # records came one fetch answer after another
+    assert request_bytes / requests < 1000, (requests, request_bytes)
+
+
 def test_broker_down():
     """Every command that talks to a broker names the address it could not reach (exit 1)."""
     down = "127.0.0.1:%d" % free_port()
@@ -679,6 +712,8 @@ def main():
         print("ok test_dump_log")
         test_top(b, metrics)
         print("ok test_top")
+        test_fetch_session(b, metrics)
+        print("ok test_fetch_session")
     os.unlink(config.name)
     test_broker_down()
     print("ok test_broker_down")
