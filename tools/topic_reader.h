@@ -1,7 +1,7 @@
 #pragma once
 // topic_reader: reads one topic's partitions from their leaders for spatectl's consumers
-// (`consume`, `perf consume`, `perf e2e`), with the fetch settings they share. Split from
-// consume.cc, code unchanged.
+// (`consume`, `perf consume`, `perf e2e`), with the fetch settings they share, in a fetch
+// session per leader where the broker has them.
 
 #include <algorithm>
 #include <atomic>
