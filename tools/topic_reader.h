@@ -46,21 +46,23 @@ struct partition_cursor {
     int32_t leader = -1;
     int64_t next_offset = 0;
     int64_t fetch_offset = 0;
+    // The fetch offset its leader's fetch session holds for it (-1: not sent in it yet).
+    int64_t session_offset = -1;
 };
 
 // Reads one topic's partitions from their leaders, record by record, fetching ahead as
 // Kafka's clients do: every leader has exactly one Fetch in flight, and the next one is
 // sent as soon as a response arrives, with offsets read from the batch headers alone,
-// before the records are decoded and handed out. With Fetch v7+ each leader's fetches
-// run in a fetch session (KIP-227), as the Java consumer's do: after the first, a fetch
-// names only the partitions whose fetch offset moved, and the answer carries only the
-// partitions with news; a session the broker lost (FETCH_SESSION_ID_NOT_FOUND,
-// INVALID_FETCH_SESSION_EPOCH) is started again with a full fetch. The broker prepares the next
-// answer while this one is decoded; one fetch per leader keeps the answers in order. Owned by one
-// command on spatectl's thread. It uses the cluster's leader connections, which may be the
-// bootstrap connection: settle() must run before anyone else sends on them while the reader lives,
-// and a reader must be settled (or its cluster dropped) before another reader uses the same
-// cluster.
+// before the records are decoded and handed out. The broker prepares the next answer
+// while this one is decoded; one fetch per leader keeps the answers in order.
+// With Fetch v7+ each leader's fetches run in a fetch session (KIP-227), as the Java
+// consumer's do: after the first, a fetch names only the partitions whose fetch offset
+// moved, and the answer carries only the partitions with news; a session the broker lost
+// (FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH) starts again with a full fetch.
+// Owned by one command on spatectl's thread. It uses the cluster's leader connections,
+// which may be the bootstrap connection: settle() must run before anyone else sends on
+// them while the reader lives, and a reader must be settled (or its cluster dropped)
+// before another reader uses the same cluster.
 class topic_reader {
 public:
     topic_reader(cluster& brokers, topic_layout layout, int32_t partition_bytes_max,
@@ -170,12 +172,10 @@ private:
         broker_connection* connection = nullptr;
         int16_t version = 0;
         std::vector<partition_cursor*> cursors;
-        // The fetch session: its id (0: none yet, or the broker made none), the epoch of
-        // the next fetch (-1: the broker's Fetch predates sessions), and per cursor the
-        // fetch offset the session holds (-1: never sent in it).
+        // The fetch session: its id (0: none yet, or the broker made none) and the epoch
+        // of the next fetch (-1: the broker's Fetch predates sessions).
         int32_t session_id = 0;
         int32_t session_epoch = -1;
-        std::vector<int64_t> session_offsets;
         bool in_flight = false;
         int32_t correlation_id = 0;
         // fn stopped inside `response`; the rest of it comes before the next answer.
@@ -218,7 +218,7 @@ private:
     static void restart_session(leader_stream& stream) {
         stream.session_id = 0;
         stream.session_epoch = 0;
-        stream.session_offsets.assign(stream.cursors.size(), -1);
+        for (auto* cursor : stream.cursors) cursor->session_offset = -1;
     }
 
     result<void> send_fetch(leader_stream& stream) {
@@ -232,15 +232,14 @@ private:
         // In an open session, only what moved: the broker keeps the others' offsets.
         const bool incremental = stream.session_id != 0;
         proto::fetch_request::fetch_topic topic{_layout.name, _layout.topic_id, {}};
-        for (size_t i = 0; i < stream.cursors.size(); ++i) {
-            const partition_cursor& cursor = *stream.cursors[i];
-            if (incremental && stream.session_offsets[i] == cursor.fetch_offset) continue;
+        for (auto* cursor : stream.cursors) {
+            if (incremental && cursor->session_offset == cursor->fetch_offset) continue;
             proto::fetch_request::fetch_partition partition;
-            partition.partition = cursor.partition;
-            partition.fetch_offset = cursor.fetch_offset;
+            partition.partition = cursor->partition;
+            partition.fetch_offset = cursor->fetch_offset;
             partition.partition_max_bytes = _partition_bytes_max;
             topic.partitions.push_back(partition);
-            if (stream.session_epoch >= 0) stream.session_offsets[i] = cursor.fetch_offset;
+            cursor->session_offset = cursor->fetch_offset;
         }
         if (!topic.partitions.empty()) request.topics.push_back(std::move(topic));
         auto sent = stream.connection->send(request, stream.version);

@@ -370,30 +370,33 @@ proto::fetch_response build_response(fetch_state& state,
 // all of it. A splice runs on an io-wq worker: a thread wake-up and two switches per
 // answer, which cost far more than copying a few KiB, most of all on a machine whose
 // cores are shared. A long-polling follower or consumer at the log's end reads what was
-// just written, so it is cached; anything else (or any error) takes the splice.
+// just written, so it is cached; anything else (or any error) keeps its file pieces.
 constexpr size_t copied_answer_bytes_max = 64 * 1024;
 
-bool copy_small_answer(const proto::writer& out,
-                       const std::vector<std::vector<storage::file_slice>>& external,
-                       std::vector<uint8_t>& into) {
-    if (out.external_bytes() == 0 || out.external_bytes() > copied_answer_bytes_max) return false;
-    const std::vector<uint8_t>& encoded = out.buffer();
-    into.resize(out.size());
+// Folds `message`'s file pieces into its bytes; false (message untouched) when they are
+// too many bytes or not all cached.
+bool copy_small_pieces(net::response& message) {
+    size_t piece_bytes = 0;
+    for (const net::file_piece& piece : message.pieces)
+        piece_bytes += static_cast<size_t>(piece.length);
+    if (piece_bytes == 0 || piece_bytes > copied_answer_bytes_max) return false;
+    const std::vector<uint8_t>& encoded = message.bytes;
+    std::vector<uint8_t> joined(encoded.size() + piece_bytes);
     size_t from = 0;
     size_t at = 0;
-    for (const proto::external_gap& gap : out.gaps()) {
-        std::memcpy(into.data() + at, encoded.data() + from, gap.position - from);
-        at += gap.position - from;
-        from = gap.position;
-        for (const storage::file_slice& slice : external[gap.id]) {
-            const auto length = static_cast<size_t>(slice.length);
-            if (!storage::pread_cached(slice.file->fd, {into.data() + at, length}, slice.position))
-                return false;
-            at += length;
-        }
+    for (const net::file_piece& piece : message.pieces) {
+        std::memcpy(joined.data() + at, encoded.data() + from, piece.position - from);
+        at += piece.position - from;
+        from = piece.position;
+        const auto length = static_cast<size_t>(piece.length);
+        if (!storage::pread_cached(piece.fd, {joined.data() + at, length}, piece.file_position))
+            return false;
+        at += length;
     }
-    std::memcpy(into.data() + at, encoded.data() + from, encoded.size() - from);
-    SPATE_ASSERT(at + encoded.size() - from == into.size(), "the gaps hold the external bytes");
+    std::memcpy(joined.data() + at, encoded.data() + from, encoded.size() - from);
+    SPATE_ASSERT(at + encoded.size() - from == joined.size(), "pieces at ascending positions");
+    message.bytes = std::move(joined);
+    message.pieces.clear();
     return true;
 }
 
@@ -414,24 +417,22 @@ void respond_now(const fetch_ptr& state) {
     response.encode(out, state->req->version());
     out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
     net::response message;
-    if (copy_small_answer(out, external, message.bytes)) {
-        ++metrics::local().fetch_answers_copied;
-    } else {
-        message.bytes.clear();
-        for (const proto::external_gap& gap : out.gaps()) {
-            for (auto& slice : external[gap.id]) {
-                net::file_piece piece;
-                piece.position = gap.position;
-                piece.fd = slice.file->fd;
-                piece.file_position = slice.position;
-                piece.length = slice.length;
-                piece.keep_alive = slice.file;
-                message.pieces.push_back(std::move(piece));
-            }
+    for (const proto::external_gap& gap : out.gaps()) {
+        for (auto& slice : external[gap.id]) {
+            net::file_piece piece;
+            piece.position = gap.position;
+            piece.fd = slice.file->fd;
+            piece.file_position = slice.position;
+            piece.length = slice.length;
+            piece.keep_alive = slice.file;
+            message.pieces.push_back(std::move(piece));
         }
-        message.bytes = std::move(out.buffer());
-        if (!message.pieces.empty()) ++metrics::local().fetch_answers_spliced;
     }
+    message.bytes = std::move(out.buffer());
+    if (copy_small_pieces(message))
+        ++metrics::local().fetch_answers_copied;
+    else if (!message.pieces.empty())
+        ++metrics::local().fetch_answers_spliced;
     shard.count_answer(*state->req, &message);
     shard_state::count_errors(*state->req, response);
     shard.net_shard().respond(state->req->conn, state->req->sequence, std::move(message));
