@@ -20,9 +20,10 @@ Writeback again after each measured produce.
     fresh topic of --partitions partitions: RF 1 with acks=1 and RF --rf
     (min.insync.replicas --min-isr) with acks=all, alternating, --runs rounds each
     (default 3); the topic is deleted after each round. Prints each round, the medians
-    and RF3/RF1. Before the first round, as bench/e2e.py does, memory for the page cache
-    the rounds fill is touched once through /dev/shm (this VM backs guest pages lazily;
-    a first touch costs a hypervisor fault). RF 3 writes 3 GiB a round: past the
+    and RF3/RF1. Right before each round, as bench/e2e.py does, memory for the page cache
+    it fills (RF n writes n copies) is touched through /dev/shm (this VM backs guest pages
+    lazily; a first touch costs a hypervisor fault), so RF 1 and RF n rounds write into
+    memory in the same state. RF 3 writes 3 GiB a round: past the
     kernel's background writeback threshold here (10 % of ~23 GiB), so writeback runs
     during those rounds (see the Dirty/Writeback printed after each).
  2. latency: `sockperf ping-pong --tcp` on loopback (--full-rtt, messages of --record-size
@@ -198,13 +199,14 @@ def phase_throughput(args, c, out):
         "rounds each" % (args.volume_mib, args.record_size, records, args.partitions, args.rf,
                          args.min_isr, rounds))
     settle("phase 1 start")
-    warm_memory(args.volume_mib * max(args.rf, 1) * 3 // 2)
     results = {"base": [], "replicated": []}
     for r in range(rounds):
         for kind, rf, acks, min_isr in (("base", 1, 1, 1), ("replicated", args.rf, -1, args.min_isr)):
             topic = topic_name("tput-rf%d" % rf)
             create_topic(c, topic, args.partitions, rf, min_isr)
             settle("round %d RF %d" % (r + 1, rf))
+            # Both kinds of round write into memory the guest holds: RF n writes n copies.
+            warm_memory(args.volume_mib * max(args.rf, 1) * 3 // 2)
             res = perf_produce(args, c, topic, records, acks, -1, timeout=900)
             results[kind].append(res)
             log("    RF %d acks=%-3s round %d: %8.1f MB/s   p99 %.3f ms   [%s]  (after: %s)"
