@@ -6,7 +6,7 @@ one ZooKeeper (tests/cluster/cluster.py), each next to a baseline measured in th
       [--spatectl build/tools/spatectl] [--phase 1|2|3|all] [--runs N] [--seconds S]
       [--volume-mib 1024] [--record-size 1024] [--partitions 1] [--rf 3] [--min-isr 2]
       [--rate 10000] [--session-timeout-ms 5000] [--pin-shards] [--shards 2] [--idle-wait 120]
-      [--work-dir /var/tmp/spate-replication-bench]
+      [--work-dir /var/tmp/spate-replication-bench] [--kafka KAFKA_DIR]
 
 All phases run against the same 3 brokers (--shards each, default 2, unpinned: the client shares
 the machine's cores with them). Each phase, and each measured round, starts settled:
@@ -44,6 +44,12 @@ Writeback again after each measured produce.
     max next to the session timeout (a killed broker's registration stays until its
     ZooKeeper session expires).
 
+--kafka KAFKA_DIR (a folder as bench/vs_kafka.py takes, e.g. ../shared/kafka) then runs
+phases 1 and 2 again, the same way with the same client, against 3 Apache Kafka 1.0.2 brokers
+(Kafka's defaults, 1 GiB heap each; bench/kafka_cluster.py) on a ZooKeeper of their own, once
+spate's brokers have stopped, and prints Kafka's figures and spate / Kafka. Phase 3 is spate's
+only (its probe speaks Produce versions Kafka 1.0.2 does not).
+
 --runs sets both phase 1's rounds per RF and phase 3's runs (defaults 3 and 10).
 --rf 1 --min-isr 1 runs the mechanics without replication (phase 3 then restarts the
 killed broker at once: there is no other replica). The cluster directory is made under
@@ -72,6 +78,7 @@ from cluster import Cluster, install_sigterm_handler  # noqa: E402
 sys.path.insert(0, HERE)
 import baselines  # noqa: E402
 import machine  # noqa: E402
+from kafka_cluster import KafkaCluster  # noqa: E402
 
 MIB = 1024 * 1024
 DIRTY_SETTLED = 16 * MIB
@@ -122,7 +129,8 @@ def create_topic(c, name, partitions, rf, min_isr):
     a leader and ZooKeeper's state shows a full ISR."""
     via = c.controller_id() or c.live_ids()[0]
     spec = (name, partitions, rf, None, {"min.insync.replicas": str(min_isr)})
-    code, message = kr.create_topics(addr(c, via), [spec])[name]
+    code, message = kr.create_topics(addr(c, via), [spec],
+                                     version=getattr(c, "create_topics_version", 4))[name]
     if code != 0:
         raise RuntimeError("CreateTopics %s (RF %d, min.insync.replicas %d) through broker %d: "
                            "error %d %s" % (name, rf, min_isr, via, code, message))
@@ -158,7 +166,8 @@ def wait_isr_full(c, name, partitions, timeout):
 
 def delete_topic(c, name):
     via = c.controller_id() or c.live_ids()[0]
-    code = kr.delete_topics(addr(c, via), [name])[name]
+    code = kr.delete_topics(addr(c, via), [name],
+                            version=getattr(c, "delete_topics_version", 3))[name]
     if code != 0:
         log("  DeleteTopics %s: error %d (left in place)" % (name, code))
         return
@@ -207,19 +216,39 @@ def phase_throughput(args, c, out):
             settle("round %d RF %d" % (r + 1, rf))
             # Both kinds of round write into memory the guest holds: RF n writes n copies.
             warm_memory(args.volume_mib * max(args.rf, 1) * 3 // 2)
-            res = perf_produce(args, c, topic, records, acks, -1, timeout=900)
+            try:
+                res = perf_produce(args, c, topic, records, acks, -1, timeout=900)
+            except RuntimeError as e:
+                # The client gave up (no acknowledgement for 30 s: Kafka 1.0.2 stalls so
+                # here now and then): said, and left out of the median.
+                log("    RF %d acks=%-3s round %d: FAILED: %s" % (rf, "all" if acks == -1 else acks,
+                                                             r + 1, str(e).strip()[-600:]))
+                results[kind].append(None)
+                delete_topic(c, topic)
+                continue
             results[kind].append(res)
             log("    RF %d acks=%-3s round %d: %8.1f MB/s   p99 %.3f ms   [%s]  (after: %s)"
                 % (rf, "all" if acks == -1 else acks, r + 1, res["mbs"], res["p99_ms"], res["line"],
                    machine.state()))
             delete_topic(c, topic)
-    rf1 = statistics.median(x["mbs"] for x in results["base"])
-    rfn = statistics.median(x["mbs"] for x in results["replicated"])
+
+    def summary(kind):
+        done = [x["mbs"] for x in results[kind] if x is not None]
+        rounds = " ".join("failed" if x is None else "%.1f" % x["mbs"] for x in results[kind])
+        return (statistics.median(done) if done else None), rounds
+
+    rf1, rf1_rounds = summary("base")
+    rfn, rfn_rounds = summary("replicated")
+    if rf1 is None or rfn is None:
+        out.append("RF 1 acks=1 rounds: %s; RF %d acks=all rounds: %s (no ratio: every round of "
+                   "one kind failed)" % (rf1_rounds, args.rf, rfn_rounds))
+        return {}
     out.append("RF 1 acks=1 produce:                 %8.1f MB/s median   [rounds: %s]"
-               % (rf1, " ".join("%.1f" % x["mbs"] for x in results["base"])))
+               % (rf1, rf1_rounds))
     out.append("RF %d acks=all (min ISR %d) produce:   %8.1f MB/s median   [rounds: %s]"
-               % (args.rf, args.min_isr, rfn, " ".join("%.1f" % x["mbs"] for x in results["replicated"])))
+               % (args.rf, args.min_isr, rfn, rfn_rounds))
     out.append("ratio RF%d acks=all / RF1 acks=1:     %8.3f   (goal >= 0.4)" % (args.rf, rfn / rf1))
+    return {"rf1_mbs": rf1, "rfn_mbs": rfn}
 
 
 # ---- phase 2: latency ----------------------------------------------------------------------------
@@ -239,7 +268,16 @@ def phase_latency(args, c, out):
         "p99.9 %.1f us, max %.1f us" % (args.record_size, sp.get("count", -1), sp[50.0], sp[99.0],
                                         sp[99.9], sp.get("max", -1)))
     settle("produce at %d/s" % args.rate)
-    res = perf_produce(args, c, topic, records, -1, args.rate, timeout=seconds * 3 + 120)
+    try:
+        res = perf_produce(args, c, topic, records, -1, args.rate, timeout=seconds * 3 + 120)
+    except RuntimeError as e:  # as in phase 1: said, no ratio
+        log("    acks=all produce at %d/s: FAILED: %s" % (args.rate, str(e).strip()[-600:]))
+        out.append("sockperf TCP round trip (%d B):     p50 %8.1f us   p99 %8.1f us" % (
+            args.record_size, sp[50.0], sp[99.0]))
+        out.append("acks=all produce at %d/s (RF %d):  FAILED (the client gave up, see above)"
+                   % (args.rate, args.rf))
+        delete_topic(c, topic)
+        return {}
     log("    [%s]  (after: %s)" % (res["line"], machine.state()))
     delete_topic(c, topic)
     # Context, not the goal: the same run unreplicated (RF 1, acks=1, as bench/e2e.py's
@@ -260,6 +298,7 @@ def phase_latency(args, c, out):
     out.append("  context: RF 1 acks=1 at %d/s:      p50 %8.1f us   p99 %8.1f us   p99.9 %8.1f us   "
                "(ratio %.2f)" % (args.rate, b1["p50_ms"], b1["p99_ms"], b1["p999_ms"],
                                  b1["p99_ms"] / sp[99.0]))
+    return {"p50_us": p["p50_ms"], "p99_us": p["p99_ms"], "rtt_p99_us": sp[99.0]}
 
 
 # ---- phase 3: failover -------------------------------------------------------------------------
@@ -460,6 +499,33 @@ def phase_failover(args, c, out):
 
 # ---- main ------------------------------------------------------------------------------------
 
+def run_phases(args, c, phases, out, figures):
+    try:
+        for phase in phases:
+            got = {"1": phase_throughput, "2": phase_latency, "3": phase_failover}[phase](args, c, out)
+            figures.update(got or {})
+    except BaseException:
+        for i in c.ids:
+            log("--- broker %d log (tail) ---\n%s" % (i, c.broker(i).read_log(3000)))
+        raise
+
+
+def compare(figures):
+    """spate against Kafka on what both runs measured."""
+    s, k = figures.get("spate", {}), figures.get("kafka", {})
+    if not s or not k:
+        return
+    log("spate / Kafka:")
+    if "rfn_mbs" in s and "rfn_mbs" in k:
+        log("  RF 1 acks=1 MB/s:       %6.2f x" % (s["rf1_mbs"] / k["rf1_mbs"]))
+        log("  RF 3 acks=all MB/s:     %6.2f x" % (s["rfn_mbs"] / k["rfn_mbs"]))
+        log("  RF3/RF1 ratio:          spate %.3f, Kafka %.3f"
+            % (s["rfn_mbs"] / s["rf1_mbs"], k["rfn_mbs"] / k["rf1_mbs"]))
+    if "p99_us" in s and "p99_us" in k:
+        log("  acks=all p99 (Kafka / spate): %.2f   (p99 / round trip p99: spate %.2f, Kafka %.2f)"
+            % (k["p99_us"] / s["p99_us"], s["p99_us"] / s["rtt_p99_us"],
+               k["p99_us"] / k["rtt_p99_us"]))
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--binary", default=os.path.join(HERE, "..", "build", "broker", "spate"))
@@ -482,6 +548,12 @@ def main():
     parser.add_argument("--idle-wait", type=float, default=120,
                         help="at most this long (s) before each phase and round for the cpus to "
                              "be < 25%% busy (default 120)")
+    parser.add_argument("--kafka", metavar="KAFKA_DIR",
+                        help="also run phases 1 and 2 against 3 Apache Kafka 1.0.2 brokers from "
+                             "KAFKA_DIR (as for bench/vs_kafka.py, e.g. ../shared/kafka), after "
+                             "spate's, and print spate / Kafka")
+    parser.add_argument("--kafka-only", action="store_true",
+                        help="with --kafka: Kafka's runs alone (no spate, no spate / Kafka)")
     parser.add_argument("--work-dir", default="/var/tmp/spate-replication-bench",
                         help="the cluster directory goes in a new run-* directory here "
                              "(default /var/tmp/spate-replication-bench)")
@@ -500,6 +572,8 @@ def main():
     # data directories under the running brokers (KAFKA_STORAGE_ERROR mid-round).
     os.makedirs(args.work_dir, exist_ok=True)
     tempfile.tempdir = tempfile.mkdtemp(prefix="run-", dir=args.work_dir)
+    if args.kafka_only and not args.kafka:
+        sys.exit("replication.py: --kafka-only needs --kafka KAFKA_DIR")
     install_sigterm_handler()
     phases = ["1", "2", "3"] if args.phase == "all" else [args.phase]
 
@@ -510,27 +584,40 @@ def main():
     log("spate replication bench: 3 brokers (%d shards, pin_shards %s), 1 ZooKeeper, %d cpus; %s"
         % (args.shards, "true" if args.pin_shards else "false", os.cpu_count(), machine.state()))
     failed = True
+    figures = {}
+    kafka_out = []
     try:
-        with Cluster(brokers=3, zk_nodes=1, session_timeout_ms=args.session_timeout_ms,
-                     shards=args.shards,
-                     extra_config=extra) as c:
-            log("  cluster up in %s" % c.base_dir)
-            try:
-                for phase in phases:
-                    {"1": phase_throughput, "2": phase_latency, "3": phase_failover}[phase](args, c, out)
-            except BaseException:
-                for i in c.ids:
-                    log("--- broker %d log (tail) ---\n%s" % (i, c.broker(i).read_log(3000)))
-                raise
+        if not args.kafka_only:
+            with Cluster(brokers=3, zk_nodes=1, session_timeout_ms=args.session_timeout_ms,
+                         shards=args.shards, extra_config=extra) as c:
+                log("  cluster up in %s" % c.base_dir)
+                run_phases(args, c, phases, out, figures.setdefault("spate", {}))
+        if args.kafka:
+            # The same phases, client and settings against Kafka 1.0.2, after spate's
+            # brokers have stopped (failover: spate only, it probes with spate's
+            # Produce version).
+            log("Apache Kafka 1.0.2: 3 brokers (Kafka's defaults, 1 GiB heap each), 1 ZooKeeper")
+            with KafkaCluster(args.kafka, brokers=3) as k:
+                log("  cluster up in %s" % k.base_dir)
+                run_phases(args, k, [p for p in phases if p != "3"], kafka_out,
+                           figures.setdefault("kafka", {}))
         failed = False
     finally:
         if not os.environ.get("SPATE_KEEP_CLUSTER_DIR"):
             shutil.rmtree(tempfile.tempdir, ignore_errors=True)
         log("")
-        log("spate replication: 3 brokers, 1 ZooKeeper, %d cpus shared with the client, record size "
-            "%d B%s" % (os.cpu_count(), args.record_size, " (INCOMPLETE: failed, see above)" if failed else ""))
+        if not args.kafka_only:
+            log("spate replication: 3 brokers, 1 ZooKeeper, %d cpus shared with the client, record "
+                "size %d B%s" % (os.cpu_count(), args.record_size,
+                                 " (INCOMPLETE: failed, see above)" if failed else ""))
         for line in out:
             log(line)
+        if kafka_out:
+            log("")
+            log("Apache Kafka 1.0.2, the same 3-broker layout, client and settings (same run):")
+            for line in kafka_out:
+                log(line)
+            compare(figures)
         log("load average before %.2f %.2f %.2f, after %.2f %.2f %.2f; took %.0f s"
             % (load_before + os.getloadavg() + (time.monotonic() - began,)))
 

@@ -192,10 +192,12 @@ def metadata_request(address, topics=None, timeout=5):
 
 # ---- admin requests -----------------------------------------------------------------
 
-def create_topics(address, topics, timeout_ms=30000, validate_only=False):
+def create_topics(address, topics, timeout_ms=30000, validate_only=False, version=4):
     """topics: [(name, partitions, replication_factor, {index: [brokers]} or None,
-    {config: value} or None)]. Returns {name: (error_code, error_message)} (v4). With an
-    assignment, partitions and replication factor are sent as -1, as Kafka requires."""
+    {config: value} or None)]. Returns {name: (error_code, error_message)} (v4; v2 and v3
+    have the same request and answer, for brokers without v4). With an assignment,
+    partitions and replication factor are sent as -1, as Kafka requires."""
+    assert 2 <= version <= 4
     def topic(t):
         name, partitions, rf, assignment, configs = (list(t) + [None, None])[:5]
         if assignment:
@@ -206,7 +208,7 @@ def create_topics(address, topics, timeout_ms=30000, validate_only=False):
         out += array(sorted((configs or {}).items()), lambda c: string(c[0]) + string(c[1]))
         return out
     body = array(topics, topic) + struct.pack(">ib", timeout_ms, 1 if validate_only else 0)
-    r = call(address, 19, 4, body, timeout=timeout_ms / 1000 + 10)
+    r = call(address, 19, version, body, timeout=timeout_ms / 1000 + 10)
     r.int32()  # throttle
     out = {}
     for _ in range(r.count()):
@@ -215,10 +217,11 @@ def create_topics(address, topics, timeout_ms=30000, validate_only=False):
     return out
 
 
-def delete_topics(address, names, timeout_ms=30000):
-    """Returns {name: error_code} (v3)."""
+def delete_topics(address, names, timeout_ms=30000, version=3):
+    """Returns {name: error_code} (v3; v1 and v2 have the same request and answer)."""
+    assert 1 <= version <= 3
     body = array(names, string) + struct.pack(">i", timeout_ms)
-    r = call(address, 20, 3, body, timeout=timeout_ms / 1000 + 10)
+    r = call(address, 20, version, body, timeout=timeout_ms / 1000 + 10)
     r.int32()
     out = {}
     for _ in range(r.count()):
