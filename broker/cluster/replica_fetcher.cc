@@ -2,6 +2,7 @@
 #include "broker/cluster/replica_fetcher.h"
 
 #include <cstring>
+#include <limits>
 
 #include "broker/broker.h"
 #include "broker/metrics/counters.h"
@@ -110,10 +111,12 @@ void replica_fetchers::fetch(int32_t leader) {
     request.max_wait_ms = fetch_wait_ms;
     request.min_bytes = 1;
     request.max_bytes = response_bytes_max;
-    request.session_id = 0;
-    request.session_epoch = -1;  // no session: every fetch names every partition
+    const bool incremental = src.session_id != 0;
+    request.session_id = src.session_id;
+    request.session_epoch = incremental ? src.session_epoch : 0;  // 0 opens a session
     const auto now = clock::now();
     auto earliest_retry = clock::time_point::max();
+    std::map<partition_key, session_entry> fetched;  // what the session holds after this
     for (const followed& f : src.partitions) {
         partition* p = followed_partition(src, f);
         if (p == nullptr) continue;
@@ -121,25 +124,50 @@ void replica_fetchers::fetch(int32_t leader) {
             earliest_retry = std::min(earliest_retry, f.retry_after);
             continue;
         }
+        const session_entry entry{p->log().log_end_offset(), p->log().log_start_offset(),
+                                  p->leader_epoch(), p->log().leader_epochs().latest_epoch()};
+        partition_key key{f.topic, f.index};
+        if (incremental) {
+            auto known = src.in_session.find(key);
+            if (known != src.in_session.end() && known->second == entry) {
+                fetched.emplace(std::move(key), entry);
+                continue;  // the session fetches it from where it was
+            }
+        }
+        fetched.emplace(std::move(key), entry);
         if (request.topics.empty() || request.topics.back().topic != f.topic) {
             request.topics.emplace_back();
             request.topics.back().topic = f.topic;
         }
         proto::fetch_request::fetch_partition part;
         part.partition = f.index;
-        part.current_leader_epoch = p->leader_epoch();
-        part.fetch_offset = p->log().log_end_offset();
-        part.last_fetched_epoch = p->log().leader_epochs().latest_epoch();
-        part.log_start_offset = p->log().log_start_offset();
+        part.current_leader_epoch = entry.current_leader_epoch;
+        part.fetch_offset = entry.fetch_offset;
+        part.last_fetched_epoch = entry.last_fetched_epoch;
+        part.log_start_offset = entry.log_start_offset;
         part.partition_max_bytes = partition_bytes_max;
         request.topics.back().partitions.push_back(part);
     }
-    if (request.topics.empty()) {
+    if (fetched.empty()) {
+        // Nothing to fetch now: the session (if any) is left to expire on the leader.
+        src.reset_session();
         if (earliest_retry != clock::time_point::max())
             back_off(leader, std::chrono::duration_cast<milliseconds>(earliest_retry - now) +
                                  milliseconds(1));
         return;
     }
+    if (incremental) {
+        for (const auto& [key, entry] : src.in_session) {
+            if (fetched.count(key) != 0) continue;
+            auto& forgotten = request.forgotten_topics_data;
+            if (forgotten.empty() || forgotten.back().topic != key.first) {
+                forgotten.emplace_back();
+                forgotten.back().topic = key.first;
+            }
+            forgotten.back().partitions.push_back(key.second);
+        }
+    }
+    src.in_session = std::move(fetched);
     proto::writer out(256);
     out.int32(0);
     proto::request_header header;
@@ -184,6 +212,7 @@ void replica_fetchers::on_answer(int32_t leader, result<std::vector<uint8_t>> an
     source& src = _sources[leader];
     src.in_flight = false;
     if (_stopped) return;
+    const bool incremental = src.session_id != 0;
     proto::fetch_response response;
     bool decoded = false;
     if (answer) {
@@ -197,6 +226,15 @@ void replica_fetchers::on_answer(int32_t leader, result<std::vector<uint8_t>> an
                   response.decode(in, fetch_version);
     }
     if (!decoded || response.error_code != 0) {
+        // Whatever the leader's session now holds is unknown: the next fetch is a full one.
+        src.reset_session();
+        const auto code = static_cast<error_code>(decoded ? response.error_code : 0);
+        if (code == error_code::fetch_session_id_not_found ||
+            code == error_code::invalid_fetch_session_epoch) {
+            // The leader restarted, evicted the session, or this connection is new.
+            fetch(leader);
+            return;
+        }
         if (src.failures++ == 0)
             net::log_warn("replication: fetch from broker %d (%s:%d) failed: %s", leader,
                           src.host.c_str(), src.port,
@@ -211,6 +249,14 @@ void replica_fetchers::on_answer(int32_t leader, result<std::vector<uint8_t>> an
         net::log_info("replication: fetching from broker %d again after %d failures", leader,
                       src.failures);
     src.failures = 0;
+    if (!incremental) {
+        src.session_id = response.session_id;  // 0: the leader keeps no session for us
+        src.session_epoch = 1;
+        if (src.session_id == 0) src.in_session.clear();
+    } else {
+        src.session_epoch =
+            src.session_epoch == std::numeric_limits<int32_t>::max() ? 1 : src.session_epoch + 1;
+    }
     const bool sync_first = _shard.config().acks_all_policy == ack_policy::fsync;
     auto syncs = std::make_shared<size_t>(1);  // one held until every partition is applied
     std::weak_ptr<bool> alive = _alive;

@@ -9,6 +9,11 @@
 // ours); the next fetch goes out as soon as the answer is applied, or, under
 // acks_all_policy = "fsync", once the appended data is on disk, so that the offset a
 // follower fetches from (which the leader counts as replicated) is always synced.
+// Fetches run in a fetch session (KIP-227), as Kafka's followers do: the first names every
+// partition and opens it; after that a fetch names only the partitions whose position
+// moved and forgets those no longer fetched (paused, or led elsewhere now), and answers
+// carry only partitions with news. A lost session (FETCH_SESSION_ID_NOT_FOUND,
+// INVALID_FETCH_SESSION_EPOCH, or any failed fetch) starts over with a full fetch.
 //
 // Threads: one per shard, used only on that shard's thread; owned by its shard_state.
 // Lives while the broker runs in a cluster.
@@ -20,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "broker/cluster/broker_links.h"
@@ -56,6 +62,15 @@ private:
         int32_t index;
         clock::time_point retry_after{};  // after a partition error, fetched again from then
     };
+    // A partition's position as the session last heard it.
+    struct session_entry {
+        int64_t fetch_offset;
+        int64_t log_start_offset;
+        int32_t current_leader_epoch;
+        int32_t last_fetched_epoch;
+        bool operator==(const session_entry&) const = default;
+    };
+    using partition_key = std::pair<std::string, int32_t>;
     struct source {
         int32_t leader = -1;
         std::string host;
@@ -66,6 +81,16 @@ private:
         bool in_flight = false;
         bool backing_off = false;
         int failures = 0;  // consecutive failed fetches (logged on the first)
+        // The fetch session with this leader; id 0: the next fetch is a full one that
+        // asks for a new session.
+        int32_t session_id = 0;
+        int32_t session_epoch = 0;
+        std::map<partition_key, session_entry> in_session;
+        void reset_session() {
+            session_id = 0;
+            session_epoch = 0;
+            in_session.clear();
+        }
     };
     void fetch(int32_t leader);
     void back_off(int32_t leader, std::chrono::milliseconds delay);

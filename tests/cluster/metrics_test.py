@@ -12,6 +12,12 @@ Cases:
       partition) once the controller takes it out of the ISR, and report ISR shrinks only
       if they proposed them; restarted, it catches up and under-replicated returns to 0
       everywhere. The bytes produced show up in the leaders' per-topic bytes-in.
+  followers_fetch_in_sessions   a topic of 300 partitions, RF 3, every partition written
+      to once: while one partition takes a record every 20 ms, the Fetch requests the
+      brokers receive (all of them followers' long polls) average under 1,000 bytes, where
+      naming each leader's 100 partitions in every fetch took 1,720 bytes (KIP-227
+      sessions); the leaders' log ends then match the records acknowledged, every replica
+      holds them, and the 20 ms writes were each acknowledged by the ISR.
 """
 import os
 import re
@@ -118,7 +124,55 @@ def test_replication_figures():
               % (victim, changes))
 
 
-TESTS = [test_replication_figures]
+def test_followers_fetch_in_sessions():
+    topic, partitions = "sessions", 300
+    with Cluster(brokers=3, extra_config='metrics_listen = "127.0.0.1:0"\n') as c:
+        errors = kr.create_topics(("127.0.0.1", c.broker(c.controller_id()).port),
+                                  [(topic, partitions, 3, None, {"min.insync.replicas": "2"})])
+        assert all(code == 0 for code, _ in errors.values()), errors
+        c.wait_for(lambda: all(c.leader_of(topic, p) in c.ids for p in range(partitions)), 60,
+                   "leaders for every partition")
+        producer = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 0})
+        for p in range(partitions):
+            producer.produce(topic, b"first %d" % p, partition=p)
+        assert producer.flush(60) == 0, "records not delivered"
+
+        def fetch_counters():
+            scraped = [scrape(c.broker(i)) for i in c.ids]
+            return (sum(value(s, "kafka_network_requestmetrics_requests_total", request="Fetch")
+                        or 0 for s in scraped),
+                    sum(value(s, "spate_request_bytes_in_total", request="Fetch") or 0
+                        for s in scraped))
+
+        c.wait_for(lambda: sum(total(scrape(c.broker(i)),
+                                     "kafka_server_replicamanager_underreplicatedpartitions")
+                               for i in c.ids) == 0, 60, "no partition under-replicated")
+        requests_before, bytes_before = fetch_counters()
+        failed = []
+        for i in range(100):
+            producer.produce(topic, b"later %d" % i, partition=7,
+                             on_delivery=lambda err, _m: err and failed.append(err))
+            producer.poll(0.02)
+        assert producer.flush(30) == 0 and not failed, failed
+        requests_after, bytes_after = fetch_counters()
+        requests = requests_after - requests_before
+        per_request = (bytes_after - bytes_before) / max(requests, 1)
+        print("     %d Fetch requests while partition 7 took 100 records: %.0f bytes each"
+              % (requests, per_request))
+        # Each record is a round of both followers of partition 7 at least.
+        assert requests >= 200, requests
+        assert per_request < 1000, per_request
+
+        def log_ends():
+            ends = [total(scrape(c.broker(i)), "kafka_log_log_logendoffset", topic=topic)
+                    for i in c.ids]
+            return ends if ends == [partitions + 100] * 3 else None
+
+        ends = c.wait_for(log_ends, 30, "every replica holds every record")
+        print("     log ends on the 3 brokers: %s" % ends)
+
+
+TESTS = [test_replication_figures, test_followers_fetch_in_sessions]
 
 
 def main():
