@@ -1,7 +1,7 @@
 """Three Apache Kafka 1.0.2 brokers on one ZooKeeper, for bench/replication.py's side-by-side
-runs: the part of tests/cluster/cluster.py's Cluster that its throughput and latency phases
-use (bootstrap, ids, controller, ZooKeeper's state, Metadata per broker, topic admin), so the
-same phase code drives both brokers with the same client.
+runs: a tests/cluster/cluster.py Cluster whose brokers are Kafka's (bootstrap, ids,
+controller, ZooKeeper's state, stop: Cluster's own; start, Metadata and the topic admin
+versions: Kafka's), so the same phase code drives both brokers with the same client.
 
   with KafkaCluster(KAFKA_DIR, brokers=3) as c:   # KAFKA_DIR as for bench/vs_kafka.py
       ...
@@ -13,11 +13,11 @@ CreateTopics up to v2 and DeleteTopics up to v1 (their bodies are those of the v
 spate's tests use), and Metadata up to v5 (v1 here).
 """
 import os
-import shutil
 import struct
 import subprocess
 import tempfile
 
+import cluster as cluster_module
 import kafka_raw as kr
 from cluster import Cluster
 from zookeeper import ZooKeeper, free_ports
@@ -44,6 +44,8 @@ def kafka1_classpath(kafka_dir):
 
 
 class KafkaBroker:
+    """What Cluster asks of its brokers: bootstrap, running(), stop(), read_log()."""
+
     def __init__(self, node_id, port, directory):
         self.node_id = node_id
         self.port = port
@@ -59,6 +61,16 @@ class KafkaBroker:
     def running(self):
         return self.process is not None and self.process.poll() is None
 
+    def stop(self, timeout=30):
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
     def read_log(self, limit=4000):
         try:
             with open(os.path.join(self.dir, "kafka.out"), "rb") as f:
@@ -67,21 +79,21 @@ class KafkaBroker:
             return ""
 
 
-class KafkaCluster:
+class KafkaCluster(Cluster):
+    """Cluster's readers of ZooKeeper and of its brokers serve as they are (Kafka keeps the
+    znode layout spate keeps); what differs is starting the brokers, the admin versions
+    and Metadata."""
     create_topics_version = 2
     delete_topics_version = 1
 
     def __init__(self, kafka_dir, brokers=3):
+        super().__init__(brokers=brokers, zk_nodes=1)
         self.kafka_dir = os.path.abspath(kafka_dir)
-        self.broker_count = brokers
-        self.base_dir = None
-        self.zk = None
-        self.brokers = {}
-        self._kazoo = None
 
     def start(self, timeout=120):
         classpath = kafka1_classpath(self.kafka_dir)
         log4j = os.path.join(self.kafka_dir, "config", "kafka1-log4j.properties")
+        cluster_module._clusters.add(self)  # stopped at exit, as Cluster's are
         self.base_dir = tempfile.mkdtemp(prefix="kafka-cluster-")
         try:
             self.zk = ZooKeeper(1, base_dir=os.path.join(self.base_dir, "zk"))
@@ -108,54 +120,6 @@ class KafkaCluster:
             self.stop()
             raise
         return self
-
-    def stop(self):
-        for b in self.brokers.values():
-            if b.running():
-                b.process.terminate()
-        for b in self.brokers.values():
-            if b.process is None:
-                continue
-            try:
-                b.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                b.process.kill()
-                b.process.wait()
-        if self._kazoo is not None:
-            self._kazoo.stop()
-            self._kazoo = None
-        if self.zk is not None:
-            self.zk.stop()
-        if self.base_dir and not os.environ.get("SPATE_KEEP_CLUSTER_DIR"):
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def ids(self):
-        return sorted(self.brokers)
-
-    def broker(self, node_id):
-        return self.brokers[node_id]
-
-    def live_ids(self):
-        return [i for i in self.ids if self.brokers[i].running()]
-
-    @property
-    def bootstrap(self):
-        return ",".join(self.brokers[i].bootstrap for i in self.live_ids())
-
-    # ZooKeeper's state is laid out as spate lays it out: Cluster's readers serve both.
-    kazoo = Cluster.kazoo
-    zk_json = Cluster.zk_json
-    controller_id = Cluster.controller_id
-    registered_ids = Cluster.registered_ids
-    partition_state = Cluster.partition_state
-    wait_for = staticmethod(Cluster.wait_for)
 
     def metadata(self, node_id, topics=None, timeout=5):
         """Metadata v1 sent to broker `node_id`, in the shape of Cluster.metadata's answer

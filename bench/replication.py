@@ -130,7 +130,7 @@ def create_topic(c, name, partitions, rf, min_isr):
     via = c.controller_id() or c.live_ids()[0]
     spec = (name, partitions, rf, None, {"min.insync.replicas": str(min_isr)})
     code, message = kr.create_topics(addr(c, via), [spec],
-                                     version=getattr(c, "create_topics_version", 4))[name]
+                                     version=c.create_topics_version)[name]
     if code != 0:
         raise RuntimeError("CreateTopics %s (RF %d, min.insync.replicas %d) through broker %d: "
                            "error %d %s" % (name, rf, min_isr, via, code, message))
@@ -167,7 +167,7 @@ def wait_isr_full(c, name, partitions, timeout):
 def delete_topic(c, name):
     via = c.controller_id() or c.live_ids()[0]
     code = kr.delete_topics(addr(c, via), [name],
-                            version=getattr(c, "delete_topics_version", 3))[name]
+                            version=c.delete_topics_version)[name]
     if code != 0:
         log("  DeleteTopics %s: error %d (left in place)" % (name, code))
         return

@@ -2,9 +2,9 @@
 #include "broker/cluster/replica_fetcher.h"
 
 #include <cstring>
-#include <limits>
 
 #include "broker/broker.h"
+#include "broker/fetch_session.h"
 #include "broker/metrics/counters.h"
 #include "net/log.h"
 #include "proto/error_code.h"
@@ -127,14 +127,10 @@ void replica_fetchers::fetch(int32_t leader) {
         const session_entry entry{p->log().log_end_offset(), p->log().log_start_offset(),
                                   p->leader_epoch(), p->log().leader_epochs().latest_epoch()};
         partition_key key{f.topic, f.index};
-        if (incremental) {
-            auto known = src.in_session.find(key);
-            if (known != src.in_session.end() && known->second == entry) {
-                fetched.emplace(std::move(key), entry);
-                continue;  // the session fetches it from where it was
-            }
-        }
+        const auto known = src.in_session.find(key);
+        const bool unmoved = incremental && known != src.in_session.end() && known->second == entry;
         fetched.emplace(std::move(key), entry);
+        if (unmoved) continue;  // the session fetches it from where it was
         if (request.topics.empty() || request.topics.back().topic != f.topic) {
             request.topics.emplace_back();
             request.topics.back().topic = f.topic;
@@ -252,10 +248,8 @@ void replica_fetchers::on_answer(int32_t leader, result<std::vector<uint8_t>> an
     if (!incremental) {
         src.session_id = response.session_id;  // 0: the leader keeps no session for us
         src.session_epoch = 1;
-        if (src.session_id == 0) src.in_session.clear();
     } else {
-        src.session_epoch =
-            src.session_epoch == std::numeric_limits<int32_t>::max() ? 1 : src.session_epoch + 1;
+        src.session_epoch = next_session_epoch(src.session_epoch);
     }
     const bool sync_first = _shard.config().acks_all_policy == ack_policy::fsync;
     auto syncs = std::make_shared<size_t>(1);  // one held until every partition is applied
