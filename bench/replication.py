@@ -6,6 +6,7 @@ one ZooKeeper (tests/cluster/cluster.py), each next to a baseline measured in th
       [--spatectl build/tools/spatectl] [--phase 1|2|3|all] [--runs N] [--seconds S]
       [--volume-mib 1024] [--record-size 1024] [--partitions 1] [--rf 3] [--min-isr 2]
       [--rate 10000] [--session-timeout-ms 5000] [--pin-shards] [--shards 2] [--idle-wait 120]
+      [--broker-config KEY=VALUE ...]
       [--work-dir /var/tmp/spate-replication-bench] [--kafka KAFKA_DIR]
 
 All phases run against the same 3 brokers (--shards each, default 2, unpinned: the client shares
@@ -545,6 +546,9 @@ def main():
     parser.add_argument("--shards", type=int, default=2,
                         help="shards per broker (default 2: 6 shard threads on this machine's "
                              "2 cpus; 1 gives each broker one thread, 3 in all)")
+    parser.add_argument("--broker-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a line added to every broker's config (TOML), e.g. "
+                             "connection_move_requests=0; repeatable")
     parser.add_argument("--idle-wait", type=float, default=120,
                         help="at most this long (s) before each phase and round for the cpus to "
                              "be < 25%% busy (default 120)")
@@ -581,6 +585,8 @@ def main():
     load_before = os.getloadavg()
     out = []
     extra = "pin_shards = %s\n" % ("true" if args.pin_shards else "false")
+    for line in args.broker_config:
+        extra += line + "\n"
     log("spate replication bench: 3 brokers (%d shards, pin_shards %s), 1 ZooKeeper, %d cpus; %s"
         % (args.shards, "true" if args.pin_shards else "false", os.cpu_count(), machine.state()))
     failed = True

@@ -525,6 +525,7 @@ result<void> broker::start() {
     net_config.request_bytes_max = _config.socket_request_max_bytes;
     net_config.connections_max = _config.connections_max;
     net_config.in_flight_requests_max = _config.queued_max_requests;
+    net_config.connection_move_votes = _config.connection_move_requests;
     net_config.connections_per_ip_max = _config.max_connections_per_ip;
     net_config.idle_timeout = std::chrono::milliseconds(_config.connections_max_idle_ms);
     net_config.request_receive_timeout =

@@ -169,6 +169,10 @@ const std::map<std::string, key_setter>& key_table() {
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.queued_max_requests, 1, 100000);
          }},
+        {"connection_move_requests",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.connection_move_requests, 0, 1000000);
+         }},
         {"max_connections_per_ip",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.max_connections_per_ip, 0, 1000000);

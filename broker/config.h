@@ -83,6 +83,9 @@ struct broker_config {
     uint32_t socket_request_max_bytes = 100u << 20;
     uint32_t connections_max = 10000;    // for the whole broker, all shards together
     uint32_t queued_max_requests = 500;  // per connection, as in-flight limit
+    // A connection moves to the shard owning the partitions of this many requests in a row
+    // (net/shard.h, note_owner); 0 never moves one.
+    uint32_t connection_move_requests = 16;
     // Connection hygiene (net/shard.h's shard_config says how each is enforced). Kafka's
     // max.connections.per.ip, 0 for no limit; Kafka's default is unlimited, ours a tenth of
     // connections_max, so one address cannot take every slot.

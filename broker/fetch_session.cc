@@ -87,6 +87,15 @@ session_ptr fetch_session_cache::find(int32_t id) const {
 
 void fetch_session_cache::remove(int32_t id) { _sessions.erase(id); }
 
+bool fetch_session_cache::adopt(session_ptr session, int64_t now_ms) {
+    const size_t size = session->partitions.size();
+    if (_slots == 0 || size > _entries_max || _sessions.count(session->id) != 0) return false;
+    if (_sessions.size() >= _slots && !evict_for(session->privileged, size, now_ms)) return false;
+    if (entries() + size > _entries_max) return false;
+    _sessions.emplace(session->id, std::move(session));
+    return true;
+}
+
 int32_t fetch_session_cache::new_id() {
     // Positive, never 0, the shard's number in the low byte, and not in use here.
     for (;;) {

@@ -6,9 +6,12 @@
 //
 // One cache per shard, owned by that shard's state and used only on its thread: a
 // session lives on the shard of the connection that created it, and its id carries that
-// shard's number in its low byte, so an id presented on another shard (a client that
-// reconnected) is simply not found there and the client starts a new session, as Kafka's
-// clients do after FETCH_SESSION_ID_NOT_FOUND. The slots
+// shard's number in its low byte. When the broker moves a connection to another shard,
+// its session follows on its next fetch (the new shard asks the home shard named by the
+// id for it, see adopt); an id presented on a shard that cannot get it (a client that
+// reconnected while a fetch of its still runs on the old connection) is not found there
+// and the client starts a new session, as Kafka's clients do after
+// FETCH_SESSION_ID_NOT_FOUND. The slots
 // (max_incremental_fetch_session_cache_slots, Kafka's 1000) are shared out evenly.
 //
 // Eviction follows Kafka's FetchSessionCache: when the cache is full, a new session may
@@ -98,6 +101,12 @@ public:
     session_ptr create(bool privileged, bool uses_topic_ids, int64_t now_ms,
                        std::vector<session_partition> partitions);
     void remove(int32_t id);
+    // Takes over a session another shard's cache created, whose client's connection moved
+    // here (net/shard.h, move_connection): false when there is no room for it, as create()
+    // would refuse, or its id is taken here (the client then starts a new session).
+    bool adopt(session_ptr session, int64_t now_ms);
+    // The shard whose cache created session `id`: its low byte.
+    static uint32_t home_shard(int32_t id) { return static_cast<uint32_t>(id) & 0xFFu; }
     void touch(fetch_session& session, int64_t now_ms) { session.last_used_ms = now_ms; }
 
     size_t size() const { return _sessions.size(); }

@@ -299,6 +299,7 @@ void shard::handle(const completion& done) {
                 on_send(conn, done);
             else
                 on_splice_chain(conn, done, step);
+            maybe_move(conn);
             finalize_if_done(conn);
             return;
         }

@@ -152,6 +152,11 @@ struct shard_config {
     uint32_t cross_shard_queue_capacity = 1024;
     // Posted tasks run per loop turn, so I/O completions are never starved by a busy queue.
     uint32_t tasks_per_turn_max = 4096;
+    // A Kafka connection moves to the shard that owns the work of its requests once this
+    // many requests in a row had all their work on that one other shard (note_owner); 0
+    // never moves one. A connection moves at most once per connection_move_interval.
+    uint32_t connection_move_votes = 16;
+    std::chrono::milliseconds connection_move_interval{1000};
     // After stop(), connections still sending are given this long before being cut.
     std::chrono::milliseconds stop_grace{5000};
 };
@@ -172,7 +177,9 @@ struct shard_stats {
     uint64_t cross_shard_queued = 0;   // tasks other shards queued for this one, not yet run
     uint64_t connections_accepted = 0;
     uint64_t connections_refused = 0;
-    uint64_t connections_open = 0;  // incoming and outgoing
+    uint64_t connections_open = 0;       // incoming and outgoing
+    uint64_t connections_moved_in = 0;   // from other shards (move_connection)
+    uint64_t connections_moved_out = 0;  // to other shards
     uint64_t incomplete_request_bytes = 0;
     // fdatasyncs submitted on the ring (submit_fdatasync): submission to completion.
     latency_histogram fsync_latency;
@@ -221,6 +228,17 @@ public:
     void close_connection(connection_ref conn);
     // Whether `conn` still names an open connection.
     bool is_open(connection_ref conn) const;
+
+    // Moves a Kafka connection this shard accepted to shard `target`: reading stops now, the
+    // requests already delivered are answered here, then its socket and the bytes received
+    // but not yet delivered go to `target`, whose handler gets the later frames under a new
+    // reference (sequences from 0 again). No on_close: the peer sees one connection. Ignored
+    // for outgoing and HTTP connections, a connection already moving, and target == id().
+    void move_connection(connection_ref conn, shard_id target);
+    // The handler's vote for where `conn` belongs: called for a request whose work is all
+    // on shard `owner`. connection_move_votes votes in a row for the same other shard move
+    // the connection there; a vote for this shard starts the count again.
+    void note_owner(connection_ref conn, shard_id owner);
     // The IP address of `conn`'s peer (length 0 when closed or unknown).
     peer_address peer_of(connection_ref conn) const;
 
@@ -337,6 +355,15 @@ private:
     void deliver(connection& conn);
     void begin_close(connection& conn);
     void finalize_if_done(connection& conn);
+    // Returns a slot whose fd is closed or handed on to the free list, for the next generation.
+    void free_slot(connection& conn);
+    // Moving a connection (net/shard_move.cc): hands it over once nothing is in flight.
+    bool ready_to_move(const connection& conn) const;
+    void maybe_move(connection& conn);
+    void finish_move(connection_ref ref);
+    std::vector<uint8_t> take_undelivered_input(connection& conn);
+    struct moving_socket;
+    void adopt(moving_socket socket);
     void start_output(connection& conn);
     void pop_finished(connection& conn);
     bool gather_bytes(connection& conn);

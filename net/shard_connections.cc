@@ -209,7 +209,8 @@ bool shard::may_read(const connection& conn) const {
     // answers never waits for it.
     const bool room = conn.outgoing || conn.responses.size() < _config.in_flight_requests_max;
     return conn.state == connection::state_kind::open && !conn.close_after_send &&
-           !conn.close_when_answered && !_stopping && !conn.waiting_for_budget && room;
+           !conn.close_when_answered && !_stopping && !conn.waiting_for_budget && room &&
+           conn.move_to == connection::no_target;
 }
 
 void shard::sweep_connections() {
@@ -289,6 +290,11 @@ void shard::finalize_if_done(connection& conn) {
         ::close(conn.pipe->write_fd);
         conn.pipe.reset();
     }
+    if (!conn.outgoing) _limits->release(conn.peer);
+    free_slot(conn);
+}
+
+void shard::free_slot(connection& conn) {
     // The responses' buffers and file references are released only now that no send or
     // splice can touch them.
     conn.responses.clear();
@@ -307,7 +313,6 @@ void shard::finalize_if_done(connection& conn) {
     if (conn.generation == 0) conn.generation = 1;
     conn.frame_deadline = {};
     conn.last_activity = {};
-    if (!conn.outgoing) _limits->release(conn.peer);
     conn.peer = {};
     conn.outgoing = false;
     conn.connecting = false;
@@ -316,6 +321,11 @@ void shard::finalize_if_done(connection& conn) {
     conn.http.reset();
     conn.http_mid_request = false;
     conn.close_when_answered = false;
+    conn.move_to = connection::no_target;
+    conn.move_posted = false;
+    conn.voted_owner = connection::no_target;
+    conn.owner_votes = 0;
+    conn.moved_at = {};
     --_open_connections;
     _free_connections.push_back(conn.index);
 }

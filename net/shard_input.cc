@@ -112,9 +112,11 @@ void shard::parse(connection& conn, const uint8_t* data, size_t size) {
     }
     // Every byte is copied once, into the frame that owns it.
     while (size > 0 && conn.state == connection::state_kind::open) {
-        if (conn.responses.size() >= _config.in_flight_requests_max || conn.waiting_for_budget) {
-            // At the in-flight limit, or waiting for room for the next frame: keep the rest
-            // (at most the receives completing before the pause took effect) for later.
+        if (conn.responses.size() >= _config.in_flight_requests_max || conn.waiting_for_budget ||
+            conn.move_to != connection::no_target) {
+            // At the in-flight limit, waiting for room for the next frame, or moving to another
+            // shard: keep the rest (at most the receives completing before the pause took
+            // effect) for later, or for the next shard.
             conn.held_input.insert(conn.held_input.end(), data, data + size);
             return;
         }

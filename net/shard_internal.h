@@ -145,6 +145,16 @@ struct shard::connection {
     uint32_t chain_steps = 0;
 
     uint32_t ops_in_flight = 0;
+    // Moving to another shard (move_connection): its target, or no_target; and whether the
+    // hand-over task is posted. The votes so far for the shard it may move to (note_owner),
+    // and when it last moved (one move per connection_move_interval).
+    static constexpr uint32_t no_target = UINT32_MAX;
+    uint32_t move_to = no_target;
+    bool move_posted = false;
+    uint32_t voted_owner = no_target;
+    uint32_t owner_votes = 0;
+    std::chrono::steady_clock::time_point moved_at{};
+
     // A connection this shard opened (shard::connect): frames received are answers for
     // `handler`, sends are requests queued by shard::send, and no connection limit counts it.
     bool outgoing = false;

@@ -88,6 +88,7 @@ void shard::pop_finished(connection& conn) {
         release_pipe(*conn.pipe);
         conn.pipe.reset();
     }
+    maybe_move(conn);
     if (!may_read(conn)) return;
     if (!conn.held_input.empty()) {
         // Parsing here could call the handler, which may respond and come back here: the

@@ -30,6 +30,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "broker/fetch_session.h"
 #include "broker/handlers/handlers.h"
@@ -698,6 +699,47 @@ std::vector<session_partition> fetch_context(fetch_state& state) {
     return partitions;
 }
 
+// The shard whose cache holds the session this incremental fetch continues, when it is
+// not this one: the connection moved here (net/shard.h) since the session began.
+std::optional<net::shard_id> session_elsewhere(const fetch_state& state) {
+    const auto& body = state.body;
+    shard_state& shard = *state.req->shard;
+    if (state.req->version() < 7 || body.session_id == 0 || body.session_epoch == 0 ||
+        body.session_epoch == -1 || shard.fetch_sessions().find(body.session_id))
+        return std::nullopt;
+    const uint32_t home = fetch_session_cache::home_shard(body.session_id);
+    if (home == shard.id() || home >= shard.owner().shard_count()) return std::nullopt;
+    return home;
+}
+
+void start_fetch(fetch_ptr state);
+
+// Brings the session from its home shard, then goes on with the fetch (which finds the
+// session here, or answers FETCH_SESSION_ID_NOT_FOUND when it could not come).
+void fetch_session_then_start(fetch_ptr state, net::shard_id home) {
+    shard_state& shard = *state->req->shard;
+    shard.call_on<session_ptr>(
+        home,
+        [id = state->body.session_id](shard_state& owner, std::function<void(session_ptr)> reply) {
+            fetch_session_cache& cache = owner.fetch_sessions();
+            session_ptr session = cache.find(id);
+            // Only a session no fetch holds (the cache's reference and this one) changes
+            // threads; one still in use stays, and the client starts anew.
+            if (!session || session.use_count() != 2) {
+                reply(nullptr);
+                return;
+            }
+            cache.remove(id);
+            reply(std::move(session));
+        },
+        [state](session_ptr session) {
+            if (session)
+                (void)state->req->shard->fetch_sessions().adopt(std::move(session),
+                                                                wall_clock_ms());
+            start_fetch(std::move(state));
+        });
+}
+
 }  // namespace
 
 void handle_fetch(request_ptr req) {
@@ -708,10 +750,21 @@ void handle_fetch(request_ptr req) {
         return;
     }
     state->req = req;
+    state->deadline = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(std::max<int32_t>(state->body.max_wait_ms, 0));
+    if (const auto home = session_elsewhere(*state)) {
+        fetch_session_then_start(std::move(state), *home);
+        return;
+    }
+    start_fetch(std::move(state));
+}
+
+namespace {
+
+void start_fetch(fetch_ptr state) {
+    const request_ptr& req = state->req;
     shard_state& shard = *req->shard;
     const auto& body = state->body;
-    state->deadline = std::chrono::steady_clock::now() +
-                      std::chrono::milliseconds(std::max<int32_t>(body.max_wait_ms, 0));
     const std::vector<session_partition> partitions = fetch_context(*state);
     const bool by_id = req->version() >= 13;
     const int32_t replica_id =
@@ -754,7 +807,12 @@ void handle_fetch(request_ptr req) {
         respond_now(state);
         return;
     }
+    // A connection fetching from one shard's partitions moves to that shard (net/shard.h);
+    // its session follows (fetch_session_then_start).
+    if (state->by_owner.size() == 1)
+        shard.net_shard().note_owner(req->conn, state->by_owner.begin()->first);
     run_round(state);
 }
 
+}  // namespace
 }  // namespace spate::broker

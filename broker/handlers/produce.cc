@@ -390,6 +390,8 @@ void handle_produce(request_ptr req) {
         if (!no_response) shard.respond(*req, *response);
         return;
     }
+    // A connection producing to one shard's partitions moves to that shard (net/shard.h).
+    if (by_owner.size() == 1) shard.net_shard().note_owner(req->conn, by_owner.begin()->first);
     const bool sync_first = body->acks != 0 && shard.config().acks_all_policy == ack_policy::fsync;
     auto remaining = std::make_shared<size_t>(by_owner.size());
     for (auto& [owner, list] : by_owner) {

@@ -321,6 +321,11 @@ void write_runtime(exposition_writer& out, const std::vector<shard_report>& repo
               metric_type::gauge, reports, [](R r) { return r.runtime.connections_open; });
     per_shard(out, "spate_connections_accepted_total", "Connections accepted.",
               metric_type::counter, reports, [](R r) { return r.runtime.connections_accepted; });
+    per_shard(out, "spate_connections_moved_in_total",
+              "Connections moved here from other shards, to the shard owning their partitions.",
+              metric_type::counter, reports, [](R r) { return r.runtime.connections_moved_in; });
+    per_shard(out, "spate_connections_moved_out_total", "Connections moved to other shards.",
+              metric_type::counter, reports, [](R r) { return r.runtime.connections_moved_out; });
     per_shard(out, "spate_connections_refused_total",
               "Connections refused at connections_max or max_connections_per_ip.",
               metric_type::counter, reports, [](R r) { return r.runtime.connections_refused; });

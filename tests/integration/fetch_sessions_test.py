@@ -2,18 +2,20 @@
 session, incremental fetches carry and return only what changed, forgotten partitions
 leave it, and the errors come as Kafka sends them (FETCH_SESSION_ID_NOT_FOUND 70,
 INVALID_FETCH_SESSION_EPOCH 71, FETCH_SESSION_TOPIC_ID_ERROR 106, UNKNOWN_TOPIC_ID 100).
-Also the byte counts of a 1,000-partition consumer with and without a session
+A session follows its connection when the broker moves it to another shard. Also the byte
+counts of a 1,000-partition consumer with and without a session
 (bench/fetch_sessions.py prints them)."""
 import os
+import re
 import struct
-import sys
 import tempfile
 import time
+import urllib.request
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from groups_test import Raw, Reader, cstring, uvarint
+from groups_test import Raw, cstring, uvarint
 from harness import Broker, Runner
 
 
@@ -238,9 +240,56 @@ def test_sessions_together_hold_a_bounded_number_of_partitions():
         os.unlink(config.name)
 
 
+def moves_of(b):
+    """Connections moved between shards, from /metrics (spate_connections_moved_in_total)."""
+    port = None
+    deadline = time.time() + 10
+    while port is None and time.time() < deadline:
+        found = re.findall(r"metrics on http://[^ ]+:(\d+)/metrics", b.read_log())
+        port = int(found[-1]) if found else time.sleep(0.1)
+    assert port, "no metrics line in the broker's log"
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as answer:
+        text = answer.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("spate_connections_moved_in_total"))
+
+
+def test_session_follows_its_connection_to_another_shard():
+    """Two shards, a topic of 2 partitions (one per shard). One connection runs a session on
+    partition 0 for 24 incremental fetches, then a second session on partition 1: whichever
+    partition is on the other shard than the one that accepted the connection, its fetches
+    move the connection there (connection_move_requests = 4), and its session comes along:
+    every incremental fetch succeeds, and a record produced after the move is fetched."""
+    config = os.path.join(tempfile.mkdtemp(prefix="spate-it-"), "moves.toml")
+    with open(config, "w") as f:
+        f.write('metrics_listen = "127.0.0.1:0"\nconnection_move_requests = 4\n')
+    with Broker(shards=2, extra=["--config", config]) as b:
+        create(b, "hop", 2)
+        produce(b, "hop", [(0, b"a"), (1, b"b")])
+        c = FetchClient(b)
+        for partition in (0, 1):
+            error, session, listed = c.fetch(12, 0, 0, [("hop", [(partition, 0)])])
+            assert error == 0 and session != 0 and listed[("hop", partition)][2] > 0, listed
+            epoch = 1
+            for i in range(24):
+                error, same, listed = c.fetch(12, session, epoch, [("hop", [(partition, 1)])])
+                assert error == 0 and same == session, (partition, i, error, same)
+                epoch += 1
+            produce(b, "hop", [(partition, b"after")])
+            error, _, listed = c.fetch(12, session, epoch, [], max_wait_ms=5000, min_bytes=1)
+            assert error == 0 and listed.get(("hop", partition), (0, 0, 0))[2] > 0, listed
+            error, _, _ = c.fetch(12, session, -1, [])  # closes it
+            assert error == 0, error
+        c.close()
+        moved = moves_of(b)
+        print("connections moved between shards: %d" % moved)
+        assert moved >= 1, moved
+
+
 if __name__ == "__main__":
     Runner().run([test_incremental_session_carries_only_changes,
                   test_session_updates_forgets_and_closes,
                   test_fetch_by_topic_id,
                   test_full_cache_answers_without_session_until_one_goes_stale,
-                  test_sessions_together_hold_a_bounded_number_of_partitions])
+                  test_sessions_together_hold_a_bounded_number_of_partitions,
+                  test_session_follows_its_connection_to_another_shard])

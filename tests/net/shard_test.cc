@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net/log.h"
@@ -1259,5 +1260,111 @@ TEST_CASE("an outgoing connection to a closed port reports the error, not a clos
     });
     CHECK(result.get_future().get() == -ECONNREFUSED);
     run_on(rt, 0, [&] { CHECK(collector.closes == 0); });
+    rt.stop_and_join();
+}
+
+namespace {
+
+// Answers each frame with the id of the shard that handled it, then the frame's bytes
+// reversed. A frame starting with 'M' moves its connection to the other shard first; one
+// starting with 'V' votes for the other shard (note_owner). A frame starting with 'W' is
+// answered only after 20 ms, so the move waits for it.
+class moving_handler : public connection_handler {
+public:
+    explicit moving_handler(shard& owner) : _shard(owner) {}
+    void on_frame(connection_ref conn, uint64_t sequence, frame_ptr request) override {
+        const shard_id other = (_shard.id() + 1) % _shard.shard_count();
+        const uint8_t first = request->bytes.empty() ? 0 : request->bytes[0];
+        if (first == 'M') _shard.move_connection(conn, other);
+        if (first == 'V') _shard.note_owner(conn, other);
+        std::vector<uint8_t> body{static_cast<uint8_t>(_shard.id())};
+        const auto back = reversed(request->bytes);
+        body.insert(body.end(), back.begin(), back.end());
+        response r;
+        r.bytes = with_prefix(body);
+        if (first != 'W') {
+            _shard.respond(conn, sequence, std::move(r));
+            return;
+        }
+        _shard.add_timer(std::chrono::milliseconds(20),
+                         [this, conn, sequence, r = std::move(r)]() mutable {
+                             _shard.respond(conn, sequence, std::move(r));
+                         });
+    }
+
+private:
+    shard& _shard;
+};
+
+std::vector<uint8_t> tagged(char tag, size_t size, uint32_t seed) {
+    auto body = pattern(size, seed);
+    body[0] = static_cast<uint8_t>(tag);
+    return body;
+}
+
+}  // namespace
+
+TEST_CASE("a connection moves to another shard mid-stream, every frame answered in order") {
+    handlers<moving_handler> owned;
+    runtime rt(2, test_config(), owned.factory());
+    REQUIRE(rt.start().ok());
+    client c(rt.bound_port());
+    // Which shard accepted it: the first answer says.
+    c.send_frame(tagged('x', 10, 1));
+    const uint8_t first_shard = c.read_frame().at(0);
+    // One write: a request still being answered (W), the move, whole frames behind it, and
+    // the start of a big frame whose rest follows only after the move has happened.
+    std::vector<std::vector<uint8_t>> bodies;
+    bodies.push_back(tagged('W', 100, 2));
+    bodies.push_back(tagged('M', 50, 3));
+    for (uint32_t i = 0; i < 40; ++i) bodies.push_back(tagged('x', 1 + (i * 131) % 9000, 10 + i));
+    bodies.push_back(tagged('x', 200000, 99));
+    std::vector<uint8_t> stream;
+    for (const auto& body : bodies) {
+        const auto framed = with_prefix(body);
+        stream.insert(stream.end(), framed.begin(), framed.end());
+    }
+    const size_t split = stream.size() - 150000;
+    c.write_all(std::vector<uint8_t>(stream.begin(), stream.begin() + split));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    c.write_all(std::vector<uint8_t>(stream.begin() + split, stream.end()));
+    for (size_t i = 0; i < bodies.size(); ++i) {
+        const auto answer = c.read_frame();
+        REQUIRE(answer.size() == bodies[i].size() + 1);
+        // Up to the move's own frame on the first shard, everything after it on the other.
+        CHECK(answer[0] == (i <= 1 ? first_shard : 1 - first_shard));
+        CHECK(std::vector<uint8_t>(answer.begin() + 1, answer.end()) == reversed(bodies[i]));
+    }
+    // It stays there, and can move back.
+    c.send_frame(tagged('M', 8, 5));
+    CHECK(c.read_frame().at(0) == 1 - first_shard);
+    c.send_frame(tagged('x', 8, 6));
+    CHECK(c.read_frame().at(0) == first_shard);
+    shard_stats moved{};
+    run_on(rt, 0, [&] { moved = rt.shard_at(0).stats(); });
+    CHECK(moved.connections_moved_in + moved.connections_moved_out == 2);
+    CHECK(moved.connections_open == (first_shard == 0 ? 1u : 0u));
+    rt.stop_and_join();
+}
+
+TEST_CASE("votes move a connection after connection_move_votes requests in a row") {
+    handlers<moving_handler> owned;
+    shard_config config = test_config();
+    config.connection_move_votes = 4;
+    config.connection_move_interval = std::chrono::milliseconds(0);
+    runtime rt(2, config, owned.factory());
+    REQUIRE(rt.start().ok());
+    client c(rt.bound_port());
+    c.send_frame(tagged('x', 10, 1));
+    const uint8_t first_shard = c.read_frame().at(0);
+    // The fourth vote in a row moves it, after its own answer.
+    for (int i = 0; i < 3; ++i) {
+        c.send_frame(tagged('V', 10, 2));
+        CHECK(c.read_frame().at(0) == first_shard);
+    }
+    c.send_frame(tagged('V', 10, 3));
+    CHECK(c.read_frame().at(0) == first_shard);
+    c.send_frame(tagged('x', 10, 4));
+    CHECK(c.read_frame().at(0) == 1 - first_shard);
     rt.stop_and_join();
 }
