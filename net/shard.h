@@ -349,6 +349,8 @@ private:
     bool try_reserve_frame(connection& conn, uint32_t size);
     void start_frame(connection& conn, uint32_t size);
     void release_frame_budget(connection& conn);
+    // Gives up the frame budget the connection holds or waits for (closing, moving).
+    void drop_frame_budget(connection& conn);
     // Closes connections idle or stalled mid-frame for too long, and re-arms itself.
     void sweep_connections();
     void refuse_connection(int fd, const char* reason);

@@ -261,12 +261,7 @@ void shard::begin_close(connection& conn) {
     conn.incoming.reset();
     // Its reservation goes back, and a waiting place is given up (the stale queue entry is
     // dropped by the next grant): either may let the next waiter of that pool in.
-    if (conn.waiting_for_budget) {
-        conn.waiting_for_budget = false;
-        grant_waiting_frames(pool_for(conn.waiting_size));
-        conn.waiting_size = 0;
-    }
-    release_frame_budget(conn);
+    drop_frame_budget(conn);
     // Wakes every operation still in flight: the receive ends, a blocked send fails.
     ::shutdown(conn.fd, SHUT_RDWR);
     connection_handler* handler = conn.outgoing ? conn.handler : _handler;

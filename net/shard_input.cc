@@ -215,6 +215,15 @@ void shard::release_frame_budget(connection& conn) {
     grant_waiting_frames(pool);
 }
 
+void shard::drop_frame_budget(connection& conn) {
+    if (conn.waiting_for_budget) {
+        conn.waiting_for_budget = false;
+        grant_waiting_frames(pool_for(conn.waiting_size));
+        conn.waiting_size = 0;
+    }
+    release_frame_budget(conn);
+}
+
 void shard::grant_waiting_frames(frame_pool& pool) {
     while (!pool.waiters.empty()) {
         const connection_ref ref = pool.waiters.front();

@@ -106,12 +106,7 @@ std::vector<uint8_t> shard::take_undelivered_input(connection& conn) {
     conn.incoming.reset();
     conn.incoming_size = 0;
     conn.prefix_have = 0;
-    if (conn.waiting_for_budget) {
-        conn.waiting_for_budget = false;
-        grant_waiting_frames(pool_for(conn.waiting_size));
-        conn.waiting_size = 0;
-    }
-    release_frame_budget(conn);
+    drop_frame_budget(conn);
     return bytes;
 }
 
