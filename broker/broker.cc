@@ -340,6 +340,8 @@ void shard_state::install_snapshot(snapshot_ptr next) {
     if (_metadata && next->clustered && _metadata->controller_id != next->controller_id)
         ++metrics::local().controller_changes;
     _metadata = std::move(next);
+    // Connections that moved here from a shard with a newer snapshot may read again.
+    _shard.set_routing_epoch(_metadata->version);
     if (_fetchers) _fetchers->update(*_metadata);
     _offsets_topic.update(*_groups);
 }

@@ -84,13 +84,11 @@ struct broker_config {
     uint32_t connections_max = 10000;    // for the whole broker, all shards together
     uint32_t queued_max_requests = 500;  // per connection, as in-flight limit
     // A connection moves to the shard owning the partitions of this many requests in a row
-    // (net/shard.h, note_owner); 0 never moves one. Off by default for now: a moved
-    // connection's requests are routed by the new shard's metadata snapshot, which may be
-    // older than the old shard's during a leadership change (snapshots are installed shard
-    // after shard), so a produce can be refused after a later one was accepted, and
-    // librdkafka's idempotent producer takes that as fatal (seen in cluster-replication's
-    // hard bounce test, 2 runs in 8 under ASan).
-    uint32_t connection_move_requests = 0;
+    // (net/shard.h, note_owner); 0 never moves one. A moved connection reads again only
+    // once the new shard has the metadata snapshot the old one answered it with
+    // (net::shard::set_routing_epoch): snapshots are installed shard after shard, and an
+    // older one could refuse a produce after a newer one accepted a later one.
+    uint32_t connection_move_requests = 16;
     // Connection hygiene (net/shard.h's shard_config says how each is enforced). Kafka's
     // max.connections.per.ip, 0 for no limit; Kafka's default is unlimited, ours a tenth of
     // connections_max, so one address cannot take every slot.

@@ -239,6 +239,13 @@ public:
     // on shard `owner`. connection_move_votes votes in a row for the same other shard move
     // the connection there; a vote for this shard starts the count again.
     void note_owner(connection_ref conn, shard_id owner);
+    // A rising number the application raises as it installs new routing state on this
+    // shard (the broker: its metadata snapshot's version); the net layer does not read it
+    // otherwise. A connection that moves here from a shard whose epoch was higher waits,
+    // unread, until this shard's epoch reaches it: its requests are never routed by state
+    // older than what already answered it. Only on this shard's thread.
+    void set_routing_epoch(uint64_t epoch);
+    uint64_t routing_epoch() const { return _routing_epoch; }
     // The IP address of `conn`'s peer (length 0 when closed or unknown).
     peer_address peer_of(connection_ref conn) const;
 
@@ -366,6 +373,14 @@ private:
     std::vector<uint8_t> take_undelivered_input(connection& conn);
     struct moving_socket;
     void adopt(moving_socket socket);
+    // Connections moved here before this shard's routing epoch reached their old shard's,
+    // each with the epoch it waits for; set_routing_epoch resumes them.
+    struct waiting_move {
+        connection_ref conn;
+        uint64_t epoch;
+    };
+    std::vector<waiting_move> _waiting_moves;
+    uint64_t _routing_epoch = 0;
     void start_output(connection& conn);
     void pop_finished(connection& conn);
     bool gather_bytes(connection& conn);

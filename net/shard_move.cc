@@ -11,6 +11,7 @@
 #include <liburing.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -27,13 +28,15 @@ struct shard::moving_socket {
     peer_address peer;
     std::vector<uint8_t> input;
     std::chrono::steady_clock::time_point moved_at;
+    uint64_t routing_epoch = 0;  // the old shard's (set_routing_epoch)
 
     moving_socket() = default;
     moving_socket(moving_socket&& other) noexcept
         : fd(std::exchange(other.fd, -1)),
           peer(other.peer),
           input(std::move(other.input)),
-          moved_at(other.moved_at) {}
+          moved_at(other.moved_at),
+          routing_epoch(other.routing_epoch) {}
     moving_socket& operator=(moving_socket&&) = delete;
     ~moving_socket() {
         if (fd >= 0) ::close(fd);
@@ -122,6 +125,7 @@ void shard::finish_move(connection_ref ref) {
     socket.peer = conn.peer;
     socket.input = take_undelivered_input(conn);
     socket.moved_at = _now;
+    socket.routing_epoch = _routing_epoch;
     if (conn.pipe) {
         release_pipe(*conn.pipe);  // empty: every response was sent whole
         conn.pipe.reset();
@@ -146,8 +150,27 @@ void shard::adopt(moving_socket socket) {
     conn.moved_at = socket.moved_at;
     ++_stats.connections_moved_in;
     conn.held_input = std::move(socket.input);
+    const connection_ref ref{conn.index, conn.generation};
+    if (socket.routing_epoch > _routing_epoch) {
+        // Its last answers came from newer routing than this shard has yet: it waits.
+        _waiting_moves.push_back({ref, socket.routing_epoch});
+        return;
+    }
     // Parses what came with it (delivering its whole frames) and arms the receive.
-    resume_input(connection_ref{conn.index, conn.generation});
+    resume_input(ref);
+}
+
+void shard::set_routing_epoch(uint64_t epoch) {
+    if (epoch <= _routing_epoch) return;
+    _routing_epoch = epoch;
+    auto reached =
+        std::stable_partition(_waiting_moves.begin(), _waiting_moves.end(),
+                              [epoch](const waiting_move& w) { return w.epoch > epoch; });
+    for (auto it = reached; it != _waiting_moves.end(); ++it) {
+        const connection_ref ref = it->conn;
+        _tasks.push_back([this, ref] { resume_input(ref); });
+    }
+    _waiting_moves.erase(reached, _waiting_moves.end());
 }
 
 }  // namespace spate::net

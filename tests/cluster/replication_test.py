@@ -68,7 +68,7 @@ _producers = []
 
 def start_cluster(extra_config="", session_ms=None):
     # SPATE_EXTRA_CONFIG: lines added to every broker's config (e.g. to rerun a scenario with
-    # a setting changed: SPATE_EXTRA_CONFIG=$'connection_move_requests = 16\n').
+    # a setting changed: SPATE_EXTRA_CONFIG=$'connection_move_requests = 0\n').
     c = Cluster(brokers=O.brokers, zk_nodes=1, session_timeout_ms=session_ms or O.session_ms,
                 shards=2, extra_config=extra_config + os.environ.get("SPATE_EXTRA_CONFIG", ""))
     _clusters.append(c)

@@ -157,6 +157,7 @@ public:
         const ssize_t n = ::recv(_fd, &byte, 1, 0);
         return n == 0 || (n < 0 && errno == ECONNRESET);
     }
+    int fd() const { return _fd; }
     // Like closed_by_peer, but never waits: false while the connection is open.
     bool closed_now() {
         uint8_t byte = 0;
@@ -1366,5 +1367,37 @@ TEST_CASE("votes move a connection after connection_move_votes requests in a row
     CHECK(c.read_frame().at(0) == first_shard);
     c.send_frame(tagged('x', 10, 4));
     CHECK(c.read_frame().at(0) == 1 - first_shard);
+    rt.stop_and_join();
+}
+
+TEST_CASE("a connection moved from a shard with a newer routing epoch waits for it") {
+    handlers<moving_handler> owned;
+    runtime rt(2, test_config(), owned.factory());
+    REQUIRE(rt.start().ok());
+    client c(rt.bound_port());
+    c.send_frame(tagged('x', 10, 1));
+    const uint8_t first_shard = c.read_frame().at(0);
+    const uint8_t other_shard = 1 - first_shard;
+    run_on(rt, first_shard, [&] { rt.shard_at(first_shard).set_routing_epoch(7); });
+    run_on(rt, other_shard, [&] { rt.shard_at(other_shard).set_routing_epoch(5); });
+    c.send_frame(tagged('M', 10, 2));
+    CHECK(c.read_frame().at(0) == first_shard);
+    // Behind the move: held, unread, until the other shard has epoch 7.
+    c.send_frame(tagged('x', 10, 3));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    uint8_t byte = 0;
+    CHECK(::recv(c.fd(), &byte, 1, MSG_DONTWAIT) < 0);
+    run_on(rt, other_shard, [&] { rt.shard_at(other_shard).set_routing_epoch(6); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(::recv(c.fd(), &byte, 1, MSG_DONTWAIT) < 0);
+    run_on(rt, other_shard, [&] { rt.shard_at(other_shard).set_routing_epoch(7); });
+    const auto answer = c.read_frame();
+    CHECK(answer.at(0) == other_shard);
+    CHECK(std::vector<uint8_t>(answer.begin() + 1, answer.end()) == reversed(tagged('x', 10, 3)));
+    // A move to a shard already at (or past) the epoch resumes at once.
+    c.send_frame(tagged('M', 8, 4));
+    CHECK(c.read_frame().at(0) == other_shard);
+    c.send_frame(tagged('x', 8, 5));
+    CHECK(c.read_frame().at(0) == first_shard);
     rt.stop_and_join();
 }
