@@ -1303,6 +1303,12 @@ std::vector<uint8_t> tagged(char tag, size_t size, uint32_t seed) {
     return body;
 }
 
+// Which shard accepted `c`: the answer to a first request says.
+uint8_t accepting_shard(client& c) {
+    c.send_frame(tagged('x', 10, 1));
+    return c.read_frame().at(0);
+}
+
 }  // namespace
 
 TEST_CASE("a connection moves to another shard mid-stream, every frame answered in order") {
@@ -1310,9 +1316,7 @@ TEST_CASE("a connection moves to another shard mid-stream, every frame answered 
     runtime rt(2, test_config(), owned.factory());
     REQUIRE(rt.start().ok());
     client c(rt.bound_port());
-    // Which shard accepted it: the first answer says.
-    c.send_frame(tagged('x', 10, 1));
-    const uint8_t first_shard = c.read_frame().at(0);
+    const uint8_t first_shard = accepting_shard(c);
     // One write: a request still being answered (W), the move, whole frames behind it, and
     // the start of a big frame whose rest follows only after the move has happened.
     std::vector<std::vector<uint8_t>> bodies;
@@ -1356,8 +1360,7 @@ TEST_CASE("votes move a connection after connection_move_votes requests in a row
     runtime rt(2, config, owned.factory());
     REQUIRE(rt.start().ok());
     client c(rt.bound_port());
-    c.send_frame(tagged('x', 10, 1));
-    const uint8_t first_shard = c.read_frame().at(0);
+    const uint8_t first_shard = accepting_shard(c);
     // The fourth vote in a row moves it, after its own answer.
     for (int i = 0; i < 3; ++i) {
         c.send_frame(tagged('V', 10, 2));
@@ -1375,8 +1378,7 @@ TEST_CASE("a connection moved from a shard with a newer routing epoch waits for 
     runtime rt(2, test_config(), owned.factory());
     REQUIRE(rt.start().ok());
     client c(rt.bound_port());
-    c.send_frame(tagged('x', 10, 1));
-    const uint8_t first_shard = c.read_frame().at(0);
+    const uint8_t first_shard = accepting_shard(c);
     const uint8_t other_shard = 1 - first_shard;
     run_on(rt, first_shard, [&] { rt.shard_at(first_shard).set_routing_epoch(7); });
     run_on(rt, other_shard, [&] { rt.shard_at(other_shard).set_routing_epoch(5); });
