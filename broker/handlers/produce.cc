@@ -390,8 +390,14 @@ void handle_produce(request_ptr req) {
         if (!no_response) shard.respond(*req, *response);
         return;
     }
-    // A connection producing to one shard's partitions moves to that shard (net/shard.h).
-    if (by_owner.size() == 1) shard.net_shard().note_owner(req->conn, by_owner.begin()->first);
+    // A connection producing to one shard's partitions moves to that shard (net/shard.h),
+    // voting with each request all of whose partitions that shard accepted. A refused one (no
+    // vote) starts the count again: a move during a leader change would put its hand-over's
+    // pause between two requests that straddle the change, the first refused (not leader)
+    // and the next answered OUT_OF_ORDER_SEQUENCE_NUMBER behind it, which librdkafka 2.0.2's
+    // idempotent producer can take as fatal after a lost connection (its issue 4438).
+    const std::optional<net::shard_id> only_owner =
+        by_owner.size() == 1 ? std::optional<net::shard_id>(by_owner.begin()->first) : std::nullopt;
     const bool sync_first = body->acks != 0 && shard.config().acks_all_policy == ack_policy::fsync;
     auto remaining = std::make_shared<size_t>(by_owner.size());
     for (auto& [owner, list] : by_owner) {
@@ -404,8 +410,10 @@ void handle_produce(request_ptr req) {
                 append_all(target, std::move(*shared_list), sync_first, acks, timeout,
                            std::move(reply));
             },
-            [req, body, response, remaining, no_response](work_list done) {
+            [req, body, response, remaining, no_response, only_owner](work_list done) {
+                bool all_accepted = true;
                 for (const partition_work& work : done) {
+                    all_accepted = all_accepted && work.error == proto::error_code::none;
                     auto& out = response->responses[work.topic_slot]
                                     .partition_responses[work.partition_slot];
                     out.error_code = proto::code(work.error);
@@ -414,6 +422,9 @@ void handle_produce(request_ptr req) {
                     out.log_append_time_ms = work.log_append_time_ms;
                     out.log_start_offset = work.log_start_offset;
                 }
+                net::shard& conn_shard = req->shard->net_shard();
+                if (only_owner)
+                    conn_shard.note_owner(req->conn, all_accepted ? *only_owner : conn_shard.id());
                 if (--*remaining == 0 && !no_response) req->shard->respond(*req, *response);
             });
     }

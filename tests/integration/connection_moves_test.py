@@ -1,0 +1,77 @@
+"""Connections moving to the shard that owns their partitions: produce requests all of whose
+partitions a shard accepted vote for it, and a request the owner shard refused starts the
+count again, so a producer whose requests are being refused (as during a leader change,
+where librdkafka 2.0.2's idempotent producer can take a move's pause between a refused
+request and the next as fatal) stays where it is. The move of a fetching connection, with
+its session, is in fetch_sessions_test.py."""
+import os
+import struct
+import tempfile
+
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.record.default_records import DefaultRecordBatchBuilder
+
+from fetch_sessions_test import moves_of
+from groups_test import Raw
+from harness import Broker, Runner
+
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+
+
+def batch(producer_id, sequence, value):
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                        producer_id=producer_id, producer_epoch=0,
+                                        base_sequence=sequence, batch_size=1 << 20)
+    builder.append(0, timestamp=1, key=None, value=value, headers=[])
+    return bytes(builder.build())
+
+
+def produce(raw, topic, partition, records):
+    """Produce v3 (acks=1) of one batch to one partition on `raw`'s connection: its error."""
+    name = topic.encode()
+    body = (struct.pack(">hhi", -1, 1, 10000) + struct.pack(">ih", 1, len(name)) + name +
+            struct.pack(">iii", 1, partition, len(records)) + records)
+    r = raw.call(0, 3, body, False)
+    assert r.int32() == 1
+    r.take(r.int16())
+    assert r.int32() == 1
+    assert r.int32() == partition
+    return r.int16()
+
+
+def test_refused_produces_do_not_move_a_connection():
+    """Two shards, a topic of 2 partitions (hashed to shards: at least one is on the other
+    shard than the one that accepted the connection), connection_move_requests = 4. One
+    connection sends an idempotent producer's batch at sequence 0 to each partition, then 12
+    at sequence 5: the owner shard refuses those (OUT_OF_ORDER_SEQUENCE_NUMBER), and the
+    connection does not move. Then 12 plain batches
+    to each, all accepted: the partition on the other shard moves it."""
+    config = os.path.join(tempfile.mkdtemp(prefix="spate-it-"), "moves.toml")
+    with open(config, "w") as f:
+        f.write('metrics_listen = "127.0.0.1:0"\nconnection_move_requests = 4\n')
+    with Broker(shards=2, extra=["--config", config]) as b:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        for f in admin.create_topics([NewTopic("moves", num_partitions=2,
+                                               replication_factor=1)]).values():
+            f.result(timeout=60)
+        raw = Raw(b)
+        for partition in (0, 1):
+            assert produce(raw, "moves", partition, batch(7000, 0, b"first")) == 0
+            for i in range(12):
+                error = produce(raw, "moves", partition, batch(7000, 5, b"refused"))
+                assert error == OUT_OF_ORDER_SEQUENCE_NUMBER, (partition, i, error)
+        refused_moves = moves_of(b)
+        for partition in (0, 1):
+            for i in range(12):
+                error = produce(raw, "moves", partition, batch(-1, -1, b"accepted"))
+                assert error == 0, (partition, i, error)
+        accepted_moves = moves_of(b)
+        raw.close()
+        print("moves: %d after 24 refused produces, %d after 24 accepted" % (
+            refused_moves, accepted_moves))
+        assert refused_moves == 0, refused_moves
+        assert accepted_moves >= 1, accepted_moves
+
+
+if __name__ == "__main__":
+    Runner().run([test_refused_produces_do_not_move_a_connection])
