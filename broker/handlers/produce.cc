@@ -345,6 +345,7 @@ void handle_produce(request_ptr req) {
     const bool transactional = body->transactional_id.has_value();
     auto response = std::make_shared<proto::produce_response>();
     std::map<net::shard_id, work_list> by_owner;
+    bool refused_here = false;  // a partition refused before any shard saw it
     for (auto& topic : body->topic_data) {
         proto::produce_response::topic_produce_response topic_out;
         topic_out.name = topic.name;
@@ -379,6 +380,7 @@ void handle_produce(request_ptr req) {
                 failure = apply_topic_codec(config, work, out.error_message);
             }
             out.error_code = proto::code(failure);
+            refused_here = refused_here || failure != error_code::none;
             if (failure == error_code::none) by_owner[*owner].push_back(std::move(work));
             topic_out.partition_responses.push_back(std::move(out));
         }
@@ -386,18 +388,21 @@ void handle_produce(request_ptr req) {
     }
     const bool no_response = body->acks == 0;
     if (no_response) shard.skip_response(*req);
+    // A connection producing to one shard's partitions moves to that shard (net/shard.h),
+    // voting with each request all of whose partitions that shard accepted. A refused one
+    // starts the count again: a move during a leader change would put its hand-over's pause
+    // between two requests that straddle the change, the first refused (not leader) and the
+    // next answered OUT_OF_ORDER_SEQUENCE_NUMBER behind it, which librdkafka 2.0.2's
+    // idempotent producer can take as fatal after a lost connection (its issue 4438).
+    if (refused_here) shard.net_shard().note_owner(req->conn, shard.id());
     if (by_owner.empty()) {
         if (!no_response) shard.respond(*req, *response);
         return;
     }
-    // A connection producing to one shard's partitions moves to that shard (net/shard.h),
-    // voting with each request all of whose partitions that shard accepted. A refused one (no
-    // vote) starts the count again: a move during a leader change would put its hand-over's
-    // pause between two requests that straddle the change, the first refused (not leader)
-    // and the next answered OUT_OF_ORDER_SEQUENCE_NUMBER behind it, which librdkafka 2.0.2's
-    // idempotent producer can take as fatal after a lost connection (its issue 4438).
     const std::optional<net::shard_id> only_owner =
-        by_owner.size() == 1 ? std::optional<net::shard_id>(by_owner.begin()->first) : std::nullopt;
+        by_owner.size() == 1 && !refused_here
+            ? std::optional<net::shard_id>(by_owner.begin()->first)
+            : std::nullopt;
     const bool sync_first = body->acks != 0 && shard.config().acks_all_policy == ack_policy::fsync;
     auto remaining = std::make_shared<size_t>(by_owner.size());
     for (auto& [owner, list] : by_owner) {

@@ -15,6 +15,7 @@ from fetch_sessions_test import moves_of
 from groups_test import Raw
 from harness import Broker, Runner
 
+UNKNOWN_TOPIC_OR_PARTITION = 3
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 
 
@@ -44,7 +45,8 @@ def test_refused_produces_do_not_move_a_connection():
     shard than the one that accepted the connection), connection_move_requests = 4. One
     connection sends an idempotent producer's batch at sequence 0 to each partition, then 12
     at sequence 5: the owner shard refuses those (OUT_OF_ORDER_SEQUENCE_NUMBER), and the
-    connection does not move. Then 12 plain batches
+    connection does not move. Nor after 3 accepted batches, one to a partition that does not
+    exist, 3 accepted, and one again, to each partition. Then 12 plain batches
     to each, all accepted: the partition on the other shard moves it."""
     config = os.path.join(tempfile.mkdtemp(prefix="spate-it-"), "moves.toml")
     with open(config, "w") as f:
@@ -60,6 +62,13 @@ def test_refused_produces_do_not_move_a_connection():
             for i in range(12):
                 error = produce(raw, "moves", partition, batch(7000, 5, b"refused"))
                 assert error == OUT_OF_ORDER_SEQUENCE_NUMBER, (partition, i, error)
+        # Refused before any shard sees it (no such partition): the count starts again too.
+        for partition in (0, 1):
+            for _ in range(2):
+                for i in range(3):
+                    assert produce(raw, "moves", partition, batch(-1, -1, b"three")) == 0
+                assert produce(raw, "moves", 99, batch(-1, -1, b"no")) == \
+                    UNKNOWN_TOPIC_OR_PARTITION
         refused_moves = moves_of(b)
         for partition in (0, 1):
             for i in range(12):
@@ -67,7 +76,7 @@ def test_refused_produces_do_not_move_a_connection():
                 assert error == 0, (partition, i, error)
         accepted_moves = moves_of(b)
         raw.close()
-        print("moves: %d after 24 refused produces, %d after 24 accepted" % (
+        print("moves: %d after the refused produces, %d after 24 accepted in a row" % (
             refused_moves, accepted_moves))
         assert refused_moves == 0, refused_moves
         assert accepted_moves >= 1, accepted_moves
