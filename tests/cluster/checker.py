@@ -17,7 +17,9 @@ A watchdog replaces the client when librdkafka 2.0.2 leaves one partition stuck 
 broker that is not its leader (a client bug, see Producer._watchdog); it is counted
 ("client:REPLACED_STUCK_CLIENT"), listed in `replacements`, and the records it purged
 were never acknowledged, so the check is unaffected. SPATE_PRODUCER_UNSTICK=0 disables
-it, =N sets its delay (default 20 s).
+it, =N sets its delay (default 20 s). The client is replaced too when librdkafka before 2.3
+fails fatally with a "rewound sequence number" after a lost connection (its issue 4438, see
+Producer._replace_after_fatal): counted as "client:REPLACED_FATAL_CLIENT".
 
 check(acked, consumed) fails on: an acknowledged record missing (lost); an acknowledged
 value found elsewhere than at its acknowledged (partition, offset) (moved); consumed
@@ -37,7 +39,8 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, Producer as KafkaProducer, TopicPartition
+from confluent_kafka import (Consumer, KafkaError, KafkaException, Producer as KafkaProducer,
+                             TopicPartition, libversion)
 
 Record = collections.namedtuple("Record", "partition offset value seq time")
 
@@ -255,22 +258,66 @@ class Producer:
             for p in range(self.partitions):
                 self._last_progress[p] = time.monotonic()
 
-    def _loop(self):
+    def _replace_after_fatal(self, exception):
+        """librdkafka before 2.3 raises next_ack_seq after a "possibly persisted" error (a
+        connection lost with requests in flight), so when, during the failover that follows,
+        the first retried batch is refused (not leader) and the next answered
+        OUT_OF_ORDER_SEQUENCE_NUMBER behind it, it finds that sequence "rewound" and fails
+        fatally (confluentinc/librdkafka#4438, fixed in 2.3.0: "rewound sequence number in
+        case of multiple errored messages"). Only that case, after such a lost connection,
+        replaces the client: its outstanding records fail (never acknowledged) and a new
+        idempotent producer continues the sequence, so the check is unaffected. Any other
+        fatal error fails the test."""
+        error = exception.args[0] if exception.args else None
+        lost_connection = any(self.errors[k] for k in
+                              ("client:_TRANSPORT", "retry:_TRANSPORT", "retry:_TIMED_OUT"))
+        if (not isinstance(error, KafkaError) or not error.fatal() or
+                "rewound sequence number" not in error.str() or not lost_connection or
+                libversion()[1] >= 0x02030000):
+            return False
+        self.replacements.append((round(time.monotonic() - self.started, 1), [],
+                                  error.str()[:300]))
+        self._count("client:REPLACED_FATAL_CLIENT")
+        old = self._producer
         try:
-            while not self._stop.is_set():
-                if self.limit is not None and self.sent >= self.limit:
-                    self._producer.poll(0.05)
-                    continue
-                due = int((time.monotonic() - self.started) * self.rate) + 1
-                if self.limit is not None:
-                    due = min(due, self.limit)
-                while self.sent < due and not self._stop.is_set():
-                    if not self._produce_one():
-                        break
-                self._producer.poll(0.005)
-                self._watchdog()
-        except Exception as e:  # surfaces in stop()
-            self._exception = e
+            old.purge()
+            old.flush(10)
+        except KafkaException:
+            pass
+        # The records the fatal error failed were never acknowledged: like purged ones.
+        with self._lock:
+            fatal = [f for f in self.failed if f[2] in ("OUT_OF_ORDER_SEQUENCE_NUMBER", "_FATAL")]
+            self.failed = [f for f in self.failed if f not in fatal]
+            self.purged.extend((partition, value) for partition, value, _ in fatal)
+        self._producer = KafkaProducer(self._conf)
+        return True
+
+    def _loop(self):
+        while True:
+            try:
+                self._loop_until_stopped()
+                return
+            except KafkaException as e:
+                if not self._replace_after_fatal(e):
+                    self._exception = e
+                    return
+            except Exception as e:  # surfaces in stop()
+                self._exception = e
+                return
+
+    def _loop_until_stopped(self):
+        while not self._stop.is_set():
+            if self.limit is not None and self.sent >= self.limit:
+                self._producer.poll(0.05)
+                continue
+            due = int((time.monotonic() - self.started) * self.rate) + 1
+            if self.limit is not None:
+                due = min(due, self.limit)
+            while self.sent < due and not self._stop.is_set():
+                if not self._produce_one():
+                    break
+            self._producer.poll(0.005)
+            self._watchdog()
 
     def stop(self, flush_timeout=180):
         """Stops producing and waits until every record sent is acknowledged or failed.

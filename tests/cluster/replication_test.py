@@ -225,9 +225,9 @@ def wait_metadata_isr_full(c, topic, timeout=30):
 
 
 def summary(name, p, report, began, extra=""):
-    if p.replacements:  # the client-bug watchdog acted (checker.Producer._watchdog)
+    if p.replacements:  # a client bug was worked around (checker.Producer._watchdog, _replace_after_fatal)
         extra = (extra + "; " if extra else "") + "producer client replaced (stuck partitions, " \
-            "librdkafka#3399): %s, %d unacknowledged records purged" % (
+            "librdkafka#3399; or [] after its fatal #4438): %s, %d unacknowledged records purged" % (
                 [(t, parts) for t, parts, _ in p.replacements], len(p.purged))
     print("     %s: %s errors=%s%s %.1fs" % (name, report.line(), p.error_summary(),
                                                " " + extra if extra else "", time.monotonic() - began),
