@@ -245,7 +245,6 @@ public:
     // unread, until this shard's epoch reaches it: its requests are never routed by state
     // older than what already answered it. Only on this shard's thread.
     void set_routing_epoch(uint64_t epoch);
-    uint64_t routing_epoch() const { return _routing_epoch; }
     // The IP address of `conn`'s peer (length 0 when closed or unknown).
     peer_address peer_of(connection_ref conn) const;
 

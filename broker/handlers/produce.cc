@@ -331,6 +331,26 @@ error_code check_partition(const proto::produce_request& body, int16_t version,
     return error_code::none;
 }
 
+// A connection producing to one shard's partitions moves to that shard (net/shard.h):
+// once its answer is complete, a request all of whose partitions were accepted votes for
+// `only_owner` (the one shard that took them all; none when several did), and a refused one
+// (by any shard, or before any saw it) starts the count again. A move during a leader change
+// would put its hand-over's pause between two requests that straddle the change, the first
+// refused (not leader) and the next answered OUT_OF_ORDER_SEQUENCE_NUMBER behind it, which
+// librdkafka 2.0.2's idempotent producer can take as fatal after a lost connection (its
+// issue 4438).
+void vote_for_owner(const request& req, const proto::produce_response& response,
+                    std::optional<net::shard_id> only_owner) {
+    net::shard& conn_shard = req.shard->net_shard();
+    for (const auto& topic : response.responses)
+        for (const auto& partition : topic.partition_responses)
+            if (partition.error_code != 0) {
+                conn_shard.note_owner(req.conn, conn_shard.id());
+                return;
+            }
+    if (only_owner) conn_shard.note_owner(req.conn, *only_owner);
+}
+
 }  // namespace
 
 void handle_produce(request_ptr req) {
@@ -345,7 +365,6 @@ void handle_produce(request_ptr req) {
     const bool transactional = body->transactional_id.has_value();
     auto response = std::make_shared<proto::produce_response>();
     std::map<net::shard_id, work_list> by_owner;
-    bool refused_here = false;  // a partition refused before any shard saw it
     for (auto& topic : body->topic_data) {
         proto::produce_response::topic_produce_response topic_out;
         topic_out.name = topic.name;
@@ -380,7 +399,6 @@ void handle_produce(request_ptr req) {
                 failure = apply_topic_codec(config, work, out.error_message);
             }
             out.error_code = proto::code(failure);
-            refused_here = refused_here || failure != error_code::none;
             if (failure == error_code::none) by_owner[*owner].push_back(std::move(work));
             topic_out.partition_responses.push_back(std::move(out));
         }
@@ -388,21 +406,13 @@ void handle_produce(request_ptr req) {
     }
     const bool no_response = body->acks == 0;
     if (no_response) shard.skip_response(*req);
-    // A connection producing to one shard's partitions moves to that shard (net/shard.h),
-    // voting with each request all of whose partitions that shard accepted. A refused one
-    // starts the count again: a move during a leader change would put its hand-over's pause
-    // between two requests that straddle the change, the first refused (not leader) and the
-    // next answered OUT_OF_ORDER_SEQUENCE_NUMBER behind it, which librdkafka 2.0.2's
-    // idempotent producer can take as fatal after a lost connection (its issue 4438).
-    if (refused_here) shard.net_shard().note_owner(req->conn, shard.id());
     if (by_owner.empty()) {
+        vote_for_owner(*req, *response, std::nullopt);
         if (!no_response) shard.respond(*req, *response);
         return;
     }
     const std::optional<net::shard_id> only_owner =
-        by_owner.size() == 1 && !refused_here
-            ? std::optional<net::shard_id>(by_owner.begin()->first)
-            : std::nullopt;
+        by_owner.size() == 1 ? std::optional<net::shard_id>(by_owner.begin()->first) : std::nullopt;
     const bool sync_first = body->acks != 0 && shard.config().acks_all_policy == ack_policy::fsync;
     auto remaining = std::make_shared<size_t>(by_owner.size());
     for (auto& [owner, list] : by_owner) {
@@ -416,9 +426,7 @@ void handle_produce(request_ptr req) {
                            std::move(reply));
             },
             [req, body, response, remaining, no_response, only_owner](work_list done) {
-                bool all_accepted = true;
                 for (const partition_work& work : done) {
-                    all_accepted = all_accepted && work.error == proto::error_code::none;
                     auto& out = response->responses[work.topic_slot]
                                     .partition_responses[work.partition_slot];
                     out.error_code = proto::code(work.error);
@@ -427,10 +435,9 @@ void handle_produce(request_ptr req) {
                     out.log_append_time_ms = work.log_append_time_ms;
                     out.log_start_offset = work.log_start_offset;
                 }
-                net::shard& conn_shard = req->shard->net_shard();
-                if (only_owner)
-                    conn_shard.note_owner(req->conn, all_accepted ? *only_owner : conn_shard.id());
-                if (--*remaining == 0 && !no_response) req->shard->respond(*req, *response);
+                if (--*remaining != 0) return;
+                vote_for_owner(*req, *response, only_owner);
+                if (!no_response) req->shard->respond(*req, *response);
             });
     }
 }
