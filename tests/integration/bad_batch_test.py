@@ -122,17 +122,25 @@ def read_frame(sock):
     return exactly(size)
 
 
-def produce_raw(b, topic, records):
-    """Sends one Produce v7 for partition 0 and returns (error_code, base_offset)."""
-    with socket.create_connection(("127.0.0.1", b.port), timeout=30) as s:
-        s.sendall(produce_request(topic, 0, records))
-        frame = read_frame(s)
+def produce_on(sock, topic, partition, records, correlation_id=1):
+    """Sends one Produce v7 of `records` to `partition` on the connection `sock` and returns
+    (error_code, base_offset)."""
+    sock.sendall(produce_request(topic, partition, records, correlation_id))
+    frame = read_frame(sock)
+    assert struct.unpack_from(">i", frame, 0)[0] == correlation_id
     at = 4 + 4  # correlation id, topic count
     (name_length,) = struct.unpack_from(">h", frame, at)
     at += 2 + name_length + 4  # name, partition count
     index, error, base_offset = struct.unpack_from(">ihq", frame, at)
-    assert index == 0, index
+    assert index == partition, index
     return error, base_offset
+
+
+def produce_raw(b, topic, records):
+    """Sends one Produce v7 for partition 0 on a connection of its own: (error_code,
+    base_offset)."""
+    with socket.create_connection(("127.0.0.1", b.port), timeout=30) as s:
+        return produce_on(s, topic, 0, records)
 
 
 def create_topic(b, topic, **configs):

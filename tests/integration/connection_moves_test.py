@@ -4,15 +4,15 @@ count again, so a producer whose requests are being refused (as during a leader 
 where librdkafka 2.0.2's idempotent producer can take a move's pause between a refused
 request and the next as fatal) stays where it is. The move of a fetching connection, with
 its session, is in fetch_sessions_test.py."""
+import itertools
 import os
-import struct
+import socket
 import tempfile
 
-from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from fetch_sessions_test import moves_of
-from groups_test import Raw
+from bad_batch_test import produce_on
+from fetch_sessions_test import create, moves_of
 from harness import Broker, Runner
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
@@ -27,17 +27,16 @@ def batch(producer_id, sequence, value):
     return bytes(builder.build())
 
 
-def produce(raw, topic, partition, records):
-    """Produce v3 (acks=1) of one batch to one partition on `raw`'s connection: its error."""
-    name = topic.encode()
-    body = (struct.pack(">hhi", -1, 1, 10000) + struct.pack(">ih", 1, len(name)) + name +
-            struct.pack(">iii", 1, partition, len(records)) + records)
-    r = raw.call(0, 3, body, False)
-    assert r.int32() == 1
-    r.take(r.int16())
-    assert r.int32() == 1
-    assert r.int32() == partition
-    return r.int16()
+class Connection:
+    """One connection for every produce: the one that may move."""
+
+    def __init__(self, b):
+        self.sock = socket.create_connection(("127.0.0.1", b.port), timeout=30)
+        self.correlation = itertools.count(1)
+
+    def produce(self, partition, records):
+        """One batch to partition `partition` of topic "moves": its error code."""
+        return produce_on(self.sock, "moves", partition, records, next(self.correlation))[0]
 
 
 def test_refused_produces_do_not_move_a_connection():
@@ -52,30 +51,26 @@ def test_refused_produces_do_not_move_a_connection():
     with open(config, "w") as f:
         f.write('metrics_listen = "127.0.0.1:0"\nconnection_move_requests = 4\n')
     with Broker(shards=2, extra=["--config", config]) as b:
-        admin = AdminClient({"bootstrap.servers": b.bootstrap})
-        for f in admin.create_topics([NewTopic("moves", num_partitions=2,
-                                               replication_factor=1)]).values():
-            f.result(timeout=60)
-        raw = Raw(b)
+        create(b, "moves", 2)
+        c = Connection(b)
         for partition in (0, 1):
-            assert produce(raw, "moves", partition, batch(7000, 0, b"first")) == 0
+            assert c.produce(partition, batch(7000, 0, b"first")) == 0
             for i in range(12):
-                error = produce(raw, "moves", partition, batch(7000, 5, b"refused"))
+                error = c.produce(partition, batch(7000, 5, b"refused"))
                 assert error == OUT_OF_ORDER_SEQUENCE_NUMBER, (partition, i, error)
         # Refused before any shard sees it (no such partition): the count starts again too.
         for partition in (0, 1):
             for _ in range(2):
                 for i in range(3):
-                    assert produce(raw, "moves", partition, batch(-1, -1, b"three")) == 0
-                assert produce(raw, "moves", 99, batch(-1, -1, b"no")) == \
-                    UNKNOWN_TOPIC_OR_PARTITION
+                    assert c.produce(partition, batch(-1, -1, b"three")) == 0
+                assert c.produce(99, batch(-1, -1, b"no")) == UNKNOWN_TOPIC_OR_PARTITION
         refused_moves = moves_of(b)
         for partition in (0, 1):
             for i in range(12):
-                error = produce(raw, "moves", partition, batch(-1, -1, b"accepted"))
+                error = c.produce(partition, batch(-1, -1, b"accepted"))
                 assert error == 0, (partition, i, error)
         accepted_moves = moves_of(b)
-        raw.close()
+        c.sock.close()
         print("moves: %d after the refused produces, %d after 24 accepted in a row" % (
             refused_moves, accepted_moves))
         assert refused_moves == 0, refused_moves
