@@ -250,10 +250,7 @@ class Producer:
         said = self.error_lines[-1] if self.error_lines else ""
         self.replacements.append((round(now - self.started, 1), stuck, said[:300]))
         self._count("client:REPLACED_STUCK_CLIENT")
-        old = self._producer
-        old.purge()
-        old.flush(10)
-        self._producer = KafkaProducer(self._conf)
+        self._replace_client()
         with self._lock:
             for p in range(self.partitions):
                 self._last_progress[p] = time.monotonic()
@@ -278,19 +275,24 @@ class Producer:
         self.replacements.append((round(time.monotonic() - self.started, 1), [],
                                   error.str()[:300]))
         self._count("client:REPLACED_FATAL_CLIENT")
+        self._replace_client()
+        # The records the fatal error failed were never acknowledged: like purged ones.
+        with self._lock:
+            fatal = [f for f in self.failed if f[2] in ("OUT_OF_ORDER_SEQUENCE_NUMBER", "_FATAL")]
+            self.failed = [f for f in self.failed if f not in fatal]
+            self.purged.extend((partition, value) for partition, value, _ in fatal)
+        return True
+
+    def _replace_client(self):
+        """Drops the client's outstanding records (their reports arrive as purged, or failed
+        when it is in a fatal state) and goes on with a new client."""
         old = self._producer
         try:
             old.purge()
             old.flush(10)
         except KafkaException:
             pass
-        # The records the fatal error failed were never acknowledged: like purged ones.
-        with self._lock:
-            fatal = [f for f in self.failed if f[2] in ("OUT_OF_ORDER_SEQUENCE_NUMBER", "_FATAL")]
-            self.failed = [f for f in self.failed if f not in fatal]
-            self.purged.extend((partition, value) for partition, value, _ in fatal)
         self._producer = KafkaProducer(self._conf)
-        return True
 
     def _loop(self):
         while True:
