@@ -831,20 +831,44 @@ def wait_back(c, ledger, group, t0, timeout, what):
     return node, time.monotonic() - t0
 
 
-def wait_processed(ledger, acked, timeout, what):
-    """Waits until every acknowledged record is processed (by (partition, offset))."""
+def wait_processed(ledger, acked, timeout, what, c=None, topic=None):
+    """Waits until every acknowledged record is processed (by (partition, offset)). When
+    it times out, names the records missing and, given the cluster and topic, what each
+    live broker says of their partitions (leader, high watermark)."""
     want = {(r.partition, r.offset) for r in acked}
-    left = [len(want)]
+    missing = [[]]
 
     def done():
         have = ledger.distinct()
-        left[0] = sum(1 for k in want if k not in have)
-        return left[0] == 0
+        missing[0] = sorted(k for k in want if k not in have)
+        return not missing[0]
     try:
         Cluster.wait_for(done, timeout, interval=0.5)
     except TimeoutError:
-        raise AssertionError("%s: %d of %d acknowledged records not processed within %ds (consumer errors %s)"
-                             % (what, left[0], len(want), timeout, ledger.error_summary())) from None
+        raise AssertionError("%s: %d of %d acknowledged records not processed within %ds (consumer errors %s; "
+                             "missing %s; %s; %s)"
+                             % (what, len(missing[0]), len(want), timeout, ledger.error_summary(), missing[0][:5],
+                                partitions_seen(c, topic, ledger, {p for p, _ in missing[0]}), consumers_state())) from None
+
+
+def partitions_seen(c, topic, ledger, partitions):
+    """For each partition: the highest offset processed and the last commit acknowledged,
+    and (with a cluster) each live broker's leader and the leader's high watermark."""
+    out = []
+    processed = ledger.distinct()
+    last = ledger.last_acked()
+    for p in sorted(partitions)[:4]:
+        top = max((o for q, o in processed if q == p), default=None)
+        views = []
+        for i in (c.live_ids() if c is not None and topic else []):
+            try:
+                leader = c.leader_of(topic, p, via=i)
+                hw = kr.list_offsets(addr(c, leader), topic, p) if leader is not None else None
+                views.append("broker %d: leader %s hw %s" % (i, leader, hw))
+            except Exception as e:
+                views.append("broker %d: %r" % (i, e))
+        out.append("partition %d: processed up to %s, commit %s%s" % (p, top, last.get(p), "; " + ", ".join(views) if views else ""))
+    return "; ".join(out)
 
 
 def wait_all_committed(ledger, ends, timeout, what):
@@ -913,7 +937,7 @@ def test_coordinator_killed_twice():
     p.stop()
     acked = list(p.acked)
     assert not p.failed, "%d records failed delivery: %s" % (len(p.failed), p.failed[:5])
-    wait_processed(ledger, acked, 120, "after the faults")
+    wait_processed(ledger, acked, 120, "after the faults", c, topic)
     ends = producer_ends(p)
     wait_all_committed(ledger, ends, 30, "final commits")
     monitor.stop()
