@@ -836,18 +836,17 @@ def wait_processed(ledger, acked, timeout, what, c=None, topic=None):
     it times out, names the records missing and, given the cluster and topic, what each
     live broker says of their partitions (leader, high watermark)."""
     want = {(r.partition, r.offset) for r in acked}
-    missing = [[]]
+    missing = [want]
 
     def done():
-        have = ledger.distinct()
-        missing[0] = sorted(k for k in want if k not in have)
+        missing[0] = want - ledger.distinct().keys()
         return not missing[0]
     try:
         Cluster.wait_for(done, timeout, interval=0.5)
     except TimeoutError:
         raise AssertionError("%s: %d of %d acknowledged records not processed within %ds (consumer errors %s; "
                              "missing %s; %s; %s)"
-                             % (what, len(missing[0]), len(want), timeout, ledger.error_summary(), missing[0][:5],
+                             % (what, len(missing[0]), len(want), timeout, ledger.error_summary(), sorted(missing[0])[:5],
                                 partitions_seen(c, topic, ledger, {p for p, _ in missing[0]}), consumers_state())) from None
 
 
@@ -859,12 +858,13 @@ def partitions_seen(c, topic, ledger, partitions):
     last = ledger.last_acked()
     for p in sorted(partitions)[:4]:
         top = max((o for q, o in processed if q == p), default=None)
-        views = []
+        views, hw = [], {}  # hw: (error, offset) per leader, asked once
         for i in (c.live_ids() if c is not None and topic else []):
             try:
                 leader = c.leader_of(topic, p, via=i)
-                hw = kr.list_offsets(addr(c, leader), topic, p) if leader is not None else None
-                views.append("broker %d: leader %s hw %s" % (i, leader, hw))
+                if leader is not None and leader not in hw:
+                    hw[leader] = kr.list_offsets(addr(c, leader), topic, p)
+                views.append("broker %d: leader %s hw %s" % (i, leader, hw.get(leader)))
             except Exception as e:
                 views.append("broker %d: %r" % (i, e))
         out.append("partition %d: processed up to %s, commit %s%s" % (p, top, last.get(p), "; " + ", ".join(views) if views else ""))
