@@ -832,22 +832,35 @@ def wait_back(c, ledger, group, t0, timeout, what):
 
 
 def wait_processed(ledger, acked, timeout, what, c=None, topic=None):
-    """Waits until every acknowledged record is processed (by (partition, offset)). When
-    it times out, names the records missing and, given the cluster and topic, what each
-    live broker says of their partitions (leader, high watermark)."""
-    want = {(r.partition, r.offset) for r in acked}
-    missing = [want]
+    """Waits until every acknowledged record is processed: at its (partition, offset), or,
+    for one librdkafka acknowledged without an offset (checker.Producer._delivered: a lost
+    answer proved by a later batch), its value anywhere in its partition. Returns the
+    records with those offsets filled in from where they were processed. When it times
+    out, names the records missing and, given the cluster and topic, what each live broker
+    says of their partitions (leader, high watermark)."""
+    want = {(r.partition, r.offset) for r in acked if r.offset is not None}
+    unplaced = {(r.partition, r.value.encode()) for r in acked if r.offset is None}
+    missing = [want, unplaced]
+    at = {}  # (partition, value) -> offset processed at, for the records without one
 
     def done():
-        missing[0] = want - ledger.distinct().keys()
-        return not missing[0]
+        distinct = ledger.distinct()
+        missing[0] = want - distinct.keys()
+        if unplaced:
+            at.update({(p, v): o for (p, o), v in distinct.items()})
+            missing[1] = {pv for pv in unplaced if pv not in at}
+        return not missing[0] and not missing[1]
     try:
         Cluster.wait_for(done, timeout, interval=0.5)
     except TimeoutError:
+        lost = missing[0] | {(p, None) for p, _ in missing[1]}
         raise AssertionError("%s: %d of %d acknowledged records not processed within %ds (consumer errors %s; "
-                             "missing %s; %s; %s)"
-                             % (what, len(missing[0]), len(want), timeout, ledger.error_summary(), sorted(missing[0])[:5],
-                                partitions_seen(c, topic, ledger, {p for p, _ in missing[0]}), consumers_state())) from None
+                             "missing %s%s; %s; %s)"
+                             % (what, len(lost), len(acked), timeout, ledger.error_summary(), sorted(missing[0])[:5],
+                                "; acknowledged without an offset, value not seen in its partition: %s"
+                                % sorted(missing[1])[:5] if missing[1] else "",
+                                partitions_seen(c, topic, ledger, {p for p, _ in lost}), consumers_state())) from None
+    return [r if r.offset is not None else r._replace(offset=at[(r.partition, r.value.encode())]) for r in acked]
 
 
 def partitions_seen(c, topic, ledger, partitions):
@@ -882,9 +895,12 @@ def wait_all_committed(ledger, ends, timeout, what):
         raise AssertionError("%s: commits %s, ends %s" % (what, ledger.last_acked(), ends)) from None
 
 
-def producer_ends(p):
+def ends_of(acked):
+    """{partition: highest acknowledged offset + 1} (0 where none), of records placed by
+    wait_processed."""
     ends = {q: 0 for q in range(PARTITIONS)}
-    ends.update(p.ends())
+    for r in acked:
+        ends[r.partition] = max(ends[r.partition], r.offset + 1)
     return ends
 
 
@@ -937,8 +953,9 @@ def test_coordinator_killed_twice():
     p.stop()
     acked = list(p.acked)
     assert not p.failed, "%d records failed delivery: %s" % (len(p.failed), p.failed[:5])
-    wait_processed(ledger, acked, 120, "after the faults", c, topic)
-    ends = producer_ends(p)
+    unplaced = sum(1 for r in acked if r.offset is None)
+    acked = wait_processed(ledger, acked, 120, "after the faults", c, topic)
+    ends = ends_of(acked)
     wait_all_committed(ledger, ends, 30, "final commits")
     monitor.stop()
     stop_all(consumers)
@@ -951,10 +968,11 @@ def test_coordinator_killed_twice():
               % ([(t, parts) for t, parts, _ in p.replacements], len(p.purged)))
     print("     coordinator killed twice: %d records acked, %d processed (%d distinct), %d re-read in %d "
           "re-reads (%d not explained by commits), killed %s, failover (every member committing) %s s, "
-          "(DescribeGroups Stable) %s s, %s, consumer errors %s, %.1fs"
+          "(DescribeGroups Stable) %s s, %s, consumer errors %s, %d acknowledged without an offset (found by "
+          "value), %.1fs"
           % (len(acked), ledger.processed_count(), len(ledger.distinct()), reread, len(starts), unexplained,
              victims, "/".join("%.2f" % r[3] for r in rounds), "/".join("%.2f" % r[4] for r in rounds),
-             monitor.line(), ledger.error_summary(), time.monotonic() - began), flush=True)
+             monitor.line(), ledger.error_summary(), unplaced, time.monotonic() - began), flush=True)
     resets = ["%s %s: %s" % (wall(t), who, line) for t, who, line in ledger.resets if "offset reset" in line]
     if resets:
         print("     client offset resets: %s" % resets[:4])
@@ -993,15 +1011,16 @@ def test_two_groups_each_get_everything():
     p.stop()
     acked = list(p.acked)
     assert not p.failed, "%d records failed delivery: %s" % (len(p.failed), p.failed[:5])
-    ends = producer_ends(p)
+    placed = {}  # group -> the acknowledged records, each at the offset it was processed at
     for g, led in zip(groups, ledgers):
-        wait_processed(led, acked, 60, "group %s" % g)
-        wait_all_committed(led, ends, 30, "group %s: final commits" % g)
+        placed[g] = wait_processed(led, acked, 60, "group %s" % g)
+        wait_all_committed(led, ends_of(placed[g]), 30, "group %s: final commits" % g)
     stop_all(consumers)
-    want = sorted((r.partition, r.offset, r.value.encode()) for r in acked)
     lines = []
     problems = []
     for g, led in zip(groups, ledgers):
+        want = sorted((r.partition, r.offset, r.value.encode()) for r in placed[g])
+        ends = ends_of(placed[g])
         got = sorted((q, o, v) for _, _, q, o, v in led.processed)
         dup = len(got) - len(set(got))
         coordinator = coordinator_of(c, g)
@@ -1069,8 +1088,7 @@ def test_describe_from_any_broker():
     consumers = start_consumers(c, group, topic, ledger)
     c.wait_for(lambda: p.sent >= 1800, 30, "1800 records sent", interval=0.2)
     p.stop()
-    wait_processed(ledger, p.acked, 60, "first records")
-    committed = producer_ends(p)
+    committed = ends_of(wait_processed(ledger, list(p.acked), 60, "first records"))
     wait_all_committed(ledger, committed, 30, "commits of the first records")
     # The group settled (each member owns 2 partitions, the coordinator says Stable), then
     # every member pauses its partitions and keeps polling: Stable, offsets fixed.
@@ -1221,8 +1239,7 @@ def test_offsets_survive_full_restart():
     consumers = start_consumers(c, group, topic, ledger, n=2)
     c.wait_for(lambda: p.sent >= 3000, 30, "3000 records sent", interval=0.2)
     p.stop()
-    ends = producer_ends(p)
-    wait_processed(ledger, p.acked, 60, "subscribed group")
+    ends = ends_of(wait_processed(ledger, list(p.acked), 60, "subscribed group"))
     wait_all_committed(ledger, ends, 30, "subscribed group's commits")
     stop_all(consumers)
     # a consumer with partitions assigned by hand commits offsets of its choosing
