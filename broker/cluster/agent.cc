@@ -98,6 +98,7 @@ void cluster_agent::run() {
             renew_session();
         } else if (is_controller()) {
             retry_failed_brokers();
+            release_held_update_metadata();
             rebalance_leaders_when_due();
         }
     }

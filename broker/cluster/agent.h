@@ -234,9 +234,20 @@ private:
     void send_stop_replica_delete(const std::string& name, int32_t index,
                                   const std::vector<int32_t>& brokers);
     // Requests to brokers: to itself they are applied directly, to others sent.
-    void send_leader_and_isr(int32_t broker_id,
-                             const std::vector<std::pair<std::string, int32_t>>& partitions);
+    // False when nothing was sent (no partitions, or the broker is not live); `answered`
+    // runs on the agent's thread once the broker answered or the request failed.
+    bool send_leader_and_isr(int32_t broker_id,
+                             const std::vector<std::pair<std::string, int32_t>>& partitions,
+                             std::function<void()> answered = nullptr);
+    // Held back while new leaders have not answered the LeaderAndIsr of what they lead
+    // (tell_leaders_first): send_held_requests sends it with the replicas' LeaderAndIsr once
+    // they have, release_held_update_metadata after update_metadata_hold_max regardless.
+    // send_full_state holds its broker's state meanwhile too.
     void send_update_metadata_to_all();
+    void tell_leaders_first(const std::vector<std::pair<std::string, int32_t>>& changed);
+    void send_held_requests();
+    void release_held_update_metadata();
+    std::vector<std::pair<std::string, int32_t>> hosted_by(int32_t broker_id) const;
     void send_partition_changes(const std::vector<std::pair<std::string, int32_t>>& changed);
     void send_full_state(int32_t broker_id);
     proto::update_metadata_request build_update_metadata() const;
@@ -244,7 +255,8 @@ private:
     // a broker that did not take it is sent everything again a second later.
     template <class Response, class Request>
     void deliver(int32_t broker_id, const Request& request, int16_t version, const char* name,
-                 void (cluster_agent::*apply)(const Request&, std::function<void(Response)>));
+                 void (cluster_agent::*apply)(const Request&, std::function<void(Response)>),
+                 std::function<void()> answered = nullptr);
     broker_client& client_of(int32_t broker_id);
     void retry_failed_brokers();
     void rebalance_leaders_when_due();
@@ -295,6 +307,17 @@ private:
                                  std::function<void()> done);
     std::set<int32_t> _needs_full_state;
     std::map<int32_t, int> _requests_in_flight;  // controller requests sent, not yet answered
+    // The replicas' LeaderAndIsr and everyone's UpdateMetadata wait for the answers of new
+    // leaders (tell_leaders_first): how many are awaited, in which round (a round given up on
+    // ignores late answers), the partitions held per broker, the brokers whose whole state is
+    // held, and whether (since when) requests are held back for them.
+    static constexpr std::chrono::milliseconds update_metadata_hold_max{1000};
+    int _leader_answers_awaited = 0;
+    uint64_t _leader_answers_generation = 0;
+    std::map<int32_t, std::vector<std::pair<std::string, int32_t>>> _held_leader_and_isr;
+    std::set<int32_t> _held_full_state;
+    bool _update_metadata_held = false;
+    std::chrono::steady_clock::time_point _update_metadata_held_since{};
     // Brokers in controlled shutdown: never elected until they register again.
     std::set<int32_t> _shutting_down;
 };

@@ -2,6 +2,7 @@
 // (CLUSTER.md "The controller"): it elects leaders, writes the state nodes with fenced
 // writes, and tells brokers with LeaderAndIsr, UpdateMetadata and StopReplica.
 #include <algorithm>
+#include <utility>
 
 #include "broker/cluster/agent.h"
 #include "net/log.h"
@@ -13,9 +14,12 @@ template <class Response, class Request>
 void cluster_agent::deliver(int32_t broker_id, const Request& request, int16_t version,
                             const char* name,
                             void (cluster_agent::*apply)(const Request&,
-                                                         std::function<void(Response)>)) {
+                                                         std::function<void(Response)>),
+                            std::function<void()> answered) {
     if (broker_id == _config.node_id) {
-        (this->*apply)(request, [](Response) {});
+        (this->*apply)(request, [this, answered = std::move(answered)](Response) {
+            if (answered) submit(answered);
+        });
         return;
     }
     // Sent without waiting: a broker that is slow or paused must not hold up the
@@ -24,14 +28,16 @@ void cluster_agent::deliver(int32_t broker_id, const Request& request, int16_t v
     // that order; one that fails gets the broker's whole state sent again.
     ++_requests_in_flight[broker_id];
     client_of(broker_id).send<Request, Response>(
-        request, version, [this, broker_id, name](result<Response> answer) {
+        request, version,
+        [this, broker_id, name, answered = std::move(answered)](result<Response> answer) {
             std::string failure;
             if (!answer)
                 failure = answer.failure().message;
             else if (answer->error_code != 0)
                 failure = proto::error_name(answer->error_code);
-            submit([this, broker_id, name, failure = std::move(failure)] {
+            submit([this, broker_id, name, failure = std::move(failure), answered] {
                 --_requests_in_flight[broker_id];
+                if (answered) answered();
                 if (failure.empty()) return;
                 net::log_warn("cluster: %s to broker %d: %s", name, broker_id, failure.c_str());
                 _needs_full_state.insert(broker_id);
@@ -43,17 +49,25 @@ void cluster_agent::deliver(int32_t broker_id, const Request& request, int16_t v
 template void cluster_agent::deliver<proto::stop_replica_response>(
     int32_t, const proto::stop_replica_request&, int16_t, const char*,
     void (cluster_agent::*)(const proto::stop_replica_request&,
-                            std::function<void(proto::stop_replica_response)>));
+                            std::function<void(proto::stop_replica_response)>),
+    std::function<void()>);
 
 void cluster_agent::become_controller(int32_t epoch, int32_t epoch_zk_version) {
     _controller_epoch = epoch;
     _controller_epoch_zk_version = epoch_zk_version;
     _latest_controller_epoch = std::max(_latest_controller_epoch, epoch);
+    ++_leader_answers_generation;  // nothing held from an earlier term as controller
+    _leader_answers_awaited = 0;
+    _update_metadata_held = false;
+    _held_leader_and_isr.clear();  // the full state goes to every broker below
+    _held_full_state.clear();
     net::log_info("cluster: broker %d is the controller (epoch %d)", _config.node_id, epoch);
     read_brokers();
     read_topics();
-    (void)reconcile_all();
-    for (const auto& [id, broker] : _live) send_full_state(id);
+    auto changed = reconcile_all();
+    // Every broker learns everything, the leaders elected now first (tell_leaders_first).
+    for (const auto& [id, broker] : _live) _held_full_state.insert(id);
+    tell_leaders_first(changed);
     on_delete_topics();
     resume_reassignments();
     on_reassign_partitions();
@@ -304,9 +318,10 @@ broker_client& cluster_agent::client_of(int32_t broker_id) {
     return *client;
 }
 
-void cluster_agent::send_leader_and_isr(
-    int32_t broker_id, const std::vector<std::pair<std::string, int32_t>>& partitions) {
-    if (partitions.empty() || _live.count(broker_id) == 0) return;
+bool cluster_agent::send_leader_and_isr(
+    int32_t broker_id, const std::vector<std::pair<std::string, int32_t>>& partitions,
+    std::function<void()> answered) {
+    if (partitions.empty() || _live.count(broker_id) == 0) return false;
     proto::leader_and_isr_request request;
     request.controller_id = _config.node_id;
     request.controller_epoch = _controller_epoch;
@@ -339,7 +354,9 @@ void cluster_agent::send_leader_and_isr(
         request.live_leaders.push_back({leader, found->second.host, found->second.port});
     }
     deliver<proto::leader_and_isr_response>(broker_id, request, 5, "LeaderAndIsr",
-                                            &cluster_agent::apply_leader_and_isr);
+                                            &cluster_agent::apply_leader_and_isr,
+                                            std::move(answered));
+    return true;
 }
 
 proto::update_metadata_request cluster_agent::build_update_metadata() const {
@@ -380,6 +397,7 @@ proto::update_metadata_request cluster_agent::build_update_metadata() const {
 }
 
 void cluster_agent::send_update_metadata_to_all() {
+    if (_update_metadata_held) return;  // send_held_requests sends it
     proto::update_metadata_request request = build_update_metadata();
     for (const auto& [id, broker] : _live) {
         request.broker_epoch = broker.epoch;
@@ -390,23 +408,91 @@ void cluster_agent::send_update_metadata_to_all() {
 
 void cluster_agent::send_partition_changes(
     const std::vector<std::pair<std::string, int32_t>>& changed) {
-    std::map<int32_t, std::vector<std::pair<std::string, int32_t>>> by_broker;
     for (const auto& [name, index] : changed) {
         auto topic = _controlled.find(name);
         if (topic == _controlled.end()) continue;
         for (int32_t r : topic->second.assignment.partitions.at(index))
-            by_broker[r].emplace_back(name, index);
+            _held_leader_and_isr[r].emplace_back(name, index);
     }
-    for (const auto& [id, partitions] : by_broker) send_leader_and_isr(id, partitions);
+    tell_leaders_first(changed);
+}
+
+void cluster_agent::tell_leaders_first(
+    const std::vector<std::pair<std::string, int32_t>>& changed) {
+    // Kafka sends LeaderAndIsr to every replica and UpdateMetadata to every broker at once,
+    // so a client can hear of a new leader from another broker (or a follower) before that
+    // leader leads, and be refused by it (NOT_LEADER_OR_FOLLOWER; librdkafka before 2.3 can
+    // then fail an idempotent producer for good, librdkafka#4438). Here each leader is first
+    // told of the partitions it leads, alone; what is held (the replicas' LeaderAndIsr, every
+    // broker's UpdateMetadata) goes once those leaders have answered (their shards lead by
+    // then), or after update_metadata_hold_max. An old leader still alive leads on until
+    // then; its acks=all writes cannot commit meanwhile (the new leader no longer fetches).
+    std::map<int32_t, std::vector<std::pair<std::string, int32_t>>> led;
+    for (const auto& [name, index] : changed) {
+        auto topic = _controlled.find(name);
+        if (topic == _controlled.end()) continue;
+        auto state = topic->second.states.find(index);
+        if (state != topic->second.states.end() && state->second.leader >= 0)
+            led[state->second.leader].emplace_back(name, index);
+    }
+    if (!_update_metadata_held) _update_metadata_held_since = std::chrono::steady_clock::now();
+    _update_metadata_held = true;
+    for (const auto& [id, partitions] : led) {
+        const uint64_t generation = _leader_answers_generation;
+        if (send_leader_and_isr(id, partitions, [this, generation] {
+                if (generation != _leader_answers_generation || _leader_answers_awaited == 0)
+                    return;
+                if (--_leader_answers_awaited == 0) send_held_requests();
+            }))
+            ++_leader_answers_awaited;
+    }
+    if (_leader_answers_awaited == 0) send_held_requests();
+}
+
+void cluster_agent::send_held_requests() {
+    std::set<int32_t> full;
+    full.swap(_held_full_state);
+    std::map<int32_t, std::vector<std::pair<std::string, int32_t>>> held;
+    held.swap(_held_leader_and_isr);
+    // Each request is built from the partitions' states now, the newest.
+    for (int32_t id : full) send_leader_and_isr(id, hosted_by(id));
+    for (auto& [id, partitions] : held) {
+        if (full.count(id) != 0) continue;
+        std::sort(partitions.begin(), partitions.end());
+        partitions.erase(std::unique(partitions.begin(), partitions.end()), partitions.end());
+        send_leader_and_isr(id, partitions);
+    }
+    _update_metadata_held = false;
     send_update_metadata_to_all();
 }
 
-void cluster_agent::send_full_state(int32_t broker_id) {
+void cluster_agent::release_held_update_metadata() {
+    if (!_update_metadata_held ||
+        std::chrono::steady_clock::now() - _update_metadata_held_since < update_metadata_hold_max)
+        return;
+    net::log_warn(
+        "cluster: %d leaders did not answer LeaderAndIsr within %lld ms; the other brokers "
+        "are told without waiting for them",
+        _leader_answers_awaited, static_cast<long long>(update_metadata_hold_max.count()));
+    ++_leader_answers_generation;  // their answers, when they come, release nothing
+    _leader_answers_awaited = 0;
+    send_held_requests();
+}
+
+std::vector<std::pair<std::string, int32_t>> cluster_agent::hosted_by(int32_t broker_id) const {
     std::vector<std::pair<std::string, int32_t>> hosted;
     for (const auto& [name, topic] : _controlled)
         for (const auto& [index, replicas] : topic.assignment.partitions)
             if (has_broker(replicas, broker_id)) hosted.emplace_back(name, index);
-    send_leader_and_isr(broker_id, hosted);
+    return hosted;
+}
+
+void cluster_agent::send_full_state(int32_t broker_id) {
+    if (_update_metadata_held) {  // new leaders first: it goes with the held requests
+        _held_full_state.insert(broker_id);
+        return;
+    }
+    send_leader_and_isr(broker_id, hosted_by(broker_id));
     auto found = _live.find(broker_id);
     if (found == _live.end()) return;
     proto::update_metadata_request request = build_update_metadata();

@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -359,6 +360,53 @@ def replica_log_sizes(c, topic):
     return out
 
 
+class LeaderAnnouncements:
+    """Whether a broker ever names a partition's leader before that leader leads: asks every
+    live broker for the partition over and over, and whenever one names a leader epoch newer
+    than any seen from the leader itself, asks the leader at once. A leader naming an older
+    epoch then is a violation (a client told of it would be refused, NOT_LEADER_OR_FOLLOWER)."""
+
+    def __init__(self, c, topic, partition=0):
+        self.c, self.topic, self.partition = c, topic, partition
+        self.announced = 0      # newer epochs seen from another broker, checked at the leader
+        self.violations = []
+        self._confirmed = {}    # leader -> the newest epoch it named itself
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leader-announcements", daemon=True)
+
+    def _state(self, via):
+        t = self.c.metadata(via, [self.topic], timeout=2)["topics"].get(self.topic)
+        return None if t is None or t["error"] != 0 else t["partitions"].get(self.partition)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for b in self.c.live_ids():
+                try:
+                    s = self._state(b)
+                    leader, epoch = (s["leader"], s["leader_epoch"]) if s else (-1, -1)
+                    if leader < 0 or leader == b or epoch <= self._confirmed.get(leader, -1):
+                        continue
+                    own = self._state(leader)
+                except Exception:  # a broker killed, starting or stopping
+                    continue
+                self.announced += 1
+                if own is None or own["leader_epoch"] < epoch:  # (a newer epoch: it led, then moved on)
+                    self.violations.append("broker %d named %d leader at epoch %d; %d itself said %s"
+                                           % (b, leader, epoch, leader, own and (own["leader"], own["leader_epoch"])))
+                else:
+                    self._confirmed[leader] = own["leader_epoch"]
+            time.sleep(0.001)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        return self
+
+
 def test_hard_bounce_leader_5_times():
     began = time.monotonic()
     c = start_cluster()
@@ -366,6 +414,7 @@ def test_hard_bounce_leader_5_times():
     create_topic(c, topic)
     p = start_producer(c, topic)
     progress(p, "before any fault")
+    watch = LeaderAnnouncements(c, topic).start()
     rounds = []
     for n in range(5):
         before = c.partition_state(topic, 0)
@@ -386,7 +435,12 @@ def test_hard_bounce_leader_5_times():
         wait_isr_full(c, topic, timeout=60)
         rounds.append("%d:%s" % (leader, "%.1fs" % took if took is not None else "-"))
     progress(p, "after the last bounce")
-    finish(c, topic, p, "hard bounce x5", began, extra="killed(leader:failover)=%s" % " ".join(rounds))
+    watch.stop()
+    # The controller tells the brokers of a new leader only once it leads (controller.cc).
+    assert not watch.violations, "%d of %d new leaders named before they led, e.g. %s" % (
+        len(watch.violations), watch.announced, watch.violations[:3])
+    finish(c, topic, p, "hard bounce x5", began, extra="killed(leader:failover)=%s; new leaders checked at once "
+           "when named: %d" % (" ".join(rounds), watch.announced))
 
 
 def test_clean_bounce_every_broker():
