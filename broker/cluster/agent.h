@@ -248,7 +248,8 @@ private:
     void send_held_requests();
     void release_held_update_metadata();
     std::vector<std::pair<std::string, int32_t>> hosted_by(int32_t broker_id) const;
-    void send_partition_changes(const std::vector<std::pair<std::string, int32_t>>& changed);
+    void send_partition_changes(const std::vector<std::pair<std::string, int32_t>>& changed,
+                                bool leaders_first = true);
     void send_full_state(int32_t broker_id);
     proto::update_metadata_request build_update_metadata() const;
     // Sends a controller request to `broker_id` (applied directly when it is this broker);

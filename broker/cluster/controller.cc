@@ -407,7 +407,22 @@ void cluster_agent::send_update_metadata_to_all() {
 }
 
 void cluster_agent::send_partition_changes(
-    const std::vector<std::pair<std::string, int32_t>>& changed) {
+    const std::vector<std::pair<std::string, int32_t>>& changed, bool leaders_first) {
+    if (!leaders_first) {
+        // New topics or partitions: a leader told only of its own would show a topic short
+        // of partitions (and hash group ids over too few partitions of __consumer_offsets)
+        // until UpdateMetadata, so every replica is told at once, as Kafka does.
+        std::map<int32_t, std::vector<std::pair<std::string, int32_t>>> by_broker;
+        for (const auto& [name, index] : changed) {
+            auto topic = _controlled.find(name);
+            if (topic == _controlled.end()) continue;
+            for (int32_t r : topic->second.assignment.partitions.at(index))
+                by_broker[r].emplace_back(name, index);
+        }
+        for (const auto& [id, partitions] : by_broker) send_leader_and_isr(id, partitions);
+        send_update_metadata_to_all();
+        return;
+    }
     for (const auto& [name, index] : changed) {
         auto topic = _controlled.find(name);
         if (topic == _controlled.end()) continue;
@@ -567,14 +582,14 @@ void cluster_agent::on_topics_changed() {
         changed.insert(changed.end(), more.begin(), more.end());
     }
     if (!is_controller()) return;
-    send_partition_changes(changed);
+    send_partition_changes(changed, /*leaders_first=*/false);
 }
 
 void cluster_agent::on_topic_changed(const std::string& name) {
     if (!read_topic(name)) return;
     auto changed = reconcile(name);
     if (!is_controller()) return;
-    send_partition_changes(changed);
+    send_partition_changes(changed, /*leaders_first=*/false);
 }
 
 void cluster_agent::on_delete_topics() {
