@@ -31,8 +31,10 @@ Writeback again after each measured produce.
     bytes, back to back, --seconds), then `spatectl perf produce --acks all` at --rate
     records/s for --seconds into an RF --rf topic (one partition, min.insync.replicas
     --min-isr; spatectl's default batching: linger 0). Prints p50/p99/p99.9 of both and
-    produce p99 / round-trip p99; then, as context, the same produce unreplicated
-    (RF 1, acks=1).
+    produce p99 / round-trip p99, and the leader's own share (its Produce latency
+    histogram on /metrics, frame received -> answer queued, as bucket bounds: what is
+    not in it is the network, wake-ups and the client); then, as context, the same
+    produce unreplicated (RF 1, acks=1).
  3. failover: one partition, RF --rf, min.insync.replicas --min-isr; a confluent_kafka
     producer (acks=all, not idempotent, linger.ms 0, librdkafka's default metadata
     refresh) sends a record to partition 0 every 5 ms from its own thread and notes each
@@ -254,6 +256,31 @@ def phase_throughput(args, c, out):
 
 # ---- phase 2: latency ----------------------------------------------------------------------------
 
+def produce_buckets(c, node):
+    """Broker `node`'s Produce latency histogram (frame received -> answer queued, its
+    /metrics): {bucket bound in s: cumulative count}, or None where there is none (Kafka)."""
+    try:
+        import metrics_test  # tests/cluster: the scrape its tests use
+        samples = metrics_test.scrape(c.broker(node))
+    except Exception:
+        return None
+    out = {}
+    for (name, labels), count in samples.items():
+        labels = dict(labels)
+        if name == "spate_request_latency_seconds_bucket" and labels.get("request") == "Produce":
+            out[float(labels["le"])] = count
+    return out
+
+
+def bucket_percentiles(before, after, quantiles):
+    """The bucket bound (us) each quantile falls in, over what was counted between two
+    produce_buckets() readings."""
+    delta = sorted((le, n - before.get(le, 0)) for le, n in after.items())
+    total = delta[-1][1] if delta else 0
+    return {q: next((le * 1e6 for le, n in delta if total and n >= q / 100 * total), None)
+            for q in quantiles}
+
+
 def phase_latency(args, c, out):
     seconds = args.seconds
     records = int(args.rate * seconds)
@@ -269,6 +296,8 @@ def phase_latency(args, c, out):
         "p99.9 %.1f us, max %.1f us" % (args.record_size, sp.get("count", -1), sp[50.0], sp[99.0],
                                         sp[99.9], sp.get("max", -1)))
     settle("produce at %d/s" % args.rate)
+    leader = c.leader_of(topic, 0)
+    before = produce_buckets(c, leader) if leader is not None else None
     try:
         res = perf_produce(args, c, topic, records, -1, args.rate, timeout=seconds * 3 + 120)
     except RuntimeError as e:  # as in phase 1: said, no ratio
@@ -280,6 +309,8 @@ def phase_latency(args, c, out):
         delete_topic(c, topic)
         return {}
     log("    [%s]  (after: %s)" % (res["line"], machine.state()))
+    after = produce_buckets(c, leader) if before is not None else None
+    inside = bucket_percentiles(before, after, (50, 99, 99.9)) if after else None
     delete_topic(c, topic)
     # Context, not the goal: the same run unreplicated (RF 1, acks=1, as bench/e2e.py's
     # latency figure), so a bad ratio shows whether it is replication or the machine.
@@ -296,6 +327,12 @@ def phase_latency(args, c, out):
     out.append("acks=all produce at %d/s (RF %d):  p50 %8.1f us   p99 %8.1f us   p99.9 %8.1f us   (%.0f s)"
                % (args.rate, args.rf, p["p50_ms"], p["p99_ms"], p["p999_ms"], seconds))
     out.append("ratio produce p99 / round-trip p99:   %8.2f   (goal <= 6)" % (p["p99_ms"] / sp[99.0]))
+    if inside:
+        # Where the client's time goes: inside the leader (waiting for the followers
+        # included), or outside it (the network, wake-ups, the client).
+        out.append("  in the leader (broker %d: frame received -> answer queued, /metrics bucket "
+                   "bounds): p50 <= %s us   p99 <= %s us   p99.9 <= %s us"
+                   % (leader, *("%g" % inside[q] if inside[q] is not None else "?" for q in (50, 99, 99.9))))
     out.append("  context: RF 1 acks=1 at %d/s:      p50 %8.1f us   p99 %8.1f us   p99.9 %8.1f us   "
                "(ratio %.2f)" % (args.rate, b1["p50_ms"], b1["p99_ms"], b1["p999_ms"],
                                  b1["p99_ms"] / sp[99.0]))
@@ -585,6 +622,7 @@ def main():
     load_before = os.getloadavg()
     out = []
     extra = "pin_shards = %s\n" % ("true" if args.pin_shards else "false")
+    extra += 'metrics_listen = "127.0.0.1:0"\n'  # phase 2 reads the leader's own Produce time
     for line in args.broker_config:
         extra += line + "\n"
     log("spate replication bench: 3 brokers (%d shards, pin_shards %s), 1 ZooKeeper, %d cpus; %s"
