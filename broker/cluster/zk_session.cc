@@ -167,6 +167,15 @@ zk_result<void> zk_session::multi(const std::vector<zk_op>& ops) {
         }
     }
     const int rc = retry([&] {
+        // libzookeeper 3.8's zoo_amulti, on a handle it can no longer use (session expired,
+        // auth failed), stops preparing the ops at the first one and then, for each later
+        // op, frees a path pointer it never set: in practice the first op's path, which is
+        // ours (ASan: free() of operator new's memory; without ASan a double free). Such a
+        // handle stays unusable for its life, so a multi is not handed to it; what is left
+        // is the moment between this check and the call.
+        const int state = zoo_state(_handle);
+        if (state == ZOO_EXPIRED_SESSION_STATE || state == ZOO_AUTH_FAILED_STATE)
+            return static_cast<int>(ZINVALIDSTATE);
         return zoo_multi(_handle, static_cast<int>(raw.size()), raw.data(), results.data());
     });
     if (rc == ZOK) return {};
