@@ -408,28 +408,26 @@ void cluster_agent::send_update_metadata_to_all() {
 
 void cluster_agent::send_partition_changes(
     const std::vector<std::pair<std::string, int32_t>>& changed, bool leaders_first) {
-    if (!leaders_first) {
-        // New topics or partitions: a leader told only of its own would show a topic short
-        // of partitions (and hash group ids over too few partitions of __consumer_offsets)
-        // until UpdateMetadata, so every replica is told at once, as Kafka does.
-        std::map<int32_t, std::vector<std::pair<std::string, int32_t>>> by_broker;
-        for (const auto& [name, index] : changed) {
-            auto topic = _controlled.find(name);
-            if (topic == _controlled.end()) continue;
-            for (int32_t r : topic->second.assignment.partitions.at(index))
-                by_broker[r].emplace_back(name, index);
-        }
-        for (const auto& [id, partitions] : by_broker) send_leader_and_isr(id, partitions);
-        send_update_metadata_to_all();
-        return;
-    }
+    std::map<int32_t, std::vector<std::pair<std::string, int32_t>>> by_broker;  // replicas
     for (const auto& [name, index] : changed) {
         auto topic = _controlled.find(name);
         if (topic == _controlled.end()) continue;
         for (int32_t r : topic->second.assignment.partitions.at(index))
-            _held_leader_and_isr[r].emplace_back(name, index);
+            by_broker[r].emplace_back(name, index);
     }
-    tell_leaders_first(changed);
+    if (leaders_first) {
+        for (const auto& [id, partitions] : by_broker) {
+            auto& held = _held_leader_and_isr[id];
+            held.insert(held.end(), partitions.begin(), partitions.end());
+        }
+        tell_leaders_first(changed);
+        return;
+    }
+    // New topics or partitions: a leader told only of its own would show a topic short of
+    // partitions (and hash group ids over too few partitions of __consumer_offsets) until
+    // UpdateMetadata, so every replica is told at once, as Kafka does.
+    for (const auto& [id, partitions] : by_broker) send_leader_and_isr(id, partitions);
+    send_update_metadata_to_all();
 }
 
 void cluster_agent::tell_leaders_first(

@@ -847,7 +847,7 @@ def wait_processed(ledger, acked, timeout, what, c=None, topic=None):
         distinct = ledger.distinct()
         missing[0] = want - distinct.keys()
         if unplaced:
-            at.update({(p, v): o for (p, o), v in distinct.items()})
+            at.update({(p, v): o for (p, o), v in distinct.items() if (p, v) in unplaced})
             missing[1] = {pv for pv in unplaced if pv not in at}
         return not missing[0] and not missing[1]
     try:
