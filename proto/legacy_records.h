@@ -87,6 +87,7 @@ result<void> for_each_legacy_message(std::span<const uint8_t> set, size_t bytes_
         auto inner = decompress(codec, *outer.message.value, bytes_max);
         if (!inner) return inner.failure();
         // Magic 1 inner offsets are relative: the wrapper's offset is the last inner one.
+        // Both come from the peer: the arithmetic wraps, as Java's longs do.
         std::vector<legacy_message> messages;
         size_t inner_at = 0;
         while (inner_at < inner->size()) {
@@ -100,10 +101,12 @@ result<void> for_each_legacy_message(std::span<const uint8_t> set, size_t bytes_
             messages.push_back((*entry)->message);
         }
         if (messages.empty()) return error{EINVAL, "an empty legacy wrapper message"};
-        const int64_t shift =
-            outer.message.magic >= 1 ? outer.message.offset - messages.back().offset : 0;
+        const uint64_t shift = outer.message.magic >= 1
+                                   ? static_cast<uint64_t>(outer.message.offset) -
+                                         static_cast<uint64_t>(messages.back().offset)
+                                   : 0;
         for (legacy_message& m : messages) {
-            m.offset += shift;
+            m.offset = static_cast<int64_t>(static_cast<uint64_t>(m.offset) + shift);
             if (outer.message.magic >= 1 && (outer.message.attributes & 0x08) != 0)
                 m.timestamp = outer.message.timestamp;  // LogAppendTime of the wrapper
             fn(static_cast<const legacy_message&>(m));

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <zlib.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -136,6 +137,17 @@ TEST_CASE("up-conversion of a compressed v1 wrapper keeps its codec and inner re
     REQUIRE(check.error == batch_error::none);
     CHECK(check.header.codec() == compression_codec::gzip);
     CHECK(check.header.records_count == 3);
+    // The wrapper's offset (outside the CRC) comes from the peer: the smallest one makes
+    // the inner offsets wrap, as Java's longs do, and the up-conversion still works.
+    auto lowest = *wrapper;
+    lowest[0] = 0x80;
+    for (int i = 1; i < 8; ++i) lowest[i] = 0;
+    std::vector<std::string> lowest_values;
+    auto wrapped = messages_of(lowest, lowest_values);
+    REQUIRE(wrapped.size() == 3);
+    CHECK(wrapped[2].offset == std::numeric_limits<int64_t>::min());
+    CHECK(wrapped[0].offset == std::numeric_limits<int64_t>::max() - 1);
+    CHECK(upconvert_message_set(lowest, one_mib));
     // A wrapper inside a wrapper is refused.
     auto nested_packed = compress(compression_codec::gzip, *wrapper);
     REQUIRE(nested_packed);
