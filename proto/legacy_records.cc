@@ -144,8 +144,8 @@ result<std::vector<uint8_t>> downconvert_batches(std::span<const uint8_t> batche
                 const int64_t timestamp =
                     h.has_log_append_time() ? h.max_timestamp
                                             : record_timestamp(h.base_timestamp, r.timestamp_delta);
-                write_message(converted, magic, h.base_offset + r.offset_delta, attributes,
-                              timestamp, r.key, r.value);
+                write_message(converted, magic, record_offset(h.base_offset, r.offset_delta),
+                              attributes, timestamp, r.key, r.value);
             });
             if (!walked) {
                 failed = walked.failure();

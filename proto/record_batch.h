@@ -105,7 +105,11 @@ struct batch_header {
     bool has_log_append_time() const { return (attributes & batch_attribute_log_append_time) != 0; }
     // Bytes on the wire, including base_offset and batch_length.
     int64_t total_size() const { return static_cast<int64_t>(batch_log_overhead) + batch_length; }
-    int64_t last_offset() const { return base_offset + last_offset_delta; }
+    // Wraps instead of overflowing, as record_offset does (both fields come from peers).
+    int64_t last_offset() const {
+        return static_cast<int64_t>(static_cast<uint64_t>(base_offset) +
+                                    static_cast<uint64_t>(int64_t{last_offset_delta}));
+    }
 };
 
 // Reads the header fields of the batch at the start of `bytes` (needs at least
@@ -285,6 +289,9 @@ result<void> for_each_record(std::span<const uint8_t> batch, size_t decompressed
 inline int64_t record_timestamp(int64_t base, int64_t delta) {
     return static_cast<int64_t>(static_cast<uint64_t>(base) + static_cast<uint64_t>(delta));
 }
+// A record's offset: the batch's base plus the record's delta, wrapping the same way (a
+// batch read from a peer or a damaged file may carry a base offset near INT64_MAX).
+inline int64_t record_offset(int64_t base, int64_t delta) { return record_timestamp(base, delta); }
 
 // Converts text to the byte view the record functions take.
 inline std::span<const uint8_t> byte_view(std::string_view text) {

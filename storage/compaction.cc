@@ -204,7 +204,7 @@ result<cleaned_batch> clean_batch(std::span<const uint8_t> batch, const key_offs
     for (const record_extent& record : *records) {
         bool keep = true;
         if (record.key) {
-            const int64_t offset = header->base_offset + record.offset_delta;
+            const int64_t offset = proto::record_offset(header->base_offset, record.offset_delta);
             const std::optional<int64_t> latest = map.get(hash_key(*record.key));
             if (latest && *latest > offset) {
                 keep = false;

@@ -95,7 +95,7 @@ result<partition_log::offset_and_timestamp> first_record_at_or_after(const segme
         bytes, timestamp_search_decompressed_bytes_max, [&](const proto::record_view& record) {
             if (proto::record_timestamp(h.base_timestamp, record.timestamp_delta) < timestamp)
                 return true;
-            found = {h.base_offset + record.offset_delta,
+            found = {proto::record_offset(h.base_offset, record.offset_delta),
                      proto::record_timestamp(h.base_timestamp, record.timestamp_delta)};
             return false;
         });

@@ -85,6 +85,21 @@ TEST_CASE("down-conversion stops at the byte limit but always converts one batch
     CHECK(messages_of(*both, values).size() == 100);
 }
 
+TEST_CASE("down-conversion of a batch at the last offset wraps as Java's longs do") {
+    // Batches reach it from files and peers: a base offset of INT64_MAX is not an overflow.
+    batch_builder builder(compression_codec::none, t0);
+    builder.add(std::nullopt, byte_view("last"));
+    builder.add(std::nullopt, byte_view("wrapped"));
+    auto set = downconvert_batches(builder.build(std::numeric_limits<int64_t>::max()), 0, one_mib);
+    REQUIRE(set);
+    std::vector<std::string> values;
+    auto messages = messages_of(*set, values);
+    REQUIRE(messages.size() == 2);
+    CHECK(messages[0].offset == std::numeric_limits<int64_t>::max());
+    CHECK(messages[1].offset == std::numeric_limits<int64_t>::min());
+    CHECK(values[1] == "wrapped");
+}
+
 TEST_CASE("up-conversion round-trips v0 and v1 sets into one batch v2") {
     for (int8_t magic : {0, 1}) {
         CAPTURE(magic);
