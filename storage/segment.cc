@@ -17,6 +17,14 @@ namespace spate::storage {
 
 namespace {
 
+// Whether a batch read from the file has offsets a log can hold: a last offset delta that is
+// not negative, and a next offset (last + 1) within int64. The base offset is outside the
+// CRC, so a damaged file may carry any.
+bool offsets_plausible(const proto::batch_header& h) {
+    return h.last_offset_delta >= 0 && h.base_offset >= 0 &&
+           h.base_offset < std::numeric_limits<int64_t>::max() - h.last_offset_delta;
+}
+
 // The index rule of every writer of a segment (appends, compaction's rewrites), which
 // load_indexes' plausibility check relies on: an offset-index entry (and a time-index
 // entry for the largest timestamp so far) before the first batch past every
@@ -287,7 +295,7 @@ result<scan_outcome> segment::scan(scan_mode mode, offset_rule rule) {
         // offsets.
         const bool in_order = rule == offset_rule::contiguous ? h.base_offset == next_offset
                                                               : h.base_offset >= next_offset;
-        if (!in_order || h.last_offset_delta < 0 ||
+        if (!in_order || !offsets_plausible(h) ||
             h.last_offset() - _base_offset > std::numeric_limits<int32_t>::max())
             break;
         record_append(h, position);
@@ -399,7 +407,7 @@ result<bool> segment::adopt_clean_state(int64_t next_offset, offset_rule rule) {
         if (!batch) return batch.failure();
         const proto::batch_check check =
             proto::validate_batch(*batch, static_cast<size_t>(total), proto::batch_source::log);
-        if (check.error != proto::batch_error::none || check.header.last_offset_delta < 0)
+        if (check.error != proto::batch_error::none || !offsets_plausible(check.header))
             return false;
         const proto::batch_header& h = check.header;
         if (first && !entries.empty()) {
