@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -412,6 +414,70 @@ TEST_CASE("a compacted log reopens intact after a clean close and after a crash"
         REQUIRE(rebuilt->run_sync_requests().ok());
         compact_fully(*rebuilt, now_base_ms);
         CHECK(read_records(*rebuilt).size() < expected.size() + 80);
+    }
+}
+
+TEST_CASE("a base offset near INT64_MAX where offsets may jump is damage, not an offset") {
+    // Offsets may jump forward in a compacted segment, or anywhere after a follower's gaps,
+    // and the base offset is outside the CRC: a damaged one near INT64_MAX must end the log
+    // there, not overflow its arithmetic.
+    temp_dir dir("compact-offset-overflow");
+    const log_config config = compact_config();
+    {
+        auto log = open_log(dir.path(), config);
+        append_updates(*log, 4, 40, now_base_ms);
+        REQUIRE(log->run_sync_requests().ok());
+        compact_fully(*log, now_base_ms);
+        REQUIRE(log->compaction_progress().segments_rewritten > 0);
+    }  // not closed: as after kill -9, and without the recovery point everything is scanned
+    fs::remove(dir.path() / recovery_point_file_name);
+    // Gaps allowed in every segment (as a follower's log may have them), the last one too.
+    REQUIRE(write_checkpoint(dir.path() / replicated_gaps_file_name, 0));
+    std::vector<fs::path> segments;
+    for (const auto& entry : fs::directory_iterator(dir.path()))
+        if (entry.path().extension() == ".log") segments.push_back(entry.path());
+    std::sort(segments.begin(), segments.end());
+    REQUIRE(!segments.empty());
+    // The first segment holding a batch gets its last batch's base offset set to
+    // INT64_MAX - 1, and its last offset delta to 5 (as if compaction had removed records;
+    // the CRC fixed): the last offset is past INT64_MAX, which UBSan would catch.
+    std::vector<uint8_t> bytes;
+    fs::path damaged;
+    size_t last_at = 0;
+    int64_t damaged_base = -1;
+    for (const fs::path& segment : segments) {
+        std::ifstream in(segment, std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        size_t at = 0;
+        auto split = proto::for_each_batch(
+            bytes, [&](std::span<const uint8_t> batch, const proto::batch_header& h) {
+                last_at = at;
+                damaged_base = h.base_offset;
+                at += batch.size();
+            });
+        REQUIRE(split);
+        if (damaged_base >= 0) {
+            damaged = segment;
+            break;
+        }
+    }
+    REQUIRE(damaged_base >= 0);
+    const int64_t huge = std::numeric_limits<int64_t>::max() - 1;
+    for (int i = 0; i < 8; ++i)
+        bytes[last_at + static_cast<size_t>(i)] = static_cast<uint8_t>(huge >> (56 - 8 * i));
+    bytes[last_at + proto::batch_last_offset_delta_offset + 3] = 5;
+    proto::update_batch_crc(std::span<uint8_t>(bytes).subspan(last_at));
+    {
+        std::ofstream out(damaged, std::ios::binary | std::ios::trunc);
+        out.write(reinterpret_cast<const char*>(bytes.data()),
+                  static_cast<std::streamsize>(bytes.size()));
+    }
+    auto log = open_log(dir.path(), config);
+    CHECK(log->log_end_offset() >= 0);
+    CHECK(log->log_end_offset() <= damaged_base);
+    for (const auto& record : read_records(*log)) {
+        CHECK(record.offset >= 0);
+        CHECK(record.offset < damaged_base);
     }
 }
 
