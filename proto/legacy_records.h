@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "proto/compression.h"
+#include "proto/record_batch.h"
 #include "proto/result.h"
 
 namespace spate::proto {
@@ -101,12 +102,11 @@ result<void> for_each_legacy_message(std::span<const uint8_t> set, size_t bytes_
             messages.push_back((*entry)->message);
         }
         if (messages.empty()) return error{EINVAL, "an empty legacy wrapper message"};
-        const uint64_t shift = outer.message.magic >= 1
-                                   ? static_cast<uint64_t>(outer.message.offset) -
-                                         static_cast<uint64_t>(messages.back().offset)
-                                   : 0;
+        const int64_t shift = outer.message.magic >= 1
+                                  ? wrapping_sub(outer.message.offset, messages.back().offset)
+                                  : 0;
         for (legacy_message& m : messages) {
-            m.offset = static_cast<int64_t>(static_cast<uint64_t>(m.offset) + shift);
+            m.offset = wrapping_add(m.offset, shift);
             if (outer.message.magic >= 1 && (outer.message.attributes & 0x08) != 0)
                 m.timestamp = outer.message.timestamp;  // LogAppendTime of the wrapper
             fn(static_cast<const legacy_message&>(m));

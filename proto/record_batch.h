@@ -45,6 +45,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -105,10 +106,13 @@ struct batch_header {
     bool has_log_append_time() const { return (attributes & batch_attribute_log_append_time) != 0; }
     // Bytes on the wire, including base_offset and batch_length.
     int64_t total_size() const { return static_cast<int64_t>(batch_log_overhead) + batch_length; }
-    // Wraps instead of overflowing, as record_offset does (both fields come from peers).
-    int64_t last_offset() const {
-        return static_cast<int64_t>(static_cast<uint64_t>(base_offset) +
-                                    static_cast<uint64_t>(int64_t{last_offset_delta}));
+    // Wraps instead of overflowing (both fields come from peers); see next_offset_fits.
+    int64_t last_offset() const;
+    // Whether the offsets are ones a log can hold: a last offset delta that is not negative
+    // and a next offset (last + 1) within int64.
+    bool next_offset_fits() const {
+        return last_offset_delta >= 0 &&
+               base_offset < std::numeric_limits<int64_t>::max() - last_offset_delta;
     }
 };
 
@@ -286,12 +290,19 @@ result<void> for_each_record(std::span<const uint8_t> batch, size_t decompressed
 
 // A record's timestamp: the batch's base plus the record's delta, wrapping as Java's long
 // arithmetic does instead of overflowing (both come from peers and may be anything).
-inline int64_t record_timestamp(int64_t base, int64_t delta) {
-    return static_cast<int64_t>(static_cast<uint64_t>(base) + static_cast<uint64_t>(delta));
+inline int64_t wrapping_add(int64_t a, int64_t b) {
+    return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
 }
+inline int64_t wrapping_sub(int64_t a, int64_t b) {
+    return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+inline int64_t record_timestamp(int64_t base, int64_t delta) { return wrapping_add(base, delta); }
 // A record's offset: the batch's base plus the record's delta, wrapping the same way (a
 // batch read from a peer or a damaged file may carry a base offset near INT64_MAX).
-inline int64_t record_offset(int64_t base, int64_t delta) { return record_timestamp(base, delta); }
+inline int64_t record_offset(int64_t base, int64_t delta) { return wrapping_add(base, delta); }
+inline int64_t batch_header::last_offset() const {
+    return wrapping_add(base_offset, last_offset_delta);
+}
 
 // Converts text to the byte view the record functions take.
 inline std::span<const uint8_t> byte_view(std::string_view text) {

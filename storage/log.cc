@@ -359,8 +359,7 @@ result<std::vector<append_result>> partition_log::append_batches(
                 return error{offset_out_of_order,
                              "append: batch at offset " + std::to_string(header->base_offset) +
                                  " below the log end " + std::to_string(expected_end)};
-            if (header->base_offset >
-                std::numeric_limits<int64_t>::max() - 1 - header->last_offset_delta)
+            if (!header->next_offset_fits())
                 return error{invalid_batch, "append: batch offsets beyond int64"};
             expected_end = header->last_offset() + 1;
         }

@@ -17,12 +17,10 @@ namespace spate::storage {
 
 namespace {
 
-// Whether a batch read from the file has offsets a log can hold: a last offset delta that is
-// not negative, and a next offset (last + 1) within int64. The base offset is outside the
-// CRC, so a damaged file may carry any.
+// Whether a batch read from the file has offsets a log can hold (the base offset is outside
+// the CRC, so a damaged file may carry any).
 bool offsets_plausible(const proto::batch_header& h) {
-    return h.last_offset_delta >= 0 && h.base_offset >= 0 &&
-           h.base_offset < std::numeric_limits<int64_t>::max() - h.last_offset_delta;
+    return h.base_offset >= 0 && h.next_offset_fits();
 }
 
 // The index rule of every writer of a segment (appends, compaction's rewrites), which
