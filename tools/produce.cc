@@ -493,12 +493,19 @@ public:
         }
     }
 
-    // Seals batches whose linger time is up (all of them when `everything`).
+    // Seals batches whose linger time is up (all of them when `everything`). As with
+    // Kafka's sticky partitioner (KIP-480), the sticky partition moves on once its batch
+    // is sealed, whether full or lingered out: a paced producer whose batches never fill
+    // still spreads its records over every partition.
     void seal_lingering(int64_t now, bool everything) {
-        for (auto& partition : _partitions)
-            if (partition.builder && (everything || now - partition.first_record_us >=
-                                                        int64_t{_settings.linger_ms} * 1000))
-                seal(partition);
+        for (size_t i = 0; i < _partitions.size(); ++i) {
+            auto& partition = _partitions[i];
+            if (!partition.builder || (!everything && now - partition.first_record_us <
+                                                          int64_t{_settings.linger_ms} * 1000))
+                continue;
+            seal(partition);
+            if (i == _sticky) _sticky = (_sticky + 1) % _partitions.size();
+        }
     }
 
     // Whether the producer may take more records now (bounds memory like buffer.memory).
