@@ -417,7 +417,7 @@ void shard_state::housekeeping() {
             if (auto compacted = p->log().compact_step(now_ms); !compacted)
                 p->note_storage_failure("compaction", compacted.failure());
             if (p->producers().producer_count() > 0 && p->producer_state_dirty() && snapshot_due) {
-                if (auto saved = p->save_producer_state(storage::file_durability::synced); !saved)
+                if (auto saved = p->save_producer_state(storage::file_durability::unsynced); !saved)
                     net::log_error("producer state of %s-%d: %s", name.c_str(), p->index(),
                                    saved.failure().message.c_str());
             }

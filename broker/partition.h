@@ -74,8 +74,10 @@ public:
     // from the log start. The state counts as saved (not dirty) after a restore only
     // when the files alone give it back without reading batches: a snapshot at the log
     // end, or no snapshot and an empty log; so an idle partition's close writes none.
-    // An unsynced save is for a shutdown that syncs the file system afterwards (a crash
-    // before that leaves the old snapshot or a damaged one: a longer rebuild, no harm).
+    // An unsynced save is for a shutdown that syncs the file system afterwards, and for
+    // the periodic save (a power loss before writeback leaves the old snapshot or a
+    // damaged one: a longer rebuild, no harm; or one beyond the lost log tail, which the
+    // restore replaces), which synced stalled the shard for two fsyncs per partition.
     // The restore replaces whatever state the partition held, so a follower calls it
     // again after truncating its log. A snapshot taken beyond the log end (the log was
     // truncated below it, or lost its tail in a crash) describes batches the log no longer
