@@ -140,8 +140,6 @@ result<void> partition_log::recover() {
         return compacted || replicated ? offset_rule::increasing : offset_rule::contiguous;
     };
     bool clean = false;
-    // The epochs that start in the batches the scan kept, in log order.
-    std::vector<epoch_entry> scanned_epochs;
 
     if (found.empty()) {
         auto created = segment::create(_dir, checkpointed_start, now_ms, preallocate_bytes,
@@ -180,11 +178,6 @@ result<void> partition_log::recover() {
                 const offset_rule rule = rule_for(i);
                 auto outcome = seg.scan(scan_mode::truncate_invalid, rule);
                 if (!outcome) return outcome.failure();
-                // What it kept is valid: the epochs that start there, for the file's check.
-                if (auto collected = seg.collect_epoch_starts(scanned_epochs); !collected)
-                    net::log_warn("%s: reading the epochs of scanned segment %s: %s", _dir.c_str(),
-                                  seg.path().filename().c_str(),
-                                  collected.failure().message.c_str());
                 _log_end = outcome->next_offset;
                 // Junk after the last valid batch loses no offset when the next segment
                 // starts right where the valid data ends; a cut before that loses them.
@@ -250,14 +243,6 @@ result<void> partition_log::recover() {
     _durable = _log_end;
     _active_synced = _log_end;
 
-    // The epochs before the recovery point, which passes the scanned batches below: the
-    // epochs they start may be missing from a file written unsynced (storage/log.h).
-    // Looked up only when the listing found it, as the checkpoints are.
-    const auto epochs_read = leader_epochs_present ? leader_epoch_cache::read_file(
-                                                         _dir / leader_epoch_file_name, _epochs)
-                                                   : leader_epoch_cache::read_status::missing;
-    if (auto loaded = load_leader_epochs(epochs_read, scanned_epochs); !loaded) return loaded;
-
     if (clean) {
         // The marker stays: it describes the files as they are, and is removed durably
         // before the first change (retire_clean_marker), so an idle partition opens and
@@ -288,6 +273,11 @@ result<void> partition_log::recover() {
     }
     _recovery_point = _log_end;
     _checkpointed_recovery_point = _log_end;
+    // Looked up only when the listing found it, as the checkpoints are.
+    const auto epochs_read = leader_epochs_present ? leader_epoch_cache::read_file(
+                                                         _dir / leader_epoch_file_name, _epochs)
+                                                   : leader_epoch_cache::read_status::missing;
+    if (auto loaded = load_leader_epochs(epochs_read); !loaded) return loaded;
     // A run after every start picks up tombstones and young segments whose time came
     // while the partition was closed.
     _compaction_due_ms = 0;
