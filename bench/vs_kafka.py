@@ -174,7 +174,7 @@ def run_broker(args, broker, results, rate):
                 # A workload the broker could not serve is a result too (Kafka 1.0.2 closed
                 # a producer's connection at 1,000 partitions here); the others still run.
                 log("  %-8s %-16s failed: %s" % (broker.name, name, failure))
-                results[name] = {"failed": str(failure).strip()[-300:]}
+                results.setdefault("failed", []).append((name, str(failure).strip()[-300:]))
     results["rss_mib"] = broker.peak_rss_mib()
 
 
@@ -184,10 +184,6 @@ def latencies(figures, prefix):
 
 def report(results, rate):
     k, s = results["kafka"], results["spate"]
-    failed = [(who, n, r[n]["failed"]) for who, r in (("kafka", k), ("spate", s))
-              for n in r if isinstance(r[n], dict) and "failed" in r[n]]
-    k = {n: v for n, v in k.items() if not (isinstance(v, dict) and "failed" in v)}
-    s = {n: v for n, v in s.items() if not (isinstance(v, dict) and "failed" in v)}
     log("")
     log("%-17s %10s %10s %8s %13s %13s %8s" % ("phase", "kafka MB/s", "spate MB/s", "s/k",
                                              "kafka CPU/GiB", "spate CPU/GiB", "k/s CPU"))
@@ -208,8 +204,9 @@ def report(results, rate):
                 name, label, latencies(a, prefix), latencies(b, prefix),
                 a[prefix + "p99"] / b[prefix + "p99"] if b[prefix + "p99"] > 0 else float("nan")))
     log("")
-    for who, name, why in failed:
-        log("%s %s failed: %s" % (name, who, why))
+    for who in ("kafka", "spate"):
+        for name, why in results[who].get("failed", []):
+            log("%s %s failed: %s" % (name, who, why))
     log("peak RSS: kafka %.0f MiB (JVM, heap -Xmx1G), spate %.0f MiB" % (k["rss_mib"], s["rss_mib"]))
     if rate[0]:
         log("OMB workloads at %.1f MB/s" % rate[0])

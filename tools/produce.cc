@@ -466,10 +466,8 @@ public:
         if (auto& open = _partitions[_sticky];
             open.builder && proto::batch_header_size + open.builder->uncompressed_records_bytes() +
                                     value.size() + record_overhead_bytes_max >
-                                static_cast<size_t>(_settings.batch_bytes)) {
+                                static_cast<size_t>(_settings.batch_bytes))
             seal(open);
-            _sticky = (_sticky + 1) % _partitions.size();
-        }
         auto& partition = _partitions[_sticky];
         if (!partition.builder) {
             // An idempotent producer numbers its records per partition; batches of one
@@ -487,25 +485,16 @@ public:
         partition.builder->add(std::nullopt, value);
         partition.created_us.push_back(now);
         if (proto::batch_header_size + partition.builder->uncompressed_records_bytes() >=
-            static_cast<size_t>(_settings.batch_bytes)) {
+            static_cast<size_t>(_settings.batch_bytes))
             seal(partition);
-            _sticky = (_sticky + 1) % _partitions.size();
-        }
     }
 
-    // Seals batches whose linger time is up (all of them when `everything`). As with
-    // Kafka's sticky partitioner (KIP-480), the sticky partition moves on once its batch
-    // is sealed, whether full or lingered out: a paced producer whose batches never fill
-    // still spreads its records over every partition.
+    // Seals batches whose linger time is up (all of them when `everything`).
     void seal_lingering(int64_t now, bool everything) {
-        for (size_t i = 0; i < _partitions.size(); ++i) {
-            auto& partition = _partitions[i];
-            if (!partition.builder || (!everything && now - partition.first_record_us <
-                                                          int64_t{_settings.linger_ms} * 1000))
-                continue;
-            seal(partition);
-            if (i == _sticky) _sticky = (_sticky + 1) % _partitions.size();
-        }
+        for (auto& partition : _partitions)
+            if (partition.builder && (everything || now - partition.first_record_us >=
+                                                        int64_t{_settings.linger_ms} * 1000))
+                seal(partition);
     }
 
     // Whether the producer may take more records now (bounds memory like buffer.memory).
@@ -588,7 +577,12 @@ private:
         return times;
     }
 
+    // Closes the partition's batch and queues it for its leader. As Kafka's sticky
+    // partitioner does (KIP-480), the next record goes to the next partition once the
+    // sticky one's batch is sealed, whether full or lingered out: a paced producer whose
+    // batches never fill still spreads its records over every partition.
     void seal(open_partition& partition) {
+        if (&partition == &_partitions[_sticky]) _sticky = (_sticky + 1) % _partitions.size();
         ready_batch batch;
         batch.partition = partition.partition;
         // Sequences wrap from INT32_MAX to 0, as Kafka's do (counted before release()
