@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "proto/assert.h"
+#include "proto/record_batch.h"
 #include "storage/file.h"
 
 namespace spate::storage {
@@ -148,8 +149,12 @@ std::optional<leader_epoch_cache> leader_epoch_cache::parse(std::string_view tex
 
 result<void> leader_epoch_cache::write_file(const std::filesystem::path& path) const {
     const std::string text = serialize();
-    return write_file_atomically(
-        path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+    return write_file_atomically(path, proto::byte_view(text));
+}
+
+result<void> leader_epoch_cache::write_file_unsynced(const std::filesystem::path& path) const {
+    const std::string text = serialize();
+    return replace_file_unsynced(path, proto::byte_view(text));
 }
 
 leader_epoch_cache::read_status leader_epoch_cache::read_file(const std::filesystem::path& path,

@@ -14,12 +14,14 @@
 // these rules (a wrong version, a count that disagrees with the lines, a number that
 // does not parse, an entry out of order) is damaged: partition_log rebuilds the cache
 // from the batches of the log (see storage/log.h). The file has no checksum (Kafka's has
-// none); its writes are atomic (write_file_atomically: temporary file, fsync, rename,
-// directory fsync), so a crash leaves the old or the new file, and a torn write at most
-// a .tmp file, which the open deletes.
+// none); its writes replace it whole (a temporary file renamed over it), so a crash
+// leaves the old or the new file, and a torn write at most a .tmp file, which the open
+// deletes. write_file makes the replacement durable (fsync, rename, directory fsync);
+// write_file_unsynced does not, which only a power loss can undo (the log's rules for
+// using each are in storage/log.h).
 //
 // Ownership: a member of its partition_log, on the partition's owner shard; not
-// thread-safe. The cache itself does no I/O except write_file and read_file; the log
+// thread-safe. The cache itself does no I/O except the writes and read_file; the log
 // decides when it is persisted.
 
 #include <cstdint>
@@ -88,8 +90,9 @@ public:
     // The cache a file's text describes; nullopt when the text is damaged.
     static std::optional<leader_epoch_cache> parse(std::string_view text);
 
-    // Writes the file atomically to `path`.
+    // Replaces the file at `path`, durably (write_file) or not (write_file_unsynced).
     result<void> write_file(const std::filesystem::path& path) const;
+    result<void> write_file_unsynced(const std::filesystem::path& path) const;
     enum class read_status : uint8_t { loaded, missing, damaged };
     // Reads `path` into `out` (left empty unless loaded). Any read error other than a
     // missing file counts as damage: the caller rebuilds the cache either way.

@@ -246,7 +246,11 @@ result<void> partition_log::advance_recovery_point() {
     if (completed == 0) return {};
     const int64_t point = _syncs[completed - 1].durable_offset;
     // A failed write leaves the requests done and the recovery point where it was; the
-    // next completion, sync() or close() writes it again.
+    // next completion, sync() or close() writes it again. The epoch file first: once the
+    // recovery point passes a batch, no open scans it to complete the file.
+    if (_epochs_unsynced) {
+        if (auto synced = sync_epochs(); !synced) return synced;
+    }
     if (auto written = write_checkpoint(_dir / recovery_point_file_name, point); !written)
         return written;
     _checkpointed_recovery_point = point;
@@ -611,6 +615,10 @@ result<void> partition_log::close() {
     }
     if (auto synced = sync(); !synced) return synced;
     if (auto sealed = active().seal(); !sealed) return sealed;
+    // The marker's open reads the epoch file and scans nothing.
+    if (_epochs_unsynced) {
+        if (auto synced = sync_epochs(); !synced) return synced;
+    }
     if (_checkpointed_recovery_point != _log_end) {
         if (auto written = write_checkpoint(_dir / recovery_point_file_name, _log_end); !written)
             return written;
@@ -628,8 +636,8 @@ result<bool> partition_log::close_unsynced() {
     abort_compaction();
     _usable = false;
     if (_clean_marker) return false;
-    // Everything from here on is made durable by the caller's syncfs; a failure leaves
-    // the log stopped without a marker, which the next open scans.
+    // Everything from here on is made durable by the caller's syncfs (the epoch file
+    // too); a failure leaves the log stopped without a marker, which the next open scans.
     if (auto sealed = active().seal_without_sync(); !sealed) return sealed.failure();
     _awaiting_close_sync = true;
     return true;
@@ -642,6 +650,7 @@ result<void> partition_log::close_after_sync() {
     // the outstanding requests (taken or not) and the active segment are on disk.
     _syncs.clear();
     _syncs.shrink_to_fit();
+    _epochs_unsynced = false;
     _durable = _log_end;
     _active_synced = _log_end;
     _recovery_point = _log_end;

@@ -141,15 +141,25 @@
 // epoch in the log: each appended batch (append or append_replicated) whose
 // partition_leader_epoch is newer than the latest adds an entry at its base offset, and
 // a new leader announces its epoch with assign_epoch before it has a batch. A new entry
-// is persisted (leader-epoch-checkpoint, atomically) before the first batch of its
-// epoch is written, so the file never lacks the epoch of a batch on disk; it may name an
-// epoch whose first batch never made it (a crash between the two), so the open drops
-// the entries starting at or after the recovered log end (Kafka's rule), and applies the
-// log start. A log start move (DeleteRecords, retention) drops the entries wholly before
-// it and raises the first kept one to it in memory only: the next open repeats that
-// from log-start-offset.checkpoint, so the move costs no further write. Any other change
-// of the cache is persisted before the next batch is written. The file is not covered
-// by the clean-shutdown marker (every open reads it), so writing it leaves the marker.
+// is written to leader-epoch-checkpoint (replaced whole) before the first batch of its
+// epoch, so after a process crash (kill -9: the page cache outlives it) the file never
+// lacks the epoch of a batch in the log. That write is not fsync'ed, as Kafka's is not
+// since KAFKA-15046: two fsyncs per new epoch stalled the shard for milliseconds, at the
+// first batch of every new partition and for every partition that changed leader. A
+// power loss can undo it, so the file is written durably before the recovery point
+// passes its entries (advance_recovery_point, close) and at open, and the open adds
+// the epochs that start in the batches it scans (every segment from the recovery
+// point's on) to the file's; the file vouches only for the log below the recovery point.
+// Only batches from the log start on count: a full truncation cut short by a crash
+// leaves old batches below it, whose epochs may exceed the new ones.
+// The file may name an epoch whose first batch never made it (a crash between the two),
+// so the open drops the entries starting at or after the recovered log end (Kafka's
+// rule), and applies the log start. A log start move (DeleteRecords, retention) drops
+// the entries wholly before it and raises the first kept one to it in memory only: the
+// next open repeats that from log-start-offset.checkpoint, so the move costs no further
+// write. Any other change of the cache is written before the next batch is. The file is
+// not covered by the clean-shutdown marker (every open reads it), so writing it leaves
+// the marker.
 // A new log writes it before its first batch, whatever epoch that carries, so a log
 // with batches and no file predates epochs (an upgrade) or lost the file: a missing or
 // damaged file is rebuilt at open from the batch headers of every segment and saved
@@ -192,10 +202,10 @@
 // on it; it is not thread-safe and every call is blocking file I/O on that shard (appends
 // hit the page cache; fdatasync happens only in sync(), run_sync_requests(), close(),
 // the truncations and at open; complete_sync() writes the small recovery-point
-// checkpoint; the first batch of a new leader epoch, assign_epoch and a log's first
-// batch write the small epoch checkpoint, and a follower's first gap the replicated-gaps
-// one; the first change after a clean open fsyncs the directory once to remove the
-// marker).
+// checkpoint, and the epoch file durably first when it was written unsynced; the
+// first batch of a new leader epoch, assign_epoch and a log's first batch write the
+// small epoch file (unsynced), and a follower's first gap the replicated-gaps one; the
+// first change after a clean open fsyncs the directory once to remove the marker).
 
 #include <chrono>
 #include <cstdint>
@@ -502,11 +512,16 @@ private:
     result<void> recover();
     // Completes the leader epoch cache at the end of recovery, given how reading its
     // file went (the file's entries are in _epochs when it loaded): a rebuild from the
-    // segments when it is missing or damaged, then the log start and end applied.
-    result<void> load_leader_epochs(leader_epoch_cache::read_status status);
+    // segments when it is missing or damaged, else the epochs that start in the scanned
+    // batches (`scanned`, in log order) added; then the log start and end applied.
+    result<void> load_leader_epochs(leader_epoch_cache::read_status status,
+                                    const std::vector<epoch_entry>& scanned);
     // Writes the epoch cache when it differs from the file in a way the next open
-    // would not repair (new entries, entries removed from the end).
+    // would not repair (new entries, entries removed from the end), unsynced (see the
+    // header comment).
     result<void> persist_epochs();
+    // Writes the epoch cache durably when the file lags it or was written unsynced.
+    result<void> sync_epochs();
     // Records (durably) that a batch at `base_offset` follows an offset gap.
     result<void> note_replicated_gap(int64_t base_offset);
     enum class offsets_mode : uint8_t { assign, keep };
@@ -600,10 +615,12 @@ private:
     recovery_stats _recovery_stats;
 
     // Replication (see the header comment): the epoch cache, whether the file lags it in
-    // a way that must be written before the next batch, the first offset after a gap a
-    // follower copied (-1: none, checkpointed), and the truncations since open.
+    // a way that must be written before the next batch, whether its last write was
+    // unsynced, the first offset after a gap a follower copied (-1: none,
+    // checkpointed), and the truncations since open.
     leader_epoch_cache _epochs;
     bool _epochs_unpersisted = false;
+    bool _epochs_unsynced = false;
     int64_t _replicated_gaps_from = -1;
     uint64_t _truncations = 0;
     uint64_t _rolls = 0;

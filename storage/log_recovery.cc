@@ -140,6 +140,8 @@ result<void> partition_log::recover() {
         return compacted || replicated ? offset_rule::increasing : offset_rule::contiguous;
     };
     bool clean = false;
+    // The base of the first segment the scan read (none: a clean or new log).
+    int64_t scanned_from = std::numeric_limits<int64_t>::max();
 
     if (found.empty()) {
         auto created = segment::create(_dir, checkpointed_start, now_ms, preallocate_bytes,
@@ -172,6 +174,7 @@ result<void> partition_log::recover() {
             while (first + 1 < _segments.size() &&
                    _segments[first + 1]->base_offset() <= recovery_point)
                 ++first;
+            scanned_from = _segments[first]->base_offset();
             for (size_t i = first; i < _segments.size(); ++i) {
                 segment& seg = *_segments[i];
                 const bool last = i + 1 == _segments.size();
@@ -243,6 +246,26 @@ result<void> partition_log::recover() {
     _durable = _log_end;
     _active_synced = _log_end;
 
+    // The epochs that start in the scanned batches the log kept (from the log start on),
+    // in log order: a file written unsynced may lack them (storage/log.h), and the
+    // recovery point is about to pass them.
+    std::vector<epoch_entry> scanned_epochs;
+    for (const auto& seg : _segments) {
+        if (seg->base_offset() < scanned_from) continue;
+        if (auto collected = seg->collect_epoch_starts(scanned_epochs, _log_start); !collected)
+            net::log_warn("%s: reading the epochs of scanned segment %s: %s", _dir.c_str(),
+                          seg->path().filename().c_str(), collected.failure().message.c_str());
+        if (seg.get() != &active()) {
+            seg->release_indexes();
+            seg->release_file();
+        }
+    }
+    // Looked up only when the listing found it, as the checkpoints are.
+    const auto epochs_read = leader_epochs_present ? leader_epoch_cache::read_file(
+                                                         _dir / leader_epoch_file_name, _epochs)
+                                                   : leader_epoch_cache::read_status::missing;
+    if (auto loaded = load_leader_epochs(epochs_read, scanned_epochs); !loaded) return loaded;
+
     if (clean) {
         // The marker stays: it describes the files as they are, and is removed durably
         // before the first change (retire_clean_marker), so an idle partition opens and
@@ -273,11 +296,6 @@ result<void> partition_log::recover() {
     }
     _recovery_point = _log_end;
     _checkpointed_recovery_point = _log_end;
-    // Looked up only when the listing found it, as the checkpoints are.
-    const auto epochs_read = leader_epochs_present ? leader_epoch_cache::read_file(
-                                                         _dir / leader_epoch_file_name, _epochs)
-                                                   : leader_epoch_cache::read_status::missing;
-    if (auto loaded = load_leader_epochs(epochs_read); !loaded) return loaded;
     // A run after every start picks up tombstones and young segments whose time came
     // while the partition was closed.
     _compaction_due_ms = 0;

@@ -49,13 +49,25 @@ result<void> partition_log::assign_epoch(int32_t epoch, int64_t start_offset) {
 
 result<void> partition_log::persist_epochs() {
     if (!_epochs_unpersisted) return {};
-    if (auto written = _epochs.write_file(_dir / leader_epoch_file_name); !written) return written;
+    if (auto written = _epochs.write_file_unsynced(_dir / leader_epoch_file_name); !written)
+        return written;
     _epochs_unpersisted = false;
+    _epochs_unsynced = true;
     return {};
 }
 
-result<void> partition_log::load_leader_epochs(leader_epoch_cache::read_status status) {
+result<void> partition_log::sync_epochs() {
+    if (!_epochs_unpersisted && !_epochs_unsynced) return {};
+    if (auto written = _epochs.write_file(_dir / leader_epoch_file_name); !written) return written;
+    _epochs_unpersisted = false;
+    _epochs_unsynced = false;
+    return {};
+}
+
+result<void> partition_log::load_leader_epochs(leader_epoch_cache::read_status status,
+                                               const std::vector<epoch_entry>& scanned) {
     bool save = false;
+    bool completed = false;
     if (status == leader_epoch_cache::read_status::missing && size_bytes() == 0) {
         // A new partition: the file is written before its first batch, whatever epoch
         // that carries, so that a log with batches always has one.
@@ -67,7 +79,7 @@ result<void> partition_log::load_leader_epochs(leader_epoch_cache::read_status s
         // next readable batch is, which is the best the log can still tell.
         std::vector<epoch_entry> starts;
         for (const auto& seg : _segments) {
-            if (auto collected = seg->collect_epoch_starts(starts); !collected)
+            if (auto collected = seg->collect_epoch_starts(starts, _log_start); !collected)
                 net::log_warn("%s: rebuilding %s skipped segment %s: %s", _dir.c_str(),
                               leader_epoch_file_name, seg->path().filename().c_str(),
                               collected.failure().message.c_str());
@@ -83,16 +95,32 @@ result<void> partition_log::load_leader_epochs(leader_epoch_cache::read_status s
                       leader_epoch_file_name,
                       status == leader_epoch_cache::read_status::damaged ? "damaged" : "missing",
                       _epochs.entries().size());
+    } else {
+        // The file was written unsynced after the recovery point (see storage/log.h): a
+        // power loss may have undone entries the scanned batches still carry.
+        size_t added = 0;
+        for (const epoch_entry& start : scanned)
+            if (_epochs.assign(start.epoch, start.start_offset)) ++added;
+        completed = added > 0;
+        if (completed)
+            net::log_warn("%s: %s lacked %zu epoch(s) that start in the scanned batches; added",
+                          _dir.c_str(), leader_epoch_file_name, added);
     }
     // Entries naming epochs whose batches never reached the log (a crash between the
     // file's write and the batch's, or a truncation cut short) go, and the log start
     // applies.
     _epochs.truncate_from_start(_log_start);
     if (_epochs.truncate_from_end(_log_end)) _epochs_unpersisted = true;
+    if (completed) {
+        // Durable before the open's recovery point passes those batches, or no open.
+        _epochs_unpersisted = true;
+        return sync_epochs();
+    }
     if (save) {
         _epochs_unpersisted = true;
-        // A failure is not fatal: the write is retried before the next batch.
-        if (auto persisted = persist_epochs(); !persisted)
+        // A failure is not fatal: the write is retried before the next batch, and the
+        // next open rebuilds the file again.
+        if (auto persisted = sync_epochs(); !persisted)
             net::log_warn("%s: saving the rebuilt %s: %s", _dir.c_str(), leader_epoch_file_name,
                           persisted.failure().message.c_str());
     }
@@ -181,7 +209,7 @@ result<int64_t> partition_log::truncate_to(int64_t offset) {
         _checkpointed_recovery_point = _recovery_point;
     }
     // Step 5.
-    if (auto persisted = persist_epochs(); !persisted) return stop(persisted.failure());
+    if (auto persisted = sync_epochs(); !persisted) return stop(persisted.failure());
     net::log_info("%s: truncated to offset %lld (asked %lld)", _dir.c_str(),
                   static_cast<long long>(_log_end), static_cast<long long>(offset));
     return _log_end;
@@ -203,7 +231,7 @@ result<void> partition_log::truncate_fully_and_start_at(int64_t offset) {
         return stop(written.failure());
     _epochs.clear();
     _epochs_unpersisted = true;
-    if (auto persisted = persist_epochs(); !persisted) return stop(persisted.failure());
+    if (auto persisted = sync_epochs(); !persisted) return stop(persisted.failure());
     // Oldest first, as retention deletes: a crash in between leaves the newest segments
     // under a log start past them, so the old log end, with nothing readable. The
     // segment objects stay until the new one exists, so that the log always has an

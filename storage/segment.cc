@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <limits>
+#include <span>
 #include <vector>
 
 #include "proto/assert.h"
@@ -496,13 +497,32 @@ result<int64_t> segment::truncate_before(int64_t offset) {
     return next_offset;
 }
 
-result<void> segment::collect_epoch_starts(std::vector<epoch_entry>& starts) const {
+result<void> segment::collect_epoch_starts(std::vector<epoch_entry>& starts,
+                                           int64_t from_offset) const {
     if (_size == 0) return {};
     if (auto loaded = load_indexes(); !loaded) return loaded.failure();
-    const std::vector<offset_index_entry>& entries = _index.entries();
-    // Boundary k is where a batch starts: position 0, then each index entry's position.
+    const std::vector<offset_index_entry>& all = _index.entries();
+    // The batches wholly below from_offset do not count (they may carry any epoch, higher
+    // ones too): skip the index entries whose batch ends below it, then walk the few
+    // unindexed batches after the last of them.
+    const auto kept =
+        std::partition_point(all.begin(), all.end(), [&](const offset_index_entry& e) {
+            return _base_offset + e.relative_offset < from_offset;
+        });
+    int64_t start = kept == all.begin() ? 0 : std::prev(kept)->position;
+    for (;;) {
+        if (start >= _size) return {};
+        auto header = header_at(start);
+        if (!header) return header.failure();
+        if (header->last_offset() >= from_offset) break;
+        start += header->total_size();
+    }
+    const std::span<const offset_index_entry> entries(kept, all.end());
+    // Boundary k is where a batch starts: `start`, then each later index entry's position.
     const size_t boundaries = entries.size() + 1;
-    const auto boundary = [&](size_t k) -> int64_t { return k == 0 ? 0 : entries[k - 1].position; };
+    const auto boundary = [&](size_t k) -> int64_t {
+        return k == 0 ? start : entries[k - 1].position;
+    };
     const auto note = [&](const proto::batch_header& header) {
         const int32_t latest = starts.empty() ? undefined_epoch : starts.back().epoch;
         if (header.partition_leader_epoch > latest)
@@ -534,10 +554,10 @@ result<void> segment::collect_epoch_starts(std::vector<epoch_entry>& starts) con
         note(*header);
         return self(self, middle, high, header->partition_leader_epoch, high_epoch);
     };
-    auto first = header_at(0);
+    auto first = header_at(start);
     if (!first) return first.failure();
     note(*first);
-    int64_t tail = first->total_size();
+    int64_t tail = start + first->total_size();
     if (boundaries > 1) {
         auto last = header_at(boundary(boundaries - 1));
         if (!last) return last.failure();

@@ -196,12 +196,14 @@ public:
 
     // Rebuilding the leader epoch cache (storage/leader_epoch.h): appends to `starts` the
     // first batch of every leader epoch in this segment that is newer than the last
-    // epoch in `starts` (epochs < 0 are none), in offset order. Epochs never decrease
-    // along a log, so this bisects the offset index (a batch boundary per entry) between
-    // boundaries whose batches carry different epochs and reads the headers of the few
-    // batches between two adjacent ones: about log2(entries) + one index interval of
-    // headers per epoch change, plus the tail after the last entry.
-    result<void> collect_epoch_starts(std::vector<epoch_entry>& starts) const;
+    // epoch in `starts` (epochs < 0 are none), in offset order, among the batches that
+    // end at or after `from_offset` (the log start: batches wholly below it may be
+    // leftovers of a log emptied by a truncation, with any epoch). Epochs never decrease
+    // along a log from its start, so this bisects the offset index (a batch boundary per
+    // entry) between boundaries whose batches carry different epochs and reads the
+    // headers of the few batches between two adjacent ones: about log2(entries) + one
+    // index interval of headers per epoch change, plus the tail after the last entry.
+    result<void> collect_epoch_starts(std::vector<epoch_entry>& starts, int64_t from_offset) const;
 
     // Makes the segment a closed one: final time-index entry, index files written
     // atomically, log data fdatasync'ed. The in-memory indexes stay until released.

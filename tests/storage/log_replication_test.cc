@@ -690,6 +690,88 @@ TEST_CASE("an open drops the epochs that start at or after the log end, and says
     check_matches(*log, expected);
 }
 
+TEST_CASE("epochs the file lost to a power loss are taken back from the scanned batches") {
+    // A new epoch's entry is written unsynced before its first batch (storage/log.h): a
+    // power loss can leave the batches that writeback had flushed and the older file.
+    temp_dir dir("epoch-unsynced");
+    log_config config = test_config();
+    config.segment_bytes = 2000;
+    config.index_interval_bytes = 150;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        for (int i = 0; i < 12; ++i) append_at_epoch(*log, expected, 1, 2, 120, 1000 + i);
+        REQUIRE(log->close().ok());
+    }
+    const fs::path file = dir.path() / leader_epoch_file_name;
+    const std::string before = file_text(file);
+    REQUIRE(before == "0\n1\n1 0\n");
+    {
+        // New epochs in the active segment and in segments rolled after it, then a crash
+        // (no close): nothing synced, so the recovery point stays where the close left it.
+        auto log = open_log(dir.path(), config);
+        const size_t segments = log->segment_count();
+        for (int i = 0; i < 30; ++i)
+            append_at_epoch(*log, expected, i < 4 ? 1 : i < 20 ? 3 : 4, 2, 120, 2000 + i);
+        REQUIRE(log->segment_count() > segments + 1);
+        CHECK(log->leader_epochs().entries() == expected.epochs.entries());
+        REQUIRE(expected.epochs.entries().size() == 3);
+    }
+    std::ofstream(file, std::ios::trunc) << before;
+    {
+        auto log = open_log(dir.path(), config);
+        check_matches(*log, expected);
+        // Written back at the open, before its recovery point passed those batches.
+        CHECK(file_text(file) == expected.epochs.serialize());
+        // The same from a file that lost only the newest epoch.
+        for (int i = 0; i < 3; ++i) append_at_epoch(*log, expected, 6, 2, 120, 3000 + i);
+    }
+    std::ofstream(file, std::ios::trunc)
+        << leader_epoch_cache(
+               entries{expected.epochs.entries().begin(), expected.epochs.entries().end() - 1})
+               .serialize();
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    CHECK(file_text(file) == expected.epochs.serialize());
+}
+
+TEST_CASE("batches left below the log start by a cut-short full truncation lend no epoch") {
+    // truncate_fully_and_start_at writes the new log start and the emptied epoch file
+    // before deleting the segments: a crash in between leaves old batches under the log
+    // start, whose epochs may be higher than the ones written next.
+    temp_dir dir("epoch-leftovers");
+    log_config config = test_config();
+    config.segment_bytes = 4000;
+    config.index_interval_bytes = 150;
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        for (int i = 0; i < 14; ++i) append_at_epoch(*log, expected, 7, 2, 120, 1000 + i);
+        REQUIRE(log->segment_count() == 2);
+        REQUIRE(log->close().ok());
+    }
+    // The state the crash left: the new log start at the old end, an empty epoch file.
+    const int64_t old_end = expected.end;
+    REQUIRE(write_checkpoint(dir.path() / log_start_file_name, old_end).ok());
+    std::ofstream(dir.path() / leader_epoch_file_name, std::ios::trunc)
+        << leader_epoch_cache().serialize();
+    expected.start = old_end;
+    expected.epochs = leader_epoch_cache();
+    {
+        // The next leader's batches, at a lower epoch, then a crash (no close).
+        auto log = open_log(dir.path(), config);
+        check_matches(*log, expected);
+        for (int i = 0; i < 3; ++i) append_at_epoch(*log, expected, 2, 2, 120, 2000 + i);
+        check_matches(*log, expected);
+    }
+    // The scan reads the active segment, old batches included: only those from the log
+    // start on count.
+    auto log = open_log(dir.path(), config);
+    REQUIRE(log->segment_count() == 1);
+    check_matches(*log, expected);
+    CHECK(log->leader_epochs().entries() == entries{{2, old_end}});
+}
+
 // The model test: random appends (both kinds, some after gaps), epoch changes,
 // truncations of both kinds, DeleteRecords and reopens with and without a close,
 // compared after every step with what the model says the log holds.
