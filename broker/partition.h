@@ -212,8 +212,10 @@ public:
     // registers again after every round that finds too little, while its waiters on the
     // partitions that saw no append are still here: a partition keeps one waiter per
     // fetch (the one `alive` points to), so a fetch woken round after round by a busy
-    // partition does not pile up waiters, and wake-ups, on the quiet ones.
-    void add_waiter(std::weak_ptr<void> alive, std::function<void()> wake) {
+    // partition does not pile up waiters, and wake-ups, on the quiet ones. One wake-up
+    // is shared by every partition a fetch waits on (a reference each, no copy).
+    using wake_fn = std::shared_ptr<const std::function<void()>>;
+    void add_waiter(std::weak_ptr<void> alive, wake_fn wake) {
         std::erase_if(_waiters, [](const waiter& w) { return w.alive.expired(); });
         const bool registered = std::any_of(_waiters.begin(), _waiters.end(), [&](const waiter& w) {
             return !w.alive.owner_before(alive) && !alive.owner_before(w.alive);
@@ -226,7 +228,7 @@ public:
         auto waiters = std::move(_waiters);
         _waiters.clear();
         for (auto& w : waiters)
-            if (!w.alive.expired()) w.wake();
+            if (!w.alive.expired()) (*w.wake)();
     }
     size_t waiter_count() const { return _waiters.size(); }
 
@@ -287,7 +289,7 @@ private:
 
     struct waiter {
         std::weak_ptr<void> alive;
-        std::function<void()> wake;
+        wake_fn wake;
     };
     std::vector<waiter> _waiters;
 };

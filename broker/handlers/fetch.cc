@@ -28,6 +28,7 @@
 // what it answers, and none at all while it waits for data.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -108,8 +109,7 @@ struct fetch_state : std::enable_shared_from_this<fetch_state> {
     request_ptr req;
     proto::fetch_request body;
     std::vector<fetch_target> targets;
-    // Partitions answered with an error before any read (unknown topic, id or partition),
-    // put back into `results` every round.
+    // Partitions answered with an error before any read (unknown topic, id or partition).
     std::vector<partition_read> failed_early;
     // Fetch v0-v3: the records converted to message format v0/v1, owned until sent.
     std::vector<std::vector<uint8_t>> converted;
@@ -117,9 +117,12 @@ struct fetch_state : std::enable_shared_from_this<fetch_state> {
     bool incremental = false;  // list only what changed (an incremental session fetch)
     bool limited = false;      // the last round's answer left data out (trim_to_response)
     int32_t response_session_id = 0;
-    std::map<net::shard_id, read_list>
-        by_owner;                         // what to read where (results overwritten each round)
-    std::vector<partition_read> results;  // last round, in request order
+    // What to read where. Each round, the owner reads and fills its list in place (the
+    // fetch touches it only once every owner has answered), so a round copies nothing.
+    std::map<net::shard_id, read_list> by_owner;
+    // Every partition of failed_early and by_owner, in request order (fixed at the start).
+    std::vector<partition_read*> results;
+    size_t owners_pending = 0;  // owners still reading in the running round
     error_code top_error = error_code::none;
     bool done = false;
     bool round_running = false;
@@ -238,8 +241,6 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
 // for min_bytes would only delay it (a fetch of many small partitions could otherwise
 // wait max_wait_ms with data at hand).
 bool trim_to_response(fetch_state& state) {
-    std::sort(state.results.begin(), state.results.end(),
-              [](const auto& a, const auto& b) { return a.slot < b.slot; });
     const int64_t budget = response_bytes_max(state);
     const size_t with_data_max = fetch_partitions_with_data_max(*state.req->shard);
     int64_t used = 0;
@@ -248,7 +249,8 @@ bool trim_to_response(fetch_state& state) {
     // that partition before any later one, so a later one may not jump the queue.
     bool past_unread = false;
     bool limited = false;
-    for (partition_read& read : state.results) {
+    for (partition_read* entry : state.results) {
+        partition_read& read = *entry;
         if (read.unread) past_unread = true;
         if (read.unread || read.left_out) limited = true;
         if (read.bytes == 0) continue;
@@ -315,13 +317,9 @@ proto::fetch_response build_response(fetch_state& state,
     proto::fetch_response response;
     response.error_code = proto::code(state.top_error);
     response.session_id = state.response_session_id;
-    std::vector<partition_read*> by_slot(state.targets.size(), nullptr);
-    for (partition_read& read : state.results)
-        if (read.slot < by_slot.size()) by_slot[read.slot] = &read;
     std::vector<size_t> rotated;  // session positions that returned records
-    for (size_t slot = 0; slot < by_slot.size(); ++slot) {
-        partition_read* read = by_slot[slot];
-        if (read == nullptr) continue;
+    for (partition_read* read : state.results) {
+        const size_t slot = read->slot;
         const bool listed = state.session ? changed_for_session(*state.session, *read) : true;
         if (state.incremental && !listed) {
             read->slices.clear();
@@ -437,7 +435,7 @@ void respond_now(const fetch_ptr& state) {
     shard.count_answer(*state->req, &message);
     shard_state::count_errors(*state->req, response);
     shard.net_shard().respond(state->req->conn, state->req->sequence, std::move(message));
-    state->results.clear();
+    for (partition_read* read : state->results) read->slices.clear();
 }
 
 // Registers a wake-up on every partition of this fetch, on their owner shards. The round
@@ -464,19 +462,22 @@ void wait_for_data(const fetch_ptr& state) {
                             read.as_follower});
         shard.call_on<int>(
             owner,
-            [keys, weak, process, origin](shard_state& target, std::function<void(int)> reply) {
+            [keys = std::move(keys), weak, process, origin](shard_state& target,
+                                                            std::function<void(int)> reply) {
                 const net::shard_id owner_id = target.id();
-                auto wake = [weak, process, owner_id, origin] {
-                    process->state(owner_id).net_shard().submit_to(origin, [weak] {
-                        fetch_ptr alive = weak.lock();
-                        if (!alive || alive->done) return;
-                        if (alive->round_running) {
-                            alive->wake_pending = true;
-                            return;
-                        }
-                        run_round(alive);
+                // One wake-up for every partition here (each waiter holds a reference).
+                const auto wake = std::make_shared<const std::function<void()>>(
+                    [weak, process, owner_id, origin] {
+                        process->state(owner_id).net_shard().submit_to(origin, [weak] {
+                            fetch_ptr alive = weak.lock();
+                            if (!alive || alive->done) return;
+                            if (alive->round_running) {
+                                alive->wake_pending = true;
+                                return;
+                            }
+                            run_round(alive);
+                        });
                     });
-                };
                 bool moved = false;
                 for (const auto& key : keys) {
                     partition* p = target.find_partition(key.topic, key.index);
@@ -489,7 +490,7 @@ void wait_for_data(const fetch_ptr& state) {
                     }
                     p->add_waiter(weak, wake);
                 }
-                if (moved) wake();
+                if (moved) (*wake)();
                 reply(0);
             },
             [](int) {});
@@ -503,10 +504,10 @@ void finish_round(const fetch_ptr& state) {
     state->limited = limited;
     int64_t total = 0;
     bool any_error = false;
-    for (const auto& read : state->results) {
-        total += read.bytes;
-        if (read.error != error_code::none || read.diverging_end_offset >= 0 ||
-            read.diverging_epoch >= 0)
+    for (const partition_read* read : state->results) {
+        total += read->bytes;
+        if (read->error != error_code::none || read->diverging_end_offset >= 0 ||
+            read->diverging_epoch >= 0)
             any_error = true;
     }
     const auto now = std::chrono::steady_clock::now();
@@ -516,9 +517,9 @@ void finish_round(const fetch_ptr& state) {
         return;
     }
     // Too little to answer: the next round reads again, so nothing is held while waiting.
-    for (auto& read : state->results) {
-        read.slices.clear();
-        read.bytes = 0;
+    for (partition_read* read : state->results) {
+        read->slices.clear();
+        read->bytes = 0;
     }
     if (state->wake_pending) {
         state->wake_pending = false;
@@ -550,8 +551,7 @@ void finish_round(const fetch_ptr& state) {
 
 void run_round(fetch_ptr state) {
     state->round_running = true;
-    state->results = state->failed_early;
-    auto remaining = std::make_shared<size_t>(state->by_owner.size());
+    state->owners_pending = state->by_owner.size();
     // The partition cap is shared out so that the owners together never read more
     // partitions with data than one answer may carry (give or take the rounding).
     const size_t owners = state->by_owner.size();
@@ -560,25 +560,17 @@ void run_round(fetch_ptr state) {
         (fetch_partitions_with_data_max(*state->req->shard) + owners - 1) / owners};
     // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
     for (auto& entry : state->by_owner) {
-        const net::shard_id owner = entry.first;
-        read_list& list = entry.second;
-        auto shared_list = std::make_shared<read_list>(list);
-        state->req->shard->call_on<read_list>(
-            owner,
-            [shared_list, budget](shard_state& target, std::function<void(read_list)> reply) {
-                read_on_owner(target, *shared_list, budget);
-                reply(std::move(*shared_list));
+        // The owner works on the list itself: until its reply nothing else touches it,
+        // and the reply's closure, which travels with the work, keeps the fetch alive.
+        read_list* list = &entry.second;
+        state->req->shard->call_on<int>(
+            entry.first,
+            [list, budget](shard_state& target, std::function<void(int)> reply) {
+                read_on_owner(target, *list, budget);
+                reply(0);
             },
-            [state, remaining, &list](read_list done) {
-                // The list keeps what each partition's high watermark was, for
-                // wait_for_data; `done` holds the same partitions in the same order.
-                for (size_t i = 0; i < done.size(); ++i) {
-                    list[i].high_watermark = done[i].high_watermark;
-                    list[i].visible_end = done[i].visible_end;
-                    list[i].as_follower = done[i].as_follower;
-                }
-                for (auto& read : done) state->results.push_back(std::move(read));
-                if (--*remaining == 0) finish_round(state);
+            [state](int) {
+                if (--state->owners_pending == 0) finish_round(state);
             });
     }
 }
@@ -802,8 +794,12 @@ void start_fetch(fetch_ptr state) {
         }
         state->by_owner[*owner].push_back(std::move(read));
     }
+    for (partition_read& read : state->failed_early) state->results.push_back(&read);
+    for (auto& entry : state->by_owner)
+        for (partition_read& read : entry.second) state->results.push_back(&read);
+    std::sort(state->results.begin(), state->results.end(),
+              [](const partition_read* a, const partition_read* b) { return a->slot < b->slot; });
     if (state->by_owner.empty()) {
-        state->results = state->failed_early;
         respond_now(state);
         return;
     }

@@ -115,8 +115,9 @@ TEST_CASE("a fetch re-registering each round keeps one waiter per partition") {
     auto fetch = std::make_shared<int>(0);
     int wakes = 0;
     // What fetch.cc does when a round falls short: register on every partition it reads.
+    const auto wake = std::make_shared<const std::function<void()>>([&wakes] { ++wakes; });
     auto register_round = [&] {
-        for (auto* p : {quiet.get(), busy.get()}) p->add_waiter(fetch, [&wakes] { ++wakes; });
+        for (auto* p : {quiet.get(), busy.get()}) p->add_waiter(fetch, wake);
     };
     register_round();
     for (int append = 0; append < 100; ++append) {
@@ -134,8 +135,8 @@ TEST_CASE("a fetch re-registering each round keeps one waiter per partition") {
     CHECK(quiet->waiter_count() == 0);
     // Another fetch on the same partition has a waiter of its own.
     auto other = std::make_shared<int>(0);
-    quiet->add_waiter(fetch, [] {});
-    quiet->add_waiter(other, [] {});
+    quiet->add_waiter(fetch, wake);
+    quiet->add_waiter(other, wake);
     CHECK(quiet->waiter_count() == 2);
     REQUIRE(quiet->log().close().ok());
     REQUIRE(busy->log().close().ok());
