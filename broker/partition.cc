@@ -197,7 +197,7 @@ void partition::start_sync(net::shard& shard) {
     // The callback holds the file until the fdatasync completes: the shard's descriptor
     // cache may close the segment's own reference meanwhile, and the descriptor number
     // must not be reused for another file while the ring still has it.
-    shard.submit_fdatasync(
+    shard.submit_waited_fdatasync(
         fd, [this, &shard, alive, end, truncations, held = std::move(*file)](int res) {
             if (alive.expired()) return;
             if (_log->truncation_count() != truncations) {

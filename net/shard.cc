@@ -219,6 +219,9 @@ void shard::reap() {
     }
     io_uring_cq_advance(_ring.get(), count);
     _stats.completions += count;
+    // Waited fdatasyncs the last turn ran itself (flush_waited_syncs).
+    for (const completion& done : _inline_completions) _completions.push_back(done);
+    _inline_completions.clear();
 }
 
 void shard::handle(const completion& done) {
@@ -318,6 +321,10 @@ bool shard::has_ready_work() {
 
 void shard::submit_and_wait() {
     wake_peers();
+    if (flush_waited_syncs()) {
+        note_turn(std::chrono::steady_clock::now());
+        return;  // its completion is handled next turn, without sleeping
+    }
     bool overflowing = false;
     for (const auto& pending : _overflow)
         if (!pending.empty()) overflowing = true;
@@ -551,7 +558,7 @@ void shard::cancel_timer(uint64_t id) {
     _timer_deadlines.erase(found);
 }
 
-void shard::submit_fdatasync(int fd, unique_function<void(int)> done) {
+uint32_t shard::take_fsync_slot(unique_function<void(int)> done) {
     uint32_t index = 0;
     if (!_free_fsyncs.empty()) {
         index = _free_fsyncs.back();
@@ -563,10 +570,45 @@ void shard::submit_fdatasync(int fd, unique_function<void(int)> done) {
     fsync_slot& slot = _fsyncs[index];
     slot.done = std::move(done);
     slot.submitted_at = std::chrono::steady_clock::now();
+    ++_ops_in_flight;
+    return index;
+}
+
+void shard::prep_fdatasync(uint32_t index, int fd) {
     io_uring_sqe* sqe = next_sqe();
     io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-    io_uring_sqe_set_data64(sqe, encode(op_kind::fsync, index, slot.generation));
-    ++_ops_in_flight;
+    io_uring_sqe_set_data64(sqe, encode(op_kind::fsync, index, _fsyncs[index].generation));
+}
+
+void shard::submit_fdatasync(int fd, unique_function<void(int)> done) {
+    prep_fdatasync(take_fsync_slot(std::move(done)), fd);
+}
+
+void shard::submit_waited_fdatasync(int fd, unique_function<void(int)> done) {
+    _waited_syncs.push_back({take_fsync_slot(std::move(done)), fd});
+}
+
+bool shard::flush_waited_syncs() {
+    if (_waited_syncs.empty()) return false;
+    if (_waited_syncs.size() == 1 && !has_ready_work()) {
+        // Submit what this turn queued (answers, reads) and collect what already completed:
+        // the sync runs inline only when nothing else is waiting for the shard.
+        const int res = io_uring_submit_and_get_events(_ring.get());
+        if (res < 0 && res != -EINTR && res != -EBUSY && res != -EAGAIN)
+            log_error("io_uring submit: %s", std::strerror(-res));
+        if (io_uring_cq_ready(_ring.get()) == 0 && !has_ready_work()) {
+            const waited_sync sync = _waited_syncs.front();
+            _waited_syncs.clear();
+            const int synced = ::fdatasync(sync.fd) == 0 ? 0 : -errno;
+            _inline_completions.push_back(
+                {encode(op_kind::fsync, sync.index, _fsyncs[sync.index].generation), synced, 0});
+            ++_stats.fsyncs_inline;
+            return true;
+        }
+    }
+    for (const waited_sync& sync : _waited_syncs) prep_fdatasync(sync.index, sync.fd);
+    _waited_syncs.clear();
+    return false;
 }
 
 void shard::stop() {

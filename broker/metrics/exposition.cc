@@ -244,9 +244,11 @@ void write_storage(exposition_writer& out, const std::vector<shard_report>& repo
     uint64_t spliced = 0;
     uint64_t rolls = 0;
     uint64_t truncations = 0;
+    uint64_t fsyncs_inline = 0;
     std::array<uint64_t, 160> errors{};
     for (const shard_report& r : reports) {
         fsyncs.merge(r.runtime.fsync_latency);
+        fsyncs_inline += r.runtime.fsyncs_inline;
         appends += r.counters.appends;
         copied += r.counters.fetch_answers_copied;
         spliced += r.counters.fetch_answers_spliced;
@@ -257,6 +259,10 @@ void write_storage(exposition_writer& out, const std::vector<shard_report>& repo
     out.family("spate_storage_fsync_latency_seconds",
                "fdatasync of log segments, from submission to completion.", metric_type::histogram);
     out.histogram("spate_storage_fsync_latency_seconds", {}, fsyncs);
+    out.family("spate_storage_fsyncs_inline_total",
+               "Of those, waited ones a shard ran itself instead of going to sleep.",
+               metric_type::counter);
+    out.sample("spate_storage_fsyncs_inline_total", {}, fsyncs_inline);
     out.family("spate_storage_appends_total", "Batches appended to logs (leader or follower).",
                metric_type::counter);
     out.sample("spate_storage_appends_total", {}, appends);

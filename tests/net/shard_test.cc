@@ -761,6 +761,44 @@ TEST_CASE("fdatasync runs on the ring and reports its result") {
     rt.stop_and_join();
 }
 
+TEST_CASE("a waited fdatasync alone on an idle shard runs inline; several go to the ring") {
+    handlers<idle_handler> owned;
+    runtime rt(1, test_config(), owned.factory());
+    REQUIRE(rt.start().ok());
+    shard& s = rt.shard_at(0);
+    temp_file file(pattern(4096, 5));
+    const auto inline_count = [&] {
+        std::promise<uint64_t> count;
+        s.post([&] { count.set_value(s.stats().fsyncs_inline); });
+        return count.get_future().get();
+    };
+    // Submitted from a timer: the turn that runs a task posted from this thread also
+    // handles the shard's wake-up read, which leaves work behind (it never ran inline).
+    const auto on_shard = [&](std::function<void()> work) {
+        s.post([&s, work = std::move(work)] { s.add_timer(std::chrono::milliseconds(1), work); });
+    };
+    std::promise<int> alone;
+    on_shard([&] { s.submit_waited_fdatasync(file.fd, [&](int res) { alone.set_value(res); }); });
+    CHECK(alone.get_future().get() == 0);
+    CHECK(inline_count() == 1);
+    // An inline failure reports its errno as a ring completion would.
+    std::promise<int> alone_bad;
+    on_shard([&] { s.submit_waited_fdatasync(-1, [&](int res) { alone_bad.set_value(res); }); });
+    CHECK(alone_bad.get_future().get() == -EBADF);
+    CHECK(inline_count() == 2);
+    // Two in one turn run in parallel on the ring.
+    std::promise<int> good;
+    std::promise<int> bad;
+    on_shard([&] {
+        s.submit_waited_fdatasync(file.fd, [&](int res) { good.set_value(res); });
+        s.submit_waited_fdatasync(-1, [&](int res) { bad.set_value(res); });
+    });
+    CHECK(good.get_future().get() == 0);
+    CHECK(bad.get_future().get() == -EBADF);
+    CHECK(inline_count() == 2);
+    rt.stop_and_join();
+}
+
 TEST_CASE("stop returns with connections open and requests unanswered") {
     handlers<holding_handler> owned;
     runtime rt(2, test_config(), owned.factory());
