@@ -224,11 +224,13 @@ def half_sent_requests_within_budget(config, budget, claim, connections):
         print("half-sent: %d MiB sent, RSS %d -> %d MiB (+%d MiB), %d round trips"
               % (sent_total >> 20, baseline >> 20, peak >> 20, growth >> 20, round_trips))
         assert round_trips > 0
-        # The budget, plus slack for the shards' receive buffers (4 MiB each) and what the
+        # The budget, plus slack for the shards' receive buffers (4 MiB each), what the
         # receives in flight bring a connection before its pause lands (kept for it, outside
-        # the budget: about 1-2 MiB per waiting connection). Unbounded, the 12 connections
-        # would add about 230 MiB.
-        assert growth < budget + (48 << 20), "RSS grew by %d MiB" % (growth >> 20)
+        # the budget: about 1-2 MiB per waiting connection), and the allocator keeping the
+        # smaller buffers a growing frame left behind. Measured here: 73-111 MiB over ten
+        # runs (1025fc8 and a4a219b alike); 48 MiB of slack failed once. Unbounded, the 12
+        # connections would add about 230 MiB.
+        assert growth < budget + (64 << 20), "RSS grew by %d MiB" % (growth >> 20)
         # The connections not admitted hold no memory, but they are still open: waiting.
         for hog in hogs:
             assert not closed_now(hog[0])
