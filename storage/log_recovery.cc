@@ -140,8 +140,11 @@ result<void> partition_log::recover() {
         return compacted || replicated ? offset_rule::increasing : offset_rule::contiguous;
     };
     bool clean = false;
-    // The base of the first segment the scan read (none: a clean or new log).
-    int64_t scanned_from = std::numeric_limits<int64_t>::max();
+    // The epochs that start in the batches the scan kept from the log start on, in log
+    // order: a file written unsynced may lack them (storage/log.h), and the recovery point
+    // is about to pass them. Batches wholly below the checkpointed start lie below the log
+    // start whatever it turns out to be (at least that, at most the log end).
+    std::vector<epoch_entry> scanned_epochs;
 
     if (found.empty()) {
         auto created = segment::create(_dir, checkpointed_start, now_ms, preallocate_bytes,
@@ -174,13 +177,18 @@ result<void> partition_log::recover() {
             while (first + 1 < _segments.size() &&
                    _segments[first + 1]->base_offset() <= recovery_point)
                 ++first;
-            scanned_from = _segments[first]->base_offset();
             for (size_t i = first; i < _segments.size(); ++i) {
                 segment& seg = *_segments[i];
                 const bool last = i + 1 == _segments.size();
                 const offset_rule rule = rule_for(i);
                 auto outcome = seg.scan(scan_mode::truncate_invalid, rule);
                 if (!outcome) return outcome.failure();
+                // What the scan kept is valid, and its indexes are loaded.
+                if (auto collected = seg.collect_epoch_starts(scanned_epochs, checkpointed_start);
+                    !collected)
+                    net::log_warn("%s: reading the epochs of scanned segment %s: %s", _dir.c_str(),
+                                  seg.path().filename().c_str(),
+                                  collected.failure().message.c_str());
                 _log_end = outcome->next_offset;
                 // Junk after the last valid batch loses no offset when the next segment
                 // starts right where the valid data ends; a cut before that loses them.
@@ -246,20 +254,6 @@ result<void> partition_log::recover() {
     _durable = _log_end;
     _active_synced = _log_end;
 
-    // The epochs that start in the scanned batches the log kept (from the log start on),
-    // in log order: a file written unsynced may lack them (storage/log.h), and the
-    // recovery point is about to pass them.
-    std::vector<epoch_entry> scanned_epochs;
-    for (const auto& seg : _segments) {
-        if (seg->base_offset() < scanned_from) continue;
-        if (auto collected = seg->collect_epoch_starts(scanned_epochs, _log_start); !collected)
-            net::log_warn("%s: reading the epochs of scanned segment %s: %s", _dir.c_str(),
-                          seg->path().filename().c_str(), collected.failure().message.c_str());
-        if (seg.get() != &active()) {
-            seg->release_indexes();
-            seg->release_file();
-        }
-    }
     // Looked up only when the listing found it, as the checkpoints are.
     const auto epochs_read = leader_epochs_present ? leader_epoch_cache::read_file(
                                                          _dir / leader_epoch_file_name, _epochs)
