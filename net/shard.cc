@@ -107,6 +107,7 @@ result<void> shard::setup_ring() {
         if (res == 0) {
             if (flags != flag_sets[0])
                 log_warn("io_uring: kernel refused the preferred setup flags, using 0x%x", flags);
+            _inline_splice = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
             break;
         }
         if (res != -EINVAL) break;
@@ -290,6 +291,7 @@ void shard::handle(const completion& done) {
         }
         case op_kind::recv:
         case op_kind::send:
+        case op_kind::send_ready:
         case op_kind::splice_chain: {
             SPATE_ASSERT(index < _connections.size(), "completion names a connection slot");
             connection& conn = *_connections[index];
@@ -300,6 +302,8 @@ void shard::handle(const completion& done) {
                 on_recv(conn, done);
             else if (kind == op_kind::send)
                 on_send(conn, done);
+            else if (kind == op_kind::send_ready)
+                on_send_ready(conn, done);
             else
                 on_splice_chain(conn, done, step);
             maybe_move(conn);

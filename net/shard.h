@@ -185,6 +185,9 @@ struct shard_stats {
     latency_histogram fsync_latency;
     // Of those, waited ones the shard ran itself at the end of an idle turn.
     uint64_t fsyncs_inline = 0;
+    // File bytes sent to sockets: by the shard itself (inline splices) or by io-wq chains.
+    uint64_t file_bytes_inline = 0;
+    uint64_t file_bytes_chained = 0;
     // How long each loop turn worked before it waited or began the next: a long one held
     // up every request of the shard meanwhile.
     latency_histogram turn_busy;
@@ -393,7 +396,18 @@ private:
     bool gather_bytes(connection& conn);
     // A file piece goes out as one linked chain of splices (file to pipe, pipe to socket,
     // repeated); on_splice_chain gets the chain's single completion.
-    void start_splice(connection& conn);
+    // Starts moving the front file piece; true when it was all sent at once, on this thread,
+    // and the caller goes on with what follows it.
+    bool start_splice(connection& conn);
+    // File bytes in page cache go out on the shard's own thread, with non-blocking splices,
+    // instead of a chain in the kernel's io-wq (one worker hand-off and wake-up per chain):
+    // until the piece is sent, the turn's share is spent or the socket is full (both then
+    // wait for POLLOUT), or a chunk is not all cached (a chain then reads it from disk).
+    enum class inline_result { sent, wait_writable, chain };
+    inline_result splice_inline(connection& conn, const file_piece& piece);
+    bool cached(const file_piece& piece, int64_t from, int64_t length);
+    void arm_send_ready(connection& conn);
+    void on_send_ready(connection& conn, const completion& done);
     void on_send(connection& conn, const completion& done);
     void on_splice_chain(connection& conn, const completion& done, uint32_t step);
     void begin_stop();
@@ -502,6 +516,10 @@ private:
     std::vector<std::deque<task>> _overflow;
     std::vector<uint8_t> _wake_needed;
     bool _msg_ring_works = true;
+    // Inline file transfers need DEFER_TASKRUN (nothing of the ring runs on this thread
+    // between two of its syscalls, so the socket is non-blocking only for the splice) and
+    // cachestat(2) (Linux 6.5); without either, every piece goes as a chain.
+    bool _inline_splice = false;
 
     // Sleep/wake protocol: the loop sets _sleeping before blocking and re-checks its inboxes;
     // a producer publishes, then reads _sleeping (both sequentially consistent), so at least

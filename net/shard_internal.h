@@ -30,6 +30,7 @@ enum class shard::op_kind : uint8_t {
     wake_read,
     msg_ring,
     connect,
+    send_ready,  // a one-shot POLLOUT: the socket took no more of an inline file transfer
 };
 
 namespace {
@@ -62,6 +63,9 @@ static_assert(chain_steps_max >= 3, "a chain fits a left-over step and one refil
 // Frames up to this size get their whole buffer at once; bigger ones grow as bytes arrive,
 // so a peer cannot make us allocate socket.request.max.bytes with four bytes.
 constexpr size_t frame_reserve_max = 1 << 20;
+// File bytes one connection moves on the shard's own thread per turn (see
+// shard::splice_inline): like send_bytes_max, what one connection may hold the loop for.
+constexpr int64_t inline_splice_bytes_max = 256 << 10;
 // Refusals at accept are logged at most this often per shard, each line with the count.
 constexpr std::chrono::milliseconds refusal_log_interval{1000};
 // The idle and receive timeouts are checked by one sweep over the connections, this many

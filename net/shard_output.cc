@@ -6,9 +6,11 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -116,29 +118,33 @@ void shard::resume_input(connection_ref ref) {
 
 void shard::start_output(connection& conn) {
     SPATE_ASSERT(!conn.send_in_flight, "one send in flight per connection");
-    if (conn.state != connection::state_kind::open) return;
-    pop_finished(conn);
-    if (conn.responses.empty() || conn.responses.front().state != connection::slot_state::ready) {
-        if (conn.close_after_send || (conn.close_when_answered && conn.responses.empty()))
-            begin_close(conn);
-        return;
-    }
-    const response& front = conn.responses.front().body;
-    // Zero-length pieces move nothing: step over them.
-    while (conn.piece_cursor < front.pieces.size() &&
-           front.pieces[conn.piece_cursor].position == conn.byte_cursor &&
-           front.pieces[conn.piece_cursor].length == 0)
-        ++conn.piece_cursor;
-    const bool at_piece = conn.piece_cursor < front.pieces.size() &&
-                          front.pieces[conn.piece_cursor].position == conn.byte_cursor;
-    if (at_piece) {
-        start_splice(conn);
-        return;
-    }
-    if (!gather_bytes(conn)) {
-        // Everything left was zero-length pieces at the end: the response is complete.
+    for (;;) {
+        if (conn.state != connection::state_kind::open) return;
         pop_finished(conn);
-        start_output(conn);
+        if (conn.responses.empty() ||
+            conn.responses.front().state != connection::slot_state::ready) {
+            if (conn.close_after_send || (conn.close_when_answered && conn.responses.empty()))
+                begin_close(conn);
+            return;
+        }
+        const response& front = conn.responses.front().body;
+        // Zero-length pieces move nothing: step over them.
+        while (conn.piece_cursor < front.pieces.size() &&
+               front.pieces[conn.piece_cursor].position == conn.byte_cursor &&
+               front.pieces[conn.piece_cursor].length == 0)
+            ++conn.piece_cursor;
+        const bool at_piece = conn.piece_cursor < front.pieces.size() &&
+                              front.pieces[conn.piece_cursor].position == conn.byte_cursor;
+        if (at_piece) {
+            if (!start_splice(conn)) return;
+            if (conn.close_after_send) {
+                begin_close(conn);
+                return;
+            }
+            continue;  // the piece went out whole: on with what follows it
+        }
+        if (gather_bytes(conn)) return;
+        // Everything left was zero-length pieces at the end: the response is complete.
     }
 }
 
@@ -260,7 +266,115 @@ void shard::release_pipe(pipe_pair pipe) {
     ::close(pipe.write_fd);
 }
 
-void shard::start_splice(connection& conn) {
+namespace {
+
+// cachestat(2) (Linux 6.5), which Debian 12's headers do not declare yet.
+struct cachestat_range {
+    uint64_t off;
+    uint64_t len;
+};
+struct cachestat_result {
+    uint64_t nr_cache;
+    uint64_t nr_dirty;
+    uint64_t nr_writeback;
+    uint64_t nr_evicted;
+    uint64_t nr_recently_evicted;
+};
+constexpr long cachestat_syscall = 451;  // the same number on every architecture
+
+}  // namespace
+
+bool shard::cached(const file_piece& piece, int64_t from, int64_t length) {
+    const int64_t page_bytes = page_size();
+    const int64_t first = (piece.file_position + from) / page_bytes;
+    const int64_t end = (piece.file_position + from + length + page_bytes - 1) / page_bytes;
+    cachestat_range range{static_cast<uint64_t>(first * page_bytes),
+                          static_cast<uint64_t>((end - first) * page_bytes)};
+    cachestat_result stat{};
+    if (::syscall(cachestat_syscall, piece.fd, &range, &stat, 0) != 0) {
+        if (errno == ENOSYS) {
+            log_info("cachestat(2) unsupported: file pieces go through io-wq splice chains");
+            _inline_splice = false;
+        }
+        return false;
+    }
+    return stat.nr_cache >= static_cast<uint64_t>(end - first);
+}
+
+shard::inline_result shard::splice_inline(connection& conn, const file_piece& piece) {
+    if (!_inline_splice) return inline_result::chain;
+    const int flags = ::fcntl(conn.fd, F_GETFL);
+    if (flags < 0 || ::fcntl(conn.fd, F_SETFL, flags | O_NONBLOCK) != 0)
+        return inline_result::chain;
+    // Only this turn's share: the pipe is filled with at most what is left of it.
+    const int64_t page_bytes = page_size();
+    int64_t budget = inline_splice_bytes_max;
+    inline_result outcome = inline_result::chain;
+    for (;;) {
+        if (conn.piece_read == conn.piece_sent && conn.piece_read < piece.length) {
+            if (budget <= 0) {
+                outcome = inline_result::wait_writable;
+                break;
+            }
+            // As in the chains: a chunk starting inside a page ends a page earlier, so the
+            // page slots of the pipe hold it.
+            const int64_t in_page = (piece.file_position + conn.piece_read) % page_bytes;
+            const int64_t chunk =
+                std::min({piece.length - conn.piece_read, conn.pipe_capacity - in_page, budget});
+            // Not all in page cache: reading it could block the loop on the disk.
+            if (!cached(piece, conn.piece_read, chunk)) break;
+            loff_t at = piece.file_position + conn.piece_read;
+            const ssize_t n =
+                ::splice(piece.fd, &at, conn.pipe->write_fd, nullptr, static_cast<size_t>(chunk),
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n <= 0) break;  // end of file or an error: the chain meets and reports it
+            conn.piece_read += n;
+            budget -= n;
+        }
+        const ssize_t m = ::splice(conn.pipe->read_fd, nullptr, conn.fd, nullptr,
+                                   static_cast<size_t>(conn.piece_read - conn.piece_sent),
+                                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (m <= 0) {
+            if (m < 0 && errno == EAGAIN) outcome = inline_result::wait_writable;
+            break;  // other errors: the chain meets and reports them
+        }
+        conn.piece_sent += m;
+        conn.last_activity = _now;
+        _stats.file_bytes_inline += static_cast<uint64_t>(m);
+        if (conn.piece_sent == piece.length) {
+            outcome = inline_result::sent;
+            break;
+        }
+    }
+    (void)::fcntl(conn.fd, F_SETFL, flags);
+    SPATE_ASSERT(conn.piece_sent <= conn.piece_read, "bytes leave the pipe after entering it");
+    return outcome;
+}
+
+void shard::arm_send_ready(connection& conn) {
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_poll_add(sqe, conn.fd, POLLOUT);
+    io_uring_sqe_set_data64(sqe, encode(op_kind::send_ready, conn.index, conn.generation));
+    conn.send_in_flight = true;
+    ++conn.ops_in_flight;
+    ++_ops_in_flight;
+}
+
+void shard::on_send_ready(connection& conn, const completion& done) {
+    conn.send_in_flight = false;
+    --conn.ops_in_flight;
+    --_ops_in_flight;
+    if (conn.state != connection::state_kind::open) return;
+    if (done.res < 0 && done.res != -EINTR) {
+        log_warn("connection %u: waiting to send: %s", conn.index, std::strerror(-done.res));
+        begin_close(conn);
+        return;
+    }
+    // Writable, or an error or hang-up that the next splice meets and reports.
+    start_output(conn);
+}
+
+bool shard::start_splice(connection& conn) {
     const file_piece& piece = conn.responses.front().body.pieces[conn.piece_cursor];
     if (!conn.pipe) {
         conn.pipe = acquire_pipe();
@@ -268,10 +382,22 @@ void shard::start_splice(connection& conn) {
             // The response size is already promised: a response without the piece would
             // corrupt the stream, so the connection goes.
             begin_close(conn);
-            return;
+            return false;
         }
         const int capacity = ::fcntl(conn.pipe->write_fd, F_GETPIPE_SZ);
         conn.pipe_capacity = capacity > 0 ? capacity : 65536;
+    }
+    switch (splice_inline(conn, piece)) {
+        case inline_result::sent:
+            ++conn.piece_cursor;
+            conn.piece_read = 0;
+            conn.piece_sent = 0;
+            return true;
+        case inline_result::wait_writable:
+            arm_send_ready(conn);
+            return false;
+        case inline_result::chain:
+            break;
     }
     // Plan the chain. The pipe holds exactly the bytes read but not yet sent (a chain cut
     // short leaves some): they go out first, so every file-to-pipe step finds the pipe empty
@@ -322,6 +448,7 @@ void shard::start_splice(connection& conn) {
     conn.send_in_flight = true;
     ++conn.ops_in_flight;
     ++_ops_in_flight;
+    return false;
 }
 
 void shard::on_splice_chain(connection& conn, const completion& done, uint32_t step) {
@@ -330,6 +457,7 @@ void shard::on_splice_chain(connection& conn, const completion& done, uint32_t s
     --conn.ops_in_flight;
     --_ops_in_flight;
     // Steps before `step` posted nothing: they moved all they were asked to.
+    const int64_t sent_before = conn.piece_sent;
     for (uint32_t earlier = 0; earlier < step; ++earlier) {
         const connection::splice_step& moved = conn.chain[earlier];
         (moved.into_pipe ? conn.piece_read : conn.piece_sent) += moved.length;
@@ -348,6 +476,7 @@ void shard::on_splice_chain(connection& conn, const completion& done, uint32_t s
         (reported.into_pipe ? conn.piece_read : conn.piece_sent) += done.res;
     }
     SPATE_ASSERT(conn.piece_sent <= conn.piece_read, "bytes leave the pipe after entering it");
+    _stats.file_bytes_chained += static_cast<uint64_t>(conn.piece_sent - sent_before);
     if (conn.state != connection::state_kind::open) return;
     const bool whole = last && done.res == static_cast<int32_t>(reported.length);
     // A short step (fewer bytes than asked, but some) is not an error: the next chain

@@ -245,10 +245,14 @@ void write_storage(exposition_writer& out, const std::vector<shard_report>& repo
     uint64_t rolls = 0;
     uint64_t truncations = 0;
     uint64_t fsyncs_inline = 0;
+    uint64_t file_bytes_inline = 0;
+    uint64_t file_bytes_chained = 0;
     std::array<uint64_t, 160> errors{};
     for (const shard_report& r : reports) {
         fsyncs.merge(r.runtime.fsync_latency);
         fsyncs_inline += r.runtime.fsyncs_inline;
+        file_bytes_inline += r.runtime.file_bytes_inline;
+        file_bytes_chained += r.runtime.file_bytes_chained;
         appends += r.counters.appends;
         copied += r.counters.fetch_answers_copied;
         spliced += r.counters.fetch_answers_spliced;
@@ -272,6 +276,12 @@ void write_storage(exposition_writer& out, const std::vector<shard_report>& repo
                metric_type::counter);
     out.sample("spate_fetch_answers_total", {{"transfer", "copy"}}, copied);
     out.sample("spate_fetch_answers_total", {{"transfer", "splice"}}, spliced);
+    out.family("spate_file_bytes_sent_total",
+               "Log file bytes spliced to sockets, by who moved them: the shard itself (in page "
+               "cache, non-blocking) or the kernel's io-wq (a splice chain).",
+               metric_type::counter);
+    out.sample("spate_file_bytes_sent_total", {{"by", "shard"}}, file_bytes_inline);
+    out.sample("spate_file_bytes_sent_total", {{"by", "io_wq"}}, file_bytes_chained);
     out.family("spate_storage_rolls_total",
                "Segments rolled by the logs open now, since they were opened.",
                metric_type::counter);
