@@ -63,6 +63,10 @@ struct file_piece {
     std::shared_ptr<void> keep_alive;
 };
 
+// How many pages of `fd`'s page-aligned range [offset, offset + length) are in page cache,
+// by cachestat(2) (Linux 6.5); -1 with errno set where it fails (ENOSYS: an older kernel).
+int64_t cached_pages(int fd, int64_t offset, int64_t length);
+
 // A response: `bytes` including the 4-byte size prefix the caller wrote, and file pieces
 // inserted at ascending positions of `bytes` (several pieces may share a position: they
 // follow one another).

@@ -180,6 +180,12 @@ struct shard::connection {
         piece_read = 0;
         piece_sent = 0;
     }
+    // The front response's current file piece is all on the socket.
+    void finish_piece() {
+        ++piece_cursor;
+        piece_read = 0;
+        piece_sent = 0;
+    }
 };
 
 }  // namespace spate::net

@@ -266,39 +266,29 @@ void shard::release_pipe(pipe_pair pipe) {
     ::close(pipe.write_fd);
 }
 
-namespace {
-
-// cachestat(2) (Linux 6.5), which Debian 12's headers do not declare yet.
-struct cachestat_range {
-    uint64_t off;
-    uint64_t len;
-};
-struct cachestat_result {
-    uint64_t nr_cache;
-    uint64_t nr_dirty;
-    uint64_t nr_writeback;
-    uint64_t nr_evicted;
-    uint64_t nr_recently_evicted;
-};
-constexpr long cachestat_syscall = 451;  // the same number on every architecture
-
-}  // namespace
+int64_t cached_pages(int fd, int64_t offset, int64_t length) {
+    // Debian 12's headers do not declare cachestat(2) yet.
+    struct {
+        uint64_t off, len;
+    } range{static_cast<uint64_t>(offset), static_cast<uint64_t>(length)};
+    struct {
+        uint64_t cache, dirty, writeback, evicted, recently_evicted;
+    } stat{};
+    constexpr long cachestat_syscall = 451;  // the same number on every architecture
+    if (::syscall(cachestat_syscall, fd, &range, &stat, 0) != 0) return -1;
+    return static_cast<int64_t>(stat.cache);
+}
 
 bool shard::cached(const file_piece& piece, int64_t from, int64_t length) {
     const int64_t page_bytes = page_size();
     const int64_t first = (piece.file_position + from) / page_bytes;
     const int64_t end = (piece.file_position + from + length + page_bytes - 1) / page_bytes;
-    cachestat_range range{static_cast<uint64_t>(first * page_bytes),
-                          static_cast<uint64_t>((end - first) * page_bytes)};
-    cachestat_result stat{};
-    if (::syscall(cachestat_syscall, piece.fd, &range, &stat, 0) != 0) {
-        if (errno == ENOSYS) {
-            log_info("cachestat(2) unsupported: file pieces go through io-wq splice chains");
-            _inline_splice = false;
-        }
-        return false;
+    const int64_t found = cached_pages(piece.fd, first * page_bytes, (end - first) * page_bytes);
+    if (found < 0 && errno == ENOSYS) {
+        log_info("cachestat(2) unsupported: file pieces go through io-wq splice chains");
+        _inline_splice = false;
     }
-    return stat.nr_cache >= static_cast<uint64_t>(end - first);
+    return found >= end - first;
 }
 
 shard::inline_result shard::splice_inline(connection& conn, const file_piece& piece) {
@@ -389,9 +379,7 @@ bool shard::start_splice(connection& conn) {
     }
     switch (splice_inline(conn, piece)) {
         case inline_result::sent:
-            ++conn.piece_cursor;
-            conn.piece_read = 0;
-            conn.piece_sent = 0;
+            conn.finish_piece();
             return true;
         case inline_result::wait_writable:
             arm_send_ready(conn);
@@ -500,9 +488,7 @@ void shard::on_splice_chain(connection& conn, const completion& done, uint32_t s
     }
     const file_piece& piece = conn.responses.front().body.pieces[conn.piece_cursor];
     if (conn.piece_sent == piece.length) {
-        ++conn.piece_cursor;
-        conn.piece_read = 0;
-        conn.piece_sent = 0;
+        conn.finish_piece();
         pop_finished(conn);
     }
     if (conn.close_after_send) {

@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -611,22 +610,6 @@ TEST_CASE("a piece of many MiB goes out in linked chains byte for byte") {
     server.rt.stop_and_join();
 }
 
-namespace {
-
-// Pages of the file in page cache per cachestat(2), or -1 where the kernel has none.
-int64_t cached_pages(int fd, uint64_t length) {
-    struct {
-        uint64_t off, len;
-    } range{0, length};
-    struct {
-        uint64_t cache, dirty, writeback, evicted, recently_evicted;
-    } stat{};
-    if (::syscall(451, fd, &range, &stat, 0) != 0) return -1;
-    return static_cast<int64_t>(stat.cache);
-}
-
-}  // namespace
-
 TEST_CASE("file pieces in page cache leave from the shard itself, others through io-wq chains") {
     const size_t size = 4 << 20;
     file_server server(pattern(size, 41));
@@ -641,7 +624,7 @@ TEST_CASE("file pieces in page cache leave from the shard itself, others through
     client c(server.rt.bound_port());
     c.send_frame(ranges({{10, 3 << 20}}));
     CHECK(c.read_frame() == expected_file_response(server.content, {{10, 3 << 20}}));
-    if (cached_pages(server.file.fd, size) < 0) {
+    if (cached_pages(server.file.fd, 0, static_cast<int64_t>(size)) < 0) {
         MESSAGE("no cachestat(2) in this kernel: every piece goes through io-wq chains");
         CHECK(sent_by() == std::pair<uint64_t, uint64_t>{0, 3 << 20});
         server.rt.stop_and_join();
@@ -653,11 +636,13 @@ TEST_CASE("file pieces in page cache leave from the shard itself, others through
     // Dropped from page cache, the piece would be read from disk: that goes to io-wq.
     // (The sender's socket may hold the sent pages until the reader's ACKs come back.)
     REQUIRE(::fdatasync(server.file.fd) == 0);
-    for (int attempt = 0; attempt < 50 && cached_pages(server.file.fd, size) != 0; ++attempt) {
+    for (int attempt = 0;
+         attempt < 50 && cached_pages(server.file.fd, 0, static_cast<int64_t>(size)) != 0;
+         ++attempt) {
         REQUIRE(::posix_fadvise(server.file.fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    if (cached_pages(server.file.fd, size) != 0) {
+    if (cached_pages(server.file.fd, 0, static_cast<int64_t>(size)) != 0) {
         MESSAGE("the page cache kept the file (tmpfs?): the io-wq half is not checked");
     } else {
         c.send_frame(ranges({{5, 2 << 20}}));
