@@ -20,6 +20,17 @@ int64_t fetch_session::find(const std::string& topic, const proto::uuid& topic_i
     return found == _index.end() ? -1 : static_cast<int64_t>(found->second);
 }
 
+int64_t fetch_session::find(size_t hint, const std::string& topic, const proto::uuid& topic_id,
+                            int32_t partition) const {
+    if (hint < partitions.size()) {
+        const session_partition& at = partitions[hint];
+        const bool same_topic = topic_id.is_zero() ? at.topic_id.is_zero() && at.topic == topic
+                                                   : at.topic_id == topic_id;
+        if (at.partition == partition && same_topic) return static_cast<int64_t>(hint);
+    }
+    return find(topic, topic_id, partition);
+}
+
 void fetch_session::upsert(const session_partition& p) {
     const int64_t at = find(p.topic, p.topic_id, p.partition);
     if (at < 0) {

@@ -64,6 +64,10 @@ struct fetch_session {
 
     // The position of (topic or id, partition) in `partitions`, or -1.
     int64_t find(const std::string& topic, const proto::uuid& topic_id, int32_t partition) const;
+    // The same, looking at position `hint` first (where a fetch found the partition when
+    // it began: the session changes only between fetches, so it is nearly always there).
+    int64_t find(size_t hint, const std::string& topic, const proto::uuid& topic_id,
+                 int32_t partition) const;
     // Adds or updates a partition (an incremental request's entry).
     void upsert(const session_partition& p);
     // Removes a partition (forgotten_topics_data).

@@ -1,7 +1,8 @@
 // Fetch (1): reads whole batches from each partition's owner shard as file ranges and
 // sends them with splice (zero-copy). Long polling: when fewer than min_bytes are
-// available the fetch registers a wake-up on every partition it reads and a timer of
-// max_wait_ms; the next append to any of them (or the timer) runs another round.
+// available the fetch waits on a timer of max_wait_ms and on a wake-up that each owner
+// shard registered on its partitions while reading them (in the same turn, so no append
+// slips between); the next append to any of them (or the timer) runs another round.
 // Sessions (KIP-227, v7+, broker/fetch_session.h): a full fetch with epoch 0 opens a
 // session and lists every partition; an incremental fetch names only what changed and
 // its answer lists only partitions with records, a moved high watermark or log start
@@ -48,7 +49,9 @@ namespace {
 using proto::error_code;
 
 struct partition_read {
-    size_t slot;  // position in the fetch's targets (the answer's order)
+    // Position in the fetch's targets (the answer's order), which is the partition's
+    // position in the fetch's session, if any, when the fetch began.
+    size_t slot;
     std::string topic;
     proto::uuid topic_id;  // checked against the partition's when not zero
     int32_t index;
@@ -61,7 +64,7 @@ struct partition_read {
     error_code error = error_code::none;
     int64_t high_watermark = -1;
     // Where this fetch may read up to: the high watermark for consumers, the log end for
-    // followers (what wait_for_data watches).
+    // followers.
     int64_t visible_end = -1;
     bool as_follower = false;  // read to the log end, as one of the partition's followers
     // A follower whose log diverges from the leader's (KIP-101/279): the largest epoch the
@@ -85,6 +88,16 @@ using read_list = std::vector<partition_read>;
 struct read_budget {
     int64_t bytes;
     size_t partitions_with_data;
+};
+
+// How an owner wakes a fetch that may wait for data (long polling): it registers `wake`
+// on the partitions it read when they gave it fewer than `min_bytes`, in the same turn
+// as the read, so no append can fall between the two. The wake-up is shared by every
+// partition of the round (a reference each); it forwards to the fetch's own shard.
+struct read_watch {
+    std::weak_ptr<void> fetch;
+    std::shared_ptr<const std::function<void()>> wake;
+    int64_t min_bytes;
 };
 
 // The partitions with data one answer may carry, each holding its segment's descriptor
@@ -166,9 +179,12 @@ bool diverges(const partition& p, partition_read& read) {
 // partition with data here gets at least its first batch even beyond the byte budget,
 // since it may be the first of the whole answer; a later one that does not fit is
 // dropped at once rather than held until the answering shard drops it.
-void read_on_owner(shard_state& owner, read_list& list, const read_budget& budget) {
+void read_on_owner(shard_state& owner, read_list& list, const read_budget& budget,
+                   const read_watch* watch) {
     int64_t used = 0;
     size_t with_data = 0;
+    std::vector<partition*> readable;  // the partitions read without an error
+    if (watch != nullptr) readable.reserve(list.size());
     for (partition_read& read : list) {
         read.slices.clear();
         read.bytes = 0;
@@ -204,6 +220,7 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
         // watermark (and release acks=all produces) before anything is read.
         if (follower) owner.follower_fetched(*p, read.replica_id, read.offset);
         read.high_watermark = p->high_watermark();
+        if (watch != nullptr) readable.push_back(p);
         if (read.offset >= read.visible_end || read.max_bytes <= 0) continue;
         const int64_t left = budget.bytes - used;
         if (with_data == budget.partitions_with_data || (with_data > 0 && left <= 0)) {
@@ -233,6 +250,11 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
         used += bytes;
         ++with_data;
     }
+    // Enough here answers the fetch whatever the other owners read; too little, and the
+    // next append to any of these partitions runs another round (a partition keeps one
+    // waiter per fetch, however many rounds register it).
+    if (watch == nullptr || used >= watch->min_bytes) return;
+    for (partition* p : readable) p->add_waiter(watch->fetch, watch->wake);
 }
 
 // Applies the response's limits to the merged results of a round, in request order (see
@@ -270,7 +292,7 @@ bool trim_to_response(fetch_state& state) {
 // Whether an incremental answer lists this partition, updating what the session last
 // told the client about it (Kafka's CachedPartition.maybeUpdateResponseData).
 bool changed_for_session(fetch_session& session, const partition_read& read) {
-    const int64_t at = session.find(read.topic, read.topic_id, read.index);
+    const int64_t at = session.find(read.slot, read.topic, read.topic_id, read.index);
     if (at < 0) return true;  // forgotten by a later request meanwhile: list it anyway
     session_partition& known = session.partitions[static_cast<size_t>(at)];
     bool include = read.bytes > 0 || read.error != error_code::none;
@@ -350,7 +372,8 @@ proto::fetch_response build_response(fetch_state& state,
             p.records_.external_id = static_cast<uint32_t>(external.size());
             external.push_back(std::move(read->slices));
             if (state.incremental && state.limited) {
-                const int64_t at = state.session->find(read->topic, read->topic_id, read->index);
+                const int64_t at =
+                    state.session->find(read->slot, read->topic, read->topic_id, read->index);
                 if (at >= 0) rotated.push_back(static_cast<size_t>(at));
             }
         }
@@ -438,63 +461,25 @@ void respond_now(const fetch_ptr& state) {
     for (partition_read* read : state->results) read->slices.clear();
 }
 
-// Registers a wake-up on every partition of this fetch, on their owner shards. The round
-// that found too little read each partition on its owner, and this registration arrives
-// there later (after a hop back to this shard and another one out): an append in between
-// would find no waiter, and the fetch would sleep until max_wait_ms although data is
-// there. So each partition carries the high watermark the round saw, and a partition
-// whose watermark has moved since wakes the fetch at once instead of registering.
-void wait_for_data(const fetch_ptr& state) {
-    shard_state& shard = *state->req->shard;
-    broker* process = &shard.owner();
-    const net::shard_id origin = shard.id();
-    std::weak_ptr<fetch_state> weak = state;
-    struct watched {
-        std::string topic;
-        int32_t index;
-        int64_t seen_end;  // the visible end the round saw, or the fetch offset past it
-        bool as_follower;
-    };
-    for (auto& [owner, list] : state->by_owner) {
-        std::vector<watched> keys;
-        for (const auto& read : list)
-            keys.push_back({read.topic, read.index, std::max(read.visible_end, read.offset),
-                            read.as_follower});
-        shard.call_on<int>(
-            owner,
-            [keys = std::move(keys), weak, process, origin](shard_state& target,
-                                                            std::function<void(int)> reply) {
-                const net::shard_id owner_id = target.id();
-                // One wake-up for every partition here (each waiter holds a reference).
-                const auto wake = std::make_shared<const std::function<void()>>(
-                    [weak, process, owner_id, origin] {
-                        process->state(owner_id).net_shard().submit_to(origin, [weak] {
-                            fetch_ptr alive = weak.lock();
-                            if (!alive || alive->done) return;
-                            if (alive->round_running) {
-                                alive->wake_pending = true;
-                                return;
-                            }
-                            run_round(alive);
-                        });
-                    });
-                bool moved = false;
-                for (const auto& key : keys) {
-                    partition* p = target.find_partition(key.topic, key.index);
-                    if (p == nullptr) continue;
-                    const int64_t end =
-                        key.as_follower ? p->log().log_end_offset() : p->high_watermark();
-                    if (end > key.seen_end) {
-                        moved = true;
-                        break;
-                    }
-                    p->add_waiter(weak, wake);
+// The wake-up an owner shard registers on its partitions for a fetch that may wait: it
+// runs on the owner (at an append) and has the fetch's own shard run another round, or
+// run one more after the round under way.
+std::shared_ptr<const std::function<void()>> wake_on(const fetch_ptr& state,
+                                                     net::shard_id owner_id) {
+    broker* process = &state->req->shard->owner();
+    const net::shard_id origin = state->req->shard->id();
+    return std::make_shared<const std::function<void()>>(
+        [weak = std::weak_ptr<fetch_state>(state), process, owner_id, origin] {
+            process->state(owner_id).net_shard().submit_to(origin, [weak] {
+                fetch_ptr alive = weak.lock();
+                if (!alive || alive->done) return;
+                if (alive->round_running) {
+                    alive->wake_pending = true;
+                    return;
                 }
-                if (moved) (*wake)();
-                reply(0);
-            },
-            [](int) {});
-    }
+                run_round(alive);
+            });
+        });
 }
 
 void finish_round(const fetch_ptr& state) {
@@ -545,8 +530,7 @@ void finish_round(const fetch_ptr& state) {
             run_round(alive);
         });
     }
-    // Waiters are consumed by each append: register again for the next one.
-    wait_for_data(state);
+    // The owners registered this fetch's wake-ups in the round itself (read_on_owner).
 }
 
 void run_round(fetch_ptr state) {
@@ -558,15 +542,21 @@ void run_round(fetch_ptr state) {
     const read_budget budget{
         response_bytes_max(*state),
         (fetch_partitions_with_data_max(*state->req->shard) + owners - 1) / owners};
+    // A fetch that may still wait has the owners watch what they read (read_watch).
+    const bool may_wait =
+        state->body.max_wait_ms > 0 && state->body.min_bytes > 0 && !state->expired;
     // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
     for (auto& entry : state->by_owner) {
         // The owner works on the list itself: until its reply nothing else touches it,
         // and the reply's closure, which travels with the work, keeps the fetch alive.
         read_list* list = &entry.second;
+        std::optional<read_watch> watch;
+        if (may_wait) watch = read_watch{state, wake_on(state, entry.first), state->body.min_bytes};
         state->req->shard->call_on<int>(
             entry.first,
-            [list, budget](shard_state& target, std::function<void(int)> reply) {
-                read_on_owner(target, *list, budget);
+            [list, budget, watch = std::move(watch)](shard_state& target,
+                                                     std::function<void(int)> reply) {
+                read_on_owner(target, *list, budget, watch ? &*watch : nullptr);
                 reply(0);
             },
             [state](int) {
@@ -626,18 +616,22 @@ void update_session(fetch_session& session, const fetch_state& state, const meta
 }
 
 // Chooses what this fetch reads and how it answers (Kafka's FetchManager.newContext):
-// returns the partitions to read, or sets top_error for a session it cannot use.
-std::vector<session_partition> fetch_context(fetch_state& state) {
+// returns the partitions to read, or sets top_error for a session it cannot use. They are
+// built in `storage`, or are the session's own (read at once: the session may change
+// once this fetch waits).
+const std::vector<session_partition>& fetch_context(fetch_state& state,
+                                                    std::vector<session_partition>& storage) {
     shard_state& shard = *state.req->shard;
     const metadata_snapshot& md = *shard.metadata();
     const auto& body = state.body;
-    if (state.req->version() < 7) return requested(state, md);
+    storage.clear();
+    if (state.req->version() < 7) return storage = requested(state, md);
     fetch_session_cache& cache = shard.fetch_sessions();
     const bool full = body.session_epoch == 0 || body.session_epoch == -1;
     if (full) {
         // A full fetch closes the session it names; epoch 0 opens a new one.
         if (body.session_id != 0) cache.remove(body.session_id);
-        auto partitions = requested(state, md);
+        std::vector<session_partition>& partitions = storage = requested(state, md);
         if (body.session_epoch == 0 && !partitions.empty()) {
             const bool follower = body.replica_id >= 0 || body.replica_state_.replica_id >= 0;
             state.session =
@@ -649,15 +643,15 @@ std::vector<session_partition> fetch_context(fetch_state& state) {
     session_ptr session = cache.find(body.session_id);
     if (!session) {
         state.top_error = error_code::fetch_session_id_not_found;
-        return {};
+        return storage;
     }
     if (session->epoch != body.session_epoch) {
         state.top_error = error_code::invalid_fetch_session_epoch;
-        return {};
+        return storage;
     }
     if (session->uses_topic_ids != (state.req->version() >= 13)) {
         state.top_error = error_code::fetch_session_topic_id_error;
-        return {};
+        return storage;
     }
     const size_t size_before = session->partitions.size();
     update_session(*session, state, md);
@@ -665,11 +659,11 @@ std::vector<session_partition> fetch_context(fetch_state& state) {
         // grown past what the sessions may hold together
         cache.remove(session->id);
         state.top_error = error_code::fetch_session_id_not_found;
-        return {};
+        return storage;
     }
     if (session->partitions.empty()) {
         cache.remove(session->id);
-        return {};
+        return storage;
     }
     cache.touch(*session, wall_clock_ms());
     session->epoch = next_session_epoch(session->epoch);
@@ -678,8 +672,8 @@ std::vector<session_partition> fetch_context(fetch_state& state) {
     state.response_session_id = session->id;
     // A session fetch names each topic as the session does (by id, or by name); the
     // name of an id is looked up again, as the topic may have gone since.
-    auto partitions = session->partitions;
-    if (!session->uses_topic_ids) return partitions;
+    if (!session->uses_topic_ids) return session->partitions;
+    std::vector<session_partition>& partitions = storage = session->partitions;
     const proto::uuid* named = nullptr;  // consecutive partitions of one topic: one lookup
     for (size_t i = 0; i < partitions.size(); ++i) {
         if (named != nullptr && *named == partitions[i].topic_id)
@@ -757,7 +751,8 @@ void start_fetch(fetch_ptr state) {
     const request_ptr& req = state->req;
     shard_state& shard = *req->shard;
     const auto& body = state->body;
-    const std::vector<session_partition> partitions = fetch_context(*state);
+    std::vector<session_partition> storage;
+    const std::vector<session_partition>& partitions = fetch_context(*state, storage);
     const bool by_id = req->version() >= 13;
     const int32_t replica_id =
         req->version() >= 15 ? body.replica_state_.replica_id : body.replica_id;

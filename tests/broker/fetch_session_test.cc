@@ -110,3 +110,27 @@ TEST_CASE("fetch session cache: the partitions of all sessions together are boun
     b->upsert(more);  // an incremental fetch grows it
     CHECK_FALSE(cache.within_bounds());
 }
+
+TEST_CASE("fetch sessions: a position hint is used only when it names the partition") {
+    fetch_session_cache cache(1, 1000, 0, 1);
+    auto session = cache.create(false, false, 0, parts("a", 3));
+    REQUIRE(session);
+    CHECK(session->find(1, "a", {}, 1) == 1);
+    CHECK(session->find(0, "a", {}, 2) == 2);   // stale hint: looked up
+    CHECK(session->find(7, "a", {}, 0) == 0);   // out of range
+    CHECK(session->find(1, "b", {}, 1) == -1);  // same index, another topic
+    session->rotate({0});
+    CHECK(session->find(0, "a", {}, 0) == 2);  // moved by the rotation
+    CHECK(session->find(0, "a", {}, 1) == 0);
+
+    spate::proto::uuid id{};
+    id.bytes[0] = 9;
+    auto by_id = std::make_shared<fetch_session>();
+    session_partition p;
+    p.topic_id = id;
+    p.partition = 4;
+    by_id->upsert(p);
+    CHECK(by_id->find(0, "", id, 4) == 0);
+    CHECK(by_id->find(0, "", {}, 4) == -1);  // a name session's key is not an id's
+    CHECK(by_id->find(0, "", id, 5) == -1);
+}
