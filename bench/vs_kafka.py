@@ -31,10 +31,13 @@ for both brokers (memory freed a moment before: bench/machine.py memory reused),
 touch of a page costs a hypervisor fault that lands in the broker's CPU time.
 Reported per broker and phase: MB/s, latencies, and broker CPU seconds per GiB moved
 (utime+stime of the broker process from /proc; for Kafka the broker JVM, not ZooKeeper),
-peak RSS (VmHWM); then the ratios spate/Kafka. Client and broker share the machine's cores.
+peak RSS (VmHWM); then the ratios spate/Kafka. Client and broker share the machine's cores,
+so the clients' own CPU seconds per GiB are printed too: what they take bounds what any
+broker can reach on this machine.
 """
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -54,8 +57,16 @@ def log(text):
     print(text, flush=True)
 
 
+def clients_cpu_seconds():
+    """utime+stime of this process's waited children: the clients a phase ran and waited
+    for (a broker is waited only when it stops, Kafka's JVM never: neither is counted)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 class Phase:
-    """Measures one phase: runs `body` and notes the broker's CPU seconds meanwhile."""
+    """Measures one phase: runs `body` and notes the broker's CPU seconds meanwhile, and the
+    clients' (the machine's cores are shared: what a client takes, no broker can use)."""
 
     # The GiB moved is `gib_moved`, or, when the phase's figures say it ("gib"), theirs.
     def __init__(self, broker, name, gib_moved, body, fills_mib=0):
@@ -63,10 +74,13 @@ class Phase:
         if fills_mib:
             machine.reuse_memory(fills_mib, log=log)
         cpu = broker.cpu_seconds()
+        clients = clients_cpu_seconds()
         self.figures = body()
         self.cpu = broker.cpu_seconds() - cpu
+        clients = clients_cpu_seconds() - clients
         gib_moved = self.figures.get("gib", gib_moved)
         self.figures["cpu_per_gib"] = self.cpu / gib_moved if gib_moved else float("nan")
+        self.figures["client_cpu_per_gib"] = clients / gib_moved if gib_moved else float("nan")
         log("  %-8s %-16s %s" % (broker.name, name, " ".join(
             "%s=%s" % (k, ("%.1f" % v) if isinstance(v, float) else v)
             for k, v in sorted(self.figures.items()) if k != "line")))
@@ -185,14 +199,18 @@ def latencies(figures, prefix):
 def report(results, rate):
     k, s = results["kafka"], results["spate"]
     log("")
-    log("%-17s %10s %10s %8s %13s %13s %8s" % ("phase", "kafka MB/s", "spate MB/s", "s/k",
-                                             "kafka CPU/GiB", "spate CPU/GiB", "k/s CPU"))
+    log("%-17s %10s %10s %8s %13s %13s %8s %17s" % (
+        "phase", "kafka MB/s", "spate MB/s", "s/k", "kafka CPU/GiB", "spate CPU/GiB", "k/s CPU",
+        "clients' CPU/GiB"))
     for name in [n for n in s if n in k and isinstance(s[n], dict)]:
         a, b = k[name], s[name]
-        log("%-17s %10.1f %10.1f %8.2f %13.2f %13.2f %8.2f" % (
+        log("%-17s %10.1f %10.1f %8.2f %13.2f %13.2f %8.2f %8.2f %8.2f" % (
             name, a["mbs"], b["mbs"], b["mbs"] / a["mbs"] if a["mbs"] else float("nan"),
             a["cpu_per_gib"], b["cpu_per_gib"],
-            a["cpu_per_gib"] / b["cpu_per_gib"] if b["cpu_per_gib"] else float("nan")))
+            a["cpu_per_gib"] / b["cpu_per_gib"] if b["cpu_per_gib"] else float("nan"),
+            a.get("client_cpu_per_gib", float("nan")), b.get("client_cpu_per_gib", float("nan"))))
+    log("(clients' CPU/GiB: the clients of the phase, with Kafka then with spate; JVM start-up "
+        "included)")
     log("")
     log("latency µs          kafka p50/p99/p99.9/max          spate p50/p99/p99.9/max     p99 k/s")
     for name in [n for n in s if n in k and isinstance(s[n], dict)]:
