@@ -253,6 +253,10 @@ const std::map<std::string, key_setter>& key_table() {
         {"log.flush_ms",
          [](const toml::node& n, const std::string& k,
             broker_config& c) { return integer_in(n, k, c.log.flush_ms, 0, INT64_MAX); }},
+        {"log.preallocate_ahead_bytes",
+         [](const toml::node& n, const std::string& k, broker_config& c) {
+             return integer_in(n, k, c.log.preallocate_ahead_bytes, 0, INT32_MAX);
+         }},
     };
     return table;
 }

@@ -439,6 +439,8 @@ result<std::vector<append_result>> partition_log::append_batches(
             restore_epochs();
             return file.failure();
         }
+        seg.reserve_ahead((*file)->fd, position + bytes, _config.preallocate_ahead_bytes,
+                          _config.segment_bytes);
         if (auto written = pwritev_all((*file)->fd, vectors, position, seg.path()); !written) {
             // Cut off whatever part of the group reached the file, so the segment ends
             // on a batch boundary; if even that fails the log refuses further appends.

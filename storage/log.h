@@ -248,6 +248,9 @@ struct log_config {
     int64_t flush_messages = std::numeric_limits<int64_t>::max();  // Kafka: no forced fsync
     int64_t flush_ms = std::numeric_limits<int64_t>::max();
     bool preallocate = false;  // reserve segment_bytes of blocks when a segment is created
+    // Blocks of the active segment reserved ahead of its appends, at most this far
+    // (segment::reserve_ahead; given back when the segment is sealed). 0: none.
+    int64_t preallocate_ahead_bytes = 64 << 20;
     // cleanup.policy: "delete" enables retention by time and size (segments wholly below
     // the log start are deleted either way), "compact" enables compaction.
     bool cleanup_delete = true;

@@ -178,6 +178,7 @@ result<std::unique_ptr<segment>> segment::create(const std::filesystem::path& di
     }
     std::unique_ptr<segment> created(new segment(std::move(path), base_offset, 0, created_ms,
                                                  index_interval_bytes, descriptors));
+    created->_reserved_end = preallocate_bytes;
     created->_file = std::move(file);
     created->note_file_use();
     created->_indexes_loaded = true;
@@ -438,6 +439,30 @@ void segment::record_append(const proto::batch_header& header, int64_t position)
     _size += header.total_size();
 }
 
+void segment::reserve_ahead(int fd, int64_t end, int64_t ahead_max, int64_t limit) {
+    if (ahead_max <= 0 || _reserve_failed || end <= _reserved_end) return;
+    constexpr int64_t step_min = 64 << 10;  // an idle partition holds little ahead
+    const int64_t step = std::clamp<int64_t>(_size, step_min, std::max(ahead_max, step_min));
+    const int64_t target = std::max(end, std::min(end + step, limit));
+    const int64_t from = std::max(_reserved_end, _size);
+    while (::fallocate(fd, FALLOC_FL_KEEP_SIZE, from, target - from) != 0) {
+        if (errno == EINTR) continue;
+        _reserve_failed = true;  // unsupported, or no space: plain writes from here on
+        return;
+    }
+    _reserved_end = target;
+}
+
+void segment::release_reserve(int fd) {
+    if (_reserved_end <= _size) return;
+    // A truncation to the size it has frees the blocks past the end (a punched hole
+    // would not: ext4 ignores one beyond the end of the file).
+    while (::ftruncate(fd, static_cast<off_t>(_size)) != 0) {
+        if (errno != EINTR) break;  // blocks left reserved cost space only, not data
+    }
+    _reserved_end = _size;
+}
+
 result<void> segment::truncate_to(int64_t size_bytes) {
     auto opened = file();
     if (!opened) return opened.failure();
@@ -445,6 +470,7 @@ result<void> segment::truncate_to(int64_t size_bytes) {
         if (errno != EINTR) return errno_error("ftruncate", _log_path);
     }
     _size = size_bytes;
+    _reserved_end = std::min(_reserved_end, size_bytes);  // freed with the cut
     _index.truncate_to_position(size_bytes);
     return {};
 }
@@ -473,6 +499,7 @@ result<int64_t> segment::truncate_before(int64_t offset) {
             if (errno != EINTR) return errno_error("ftruncate", _log_path);
         }
     }
+    if (position < _size) _reserved_end = std::min(_reserved_end, position);
     _size = position;
     _index.truncate_to_position(position);
     // (Every entry's relative offset fits an int32; one past the largest would not.)
@@ -588,6 +615,11 @@ void segment::append_final_time_entry() {
 
 result<void> segment::seal() {
     append_final_time_entry();
+    if (_reserved_end > _size) {
+        auto opened = file();
+        if (!opened) return opened.failure();
+        release_reserve((*opened)->fd);
+    }
     // Empty indexes need no files (load_indexes of an empty segment reads none), which
     // spares a shutdown two file writes per partition that was created and left empty.
     if (_size > 0) {
@@ -600,6 +632,11 @@ result<void> segment::seal() {
 
 result<void> segment::seal_without_sync() {
     append_final_time_entry();
+    if (_reserved_end > _size) {
+        auto opened = file();
+        if (!opened) return opened.failure();
+        release_reserve((*opened)->fd);
+    }
     if (_size == 0) return {};  // see seal()
     return save_indexes(index_durability::unsynced);
 }

@@ -183,6 +183,19 @@ public:
     // Applies a new index spacing to the entries added from now on.
     void set_index_interval_bytes(int32_t bytes) { _index_interval_bytes = bytes; }
 
+    // Active segment only: reserves the file's blocks up to at least `end` ahead of the
+    // write that needs them (fallocate, keeping the file size), in steps of the segment's
+    // size so far, from 64 KiB up to `ahead_max` bytes beyond `end`, never past `limit`
+    // (the segment size the log rolls at). Writes into reserved blocks skip the file
+    // system's per-block delayed allocation: about a fifth of the broker's cpu per
+    // appended GiB on ext4. Best effort: a file system without fallocate (or out of space)
+    // just gets plain writes, which then fail or not on their own.
+    void reserve_ahead(int fd, int64_t end, int64_t ahead_max, int64_t limit);
+    // Gives back the reserved blocks past the end of the data (when the segment is sealed:
+    // a closed segment holds only its data). The file's size is the segment's.
+    void release_reserve(int fd);
+    int64_t reserved_bytes() const { return _reserved_end; }
+
     // Active segment only: rolls the file back to `size_bytes` after a failed write.
     result<void> truncate_to(int64_t size_bytes);
     // Truncation of the log (partition_log::truncate_to): cuts the file before the batch
@@ -274,6 +287,10 @@ private:
     int32_t _index_interval_bytes;
     // Append bookkeeping of the active segment.
     int64_t _bytes_since_index_entry = 0;
+    // The file's blocks are reserved up to here (reserve_ahead; 0 when unknown, as after
+    // a restart, where reserving again is harmless). A failed reservation stops them.
+    int64_t _reserved_end = 0;
+    bool _reserve_failed = false;
     fd_cache* _descriptors;
     // Mutable: opened, loaded and cached lazily by const lookups.
     mutable std::shared_ptr<segment_file> _file;

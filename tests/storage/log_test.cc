@@ -1042,6 +1042,51 @@ TEST_CASE("preallocated segments keep their logical size") {
     check_matches(*log, expected);
 }
 
+TEST_CASE("blocks are reserved ahead of appends and given back when a segment is sealed") {
+    temp_dir dir("reserve");
+    log_config config = test_config();
+    config.segment_bytes = 6 << 20;
+    const auto allocated = [](const fs::path& path) {
+        struct stat st {};
+        REQUIRE(::stat(path.c_str(), &st) == 0);
+        return std::pair<int64_t, int64_t>{st.st_size, int64_t{st.st_blocks} * 512};
+    };
+    const fs::path first = dir.path() / "00000000000000000000.log";
+    // Whether this file system reserves blocks at all (the log then writes plainly).
+    fs::create_directories(dir.path());
+    const fs::path probe = dir.path() / "probe";
+    const int probe_fd = ::open(probe.c_str(), O_RDWR | O_CREAT, 0644);
+    REQUIRE(probe_fd >= 0);
+    const bool reserves = ::fallocate(probe_fd, FALLOC_FL_KEEP_SIZE, 0, 1 << 20) == 0;
+    ::close(probe_fd);
+    fs::remove(probe);
+    model expected;
+    {
+        auto log = open_log(dir.path(), config);
+        append_batch(*log, expected, 2, 0, 50000);
+        const auto [size, blocks] = allocated(first);
+        if (reserves) CHECK(blocks >= size + (64 << 10));  // at least the first step ahead
+        for (int i = 1; i < 80; ++i) append_batch(*log, expected, 2, i, 50000);  // rolls
+        REQUIRE(log->segment_count() >= 2);
+        const auto [closed_size, closed_blocks] = allocated(first);
+        CHECK(closed_blocks <= closed_size + (64 << 10));  // the closed one holds its data
+        REQUIRE(log->close().ok());
+    }
+    for (const auto& entry : fs::directory_iterator(dir.path())) {
+        if (entry.path().extension() != ".log") continue;
+        const auto [size, blocks] = allocated(entry.path());
+        CHECK(blocks <= size + (64 << 10));
+    }
+    auto log = open_log(dir.path(), config);
+    check_matches(*log, expected);
+    append_batch(*log, expected, 2, 80, 50000);  // the reopened active segment goes on
+    check_matches(*log, expected);
+    config.preallocate_ahead_bytes = 0;  // off: nothing more is reserved
+    log->set_config(config);
+    for (int i = 81; i < 90; ++i) append_batch(*log, expected, 2, i, 50000);
+    check_matches(*log, expected);
+}
+
 TEST_CASE("property: random appends, rolls, reopens and reads match a model") {
     std::mt19937 random(20240611);
     for (int trial = 0; trial < 6; ++trial) {
