@@ -1037,6 +1037,14 @@ TEST_CASE("preallocated segments keep their logical size") {
     {
         auto log = open_log(dir.path(), config);
         for (int i = 0; i < 10; ++i) append_batch(*log, expected, 2, i, 100);
+        REQUIRE(log->close().ok());
+    }
+    // A sealed segment gives its preallocated blocks back.
+    for (const auto& entry : fs::directory_iterator(dir.path())) {
+        if (entry.path().extension() != ".log") continue;
+        struct stat st {};
+        REQUIRE(::stat(entry.path().c_str(), &st) == 0);
+        CHECK(int64_t{st.st_blocks} * 512 <= st.st_size + (64 << 10));
     }
     auto log = open_log(dir.path(), config);
     check_matches(*log, expected);
