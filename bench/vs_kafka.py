@@ -79,8 +79,9 @@ class Phase:
         self.cpu = broker.cpu_seconds() - cpu
         clients = clients_cpu_seconds() - clients
         gib_moved = self.figures.get("gib", gib_moved)
-        self.figures["cpu_per_gib"] = self.cpu / gib_moved if gib_moved else float("nan")
-        self.figures["client_cpu_per_gib"] = clients / gib_moved if gib_moved else float("nan")
+        per_gib = lambda seconds: seconds / gib_moved if gib_moved else float("nan")  # noqa: E731
+        self.figures["cpu_per_gib"] = per_gib(self.cpu)
+        self.figures["client_cpu_per_gib"] = per_gib(clients)
         log("  %-8s %-16s %s" % (broker.name, name, " ".join(
             "%s=%s" % (k, ("%.1f" % v) if isinstance(v, float) else v)
             for k, v in sorted(self.figures.items()) if k != "line")))
@@ -208,7 +209,7 @@ def report(results, rate):
             name, a["mbs"], b["mbs"], b["mbs"] / a["mbs"] if a["mbs"] else float("nan"),
             a["cpu_per_gib"], b["cpu_per_gib"],
             a["cpu_per_gib"] / b["cpu_per_gib"] if b["cpu_per_gib"] else float("nan"),
-            a.get("client_cpu_per_gib", float("nan")), b.get("client_cpu_per_gib", float("nan"))))
+            a["client_cpu_per_gib"], b["client_cpu_per_gib"]))
     log("(clients' CPU/GiB: the clients of the phase, with Kafka then with spate; JVM start-up "
         "included)")
     log("")

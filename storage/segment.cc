@@ -164,12 +164,15 @@ result<std::unique_ptr<segment>> segment::create(const std::filesystem::path& di
         return errno_error("create segment", path);
     }
     auto file = std::make_shared<segment_file>(fd);
+    int64_t reserved = 0;
     if (preallocate_bytes > 0) {
         // KEEP_SIZE reserves blocks without moving the end of file, so recovery and
         // readers never see the preallocated zeros. Filesystems without fallocate
         // simply do not preallocate.
+        reserved = preallocate_bytes;
         while (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, preallocate_bytes) != 0) {
             if (errno == EINTR) continue;
+            reserved = 0;
             if (errno == EOPNOTSUPP || errno == ENOSYS) break;
             auto failure = errno_error("fallocate", path);
             (void)remove_file(path);
@@ -178,7 +181,7 @@ result<std::unique_ptr<segment>> segment::create(const std::filesystem::path& di
     }
     std::unique_ptr<segment> created(new segment(std::move(path), base_offset, 0, created_ms,
                                                  index_interval_bytes, descriptors));
-    created->_reserved_end = preallocate_bytes;
+    created->_reserved_end = reserved;
     created->_file = std::move(file);
     created->note_file_use();
     created->_indexes_loaded = true;
@@ -453,14 +456,17 @@ void segment::reserve_ahead(int fd, int64_t end, int64_t ahead_max, int64_t limi
     _reserved_end = target;
 }
 
-void segment::release_reserve(int fd) {
-    if (_reserved_end <= _size) return;
+result<void> segment::release_reserve() {
+    if (_reserved_end <= _size) return {};
+    auto opened = file();
+    if (!opened) return opened.failure();
     // A truncation to the size it has frees the blocks past the end (a punched hole
     // would not: ext4 ignores one beyond the end of the file).
-    while (::ftruncate(fd, static_cast<off_t>(_size)) != 0) {
+    while (::ftruncate((*opened)->fd, static_cast<off_t>(_size)) != 0) {
         if (errno != EINTR) break;  // blocks left reserved cost space only, not data
     }
     _reserved_end = _size;
+    return {};
 }
 
 result<void> segment::truncate_to(int64_t size_bytes) {
@@ -615,11 +621,7 @@ void segment::append_final_time_entry() {
 
 result<void> segment::seal() {
     append_final_time_entry();
-    if (_reserved_end > _size) {
-        auto opened = file();
-        if (!opened) return opened.failure();
-        release_reserve((*opened)->fd);
-    }
+    if (auto released = release_reserve(); !released) return released;
     // Empty indexes need no files (load_indexes of an empty segment reads none), which
     // spares a shutdown two file writes per partition that was created and left empty.
     if (_size > 0) {
@@ -632,11 +634,7 @@ result<void> segment::seal() {
 
 result<void> segment::seal_without_sync() {
     append_final_time_entry();
-    if (_reserved_end > _size) {
-        auto opened = file();
-        if (!opened) return opened.failure();
-        release_reserve((*opened)->fd);
-    }
+    if (auto released = release_reserve(); !released) return released;
     if (_size == 0) return {};  // see seal()
     return save_indexes(index_durability::unsynced);
 }

@@ -191,10 +191,6 @@ public:
     // appended GiB on ext4. Best effort: a file system without fallocate (or out of space)
     // just gets plain writes, which then fail or not on their own.
     void reserve_ahead(int fd, int64_t end, int64_t ahead_max, int64_t limit);
-    // Gives back the reserved blocks past the end of the data (when the segment is sealed:
-    // a closed segment holds only its data). The file's size is the segment's.
-    void release_reserve(int fd);
-    int64_t reserved_bytes() const { return _reserved_end; }
 
     // Active segment only: rolls the file back to `size_bytes` after a failed write.
     result<void> truncate_to(int64_t size_bytes);
@@ -279,6 +275,9 @@ private:
     enum class index_durability : uint8_t { synced, unsynced };
     result<void> save_indexes(index_durability durability) const;
     void append_final_time_entry();
+    // Gives back the reserved blocks past the end of the data (both seals: a closed
+    // segment holds only its data). The file's size is the segment's.
+    result<void> release_reserve();
 
     std::filesystem::path _log_path;
     int64_t _base_offset;

@@ -90,16 +90,6 @@ struct read_budget {
     size_t partitions_with_data;
 };
 
-// How an owner wakes a fetch that may wait for data (long polling): it registers `wake`
-// on the partitions it read when they gave it fewer than `min_bytes`, in the same turn
-// as the read, so no append can fall between the two. The wake-up is shared by every
-// partition of the round (a reference each); it forwards to the fetch's own shard.
-struct read_watch {
-    std::weak_ptr<void> fetch;
-    std::shared_ptr<const std::function<void()>> wake;
-    int64_t min_bytes;
-};
-
 // The partitions with data one answer may carry, each holding its segment's descriptor
 // until the answer is sent: as many as one shard's descriptor cache keeps open. The
 // cache budgets together take half the descriptor limit, so one such answer per shard
@@ -161,6 +151,35 @@ int64_t response_bytes_max(const fetch_state& state) {
 }
 
 void run_round(fetch_ptr state);
+
+// How an owner wakes a fetch that may wait for data (long polling): when the partitions it
+// read gave it fewer than `min_bytes`, it registers a wake-up on them in the same turn as
+// the read, so no append can fall between the two (wake_on).
+struct read_watch {
+    std::weak_ptr<fetch_state> fetch;
+    broker* process;
+    net::shard_id origin;  // the fetch's own shard
+    int64_t min_bytes;
+};
+
+// The wake-up owner shard `owner_id` registers on its partitions for `watch`'s fetch, one
+// shared by all of them (a reference each): it runs on the owner (at an append) and has
+// the fetch's own shard run another round, or run one more after the round under way.
+std::shared_ptr<const std::function<void()>> wake_on(const read_watch& watch,
+                                                     net::shard_id owner_id) {
+    return std::make_shared<const std::function<void()>>(
+        [weak = watch.fetch, process = watch.process, owner_id, origin = watch.origin] {
+            process->state(owner_id).net_shard().submit_to(origin, [weak] {
+                fetch_ptr alive = weak.lock();
+                if (!alive || alive->done) return;
+                if (alive->round_running) {
+                    alive->wake_pending = true;
+                    return;
+                }
+                run_round(alive);
+            });
+        });
+}
 
 // A follower's log diverges when the leader does not have its last fetched epoch, or has
 // it ending before the follower's fetch offset: the answer then carries where the epoch
@@ -253,8 +272,9 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
     // Enough here answers the fetch whatever the other owners read; too little, and the
     // next append to any of these partitions runs another round (a partition keeps one
     // waiter per fetch, however many rounds register it).
-    if (watch == nullptr || used >= watch->min_bytes) return;
-    for (partition* p : readable) p->add_waiter(watch->fetch, watch->wake);
+    if (watch == nullptr || used >= watch->min_bytes || readable.empty()) return;
+    const auto wake = wake_on(*watch, owner.id());
+    for (partition* p : readable) p->add_waiter(watch->fetch, wake);
 }
 
 // Applies the response's limits to the merged results of a round, in request order (see
@@ -461,27 +481,6 @@ void respond_now(const fetch_ptr& state) {
     for (partition_read* read : state->results) read->slices.clear();
 }
 
-// The wake-up an owner shard registers on its partitions for a fetch that may wait: it
-// runs on the owner (at an append) and has the fetch's own shard run another round, or
-// run one more after the round under way.
-std::shared_ptr<const std::function<void()>> wake_on(const fetch_ptr& state,
-                                                     net::shard_id owner_id) {
-    broker* process = &state->req->shard->owner();
-    const net::shard_id origin = state->req->shard->id();
-    return std::make_shared<const std::function<void()>>(
-        [weak = std::weak_ptr<fetch_state>(state), process, owner_id, origin] {
-            process->state(owner_id).net_shard().submit_to(origin, [weak] {
-                fetch_ptr alive = weak.lock();
-                if (!alive || alive->done) return;
-                if (alive->round_running) {
-                    alive->wake_pending = true;
-                    return;
-                }
-                run_round(alive);
-            });
-        });
-}
-
 void finish_round(const fetch_ptr& state) {
     state->round_running = false;
     if (state->done) return;
@@ -551,7 +550,9 @@ void run_round(fetch_ptr state) {
         // and the reply's closure, which travels with the work, keeps the fetch alive.
         read_list* list = &entry.second;
         std::optional<read_watch> watch;
-        if (may_wait) watch = read_watch{state, wake_on(state, entry.first), state->body.min_bytes};
+        if (may_wait)
+            watch = read_watch{state, &state->req->shard->owner(), state->req->shard->id(),
+                               state->body.min_bytes};
         state->req->shard->call_on<int>(
             entry.first,
             [list, budget, watch = std::move(watch)](shard_state& target,
@@ -617,14 +618,13 @@ void update_session(fetch_session& session, const fetch_state& state, const meta
 
 // Chooses what this fetch reads and how it answers (Kafka's FetchManager.newContext):
 // returns the partitions to read, or sets top_error for a session it cannot use. They are
-// built in `storage`, or are the session's own (read at once: the session may change
-// once this fetch waits).
+// built in `storage` (empty on entry), or are the session's own (read at once: the
+// session may change once this fetch waits).
 const std::vector<session_partition>& fetch_context(fetch_state& state,
                                                     std::vector<session_partition>& storage) {
     shard_state& shard = *state.req->shard;
     const metadata_snapshot& md = *shard.metadata();
     const auto& body = state.body;
-    storage.clear();
     if (state.req->version() < 7) return storage = requested(state, md);
     fetch_session_cache& cache = shard.fetch_sessions();
     const bool full = body.session_epoch == 0 || body.session_epoch == -1;
