@@ -108,6 +108,7 @@ result<void> shard::setup_ring() {
             if (flags != flag_sets[0])
                 log_warn("io_uring: kernel refused the preferred setup flags, using 0x%x", flags);
             _inline_splice = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+            _receive_marks = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
             break;
         }
         if (res != -EINVAL) break;
@@ -410,6 +411,7 @@ void shard::run() {
         // 1. I/O completions first: they return receive buffers and move sends along.
         reap();
         for (const completion& done : _completions) handle(done);
+        update_receive_marks();
         // 2. Tasks from other threads join the local queue, behind what is there.
         if (_foreign_pending.exchange(false, std::memory_order_acq_rel)) {
             std::vector<task> foreign;

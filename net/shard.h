@@ -192,6 +192,9 @@ struct shard_stats {
     // File bytes sent to sockets: by the shard itself (inline splices) or by io-wq chains.
     uint64_t file_bytes_inline = 0;
     uint64_t file_bytes_chained = 0;
+    // Receive marks set above 1 (SO_RCVLOWAT: a big frame's socket wakes the loop once the
+    // frame's missing bytes, up to 1 MiB, are all in it; net/shard_input.cc).
+    uint64_t receive_marks_set = 0;
     // How long each loop turn worked before it waited or began the next: a long one held
     // up every request of the shard meanwhile.
     latency_histogram turn_busy;
@@ -359,6 +362,12 @@ private:
     void arm_recv(connection& conn);
     void pause_recv(connection& conn);
     void parse(connection& conn, const uint8_t* data, size_t size);
+    // Receive marks (SO_RCVLOWAT): a connection whose frame still lacks many bytes is woken
+    // once they are all in its socket, not per segment (net/shard_input.cc).
+    void note_received(connection& conn);
+    void update_receive_marks();
+    uint32_t wanted_receive_mark(const connection& conn) const;
+    void set_receive_mark(connection& conn, uint32_t mark);
     // The same for a connection of the HTTP listener (net/shard_http.cc).
     void parse_http(connection& conn, const uint8_t* data, size_t size);
     void deliver_http(connection& conn);
@@ -524,6 +533,10 @@ private:
     // between two of its syscalls, so the socket is non-blocking only for the splice) and
     // cachestat(2) (Linux 6.5); without either, every piece goes as a chain.
     bool _inline_splice = false;
+    // Receive marks need DEFER_TASKRUN too: no receive takes bytes from a socket between the
+    // turn's last completion and the mark computed from it. Off after a refused setsockopt.
+    bool _receive_marks = false;
+    std::vector<connection_ref> _marks_to_update;
 
     // Sleep/wake protocol: the loop sets _sleeping before blocking and re-checks its inboxes;
     // a producer publishes, then reads _sleeping (both sequentially consistent), so at least

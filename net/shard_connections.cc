@@ -296,6 +296,8 @@ void shard::free_slot(connection& conn) {
     conn.reset_output_cursor();
     conn.held_input.clear();
     conn.resume_posted = false;
+    conn.receive_mark = 1;
+    conn.receive_mark_queued = false;
     conn.prefix_have = 0;
     conn.incoming_size = 0;
     conn.next_sequence = 0;

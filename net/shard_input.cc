@@ -78,6 +78,7 @@ void shard::on_recv(connection& conn, const completion& done) {
                 parse(conn, buffer, static_cast<size_t>(done.res));
             else
                 conn.held_input.insert(conn.held_input.end(), buffer, buffer + done.res);
+            note_received(conn);
         }
         // The bytes were copied into frames: the buffer goes straight back to the kernel.
         io_uring_buf_ring_add(_buffer_ring, buffer, _config.recv_buffer_bytes, buffer_id,
@@ -153,6 +154,61 @@ void shard::parse(connection& conn, const uint8_t* data, size_t size) {
         }
         if (conn.incoming && conn.incoming->bytes.size() == conn.incoming_size) deliver(conn);
     }
+}
+
+// ---- receive marks ------------------------------------------------------------------------
+//
+// The kernel wakes a socket's reader only once SO_RCVLOWAT bytes wait in it (tcp_data_ready),
+// so a big frame arriving in 64 KiB segments costs one wake-up of this loop, not one per
+// segment, and the sending thread (on loopback it runs the receive path too) skips the
+// others. Safe only while the mark never exceeds what the socket will yet hold: the mark is
+// the current frame's missing bytes, computed after the turn's completions, when every byte a
+// receive has taken from the socket has been parsed (DEFER_TASKRUN: receives run only inside
+// this thread's io_uring_enter). A receive that takes bytes later (one issued inline while the
+// turn submits) posts a completion, and the next turn lowers the mark from it; the kernel
+// re-checks readiness when the mark is set (tcp_set_rcvlowat).
+
+void shard::note_received(connection& conn) {
+    if (!_receive_marks || conn.receive_mark_queued) return;
+    conn.receive_mark_queued = true;
+    _marks_to_update.push_back(connection_ref{conn.index, conn.generation});
+}
+
+uint32_t shard::wanted_receive_mark(const connection& conn) const {
+    if (!conn.incoming || conn.http || !conn.held_input.empty() ||
+        conn.move_to != connection::no_target)
+        return 1;
+    SPATE_ASSERT(conn.incoming->bytes.size() <= conn.incoming_size, "a frame holds its size");
+    const size_t missing = conn.incoming_size - conn.incoming->bytes.size();
+    if (missing < receive_mark_min) return 1;
+    return static_cast<uint32_t>(std::min<size_t>(missing, receive_mark_max));
+}
+
+void shard::set_receive_mark(connection& conn, uint32_t mark) {
+    if (conn.receive_mark == mark || conn.fd < 0) return;
+    const int value = static_cast<int>(mark);
+    if (::setsockopt(conn.fd, SOL_SOCKET, SO_RCVLOWAT, &value, sizeof value) != 0) {
+        // The mark stays as it was; a refused 1 leaves nothing to undo (the kernel's default
+        // is 1, and a refused bigger one was never set).
+        if (mark != 1) {
+            log_warn("SO_RCVLOWAT refused (%s): receives wake per segment", std::strerror(errno));
+            _receive_marks = false;
+        }
+        return;
+    }
+    conn.receive_mark = mark;
+    if (mark > 1) ++_stats.receive_marks_set;
+}
+
+void shard::update_receive_marks() {
+    for (const connection_ref ref : _marks_to_update) {
+        connection* found = lookup(ref);
+        if (found == nullptr) continue;
+        found->receive_mark_queued = false;
+        if (found->state == connection::state_kind::open)
+            set_receive_mark(*found, _receive_marks ? wanted_receive_mark(*found) : 1);
+    }
+    _marks_to_update.clear();
 }
 
 shard::frame_pool& shard::pool_for(uint32_t frame_size) {

@@ -66,6 +66,11 @@ constexpr size_t frame_reserve_max = 1 << 20;
 // File bytes one connection moves on the shard's own thread per turn (see
 // shard::splice_inline): like send_bytes_max, what one connection may hold the loop for.
 constexpr int64_t inline_splice_bytes_max = 256 << 10;
+// A frame still missing at least receive_mark_min bytes sets its socket's SO_RCVLOWAT to what
+// is missing, at most receive_mark_max: the loop then wakes once for them instead of once per
+// TCP segment (64 KiB on loopback), and the peer's sending thread skips as many wake-ups.
+constexpr uint32_t receive_mark_min = 64 << 10;
+constexpr uint32_t receive_mark_max = 1 << 20;
 // Refusals at accept are logged at most this often per shard, each line with the count.
 constexpr std::chrono::milliseconds refusal_log_interval{1000};
 // The idle and receive timeouts are checked by one sweep over the connections, this many
@@ -121,6 +126,10 @@ struct shard::connection {
     // completing land here.
     std::vector<uint8_t> held_input;
     bool resume_posted = false;
+    // The socket's SO_RCVLOWAT (1: the kernel's default), and whether this turn's receives
+    // queued the connection for an update of it (shard::update_receive_marks).
+    uint32_t receive_mark = 1;
+    bool receive_mark_queued = false;
 
     // Output: one pending slot per request not yet fully sent, the oldest first.
     std::deque<pending_response> responses;
