@@ -192,8 +192,8 @@ struct shard_stats {
     // File bytes sent to sockets: by the shard itself (inline splices) or by io-wq chains.
     uint64_t file_bytes_inline = 0;
     uint64_t file_bytes_chained = 0;
-    // Receive marks set above 1 (SO_RCVLOWAT: a big frame's socket wakes the loop once the
-    // frame's missing bytes, up to 1 MiB, are all in it; net/shard_input.cc).
+    // Receive marks set above 1 (SO_RCVLOWAT: an outgoing connection's socket wakes the loop
+    // once a big answer's missing bytes, up to 1 MiB, are all in it; net/shard_input.cc).
     uint64_t receive_marks_set = 0;
     // How long each loop turn worked before it waited or began the next: a long one held
     // up every request of the shard meanwhile.
@@ -362,8 +362,8 @@ private:
     void arm_recv(connection& conn);
     void pause_recv(connection& conn);
     void parse(connection& conn, const uint8_t* data, size_t size);
-    // Receive marks (SO_RCVLOWAT): a connection whose frame still lacks many bytes is woken
-    // once they are all in its socket, not per segment (net/shard_input.cc).
+    // Receive marks (SO_RCVLOWAT): an outgoing connection whose answer still lacks many bytes
+    // is woken once they are all in its socket, not per segment (net/shard_input.cc).
     void note_received(connection& conn);
     void update_receive_marks();
     uint32_t wanted_receive_mark(const connection& conn) const;

@@ -66,9 +66,10 @@ constexpr size_t frame_reserve_max = 1 << 20;
 // File bytes one connection moves on the shard's own thread per turn (see
 // shard::splice_inline): like send_bytes_max, what one connection may hold the loop for.
 constexpr int64_t inline_splice_bytes_max = 256 << 10;
-// A frame still missing at least receive_mark_min bytes sets its socket's SO_RCVLOWAT to what
-// is missing, at most receive_mark_max: the loop then wakes once for them instead of once per
-// TCP segment (64 KiB on loopback), and the peer's sending thread skips as many wake-ups.
+// An answer on an outgoing connection still missing at least receive_mark_min bytes sets its
+// socket's SO_RCVLOWAT to what is missing, at most receive_mark_max: the loop then wakes once
+// for them instead of once per TCP segment (64 KiB on loopback), and the peer's sending
+// thread skips as many wake-ups.
 constexpr uint32_t receive_mark_min = 64 << 10;
 constexpr uint32_t receive_mark_max = 1 << 20;
 // Refusals at accept are logged at most this often per shard, each line with the count.
