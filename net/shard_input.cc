@@ -169,7 +169,8 @@ void shard::parse(connection& conn, const uint8_t* data, size_t size) {
 // re-checks readiness when the mark is set (tcp_set_rcvlowat).
 
 void shard::note_received(connection& conn) {
-    if (!_receive_marks || conn.receive_mark_queued) return;
+    // Requests never get a mark (wanted_receive_mark): only outgoing connections are queued.
+    if (!_receive_marks || !conn.outgoing || conn.receive_mark_queued) return;
     conn.receive_mark_queued = true;
     _marks_to_update.push_back(connection_ref{conn.index, conn.generation});
 }
