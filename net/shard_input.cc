@@ -179,9 +179,8 @@ uint32_t shard::wanted_receive_mark(const connection& conn) const {
     // Only on connections this shard opened: answers (a follower's fetches) come big and
     // back to back. On requests it measured the other way: a producer's 256 KiB frames, read
     // whole instead of per segment, cost the broker more cpu per GiB and ~5 % throughput.
-    if (!conn.outgoing || !conn.incoming || !conn.held_input.empty() ||
-        conn.move_to != connection::no_target)
-        return 1;
+    // (Outgoing connections never move to another shard: none leaves with a mark.)
+    if (!conn.outgoing || !conn.incoming || !conn.held_input.empty()) return 1;
     SPATE_ASSERT(conn.incoming->bytes.size() <= conn.incoming_size, "a frame holds its size");
     const size_t missing = conn.incoming_size - conn.incoming->bytes.size();
     if (missing < receive_mark_min) return 1;

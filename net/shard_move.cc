@@ -120,8 +120,7 @@ void shard::finish_move(connection_ref ref) {
     conn.move_posted = false;
     if (_stopping || !ready_to_move(conn)) return;
     const shard_id target = conn.move_to;
-    // The next shard knows nothing of a receive mark: the socket leaves with the default.
-    set_receive_mark(conn, 1);
+    SPATE_ASSERT(conn.receive_mark == 1, "a moving socket carries no receive mark");
     moving_socket socket;
     socket.fd = conn.fd;
     socket.peer = conn.peer;

@@ -104,6 +104,14 @@ result<std::vector<uint8_t>> read_index_file(const std::filesystem::path& path, 
     return std::vector<uint8_t>(content->begin(), content->end());
 }
 
+// Reserves the file's blocks in [from, from + length) without moving its end (KEEP_SIZE:
+// recovery and readers never see the reserved zeros); true, or false with errno set.
+bool reserve_blocks(int fd, int64_t from, int64_t length) {
+    while (::fallocate(fd, FALLOC_FL_KEEP_SIZE, from, length) != 0)
+        if (errno != EINTR) return false;
+    return true;
+}
+
 }  // namespace
 
 segment::segment(std::filesystem::path log_path, int64_t base_offset, int64_t size_bytes,
@@ -164,24 +172,16 @@ result<std::unique_ptr<segment>> segment::create(const std::filesystem::path& di
         return errno_error("create segment", path);
     }
     auto file = std::make_shared<segment_file>(fd);
-    int64_t reserved = 0;
-    if (preallocate_bytes > 0) {
-        // KEEP_SIZE reserves blocks without moving the end of file, so recovery and
-        // readers never see the preallocated zeros. Filesystems without fallocate
-        // simply do not preallocate.
-        reserved = preallocate_bytes;
-        while (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, preallocate_bytes) != 0) {
-            if (errno == EINTR) continue;
-            reserved = 0;
-            if (errno == EOPNOTSUPP || errno == ENOSYS) break;
-            auto failure = errno_error("fallocate", path);
-            (void)remove_file(path);
-            return failure;
-        }
+    // File systems without fallocate simply do not preallocate.
+    const bool reserved = preallocate_bytes > 0 && reserve_blocks(fd, 0, preallocate_bytes);
+    if (preallocate_bytes > 0 && !reserved && errno != EOPNOTSUPP && errno != ENOSYS) {
+        auto failure = errno_error("fallocate", path);
+        (void)remove_file(path);
+        return failure;
     }
     std::unique_ptr<segment> created(new segment(std::move(path), base_offset, 0, created_ms,
                                                  index_interval_bytes, descriptors));
-    created->_reserved_end = reserved;
+    created->_reserved_end = reserved ? preallocate_bytes : 0;
     created->_file = std::move(file);
     created->note_file_use();
     created->_indexes_loaded = true;
@@ -448,8 +448,7 @@ void segment::reserve_ahead(int fd, int64_t end, int64_t ahead_max, int64_t limi
     const int64_t step = std::clamp<int64_t>(_size, step_min, std::max(ahead_max, step_min));
     const int64_t target = std::max(end, std::min(end + step, limit));
     const int64_t from = std::max(_reserved_end, _size);
-    while (::fallocate(fd, FALLOC_FL_KEEP_SIZE, from, target - from) != 0) {
-        if (errno == EINTR) continue;
+    if (!reserve_blocks(fd, from, target - from)) {
         _reserve_failed = true;  // unsupported, or no space: plain writes from here on
         return;
     }
