@@ -316,7 +316,7 @@ void shard::handle(const completion& done) {
 }
 
 bool shard::has_ready_work() {
-    if (!_tasks.empty()) return true;
+    if (!_tasks.empty() || !_output_queued.empty()) return true;
     if (_foreign_pending.load(std::memory_order_acquire)) return true;
     if (_stop_requested.load(std::memory_order_acquire) && !_stopping) return true;
     for (const auto& inbox : _inboxes)
@@ -428,6 +428,8 @@ void shard::run() {
         flush_overflow();
         // 5. Due timers.
         fire_timers();
+        // Responses made ready this turn: one send per connection.
+        flush_output();
         // 6. Stopping: begin once, finish when the last operation has completed.
         if (_stop_requested.load(std::memory_order_acquire) && !_stopping) begin_stop();
         if (_stopping) maybe_finish_stop();

@@ -192,6 +192,9 @@ struct shard_stats {
     // File bytes sent to sockets: by the shard itself (inline splices) or by io-wq chains.
     uint64_t file_bytes_inline = 0;
     uint64_t file_bytes_chained = 0;
+    // sendmsg operations of response bytes: responses a turn makes ready for one connection
+    // share one (shard::flush_output).
+    uint64_t response_sends = 0;
     // Receive marks set above 1 (SO_RCVLOWAT: an outgoing connection's socket wakes the loop
     // once a big answer's missing bytes, up to 1 MiB, are all in it; net/shard_input.cc).
     uint64_t receive_marks_set = 0;
@@ -405,6 +408,10 @@ private:
     std::vector<waiting_move> _waiting_moves;
     uint64_t _routing_epoch = 0;
     void start_output(connection& conn);
+    // Output starts at the end of the turn (flush_output), so every response a turn makes
+    // for one connection leaves in one sendmsg.
+    void queue_output(connection& conn);
+    void flush_output();
     void pop_finished(connection& conn);
     bool gather_bytes(connection& conn);
     // A file piece goes out as one linked chain of splices (file to pipe, pipe to socket,
@@ -537,6 +544,7 @@ private:
     // turn's last completion and the mark computed from it. Off after a refused setsockopt.
     bool _receive_marks = false;
     std::vector<connection_ref> _marks_to_update;
+    std::vector<connection_ref> _output_queued;
 
     // Sleep/wake protocol: the loop sets _sleeping before blocking and re-checks its inboxes;
     // a producer publishes, then reads _sleeping (both sequentially consistent), so at least

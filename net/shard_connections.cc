@@ -298,6 +298,7 @@ void shard::free_slot(connection& conn) {
     conn.resume_posted = false;
     conn.receive_mark = 1;
     conn.receive_mark_queued = false;
+    conn.output_queued = false;
     conn.prefix_have = 0;
     conn.incoming_size = 0;
     conn.next_sequence = 0;

@@ -131,6 +131,8 @@ struct shard::connection {
     // queued the connection for an update of it (shard::update_receive_marks).
     uint32_t receive_mark = 1;
     bool receive_mark_queued = false;
+    // Whether a response made ready this turn queued the connection for flush_output.
+    bool output_queued = false;
 
     // Output: one pending slot per request not yet fully sent, the oldest first.
     std::deque<pending_response> responses;

@@ -58,7 +58,7 @@ void shard::respond(connection_ref ref, uint64_t sequence, response r) {
     // An answer going out is activity: the idle sweep, which may run later in this same
     // turn (before the send is even submitted), must not cut it off as idle.
     conn.last_activity = _now;
-    if (!conn.send_in_flight) start_output(conn);
+    queue_output(conn);
 }
 
 void shard::skip_response(connection_ref ref, uint64_t sequence) {
@@ -71,7 +71,30 @@ void shard::skip_response(connection_ref ref, uint64_t sequence) {
     auto& slot = conn.responses[static_cast<size_t>(sequence - oldest)];
     SPATE_ASSERT(slot.state == connection::slot_state::waiting, "one response per request");
     slot.state = connection::slot_state::skipped;
-    if (!conn.send_in_flight) start_output(conn);
+    queue_output(conn);
+}
+
+void shard::queue_output(connection& conn) {
+    if (conn.output_queued || conn.send_in_flight) return;
+    conn.output_queued = true;
+    _output_queued.push_back(connection_ref{conn.index, conn.generation});
+}
+
+void shard::flush_output() {
+    // start_output can close a connection or move one, which may queue others: the list is
+    // taken before walking it, and walked again until nothing new is queued.
+    std::vector<connection_ref> queued;
+    while (!_output_queued.empty()) {
+        queued.swap(_output_queued);
+        for (const connection_ref ref : queued) {
+            connection* found = lookup(ref);
+            if (found == nullptr) continue;
+            found->output_queued = false;
+            if (!found->send_in_flight) start_output(*found);
+        }
+        queued.clear();
+        if (_output_queued.empty()) _output_queued.swap(queued);  // keeps the capacity
+    }
 }
 
 void shard::pop_finished(connection& conn) {
@@ -188,6 +211,7 @@ bool shard::gather_bytes(connection& conn) {
     conn.send_in_flight = true;
     ++conn.ops_in_flight;
     ++_ops_in_flight;
+    ++_stats.response_sends;
     return true;
 }
 
@@ -238,7 +262,8 @@ void shard::on_send(connection& conn, const completion& done) {
         begin_close(conn);
         return;
     }
-    start_output(conn);
+    // Responses this turn's requests make go out with what is left here.
+    queue_output(conn);
 }
 
 std::optional<shard::pipe_pair> shard::acquire_pipe() {

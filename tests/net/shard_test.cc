@@ -244,6 +244,31 @@ TEST_CASE("pipelined frames are answered in order") {
     rt.stop_and_join();
 }
 
+TEST_CASE("responses made in one turn leave in one send") {
+    handlers<reverse_handler> owned;
+    runtime rt(1, test_config(), owned.factory());
+    REQUIRE(rt.start().ok());
+    client c(rt.bound_port());
+    // A warm-up round trip: the connection is open and idle before the burst.
+    c.write_all(with_prefix(pattern(8, 99)));
+    CHECK(c.read_frame() == reversed(pattern(8, 99)));
+    uint64_t before = 0;
+    run_on(rt, 0, [&] { before = rt.shard_at(0).stats().response_sends; });
+    // Five small frames in one write arrive in one receive and are answered at once, in
+    // the same turn: all five answers go out together.
+    std::vector<uint8_t> burst;
+    for (int i = 0; i < 5; ++i) {
+        auto framed = with_prefix(pattern(10, i));
+        burst.insert(burst.end(), framed.begin(), framed.end());
+    }
+    c.write_all(burst);
+    for (int i = 0; i < 5; ++i) CHECK(c.read_frame() == reversed(pattern(10, i)));
+    uint64_t after = 0;
+    run_on(rt, 0, [&] { after = rt.shard_at(0).stats().response_sends; });
+    CHECK(after - before == 1);
+    rt.stop_and_join();
+}
+
 TEST_CASE("a frame split across many tiny writes is assembled") {
     handlers<reverse_handler> owned;
     runtime rt(1, test_config(), owned.factory());
