@@ -161,6 +161,14 @@ const std::map<std::string, key_setter>& key_table() {
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.socket_request_max_bytes, 1024, INT32_MAX);
          }},
+        {"loopback_fetch_max_bytes",
+         [](const toml::node& n, const std::string& k, broker_config& c) -> result<void> {
+             if (auto got = integer_in(n, k, c.loopback_fetch_max_bytes, 0, INT32_MAX); !got)
+                 return got;
+             if (c.loopback_fetch_max_bytes != 0 && c.loopback_fetch_max_bytes < 1024)
+                 return config_error(k + " must be 0 or at least 1024");
+             return ok_result();
+         }},
         {"connections_max",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.connections_max, 1, 1000000);

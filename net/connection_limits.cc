@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "proto/assert.h"
@@ -23,6 +24,16 @@ peer_address peer_address::of(const sockaddr_storage& address) {
         out.length = 16;
     }
     return out;
+}
+
+bool peer_address::loopback() const {
+    if (length == 4) return bytes[0] == 127;
+    if (length != 16) return false;
+    static constexpr std::array<uint8_t, 16> v6_loopback = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                            0, 0, 0, 0, 0, 0, 0, 1};
+    if (bytes == v6_loopback) return true;
+    static constexpr std::array<uint8_t, 12> v4_mapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return std::equal(v4_mapped.begin(), v4_mapped.end(), bytes.begin()) && bytes[12] == 127;
 }
 
 std::string peer_address::text() const {

@@ -27,6 +27,8 @@ struct peer_address {
     // (a Unix socket, or getpeername failing because the peer already left).
     static peer_address of(const sockaddr_storage& address);
     bool operator==(const peer_address& other) const = default;
+    // 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104.
+    bool loopback() const;
     // Kafka's spelling of a client host: "/" and the address ("/127.0.0.1", "/::1");
     // empty when unknown.
     std::string text() const;

@@ -262,6 +262,10 @@ public:
     void set_routing_epoch(uint64_t epoch);
     // The IP address of `conn`'s peer (length 0 when closed or unknown).
     peer_address peer_of(connection_ref conn) const;
+    // Whether `conn`'s peer is on this host's loopback and its socket's congestion control
+    // paces (bbr): then an answer bigger than the socket's send buffer can hold leaves
+    // paced at bbr's estimate instead of as fast as the receiver reads. One getsockopt.
+    bool paced_loopback(connection_ref conn) const;
 
     // Opens a connection to `address` (outgoing: a broker's connection to another broker).
     // `connected(conn, 0)` runs once it is established, `connected(conn, -errno)` when it

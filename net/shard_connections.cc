@@ -47,6 +47,15 @@ peer_address shard::peer_of(connection_ref conn) const {
     return found == nullptr ? peer_address{} : found->peer;
 }
 
+bool shard::paced_loopback(connection_ref conn) const {
+    const connection* found = lookup(conn);
+    if (found == nullptr || found->fd < 0 || !found->peer.loopback()) return false;
+    char name[16] = {};
+    socklen_t length = sizeof name - 1;
+    if (::getsockopt(found->fd, IPPROTO_TCP, TCP_CONGESTION, name, &length) != 0) return false;
+    return std::strncmp(name, "bbr", 3) == 0;
+}
+
 uint64_t shard::held_input_bytes() const {
     uint64_t total = 0;
     for (const auto& slot : _connections) total += slot->held_input.size();

@@ -120,6 +120,7 @@ struct fetch_state : std::enable_shared_from_this<fetch_state> {
     bool incremental = false;  // list only what changed (an incremental session fetch)
     bool limited = false;      // the last round's answer left data out (trim_to_response)
     int32_t response_session_id = 0;
+    int64_t bytes_max = 0;  // the log bytes the answer may carry (response_bytes_max)
     // What to read where. Each round, the owner reads and fills its list in place (the
     // fetch touches it only once every owner has answered), so a round copies nothing.
     std::map<net::shard_id, read_list> by_owner;
@@ -145,9 +146,15 @@ constexpr int64_t fetch_response_bytes_max = 55 << 20;
 // The response's max_bytes, within fetch_response_bytes_max: Fetch v0-2 has none of its
 // own (each partition is bounded only by its partition_max_bytes). A negative value from
 // a client is an empty budget, which still lets the first partition with data through.
-int64_t response_bytes_max(const fetch_state& state) {
-    if (state.req->version() < 3) return fetch_response_bytes_max;
-    return std::clamp<int64_t>(state.body.max_bytes, 0, fetch_response_bytes_max);
+// On loopback with bbr, answers of more than loopback_fetch_max_bytes leave paced (README):
+// they are cut there. Fixed when the fetch starts.
+int64_t response_bytes_max(const request& req, const proto::fetch_request& body) {
+    const int64_t asked = req.version() < 3
+                              ? fetch_response_bytes_max
+                              : std::clamp<int64_t>(body.max_bytes, 0, fetch_response_bytes_max);
+    const int64_t loopback_max = req.shard->config().loopback_fetch_max_bytes;
+    if (loopback_max <= 0 || asked <= loopback_max) return asked;
+    return req.shard->net_shard().paced_loopback(req.conn) ? loopback_max : asked;
 }
 
 void run_round(fetch_ptr state);
@@ -283,7 +290,7 @@ void read_on_owner(shard_state& owner, read_list& list, const read_budget& budge
 // for min_bytes would only delay it (a fetch of many small partitions could otherwise
 // wait max_wait_ms with data at hand).
 bool trim_to_response(fetch_state& state) {
-    const int64_t budget = response_bytes_max(state);
+    const int64_t budget = state.bytes_max;
     const size_t with_data_max = fetch_partitions_with_data_max(*state.req->shard);
     int64_t used = 0;
     size_t with_data = 0;
@@ -539,7 +546,7 @@ void run_round(fetch_ptr state) {
     // partitions with data than one answer may carry (give or take the rounding).
     const size_t owners = state->by_owner.size();
     const read_budget budget{
-        response_bytes_max(*state),
+        state->bytes_max,
         (fetch_partitions_with_data_max(*state->req->shard) + owners - 1) / owners};
     // A fetch that may still wait has the owners watch what they read (read_watch).
     const bool may_wait =
@@ -736,6 +743,7 @@ void handle_fetch(request_ptr req) {
         return;
     }
     state->req = req;
+    state->bytes_max = response_bytes_max(*req, state->body);
     state->deadline = std::chrono::steady_clock::now() +
                       std::chrono::milliseconds(std::max<int32_t>(state->body.max_wait_ms, 0));
     if (const auto home = session_elsewhere(*state)) {

@@ -35,6 +35,13 @@ TEST_CASE("TOML keys set the config; unknown keys and bad values name the key") 
     REQUIRE_FALSE(nested_unknown);
     CHECK(nested_unknown.failure().message.find("log.segment_size") != std::string::npos);
 
+    CHECK(config.loopback_fetch_max_bytes == 3 << 20);
+    REQUIRE(apply_toml_text("loopback_fetch_max_bytes = 0\n", "test", config));
+    CHECK(config.loopback_fetch_max_bytes == 0);
+    auto tiny = apply_toml_text("loopback_fetch_max_bytes = 100\n", "test", config);
+    REQUIRE_FALSE(tiny);
+    CHECK(tiny.failure().message.find("loopback_fetch_max_bytes") != std::string::npos);
+
     auto syntax = apply_toml_text("shards = \n", "file.toml", config);
     REQUIRE_FALSE(syntax);
     CHECK(syntax.failure().message.find("file.toml:1") != std::string::npos);

@@ -172,30 +172,72 @@ def test_an_answer_carries_at_most_55_mib():
     """A client may ask for max_bytes and partition_max_bytes of INT32_MAX; the answer
     still stops at Kafka's broker-side fetch.max.bytes (55 MiB), so one answer cannot
     outgrow what its int32 frame size describes. Three partitions of about 26.5 MiB each:
-    the first two fit whole, the third does not."""
-    with Broker() as b:
-        a = AdminClient({"bootstrap.servers": b.bootstrap})
-        a.create_topics([NewTopic("big", num_partitions=3, replication_factor=1)])[
-            "big"].result(timeout=60)
-        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5,
-                      "compression.type": "none", "batch.size": 1 << 20})
-        value = b"b" * (900 << 10)
-        for i in range(3):
-            for _ in range(30):
-                p.produce("big", value=value, partition=i)
-                p.poll(0)
-        assert p.flush(120) == 0, "records left unsent"
-        answer = fetch(b, "big", [(i, 0) for i in range(3)], 0x7fffffff,
-                       partition_max_bytes=0x7fffffff)
-        sizes = [len(answer[i][2]) for i in range(3)]
-        assert all(answer[i][0] == 0 and answer[i][1] == 30 for i in range(3)), answer.keys()
-        assert sizes[0] > 26 << 20 and sizes[1] > 26 << 20, sizes
-        assert sum(sizes) <= 55 << 20, sizes
-        for i in range(2):
-            assert sum(count for _, count in batches_of(answer[i][2])) == 30
+    the first two fit whole, the third does not. (The loopback cap is off here: this test
+    reaches the broker over loopback.)"""
+    path = config_file("loopback_fetch_max_bytes = 0\n")
+    try:
+        with Broker(extra=["--config", path]) as b:
+            produce_big(b, "big", 3, 30)
+            answer = fetch(b, "big", [(i, 0) for i in range(3)], 0x7fffffff,
+                           partition_max_bytes=0x7fffffff)
+            sizes = [len(answer[i][2]) for i in range(3)]
+            assert all(answer[i][0] == 0 and answer[i][1] == 30 for i in range(3)), answer.keys()
+            assert sizes[0] > 26 << 20 and sizes[1] > 26 << 20, sizes
+            assert sum(sizes) <= 55 << 20, sizes
+            for i in range(2):
+                assert sum(count for _, count in batches_of(answer[i][2])) == 30
+    finally:
+        os.unlink(path)
+
+
+def produce_big(b, topic, partitions, records):
+    """`records` records of 900 KiB in each of `partitions` partitions of a new topic."""
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
+        topic].result(timeout=60)
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5,
+                  "compression.type": "none", "batch.size": 1 << 20})
+    value = b"b" * (900 << 10)
+    for i in range(partitions):
+        for _ in range(records):
+            p.produce(topic, value=value, partition=i)
+            p.poll(0)
+    assert p.flush(120) == 0, "records left unsent"
+
+
+def congestion_control():
+    with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+        return f.read().strip()
+
+
+def test_loopback_answers_are_cut_where_bbr_paces():
+    """On loopback with bbr, an answer is cut at loopback_fetch_max_bytes (whole batches,
+    the first always); 0 turns the cut off, and other congestion controls never cut."""
+    paced = congestion_control().startswith("bbr")
+    if not paced:
+        print("    (tcp_congestion_control is %s, not bbr: no cut expected)" % congestion_control())
+    for cut in (1 << 20, 0):
+        path = config_file("loopback_fetch_max_bytes = %d\n" % cut)
+        try:
+            with Broker(extra=["--config", path]) as b:
+                produce_big(b, "paced", 1, 8)
+                answer = fetch(b, "paced", [(0, 0)], 16 << 20, partition_max_bytes=16 << 20)
+                error, high_watermark, records = answer[0]
+                assert error == 0 and high_watermark == 8, (error, high_watermark)
+                counted = sum(count for _, count in batches_of(records))
+                if cut and paced:
+                    # 900 KiB records: the first batch goes whole, and nothing fits after it.
+                    assert 0 < len(records) <= cut, len(records)
+                    assert batches_of(records)[0][0] == 0, batches_of(records)
+                    assert counted == 1, counted
+                else:
+                    assert counted == 8, counted
+        finally:
+            os.unlink(path)
 
 
 if __name__ == "__main__":
     Runner().run([test_max_bytes_fills_partitions_in_request_order,
                   test_an_answer_carries_at_most_one_cache_of_partitions,
-                  test_an_answer_carries_at_most_55_mib])
+                  test_an_answer_carries_at_most_55_mib,
+                  test_loopback_answers_are_cut_where_bbr_paces])

@@ -1,5 +1,6 @@
 // Shards over real rings and loopback sockets (port 0): framing, ordering, file pieces,
 // cross-shard tasks, timers, fdatasync and stop.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -81,6 +82,7 @@ public:
         address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         REQUIRE(::connect(_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
     }
+    int fd() const { return _fd; }
     ~client() {
         if (_fd >= 0) ::close(_fd);
     }
@@ -1168,6 +1170,53 @@ TEST_CASE("connections_max holds for the whole runtime, across shards") {
         if (!served_again) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     CHECK(served_again);
+    rt.stop_and_join();
+}
+
+TEST_CASE("loopback addresses, and paced loopback where the congestion control is bbr") {
+    auto address_of = [](int family, const char* text) {
+        sockaddr_storage storage{};
+        if (family == AF_INET) {
+            auto& v4 = reinterpret_cast<sockaddr_in&>(storage);
+            v4.sin_family = AF_INET;
+            REQUIRE(::inet_pton(AF_INET, text, &v4.sin_addr) == 1);
+        } else {
+            auto& v6 = reinterpret_cast<sockaddr_in6&>(storage);
+            v6.sin6_family = AF_INET6;
+            REQUIRE(::inet_pton(AF_INET6, text, &v6.sin6_addr) == 1);
+        }
+        return peer_address::of(storage);
+    };
+    CHECK(address_of(AF_INET, "127.0.0.1").loopback());
+    CHECK(address_of(AF_INET, "127.200.3.4").loopback());
+    CHECK_FALSE(address_of(AF_INET, "10.0.0.1").loopback());
+    CHECK(address_of(AF_INET6, "::1").loopback());
+    CHECK(address_of(AF_INET6, "::ffff:127.0.0.1").loopback());
+    CHECK_FALSE(address_of(AF_INET6, "::ffff:10.0.0.1").loopback());
+    CHECK_FALSE(address_of(AF_INET6, "::2").loopback());
+    CHECK_FALSE(peer_address{}.loopback());
+
+    // A handler that asks, for each request, whether its connection is paced loopback.
+    struct asking_handler : connection_handler {
+        explicit asking_handler(shard& owner) : s(owner) {}
+        void on_frame(connection_ref conn, uint64_t sequence, frame_ptr) override {
+            response r;
+            r.bytes = with_prefix({static_cast<uint8_t>(s.paced_loopback(conn) ? 1 : 0)});
+            s.respond(conn, sequence, std::move(r));
+        }
+        shard& s;
+    };
+    handlers<asking_handler> owned;
+    runtime rt(1, test_config(), owned.factory());
+    REQUIRE(rt.start().ok());
+    client c(rt.bound_port());
+    c.write_all(with_prefix(pattern(4, 1)));
+    const auto answer = c.read_frame();
+    REQUIRE(answer.size() == 1);
+    char name[16] = {};
+    socklen_t length = sizeof name - 1;
+    REQUIRE(::getsockopt(c.fd(), IPPROTO_TCP, TCP_CONGESTION, name, &length) == 0);
+    CHECK(answer[0] == (std::strncmp(name, "bbr", 3) == 0 ? 1 : 0));
     rt.stop_and_join();
 }
 
