@@ -110,8 +110,18 @@ def java_consumer(args, broker, topic):
 
 
 def create(broker, topic, partitions):
-    broker.run("topics", "create", "--topic", topic, "--partitions", str(partitions),
-               "--replication-factor", "1")
+    # A broker listening is not yet one its controller has announced: Kafka answers
+    # INVALID_REPLICATION_FACTOR ("available brokers: 0") for a few seconds after start.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            broker.run("topics", "create", "--topic", topic, "--partitions", str(partitions),
+                       "--replication-factor", "1")
+            return
+        except RuntimeError as failure:
+            if "INVALID_REPLICATION_FACTOR" not in str(failure) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def omb(args, broker, partitions, rate_mbs):
