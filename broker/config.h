@@ -83,9 +83,8 @@ struct broker_config {
     uint32_t socket_request_max_bytes = 100u << 20;
     // A Fetch answer to a peer on this host's loopback, on a socket paced by bbr, carries at
     // most this many bytes of log (the first batch always goes; 0: only the 55 MiB every
-    // answer has). Measured here: answers past ~4 MiB, more than a socket's send buffer
-    // holds by default (tcp_wmem), halve a consumer's rate and cost more broker cpu; see
-    // the README.
+    // answer has). Measured here: answers past ~4 MiB left at bbr's paced rate, halving a
+    // consumer's and costing more broker cpu; see the README.
     int32_t loopback_fetch_max_bytes = 3 << 20;
     uint32_t connections_max = 10000;    // for the whole broker, all shards together
     uint32_t queued_max_requests = 500;  // per connection, as in-flight limit

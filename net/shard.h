@@ -263,8 +263,8 @@ public:
     // The IP address of `conn`'s peer (length 0 when closed or unknown).
     peer_address peer_of(connection_ref conn) const;
     // Whether `conn`'s peer is on this host's loopback and its socket's congestion control
-    // paces (bbr): then an answer bigger than the socket's send buffer can hold leaves
-    // paced at bbr's estimate instead of as fast as the receiver reads. One getsockopt.
+    // is bbr, which paces every flow by its bandwidth estimate, loopback included (big
+    // answers then leave at that pace, not as fast as the receiver reads). One getsockopt.
     bool paced_loopback(connection_ref conn) const;
 
     // Opens a connection to `address` (outgoing: a broker's connection to another broker).
