@@ -22,26 +22,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import brokers  # noqa: E402
 import machine  # noqa: E402
-
-
-def api_versions(correlation_id):
-    """An ApiVersions v0 request frame (no body)."""
-    client = b"idle-bench"
-    header = struct.pack(">hhih", 18, 0, correlation_id, len(client)) + client
-    return struct.pack(">i", len(header)) + header
+from half_sent_requests import read_frame, request  # noqa: E402
 
 
 def read_answer(sock, correlation_id):
-    def exactly(size):
-        data = b""
-        while len(data) < size:
-            chunk = sock.recv(size - len(data))
-            if not chunk:
-                raise RuntimeError("the broker closed an idle connection")
-            data += chunk
-        return data
-    (size,) = struct.unpack(">i", exactly(4))
-    body = exactly(size)
+    body = read_frame(sock)
     (got,) = struct.unpack(">i", body[:4])
     (error,) = struct.unpack(">h", body[4:6])
     if got != correlation_id or error != 0:
@@ -76,7 +61,7 @@ def socket_memory_kib():
 def round_trip_all(conns, base):
     """One ApiVersions round trip on every connection: all sent first, then all read."""
     for i, s in enumerate(conns):
-        s.sendall(api_versions(base + i))
+        s.sendall(request(18, 0, base + i))
     for i, s in enumerate(conns):
         read_answer(s, base + i)
 
