@@ -50,12 +50,7 @@ def socket_memory_kib():
             if line.startswith("TCP:"):
                 fields = line.split()
                 tcp_pages = int(fields[fields.index("mem") + 1])
-    slab = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("SUnreclaim:"):
-                slab = int(line.split()[1])
-    return tcp_pages * 4 + slab
+    return tcp_pages * 4 + machine.meminfo("SUnreclaim")["SUnreclaim"] // 1024
 
 
 def round_trip_all(conns, base):

@@ -180,7 +180,8 @@ uint32_t shard::wanted_receive_mark(const connection& conn) const {
     // back to back. On requests it measured the other way: a producer's 256 KiB frames, read
     // whole instead of per segment, cost the broker more cpu per GiB and ~5 % throughput.
     // (Outgoing connections never move to another shard: none leaves with a mark.)
-    if (!conn.outgoing || !conn.incoming || !conn.held_input.empty()) return 1;
+    SPATE_ASSERT(conn.outgoing, "only outgoing connections are queued for a mark");
+    if (!conn.incoming || !conn.held_input.empty()) return 1;
     SPATE_ASSERT(conn.incoming->bytes.size() <= conn.incoming_size, "a frame holds its size");
     const size_t missing = conn.incoming_size - conn.incoming->bytes.size();
     if (missing < receive_mark_min) return 1;

@@ -81,20 +81,15 @@ void shard::queue_output(connection& conn) {
 }
 
 void shard::flush_output() {
-    // start_output can close a connection or move one, which may queue others: the list is
-    // taken before walking it, and walked again until nothing new is queued.
-    std::vector<connection_ref> queued;
-    while (!_output_queued.empty()) {
-        queued.swap(_output_queued);
-        for (const connection_ref ref : queued) {
-            connection* found = lookup(ref);
-            if (found == nullptr) continue;
-            found->output_queued = false;
-            if (!found->send_in_flight) start_output(*found);
-        }
-        queued.clear();
-        if (_output_queued.empty()) _output_queued.swap(queued);  // keeps the capacity
+    // By index: start_output can close or move a connection, which may queue others at the
+    // end of the list; they are walked too.
+    for (size_t i = 0; i < _output_queued.size(); ++i) {
+        connection* found = lookup(_output_queued[i]);
+        if (found == nullptr) continue;
+        found->output_queued = false;
+        if (!found->send_in_flight) start_output(*found);
     }
+    _output_queued.clear();
 }
 
 void shard::pop_finished(connection& conn) {

@@ -3,10 +3,8 @@ clients hide which partitions an answer filled): partitions in request order whi
 response's max_bytes lasts, the first partition with data always, whole batches only,
 every requested partition listed, and data from at most as many partitions as one
 shard's descriptor cache holds."""
-import os
 import socket
 import struct
-import tempfile
 import time
 
 from confluent_kafka import Producer
@@ -15,13 +13,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from harness import Broker, Runner
 
 VALUE = b"v" * 1000
-
-
-def config_file(text):
-    f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
-    f.write(text)
-    f.close()
-    return f.name
 
 
 def create_with_one_batch_each(b, topic, partitions):
@@ -151,21 +142,17 @@ def test_an_answer_carries_at_most_one_cache_of_partitions():
     (segment_files_max = 40 over 2 shards: 20), the first ones in request order, and a
     fetch of more comes back at once instead of waiting for min_bytes that the cap
     keeps it from reaching."""
-    path = config_file("segment_files_max = 40\n")
-    try:
-        with Broker(extra=["--config", path]) as b:
-            create_with_one_batch_each(b, "wide", 60)
-            everything = [(i, 0) for i in range(60)]
-            assert sorted(with_data(fetch(b, "wide", everything, 50 << 20))) == list(range(20))
-            rest = [(i, 0) for i in range(20, 60)]
-            assert sorted(with_data(fetch(b, "wide", rest, 50 << 20))) == list(range(20, 40))
-            start = time.monotonic()
-            answer = fetch(b, "wide", everything, 50 << 20, min_bytes=10 << 20,
-                           max_wait_ms=30000)
-            assert sorted(with_data(answer)) == list(range(20))
-            assert time.monotonic() - start < 20, "the full answer waited for min_bytes"
-    finally:
-        os.unlink(path)
+    with Broker(config="segment_files_max = 40\n") as b:
+        create_with_one_batch_each(b, "wide", 60)
+        everything = [(i, 0) for i in range(60)]
+        assert sorted(with_data(fetch(b, "wide", everything, 50 << 20))) == list(range(20))
+        rest = [(i, 0) for i in range(20, 60)]
+        assert sorted(with_data(fetch(b, "wide", rest, 50 << 20))) == list(range(20, 40))
+        start = time.monotonic()
+        answer = fetch(b, "wide", everything, 50 << 20, min_bytes=10 << 20,
+                       max_wait_ms=30000)
+        assert sorted(with_data(answer)) == list(range(20))
+        assert time.monotonic() - start < 20, "the full answer waited for min_bytes"
 
 
 def test_an_answer_carries_at_most_55_mib():
@@ -174,20 +161,16 @@ def test_an_answer_carries_at_most_55_mib():
     outgrow what its int32 frame size describes. Three partitions of about 26.5 MiB each:
     the first two fit whole, the third does not. (The loopback cap is off here: this test
     reaches the broker over loopback.)"""
-    path = config_file("loopback_fetch_max_bytes = 0\n")
-    try:
-        with Broker(extra=["--config", path]) as b:
-            produce_big(b, "big", 3, 30)
-            answer = fetch(b, "big", [(i, 0) for i in range(3)], 0x7fffffff,
-                           partition_max_bytes=0x7fffffff)
-            sizes = [len(answer[i][2]) for i in range(3)]
-            assert all(answer[i][0] == 0 and answer[i][1] == 30 for i in range(3)), answer.keys()
-            assert sizes[0] > 26 << 20 and sizes[1] > 26 << 20, sizes
-            assert sum(sizes) <= 55 << 20, sizes
-            for i in range(2):
-                assert sum(count for _, count in batches_of(answer[i][2])) == 30
-    finally:
-        os.unlink(path)
+    with Broker(config="loopback_fetch_max_bytes = 0\n") as b:
+        produce_big(b, "big", 3, 30)
+        answer = fetch(b, "big", [(i, 0) for i in range(3)], 0x7fffffff,
+                       partition_max_bytes=0x7fffffff)
+        sizes = [len(answer[i][2]) for i in range(3)]
+        assert all(answer[i][0] == 0 and answer[i][1] == 30 for i in range(3)), answer.keys()
+        assert sizes[0] > 26 << 20 and sizes[1] > 26 << 20, sizes
+        assert sum(sizes) <= 55 << 20, sizes
+        for i in range(2):
+            assert sum(count for _, count in batches_of(answer[i][2])) == 30
 
 
 def produce_big(b, topic, partitions, records):
@@ -217,23 +200,19 @@ def test_loopback_answers_are_cut_where_bbr_paces():
     if not paced:
         print("    (tcp_congestion_control is %s, not bbr: no cut expected)" % congestion_control())
     for cut in (1 << 20, 0):
-        path = config_file("loopback_fetch_max_bytes = %d\n" % cut)
-        try:
-            with Broker(extra=["--config", path]) as b:
-                produce_big(b, "paced", 1, 8)
-                answer = fetch(b, "paced", [(0, 0)], 16 << 20, partition_max_bytes=16 << 20)
-                error, high_watermark, records = answer[0]
-                assert error == 0 and high_watermark == 8, (error, high_watermark)
-                counted = sum(count for _, count in batches_of(records))
-                if cut and paced:
-                    # 900 KiB records: the first batch goes whole, and nothing fits after it.
-                    assert 0 < len(records) <= cut, len(records)
-                    assert batches_of(records)[0][0] == 0, batches_of(records)
-                    assert counted == 1, counted
-                else:
-                    assert counted == 8, counted
-        finally:
-            os.unlink(path)
+        with Broker(config="loopback_fetch_max_bytes = %d\n" % cut) as b:
+            produce_big(b, "paced", 1, 8)
+            answer = fetch(b, "paced", [(0, 0)], 16 << 20, partition_max_bytes=16 << 20)
+            error, high_watermark, records = answer[0]
+            assert error == 0 and high_watermark == 8, (error, high_watermark)
+            counted = sum(count for _, count in batches_of(records))
+            if cut and paced:
+                # 900 KiB records: the first batch goes whole, and nothing fits after it.
+                assert 0 < len(records) <= cut, len(records)
+                assert batches_of(records)[0][0] == 0, batches_of(records)
+                assert counted == 1, counted
+            else:
+                assert counted == 8, counted
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Used by every test in this folder: `with Broker() as b: ... b.bootstrap ...`. The
 broker binary comes from the SPATE_BIN environment variable (meson passes it), listens
 on a free loopback port and keeps its data in a fresh temporary directory unless one
-is given (restart tests reuse it).
+is given (restart tests reuse it). `config` is TOML text for --config, written next to the
+data directory and removed with the broker.
 """
 import os
 import shutil
@@ -22,7 +23,7 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, data_dir=None, port=None, shards=2, extra=()):
+    def __init__(self, data_dir=None, port=None, shards=2, extra=(), config=None):
         self.binary = os.environ.get("SPATE_BIN", "build/broker/spate")
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="spate-it-")
@@ -31,6 +32,13 @@ class Broker:
         self.extra = list(extra)
         self.process = None
         self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
+        self.config_path = None
+        if config is not None:
+            self.config_path = os.path.join(self.data_dir, "..",
+                                            os.path.basename(self.data_dir) + ".toml")
+            with open(self.config_path, "w") as f:
+                f.write(config)
+            self.extra += ["--config", self.config_path]
 
     @property
     def bootstrap(self):
@@ -88,6 +96,11 @@ class Broker:
             if os.environ.get("SPATE_SHOW_LOG"):
                 print(self.read_log())
         finally:
+            if self.config_path:
+                try:
+                    os.unlink(self.config_path)
+                except OSError:
+                    pass
             if self.own_dir:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
                 try:
