@@ -41,6 +41,21 @@ void crc32c_hardware_bench(benchmark::State& state) {
     set_throughput(state, size);
 }
 
+void crc32c_wide_bench(benchmark::State& state) {
+    if (!spate::proto::crc32c_wide_available()) {
+        state.SkipWithError("no AVX-512 VPCLMULQDQ on this CPU");
+        return;
+    }
+    const auto size = static_cast<size_t>(state.range(0));
+    const auto buffer = random_bytes(size);
+    uint32_t crc = 0;
+    for (auto _ : state) {
+        crc = spate::proto::crc32c_wide(buffer, crc);
+        benchmark::DoNotOptimize(crc);
+    }
+    set_throughput(state, size);
+}
+
 void crc32c_portable_bench(benchmark::State& state) {
     const auto size = static_cast<size_t>(state.range(0));
     const auto buffer = random_bytes(size);
@@ -64,8 +79,9 @@ void memcpy_bench(benchmark::State& state) {
     set_throughput(state, size);
 }
 
-BENCHMARK(memcpy_bench)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
-BENCHMARK(crc32c_hardware_bench)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
+BENCHMARK(memcpy_bench)->Arg(1 << 10)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
+BENCHMARK(crc32c_hardware_bench)->Arg(1 << 10)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
+BENCHMARK(crc32c_wide_bench)->Arg(1 << 10)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
 BENCHMARK(crc32c_portable_bench)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
 
 // Prints the usual console output and remembers bytes_per_second per run, keyed
@@ -84,14 +100,16 @@ public:
         }
     }
     void print_ratios() const {
-        std::printf("\n%-10s %12s %14s %8s %14s %8s\n", "size", "memcpy GB/s", "hardware GB/s",
-                    "ratio", "portable GB/s", "ratio");
+        std::printf("\n%-10s %12s %14s %8s %10s %8s %14s %8s\n", "size", "memcpy GB/s",
+                    "hardware GB/s", "ratio", "wide GB/s", "ratio", "portable GB/s", "ratio");
         for (const auto& [size, by_name] : _rates) {
             const double base = rate(by_name, "memcpy_bench");
             const double hardware = rate(by_name, "crc32c_hardware_bench");
+            const double wide = rate(by_name, "crc32c_wide_bench");
             const double portable = rate(by_name, "crc32c_portable_bench");
-            std::printf("%-10lu %12.2f %14.2f %8.2f %14.2f %8.2f\n", size, base / 1e9,
-                        hardware / 1e9, base > 0 ? hardware / base : 0.0, portable / 1e9,
+            std::printf("%-10lu %12.2f %14.2f %8.2f %10.2f %8.2f %14.2f %8.2f\n", size, base / 1e9,
+                        hardware / 1e9, base > 0 ? hardware / base : 0.0, wide / 1e9,
+                        base > 0 ? wide / base : 0.0, portable / 1e9,
                         base > 0 ? portable / base : 0.0);
         }
     }

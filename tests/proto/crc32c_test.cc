@@ -21,6 +21,7 @@ void check_all(std::span<const uint8_t> input, uint32_t expected) {
     CHECK(crc32c_portable(input) == expected);
     CHECK(crc32c(input) == expected);
     if (crc32c_hardware_available()) CHECK(crc32c_hardware(input) == expected);
+    if (crc32c_wide_available()) CHECK(crc32c_wide(input) == expected);
 }
 
 }  // namespace
@@ -76,5 +77,35 @@ TEST_CASE("hardware crc32c equals the portable one for every length and alignmen
             const auto piece = std::span<const uint8_t>(buffer).subspan(start, length);
             REQUIRE(crc32c_hardware(piece) == crc32c_portable(piece));
         }
+    }
+}
+
+TEST_CASE("wide (AVX-512 folding) crc32c equals the portable one for every length and alignment") {
+    if (!crc32c_wide_available()) {
+        MESSAGE("skipped: this CPU has no AVX-512 VPCLMULQDQ");
+        return;
+    }
+    std::mt19937_64 random(20261207);
+    std::vector<uint8_t> buffer(70000);
+    for (auto& b : buffer) b = static_cast<uint8_t>(random());
+    // Around the 512-byte threshold, one and many 256-byte blocks, every tail length.
+    for (size_t length = 0; length <= 1600; ++length) {
+        const size_t start = length % 64;
+        const auto piece = std::span<const uint8_t>(buffer).subspan(start, length);
+        const uint32_t seed = static_cast<uint32_t>(random());
+        REQUIRE(crc32c_wide(piece, seed) == crc32c_portable(piece, seed));
+        REQUIRE(crc32c(piece, seed) == crc32c_portable(piece, seed));
+    }
+    for (size_t start = 0; start < 64; start += 3) {
+        for (size_t length : {4096u, 16383u, 65536u, 69000u}) {
+            const auto piece = std::span<const uint8_t>(buffer).subspan(start, length);
+            REQUIRE(crc32c_wide(piece) == crc32c_portable(piece));
+        }
+    }
+    // A register whose bits all matter, over a block of zeros and of ones.
+    std::vector<uint8_t> zeros(1024, 0x00), ones(1024, 0xff);
+    for (uint32_t seed : {0u, 1u, 0x80000000u, 0xffffffffu, 0x12345678u}) {
+        REQUIRE(crc32c_wide(zeros, seed) == crc32c_portable(zeros, seed));
+        REQUIRE(crc32c_wide(ones, seed) == crc32c_portable(ones, seed));
     }
 }
