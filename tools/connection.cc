@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -282,39 +283,45 @@ error pipelined_connection::failure(const std::string& what) const {
     return error{1, "broker " + describe(_where) + ": " + what};
 }
 
-void pipelined_connection::queue(std::span<const uint8_t> frame) {
-    // Drop what has been sent before growing, so the buffer stays as large as the data in
-    // flight rather than as large as everything ever sent.
-    if (_out_sent == _out.size()) {
-        _out.clear();
-        _out_sent = 0;
-    } else if (_out_sent > (1u << 20) && _out_sent * 2 > _out.size()) {
-        _out.erase(_out.begin(), _out.begin() + static_cast<std::ptrdiff_t>(_out_sent));
-        _out_sent = 0;
-    }
-    _out.insert(_out.end(), frame.begin(), frame.end());
+void pipelined_connection::queue(std::span<const uint8_t> bytes) {
+    if (bytes.empty()) return;
+    _out.emplace_back(bytes.begin(), bytes.end());
 }
 
-void pipelined_connection::queue(std::vector<uint8_t>&& frame) {
-    if (_out_sent == _out.size()) {
-        _out = std::move(frame);
-        _out_sent = 0;
-        return;
-    }
-    queue(std::span<const uint8_t>(frame));
+void pipelined_connection::queue(std::vector<uint8_t>&& bytes) {
+    if (bytes.empty()) return;
+    _out.push_back(std::move(bytes));
 }
 
 result<void> pipelined_connection::flush() {
-    while (_out_sent < _out.size()) {
-        const ssize_t n = ::send(_fd, _out.data() + _out_sent, _out.size() - _out_sent,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            _out_sent += static_cast<size_t>(n);
-            continue;
+    constexpr size_t pieces_per_send = 64;
+    while (!_out.empty()) {
+        iovec pieces[pieces_per_send];
+        size_t count = 0;
+        for (auto it = _out.begin(); it != _out.end() && count < pieces_per_send; ++it, ++count) {
+            const size_t skip = count == 0 ? _out_sent : 0;
+            pieces[count] = {it->data() + skip, it->size() - skip};
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return ok_result();
-        if (n < 0 && errno == EINTR) continue;
-        return failure(std::string("send failed (") + std::strerror(errno) + ")");
+        msghdr message{};
+        message.msg_iov = pieces;
+        message.msg_iovlen = count;
+        const ssize_t n = ::sendmsg(_fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return ok_result();
+            if (errno == EINTR) continue;
+            return failure(std::string("send failed (") + std::strerror(errno) + ")");
+        }
+        auto sent = static_cast<size_t>(n);
+        while (sent > 0) {
+            const size_t left = _out.front().size() - _out_sent;
+            if (sent < left) {
+                _out_sent += sent;
+                break;
+            }
+            sent -= left;
+            _out.pop_front();
+            _out_sent = 0;
+        }
     }
     return ok_result();
 }

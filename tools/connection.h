@@ -181,11 +181,13 @@ public:
 
     int fd() const { return _fd; }
     const endpoint& where() const { return _where; }
-    // Appends a frame to the output; call flush() when poll() says POLLOUT (or at once).
-    void queue(std::span<const uint8_t> frame);
-    // The same, taking the frame's buffer over when nothing else waits to be sent.
-    void queue(std::vector<uint8_t>&& frame);
-    bool wants_write() const { return _out_sent < _out.size(); }
+    // Appends bytes to the output; call flush() when poll() says POLLOUT (or at once).
+    // Output is a list of pieces sent with one gathering sendmsg, so a frame may come in
+    // several (a Produce's header, then its batches, each in its own buffer): nothing is
+    // copied to put a frame together.
+    void queue(std::span<const uint8_t> bytes);
+    void queue(std::vector<uint8_t>&& bytes);
+    bool wants_write() const { return !_out.empty(); }
     // Writes as much queued output as the socket takes.
     result<void> flush();
     // Reads what is available and calls on_frame(span of one response frame without the
@@ -197,8 +199,8 @@ private:
 
     int _fd;
     endpoint _where;
-    std::vector<uint8_t> _out;
-    size_t _out_sent = 0;
+    std::deque<std::vector<uint8_t>> _out;  // never holds an empty piece
+    size_t _out_sent = 0;                   // bytes of _out.front() already sent
     std::vector<uint8_t> _in;
     size_t _in_used = 0;
 };

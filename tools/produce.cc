@@ -423,6 +423,31 @@ result<topic_layout> perf_topic(cluster& brokers, const std::string& name, int32
     }
 }
 
+// Queues a Produce request whose records are external (proto::records::external_id
+// indexes `batches`): the encoded fields, then each batch's buffer at its gap. The batches'
+// bytes move into the connection's output; the rest of each batch stays for the response.
+void queue_request(pipelined_connection& connection, const proto::produce_request& request,
+                   int16_t version, int32_t correlation_id, std::vector<ready_batch>& batches) {
+    proto::writer out(256);
+    out.int32(0);
+    proto::request_header header;
+    header.api_key = static_cast<int16_t>(proto::produce_request::key);
+    header.api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = std::string(client_id);
+    proto::encode_request_header(out, header);
+    request.encode(out, version);
+    out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
+    const std::vector<uint8_t>& fields = out.buffer();
+    size_t from = 0;
+    for (const proto::external_gap& gap : out.gaps()) {
+        connection.queue(std::span<const uint8_t>(fields).subspan(from, gap.position - from));
+        connection.queue(std::move(batches[gap.id].bytes));
+        from = gap.position;
+    }
+    connection.queue(std::span<const uint8_t>(fields).subspan(from));
+}
+
 class perf_producer {
 public:
     perf_producer(std::string topic, const producer_settings& settings, int32_t timeout_ms,
@@ -620,14 +645,15 @@ private:
             entry.index = request_state.batches.back().partition;
             data.push_back(entry);
         }
-        // The spans are set once the batches stopped moving inside request_state.
-        size_t batch_bytes = 0;
+        // The batches are not copied into the frame: the encoder leaves a gap for each, and
+        // the connection sends the pieces between them and the batches' own buffers.
         for (size_t i = 0; i < data.size(); ++i) {
-            data[i].records_.bytes = request_state.batches[i].bytes;
-            batch_bytes += request_state.batches[i].bytes.size();
+            data[i].records_.external_length =
+                static_cast<int32_t>(request_state.batches[i].bytes.size());
+            data[i].records_.external_id = static_cast<uint32_t>(i);
         }
-        leader.connection->queue(encode_request(request, leader.produce_version,
-                                                request_state.correlation_id, batch_bytes));
+        queue_request(*leader.connection, request, leader.produce_version,
+                      request_state.correlation_id, request_state.batches);
         if (_settings.acks == 0) {
             // Nothing comes back: a record counts as done once it is handed to the socket.
             const int64_t now = now_us();
