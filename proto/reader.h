@@ -54,12 +54,36 @@ public:
     double float64();
     uuid uuid_value();
 
-    // Unsigned LEB128, at most 5 bytes for 32 bits.
-    uint32_t unsigned_varint();
+    // Unsigned LEB128, at most 5 bytes for 32 bits. One and two bytes (a record's
+    // lengths, deltas and counts mostly) are read inline; longer ones out of line.
+    uint32_t unsigned_varint() {
+        if (remaining() >= 2) {
+            const uint8_t first = _data[_position];
+            if (first < 0x80) {
+                _position += 1;
+                return first;
+            }
+            const uint8_t second = _data[_position + 1];
+            if (second < 0x80) {
+                _position += 2;
+                return (uint32_t{second} << 7) | (first & 0x7fu);
+            }
+        }
+        return unsigned_varint_long();
+    }
+    uint64_t unsigned_varlong() {
+        if (remaining() >= 1 && _data[_position] < 0x80) return _data[_position++];
+        return unsigned_varlong_long();
+    }
     // Zig-zag varints as record batches use them.
-    int32_t varint();
-    int64_t varlong();
-    uint64_t unsigned_varlong();
+    int32_t varint() {
+        const uint32_t raw_value = unsigned_varint();
+        return static_cast<int32_t>((raw_value >> 1) ^ (~(raw_value & 1) + 1));
+    }
+    int64_t varlong() {
+        const uint64_t raw_value = unsigned_varlong();
+        return static_cast<int64_t>((raw_value >> 1) ^ (~(raw_value & 1) + 1));
+    }
 
     // Strings: classic (int16 length) or compact (unsigned varint length + 1).
     std::string string(bool compact);
@@ -83,6 +107,9 @@ public:
     void skip_tagged_fields();
 
 private:
+    uint32_t unsigned_varint_long();
+    uint64_t unsigned_varlong_long();
+
     template <class T>
     T fixed() {
         if (remaining() < sizeof(T)) {

@@ -33,7 +33,7 @@ uuid reader::uuid_value() {
     return out;
 }
 
-uint64_t reader::unsigned_varlong() {
+uint64_t reader::unsigned_varlong_long() {
     uint64_t value = 0;
     for (int shift = 0; shift < 70; shift += 7) {
         if (remaining() == 0) {
@@ -49,7 +49,7 @@ uint64_t reader::unsigned_varlong() {
     return 0;
 }
 
-uint32_t reader::unsigned_varint() {
+uint32_t reader::unsigned_varint_long() {
     uint32_t value = 0;
     for (int shift = 0; shift < 35; shift += 7) {
         if (remaining() == 0) {
@@ -63,16 +63,6 @@ uint32_t reader::unsigned_varint() {
     }
     fail(decode_error::bad_varint);
     return 0;
-}
-
-int32_t reader::varint() {
-    const uint32_t raw_value = unsigned_varint();
-    return static_cast<int32_t>((raw_value >> 1) ^ (~(raw_value & 1) + 1));
-}
-
-int64_t reader::varlong() {
-    const uint64_t raw_value = unsigned_varlong();
-    return static_cast<int64_t>((raw_value >> 1) ^ (~(raw_value & 1) + 1));
 }
 
 int64_t reader::length_prefix(bool compact, bool wide) {

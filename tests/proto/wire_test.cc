@@ -57,6 +57,38 @@ TEST_CASE("varints follow the protobuf zig-zag encoding") {
     CHECK(r.varlong() == INT64_MIN);
 }
 
+TEST_CASE("unsigned varints of every length read alike, alone and followed by more bytes") {
+    // The inline paths (one and two bytes) and the long one must agree, whatever follows.
+    for (uint64_t value : {0ull, 1ull, 127ull, 128ull, 300ull, 16383ull, 16384ull, 2097151ull,
+                           2097152ull, 268435455ull, 268435456ull, 4294967295ull}) {
+        writer w;
+        w.unsigned_varint(value);
+        const size_t encoded = w.buffer().size();
+        for (bool trailing : {false, true}) {
+            std::vector<uint8_t> bytes = w.buffer();
+            if (trailing) bytes.push_back(0x7f);
+            reader r(bytes);
+            CHECK(r.unsigned_varint() == value);
+            CHECK(r.position() == encoded);
+            reader l(bytes);
+            CHECK(l.unsigned_varlong() == value);
+            CHECK(l.position() == encoded);
+            CHECK(r.ok());
+            CHECK(l.ok());
+        }
+    }
+    // Cut after a continuation byte: truncated, by either path.
+    for (const std::vector<uint8_t>& cut :
+         {std::vector<uint8_t>{0x80}, std::vector<uint8_t>{0xff, 0xff}}) {
+        reader r(cut);
+        (void)r.unsigned_varint();
+        CHECK(r.error() == decode_error::truncated);
+        reader l(cut);
+        (void)l.unsigned_varlong();
+        CHECK(l.error() == decode_error::truncated);
+    }
+}
+
 TEST_CASE("an over-long varint is an error, not a crash") {
     const std::vector<uint8_t> six_bytes{0x80, 0x80, 0x80, 0x80, 0x80, 0x01};
     reader r(six_bytes);
