@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "net/connection_limits.h"
@@ -46,9 +47,32 @@ struct connection_ref {
     uint32_t generation = 0;
 };
 
+// An allocator whose new elements are left uninitialized: a frame's buffer grows to take
+// bytes a receive has already written past its size (shard::on_recv's direct receives), and
+// zeroing them first would cost a pass over every byte.
+template <class T>
+struct uninitialized_allocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = uninitialized_allocator<U>;
+    };
+    uninitialized_allocator() = default;
+    template <class U>
+    uninitialized_allocator(const uninitialized_allocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* at) noexcept {
+        ::new (static_cast<void*>(at)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* at, Args&&... args) {
+        ::new (static_cast<void*>(at)) U(std::forward<Args>(args)...);
+    }
+};
+using frame_bytes = std::vector<uint8_t, uninitialized_allocator<uint8_t>>;
+
 // A received request frame: the bytes after the 4-byte size prefix, in one owned buffer.
 struct frame {
-    std::vector<uint8_t> bytes;
+    frame_bytes bytes;
 };
 using frame_ptr = std::unique_ptr<frame>;
 
@@ -195,6 +219,9 @@ struct shard_stats {
     // sendmsg operations of response bytes: responses a turn makes ready for one connection
     // share one (shard::flush_output).
     uint64_t response_sends = 0;
+    // Frame bytes received straight into their frame (direct_receive_min), not through the
+    // buffer ring.
+    uint64_t direct_receive_bytes = 0;
     // Receive marks set above 1 (SO_RCVLOWAT: an outgoing connection's socket wakes the loop
     // once a big answer's missing bytes, up to 1 MiB, are all in it; net/shard_input.cc).
     uint64_t receive_marks_set = 0;
@@ -374,6 +401,8 @@ private:
     void note_received(connection& conn);
     void update_receive_marks();
     uint32_t wanted_receive_mark(const connection& conn) const;
+    bool wants_direct_receive(const connection& conn) const;
+    void on_direct_recv(connection& conn, int received, bool prefix);
     void set_receive_mark(connection& conn, uint32_t mark);
     // The same for a connection of the HTTP listener (net/shard_http.cc).
     void parse_http(connection& conn, const uint8_t* data, size_t size);

@@ -35,6 +35,33 @@ uint32_t read_be32(const uint8_t* bytes) {
 void shard::arm_recv(connection& conn) {
     SPATE_ASSERT(!conn.recv_armed, "one receive per connection");
     io_uring_sqe* sqe = next_sqe();
+    conn.recv_direct = wants_direct_receive(conn);
+    conn.recv_direct_prefix = conn.recv_direct && !conn.incoming;
+    if (conn.recv_direct_prefix) {
+        io_uring_prep_recv(sqe, conn.fd, conn.direct_prefix, 4 - conn.prefix_have, MSG_WAITALL);
+    } else if (conn.recv_direct) {
+        // The frame's next bytes, written past the buffer's size into its capacity and
+        // taken in by on_direct_recv. Never more than the frame: what follows stays in the
+        // socket for the next receive. The buffer grows as parse() grows it (doubling, see
+        // start_frame), so a size prefix alone still costs no more than it did.
+        frame_bytes& bytes = conn.incoming->bytes;
+        const size_t missing = conn.incoming_size - bytes.size();
+        if (bytes.capacity() - bytes.size() < direct_receive_min)
+            bytes.reserve(
+                std::min<size_t>(std::max(bytes.capacity() * 2, bytes.size() + direct_receive_min),
+                                 conn.incoming_size));
+        const size_t room = std::min(missing, bytes.capacity() - bytes.size());
+        io_uring_prep_recv(sqe, conn.fd, bytes.data() + bytes.size(), room, MSG_WAITALL);
+    }
+    if (conn.recv_direct) {
+        conn.recv_multishot = false;
+        io_uring_sqe_set_data64(sqe, encode(op_kind::recv, conn.index, conn.generation));
+        conn.recv_armed = true;
+        conn.recv_cancelled = false;
+        ++conn.ops_in_flight;
+        ++_ops_in_flight;
+        return;
+    }
     // Multishot: one submission keeps receiving into buffers picked from the shard's ring.
     // While a frame waits for the budget, one buffer per submission instead: a connection
     // that must then wait too has been handed at most that buffer, not a batch of them.
@@ -61,14 +88,51 @@ void shard::pause_recv(connection& conn) {
     conn.recv_cancelled = true;
 }
 
+bool shard::wants_direct_receive(const connection& conn) const {
+    if (conn.http || !conn.held_input.empty() || conn.waiting_for_budget) return false;
+    if (conn.incoming)
+        return conn.incoming_size - conn.incoming->bytes.size() >= direct_receive_min;
+    // Between frames: the next size prefix alone, after a big frame (the next is likely big
+    // too: a producer's batches, a leader's fetched data).
+    return conn.big_frames && conn.prefix_have < 4;
+}
+
+void shard::on_direct_recv(connection& conn, int received, bool prefix) {
+    if (prefix) {
+        // The size prefix goes through parse(), which reserves the frame (or makes the
+        // connection wait for the budget) as for any other bytes.
+        parse(conn, conn.direct_prefix, static_cast<size_t>(received));
+        return;
+    }
+    SPATE_ASSERT(conn.incoming != nullptr, "a direct receive of frame bytes has its frame");
+    frame_bytes& bytes = conn.incoming->bytes;
+    SPATE_ASSERT(bytes.size() + static_cast<size_t>(received) <= conn.incoming_size &&
+                     bytes.size() + static_cast<size_t>(received) <= bytes.capacity(),
+                 "a direct receive fills the frame's room only");
+    // uninitialized_allocator: growing keeps the bytes the receive wrote there.
+    bytes.resize(bytes.size() + static_cast<size_t>(received));
+    _stats.direct_receive_bytes += static_cast<uint64_t>(received);
+    conn.last_activity = _now;
+    note_received(conn);
+    if (bytes.size() == conn.incoming_size) deliver(conn);
+}
+
 void shard::on_recv(connection& conn, const completion& done) {
     const bool more = (done.flags & IORING_CQE_F_MORE) != 0;
+    const bool direct = conn.recv_direct;
+    const bool direct_prefix = conn.recv_direct_prefix;
     if (!more) {
         conn.recv_armed = false;
+        conn.recv_direct = false;
+        conn.recv_direct_prefix = false;
         --conn.ops_in_flight;
         --_ops_in_flight;
     }
-    if (done.res > 0) {
+    if (direct && done.res > 0) {
+        SPATE_ASSERT(!more, "a direct receive completes once");
+        if (conn.state == connection::state_kind::open)
+            on_direct_recv(conn, done.res, direct_prefix);
+    } else if (done.res > 0) {
         SPATE_ASSERT((done.flags & IORING_CQE_F_BUFFER) != 0, "received bytes come in a buffer");
         const auto buffer_id = static_cast<uint16_t>(done.flags >> IORING_CQE_BUFFER_SHIFT);
         uint8_t* buffer = _buffer_memory + size_t{buffer_id} * _config.recv_buffer_bytes;
@@ -79,6 +143,10 @@ void shard::on_recv(connection& conn, const completion& done) {
             else
                 conn.held_input.insert(conn.held_input.end(), buffer, buffer + done.res);
             note_received(conn);
+            // A big frame under way: the multishot receive ends (its completions still
+            // landing are parsed as usual) and the next one goes straight into the frame.
+            if (more && conn.recv_multishot && !conn.recv_cancelled && wants_direct_receive(conn))
+                pause_recv(conn);
         }
         // The bytes were copied into frames: the buffer goes straight back to the kernel.
         io_uring_buf_ring_add(_buffer_ring, buffer, _config.recv_buffer_bytes, buffer_id,
@@ -140,7 +208,7 @@ void shard::parse(connection& conn, const uint8_t* data, size_t size) {
             }
             if (!try_reserve_frame(conn, static_cast<uint32_t>(length))) continue;
         } else {
-            std::vector<uint8_t>& bytes = conn.incoming->bytes;
+            frame_bytes& bytes = conn.incoming->bytes;
             const size_t take = std::min<size_t>(conn.incoming_size - bytes.size(), size);
             if (bytes.size() + take > bytes.capacity()) {
                 // Grow by doubling, but never past the announced size: the memory a frame
@@ -148,7 +216,11 @@ void shard::parse(connection& conn, const uint8_t* data, size_t size) {
                 const size_t wanted = std::max(bytes.capacity() * 2, bytes.size() + take);
                 bytes.reserve(std::min<size_t>(wanted, conn.incoming_size));
             }
-            bytes.insert(bytes.end(), data, data + take);
+            // Grown without zeroing (uninitialized_allocator), then copied in with memcpy:
+            // insert() would copy byte by byte through the allocator.
+            const size_t at = bytes.size();
+            bytes.resize(at + take);
+            std::memcpy(bytes.data() + at, data, take);
             data += take;
             size -= take;
         }
@@ -318,6 +390,7 @@ void shard::grant_waiting_frames(frame_pool& pool) {
 }
 
 void shard::deliver(connection& conn) {
+    conn.big_frames = conn.incoming_size >= direct_receive_min;
     release_frame_budget(conn);
     if (conn.outgoing) {  // an answer: no response slot, nothing to send back
         frame_ptr answer = std::move(conn.incoming);

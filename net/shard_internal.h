@@ -63,6 +63,10 @@ static_assert(chain_steps_max >= 3, "a chain fits a left-over step and one refil
 // Frames up to this size get their whole buffer at once; bigger ones grow as bytes arrive,
 // so a peer cannot make us allocate socket.request.max.bytes with four bytes.
 constexpr size_t frame_reserve_max = 1 << 20;
+// A frame still missing at least this many bytes takes them with one receive straight into
+// its buffer (MSG_WAITALL, no provided buffer), instead of through the buffer ring and a copy
+// per 16 KiB: a producer's big batches, a follower's fetched data.
+constexpr size_t direct_receive_min = 64 << 10;
 // File bytes one connection moves on the shard's own thread per turn (see
 // shard::splice_inline): like send_bytes_max, what one connection may hold the loop for.
 constexpr int64_t inline_splice_bytes_max = 256 << 10;
@@ -110,8 +114,16 @@ struct shard::connection {
     // the prefix arrived), or the size it waits for in the shard's queue of waiters.
     uint32_t reserved_bytes = 0;
     bool waiting_for_budget = false;
-    // Whether the armed receive is multishot (or one buffer at a time, see arm_recv).
+    // Whether the armed receive is multishot (or one buffer at a time, see arm_recv), or
+    // straight into the frame being filled (recv_direct).
     bool recv_multishot = false;
+    bool recv_direct = false;
+    // A direct receive between frames takes the next size prefix here (then parse()), once
+    // the connection's last frame was a big one (big_frames): one receive for the prefix,
+    // one for the frame.
+    bool big_frames = false;
+    bool recv_direct_prefix = false;
+    uint8_t direct_prefix[4] = {};
     uint32_t waiting_size = 0;
     // When the current frame must be complete (set by its first byte), and the last time any
     // byte moved either way.

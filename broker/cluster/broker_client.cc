@@ -18,7 +18,7 @@ bool broker_client::resolve() {
 }
 
 void broker_client::exchange_async(std::vector<uint8_t> frame, int32_t correlation_id,
-                                   std::function<void(result<std::vector<uint8_t>>)> done) {
+                                   std::function<void(result<net::frame_bytes>)> done) {
     if (!resolve()) {
         done(fail("cannot resolve the host"));
         return;
@@ -34,13 +34,13 @@ void broker_client::exchange_async(std::vector<uint8_t> frame, int32_t correlati
     _send(std::move(call));
 }
 
-result<std::vector<uint8_t>> broker_client::exchange(std::vector<uint8_t> frame,
-                                                     int32_t correlation_id) {
-    auto answer = std::make_shared<std::promise<result<std::vector<uint8_t>>>>();
+result<net::frame_bytes> broker_client::exchange(std::vector<uint8_t> frame,
+                                                 int32_t correlation_id) {
+    auto answer = std::make_shared<std::promise<result<net::frame_bytes>>>();
     auto arrived = answer->get_future();
-    exchange_async(
-        std::move(frame), correlation_id,
-        [answer](result<std::vector<uint8_t>> outcome) { answer->set_value(std::move(outcome)); });
+    exchange_async(std::move(frame), correlation_id, [answer](result<net::frame_bytes> outcome) {
+        answer->set_value(std::move(outcome));
+    });
     // Shard 0 answers within the timeout (its timer fails the call); the extra second only
     // guards against a shard that stopped meanwhile.
     if (arrived.wait_for(std::chrono::milliseconds(_timeout_ms + 1000)) !=

@@ -56,7 +56,7 @@ public:
         std::string who = fail("").message;
         exchange_async(std::move(frame), correlation,
                        [key, version, correlation, who = std::move(who),
-                        done = std::move(done)](result<std::vector<uint8_t>> answer) {
+                        done = std::move(done)](result<net::frame_bytes> answer) {
                            if (!answer) {
                                done(error{-1, who + answer.failure().message});
                                return;
@@ -83,7 +83,7 @@ private:
     }
     // `who` starts every error message ("broker N at host:port: ").
     template <class Response>
-    static result<Response> decode_answer(const std::vector<uint8_t>& answer, int16_t key,
+    static result<Response> decode_answer(const net::frame_bytes& answer, int16_t key,
                                           int16_t version, int32_t expected,
                                           const std::string& who) {
         proto::reader in(answer.data(), answer.size());
@@ -96,10 +96,10 @@ private:
         if (!response.decode(in, version)) return error{-1, who + "a malformed response"};
         return response;
     }
-    result<std::vector<uint8_t>> exchange(std::vector<uint8_t> frame, int32_t correlation_id);
+    result<net::frame_bytes> exchange(std::vector<uint8_t> frame, int32_t correlation_id);
     // Resolves the address (once) and hands the call to shard 0; `done` runs there.
     void exchange_async(std::vector<uint8_t> frame, int32_t correlation_id,
-                        std::function<void(result<std::vector<uint8_t>>)> done);
+                        std::function<void(result<net::frame_bytes>)> done);
     bool resolve();
     error fail(const std::string& what) const;
 

@@ -31,7 +31,7 @@ struct outgoing_call {
     int32_t correlation_id = 0;
     int32_t timeout_ms = 5000;
     // The answer frame (after its size prefix), or why there is none.
-    std::function<void(result<std::vector<uint8_t>>)> done;
+    std::function<void(result<net::frame_bytes>)> done;
 };
 
 // Resolves a broker's advertised host and port (a numeric address needs no lookup; a
@@ -54,7 +54,7 @@ private:
         bool open = false;
         sockaddr_storage address{};
         socklen_t address_length = 0;
-        std::map<int32_t, std::function<void(result<std::vector<uint8_t>>)>> pending;
+        std::map<int32_t, std::function<void(result<net::frame_bytes>)>> pending;
     };
     link* link_of(net::connection_ref conn, int32_t& broker_id);
     void fail_all(link& target, const std::string& why);

@@ -183,7 +183,7 @@ void replica_fetchers::fetch(int32_t leader) {
     call.correlation_id = header.correlation_id;
     call.timeout_ms = fetch_timeout_ms;
     std::weak_ptr<bool> alive = _alive;
-    call.done = [this, alive, leader](result<std::vector<uint8_t>> answer) {
+    call.done = [this, alive, leader](result<net::frame_bytes> answer) {
         if (alive.expired()) return;
         on_answer(leader, std::move(answer));
     };
@@ -204,7 +204,7 @@ void replica_fetchers::back_off(int32_t leader, milliseconds delay) {
     });
 }
 
-void replica_fetchers::on_answer(int32_t leader, result<std::vector<uint8_t>> answer) {
+void replica_fetchers::on_answer(int32_t leader, result<net::frame_bytes> answer) {
     source& src = _sources[leader];
     src.in_flight = false;
     if (_stopped) return;

@@ -94,7 +94,7 @@ private:
     };
     void fetch(int32_t leader);
     void back_off(int32_t leader, std::chrono::milliseconds delay);
-    void on_answer(int32_t leader, result<std::vector<uint8_t>> answer);
+    void on_answer(int32_t leader, result<net::frame_bytes> answer);
     // Applies one partition's part of the answer; false when it asks for a pause.
     struct partition_answer;
     bool apply(partition& p, const partition_answer& answer);
