@@ -37,8 +37,15 @@ void shard::arm_recv(connection& conn) {
     io_uring_sqe* sqe = next_sqe();
     conn.recv_direct = wants_direct_receive(conn);
     conn.recv_direct_prefix = conn.recv_direct && !conn.incoming;
+    // MSG_WAITALL: one completion for all the bytes asked, however many segments bring them.
+    // Not where a receive mark may be set (outgoing connections): a waiting-for-all receive
+    // issued after the mark takes bytes without completing, so the mark could no longer be
+    // lowered from them (see "receive marks" below) and the rest of the frame, fewer bytes
+    // than the mark, would never wake the socket. There each receive completes with what it
+    // took, as the buffer receives do.
+    const int wait_all = conn.outgoing && _receive_marks ? 0 : MSG_WAITALL;
     if (conn.recv_direct_prefix) {
-        io_uring_prep_recv(sqe, conn.fd, conn.direct_prefix, 4 - conn.prefix_have, MSG_WAITALL);
+        io_uring_prep_recv(sqe, conn.fd, conn.direct_prefix, 4 - conn.prefix_have, wait_all);
     } else if (conn.recv_direct) {
         // The frame's next bytes, written past the buffer's size into its capacity and
         // taken in by on_direct_recv. Never more than the frame: what follows stays in the
@@ -51,7 +58,7 @@ void shard::arm_recv(connection& conn) {
                 std::min<size_t>(std::max(bytes.capacity() * 2, bytes.size() + direct_receive_min),
                                  conn.incoming_size));
         const size_t room = std::min(missing, bytes.capacity() - bytes.size());
-        io_uring_prep_recv(sqe, conn.fd, bytes.data() + bytes.size(), room, MSG_WAITALL);
+        io_uring_prep_recv(sqe, conn.fd, bytes.data() + bytes.size(), room, wait_all);
     }
     if (conn.recv_direct) {
         conn.recv_multishot = false;
@@ -102,6 +109,7 @@ void shard::on_direct_recv(connection& conn, int received, bool prefix) {
         // The size prefix goes through parse(), which reserves the frame (or makes the
         // connection wait for the budget) as for any other bytes.
         parse(conn, conn.direct_prefix, static_cast<size_t>(received));
+        note_received(conn);  // the frame's mark, if it has one
         return;
     }
     SPATE_ASSERT(conn.incoming != nullptr, "a direct receive of frame bytes has its frame");
