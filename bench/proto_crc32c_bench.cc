@@ -26,34 +26,34 @@ void set_throughput(benchmark::State& state, size_t size) {
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(size));
 }
 
-void crc32c_hardware_bench(benchmark::State& state) {
-    if (!spate::proto::crc32c_hardware_available()) {
-        state.SkipWithError("no SSE4.2 on this CPU");
+// One accelerated implementation over state.range(0) bytes, skipped where the CPU lacks it.
+template <class Checksum>
+void accelerated_bench(benchmark::State& state, bool available, const char* missing,
+                       Checksum checksum) {
+    if (!available) {
+        state.SkipWithError(missing);
         return;
     }
     const auto size = static_cast<size_t>(state.range(0));
     const auto buffer = random_bytes(size);
     uint32_t crc = 0;
     for (auto _ : state) {
-        crc = spate::proto::crc32c_hardware(buffer, crc);
+        crc = checksum(buffer, crc);
         benchmark::DoNotOptimize(crc);
     }
     set_throughput(state, size);
 }
 
+void crc32c_hardware_bench(benchmark::State& state) {
+    accelerated_bench(
+        state, spate::proto::crc32c_hardware_available(), "no SSE4.2 on this CPU",
+        [](const auto& bytes, uint32_t crc) { return spate::proto::crc32c_hardware(bytes, crc); });
+}
+
 void crc32c_wide_bench(benchmark::State& state) {
-    if (!spate::proto::crc32c_wide_available()) {
-        state.SkipWithError("no AVX-512 VPCLMULQDQ on this CPU");
-        return;
-    }
-    const auto size = static_cast<size_t>(state.range(0));
-    const auto buffer = random_bytes(size);
-    uint32_t crc = 0;
-    for (auto _ : state) {
-        crc = spate::proto::crc32c_wide(buffer, crc);
-        benchmark::DoNotOptimize(crc);
-    }
-    set_throughput(state, size);
+    accelerated_bench(
+        state, spate::proto::crc32c_wide_available(), "no AVX-512 VPCLMULQDQ on this CPU",
+        [](const auto& bytes, uint32_t crc) { return spate::proto::crc32c_wide(bytes, crc); });
 }
 
 void crc32c_portable_bench(benchmark::State& state) {

@@ -63,9 +63,10 @@ static_assert(chain_steps_max >= 3, "a chain fits a left-over step and one refil
 // Frames up to this size get their whole buffer at once; bigger ones grow as bytes arrive,
 // so a peer cannot make us allocate socket.request.max.bytes with four bytes.
 constexpr size_t frame_reserve_max = 1 << 20;
-// A frame still missing at least this many bytes takes them with one receive straight into
-// its buffer (MSG_WAITALL, no provided buffer), instead of through the buffer ring and a copy
-// per 16 KiB: a producer's big batches, a follower's fetched data.
+// A frame still missing at least this many bytes takes them with receives straight into its
+// buffer (no provided buffer; MSG_WAITALL where no receive mark is set, see arm_recv) instead
+// of through the buffer ring and a copy per 16 KiB: a producer's big batches, a follower's
+// fetched data.
 constexpr size_t direct_receive_min = 64 << 10;
 // File bytes one connection moves on the shard's own thread per turn (see
 // shard::splice_inline): like send_bytes_max, what one connection may hold the loop for.

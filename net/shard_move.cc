@@ -99,8 +99,8 @@ std::vector<uint8_t> shard::take_undelivered_input(connection& conn) {
     std::vector<uint8_t> bytes;
     const bool prefix_whole = conn.incoming != nullptr || conn.waiting_for_budget;
     const uint32_t prefix_bytes = prefix_whole ? 4 : conn.prefix_have;
-    const size_t frame_bytes = conn.incoming ? conn.incoming->bytes.size() : 0;
-    bytes.reserve(prefix_bytes + frame_bytes + conn.held_input.size());
+    const size_t frame_received = conn.incoming ? conn.incoming->bytes.size() : 0;
+    bytes.reserve(prefix_bytes + frame_received + conn.held_input.size());
     bytes.insert(bytes.end(), conn.prefix, conn.prefix + prefix_bytes);
     if (conn.incoming)
         bytes.insert(bytes.end(), conn.incoming->bytes.begin(), conn.incoming->bytes.end());

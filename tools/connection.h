@@ -51,11 +51,13 @@ std::optional<int16_t> pick_version(int16_t ours_min, int16_t ours_max,
 // Kafka's name of an API, e.g. "ListGroups" for key 16 (our schema names are snake_case).
 std::string api_display_name(int16_t key);
 
-// A request frame (size prefix, header, body) ready to send. `size_hint`: the bytes the
-// body is expected to take (a Produce's batches), reserved so the frame grows only once.
+// A request frame (size prefix, header, body) in a writer: its size prefix counts external
+// records too (proto::records::external_length), which the writer leaves as gaps for the
+// sender to fill. `size_hint`: the bytes the body is expected to take (a Produce's batches),
+// reserved so the frame grows only once.
 template <class Request>
-std::vector<uint8_t> encode_request(const Request& request, int16_t version, int32_t correlation_id,
-                                    size_t size_hint = 0) {
+proto::writer request_writer(const Request& request, int16_t version, int32_t correlation_id,
+                             size_t size_hint = 0) {
     proto::writer out(256 + size_hint);
     out.int32(0);
     proto::request_header header;
@@ -65,8 +67,15 @@ std::vector<uint8_t> encode_request(const Request& request, int16_t version, int
     header.client_id = std::string(client_id);
     proto::encode_request_header(out, header);
     request.encode(out, version);
-    out.patch_int32(0, static_cast<int32_t>(out.buffer_size() - 4));
-    return std::move(out.buffer());
+    out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
+    return out;
+}
+
+// The same frame ready to send, for requests without external records.
+template <class Request>
+std::vector<uint8_t> encode_request(const Request& request, int16_t version, int32_t correlation_id,
+                                    size_t size_hint = 0) {
+    return std::move(request_writer(request, version, correlation_id, size_hint).buffer());
 }
 
 class broker_connection {

@@ -428,16 +428,7 @@ result<topic_layout> perf_topic(cluster& brokers, const std::string& name, int32
 // bytes move into the connection's output; the rest of each batch stays for the response.
 void queue_request(pipelined_connection& connection, const proto::produce_request& request,
                    int16_t version, int32_t correlation_id, std::vector<ready_batch>& batches) {
-    proto::writer out(256);
-    out.int32(0);
-    proto::request_header header;
-    header.api_key = static_cast<int16_t>(proto::produce_request::key);
-    header.api_version = version;
-    header.correlation_id = correlation_id;
-    header.client_id = std::string(client_id);
-    proto::encode_request_header(out, header);
-    request.encode(out, version);
-    out.patch_int32(0, static_cast<int32_t>(out.size() - 4));
+    proto::writer out = request_writer(request, version, correlation_id);
     const std::vector<uint8_t>& fields = out.buffer();
     size_t from = 0;
     for (const proto::external_gap& gap : out.gaps()) {
