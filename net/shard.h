@@ -402,7 +402,7 @@ private:
     void update_receive_marks();
     uint32_t wanted_receive_mark(const connection& conn) const;
     bool wants_direct_receive(const connection& conn) const;
-    void on_direct_recv(connection& conn, int received, bool prefix);
+    void on_direct_recv(connection& conn, int received);
     void set_receive_mark(connection& conn, uint32_t mark);
     // The same for a connection of the HTTP listener (net/shard_http.cc).
     void parse_http(connection& conn, const uint8_t* data, size_t size);

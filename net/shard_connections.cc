@@ -267,9 +267,6 @@ void shard::close_connection(connection_ref ref) {
 void shard::begin_close(connection& conn) {
     if (conn.state != connection::state_kind::open) return;
     conn.state = connection::state_kind::closing;
-    // A direct receive in flight writes into the frame until it completes: the frame then
-    // goes with the slot (finalize_if_done), not before.
-    if (!(conn.recv_armed && conn.recv_direct)) conn.incoming.reset();
     // Its reservation goes back, and a waiting place is given up (the stale queue entry is
     // dropped by the next grant): either may let the next waiter of that pool in.
     drop_frame_budget(conn);
@@ -306,7 +303,9 @@ void shard::free_slot(connection& conn) {
     conn.responses.clear();
     conn.reset_output_cursor();
     conn.held_input.clear();
-    conn.incoming.reset();  // kept by begin_close while a direct receive wrote into it
+    // With the slot, not at begin_close: a direct receive in flight writes into the frame
+    // until it completes.
+    conn.incoming.reset();
     conn.resume_posted = false;
     conn.receive_mark = 1;
     conn.receive_mark_queued = false;
@@ -320,7 +319,6 @@ void shard::free_slot(connection& conn) {
     conn.recv_multishot = false;
     conn.recv_direct = false;
     conn.big_frames = false;
-    conn.recv_direct_prefix = false;
     conn.state = connection::state_kind::free;
     ++conn.generation;
     if (conn.generation == 0) conn.generation = 1;

@@ -36,7 +36,6 @@ void shard::arm_recv(connection& conn) {
     SPATE_ASSERT(!conn.recv_armed, "one receive per connection");
     io_uring_sqe* sqe = next_sqe();
     conn.recv_direct = wants_direct_receive(conn);
-    conn.recv_direct_prefix = conn.recv_direct && !conn.incoming;
     // MSG_WAITALL: one completion for all the bytes asked, however many segments bring them.
     // Not where a receive mark may be set (outgoing connections): a waiting-for-all receive
     // issued after the mark takes bytes without completing, so the mark could no longer be
@@ -44,8 +43,9 @@ void shard::arm_recv(connection& conn) {
     // than the mark, would never wake the socket. There each receive completes with what it
     // took, as the buffer receives do.
     const int wait_all = conn.outgoing && _receive_marks ? 0 : MSG_WAITALL;
-    if (conn.recv_direct_prefix) {
+    if (conn.recv_direct && !conn.incoming) {
         io_uring_prep_recv(sqe, conn.fd, conn.direct_prefix, 4 - conn.prefix_have, wait_all);
+        conn.recv_multishot = false;
     } else if (conn.recv_direct) {
         // The frame's next bytes, written past the buffer's size into its capacity and
         // taken in by on_direct_recv. Never more than the frame: what follows stays in the
@@ -59,26 +59,20 @@ void shard::arm_recv(connection& conn) {
                                  conn.incoming_size));
         const size_t room = std::min(missing, bytes.capacity() - bytes.size());
         io_uring_prep_recv(sqe, conn.fd, bytes.data() + bytes.size(), room, wait_all);
-    }
-    if (conn.recv_direct) {
         conn.recv_multishot = false;
-        io_uring_sqe_set_data64(sqe, encode(op_kind::recv, conn.index, conn.generation));
-        conn.recv_armed = true;
-        conn.recv_cancelled = false;
-        ++conn.ops_in_flight;
-        ++_ops_in_flight;
-        return;
+    } else {
+        // Multishot: one submission keeps receiving into buffers picked from the shard's
+        // ring. While a frame waits for the budget, one buffer per submission instead: a
+        // connection that must then wait too has been handed at most that buffer, not a
+        // batch of them.
+        conn.recv_multishot = !frames_waiting();
+        if (conn.recv_multishot)
+            io_uring_prep_recv_multishot(sqe, conn.fd, nullptr, 0, 0);
+        else
+            io_uring_prep_recv(sqe, conn.fd, nullptr, _config.recv_buffer_bytes, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = buffer_group;
     }
-    // Multishot: one submission keeps receiving into buffers picked from the shard's ring.
-    // While a frame waits for the budget, one buffer per submission instead: a connection
-    // that must then wait too has been handed at most that buffer, not a batch of them.
-    conn.recv_multishot = !frames_waiting();
-    if (conn.recv_multishot)
-        io_uring_prep_recv_multishot(sqe, conn.fd, nullptr, 0, 0);
-    else
-        io_uring_prep_recv(sqe, conn.fd, nullptr, _config.recv_buffer_bytes, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = buffer_group;
     io_uring_sqe_set_data64(sqe, encode(op_kind::recv, conn.index, conn.generation));
     conn.recv_armed = true;
     conn.recv_cancelled = false;
@@ -104,15 +98,14 @@ bool shard::wants_direct_receive(const connection& conn) const {
     return conn.big_frames && conn.prefix_have < 4;
 }
 
-void shard::on_direct_recv(connection& conn, int received, bool prefix) {
-    if (prefix) {
+void shard::on_direct_recv(connection& conn, int received) {
+    if (!conn.incoming) {  // armed between frames (arm_recv): the size prefix
         // The size prefix goes through parse(), which reserves the frame (or makes the
         // connection wait for the budget) as for any other bytes.
         parse(conn, conn.direct_prefix, static_cast<size_t>(received));
         note_received(conn);  // the frame's mark, if it has one
         return;
     }
-    SPATE_ASSERT(conn.incoming != nullptr, "a direct receive of frame bytes has its frame");
     frame_bytes& bytes = conn.incoming->bytes;
     SPATE_ASSERT(bytes.size() + static_cast<size_t>(received) <= conn.incoming_size &&
                      bytes.size() + static_cast<size_t>(received) <= bytes.capacity(),
@@ -128,18 +121,15 @@ void shard::on_direct_recv(connection& conn, int received, bool prefix) {
 void shard::on_recv(connection& conn, const completion& done) {
     const bool more = (done.flags & IORING_CQE_F_MORE) != 0;
     const bool direct = conn.recv_direct;
-    const bool direct_prefix = conn.recv_direct_prefix;
     if (!more) {
         conn.recv_armed = false;
         conn.recv_direct = false;
-        conn.recv_direct_prefix = false;
         --conn.ops_in_flight;
         --_ops_in_flight;
     }
     if (direct && done.res > 0) {
         SPATE_ASSERT(!more, "a direct receive completes once");
-        if (conn.state == connection::state_kind::open)
-            on_direct_recv(conn, done.res, direct_prefix);
+        if (conn.state == connection::state_kind::open) on_direct_recv(conn, done.res);
     } else if (done.res > 0) {
         SPATE_ASSERT((done.flags & IORING_CQE_F_BUFFER) != 0, "received bytes come in a buffer");
         const auto buffer_id = static_cast<uint16_t>(done.flags >> IORING_CQE_BUFFER_SHIFT);
@@ -153,8 +143,7 @@ void shard::on_recv(connection& conn, const completion& done) {
             note_received(conn);
             // A big frame under way: the multishot receive ends (its completions still
             // landing are parsed as usual) and the next one goes straight into the frame.
-            if (more && conn.recv_multishot && !conn.recv_cancelled && wants_direct_receive(conn))
-                pause_recv(conn);
+            if (more && conn.recv_multishot && wants_direct_receive(conn)) pause_recv(conn);
         }
         // The bytes were copied into frames: the buffer goes straight back to the kernel.
         io_uring_buf_ring_add(_buffer_ring, buffer, _config.recv_buffer_bytes, buffer_id,

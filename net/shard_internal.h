@@ -119,11 +119,10 @@ struct shard::connection {
     // straight into the frame being filled (recv_direct).
     bool recv_multishot = false;
     bool recv_direct = false;
-    // A direct receive between frames takes the next size prefix here (then parse()), once
-    // the connection's last frame was a big one (big_frames): one receive for the prefix,
-    // one for the frame.
+    // A direct receive between frames (no `incoming`) takes the next size prefix here (then
+    // parse()), once the connection's last frame was a big one (big_frames): one receive for
+    // the prefix, one for the frame.
     bool big_frames = false;
-    bool recv_direct_prefix = false;
     uint8_t direct_prefix[4] = {};
     uint32_t waiting_size = 0;
     // When the current frame must be complete (set by its first byte), and the last time any

@@ -306,7 +306,8 @@ uint32_t crc32c_wide(std::span<const uint8_t> bytes, uint32_t crc) {
 }
 
 uint32_t crc32c(std::span<const uint8_t> bytes, uint32_t crc) {
-    if (bytes.size() >= wide_bytes_min && crc32c_wide_available()) return crc32c_wide(bytes, crc);
+    // The wide version takes short inputs to the hardware loop itself.
+    if (crc32c_wide_available()) return crc32c_wide(bytes, crc);
     if (crc32c_hardware_available()) return ~hardware_raw(~crc, bytes.data(), bytes.size());
     return ~portable_raw(~crc, bytes.data(), bytes.size());
 }
