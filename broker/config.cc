@@ -265,6 +265,8 @@ const std::map<std::string, key_setter>& key_table() {
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.preallocate_ahead_bytes, 0, INT32_MAX);
          }},
+        {"log.tail_padding", [](const toml::node& n, const std::string& k,
+                                broker_config& c) { return boolean_in(n, k, c.log.tail_padding); }},
     };
     return table;
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -43,6 +44,14 @@ log_config sanitized(log_config config) {
     config.flush_messages = std::max<int64_t>(config.flush_messages, 1);
     config.flush_ms = std::max<int64_t>(config.flush_ms, 0);
     return config;
+}
+
+// `length` (< tail_padding_bytes) zeros to pad a segment with (segment.h). Never
+// written, the array's .bss pages are read as the kernel's shared zero page.
+iovec padding(int64_t length) {
+    static std::array<uint8_t, tail_padding_bytes> zeros{};
+    SPATE_ASSERT(length > 0 && length < tail_padding_bytes, "padding stays below a granule");
+    return iovec{zeros.data(), static_cast<size_t>(length)};
 }
 
 // Writes the iovecs at `position`, resuming short writes mid-vector.
@@ -405,7 +414,8 @@ result<std::vector<append_result>> partition_log::append_batches(
         int64_t offset = _log_end;
         size_t end = next;
         vectors.clear();
-        while (end < batches.size() && end - next < iovecs_per_write_max) {
+        // (One iovec is left for the tail padding.)
+        while (end < batches.size() && end - next + 1 < iovecs_per_write_max) {
             const proto::batch_header header = header_of(end);
             const auto size = static_cast<int64_t>(batches[end].size());
             const int64_t base = base_of(end, offset);
@@ -439,7 +449,11 @@ result<std::vector<append_result>> partition_log::append_batches(
             restore_epochs();
             return file.failure();
         }
-        seg.reserve_ahead((*file)->fd, position + bytes, _config.preallocate_ahead_bytes,
+        const int64_t file_end = _config.tail_padding
+                                     ? seg.padding_end(position + bytes, _config.segment_bytes)
+                                     : position + bytes;
+        if (file_end > position + bytes) vectors.push_back(padding(file_end - position - bytes));
+        seg.reserve_ahead((*file)->fd, file_end, _config.preallocate_ahead_bytes,
                           _config.segment_bytes);
         if (auto written = pwritev_all((*file)->fd, vectors, position, seg.path()); !written) {
             // Cut off whatever part of the group reached the file, so the segment ends
@@ -449,6 +463,7 @@ result<std::vector<append_result>> partition_log::append_batches(
             return written.failure();
         }
         epochs_before.reset();
+        seg.note_padding(file_end);
         int64_t at = position;
         for (size_t i = next; i < end; ++i) {
             const proto::batch_header h = header_of(i);

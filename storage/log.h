@@ -251,6 +251,9 @@ struct log_config {
     // Blocks of the active segment reserved ahead of its appends, at most this far
     // (segment::reserve_ahead; given back when the segment is sealed). 0: none.
     int64_t preallocate_ahead_bytes = 64 << 20;
+    // Appends pad the active segment with zeros to the next 64 KiB (storage/segment.h,
+    // tail_padding_bytes): large page-cache folios for small appends.
+    bool tail_padding = true;
     // cleanup.policy: "delete" enables retention by time and size (segments wholly below
     // the log start are deleted either way), "compact" enables compaction.
     bool cleanup_delete = true;
@@ -284,6 +287,9 @@ struct recovery_stats {
     // files, except the bytes_lost that the disk had no room to copy.
     int64_t bytes_dropped = 0;
     int64_t bytes_lost = 0;
+    // Zeros of tail padding a crash left after the last batch, cut as such (not counted
+    // above: they never held records).
+    int64_t padding_bytes = 0;
     // Where recovery ended the log when the bytes it dropped may have held records (a
     // cut in the last segment, or segments moved aside): the first offset that may be
     // lost. -1 when no offset can have been lost (nothing dropped, or only junk after

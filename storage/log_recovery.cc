@@ -190,6 +190,7 @@ result<void> partition_log::recover() {
                                   seg.path().filename().c_str(),
                                   collected.failure().message.c_str());
                 _log_end = outcome->next_offset;
+                _recovery_stats.padding_bytes += outcome->padding_bytes;
                 // Junk after the last valid batch loses no offset when the next segment
                 // starts right where the valid data ends; a cut before that loses them.
                 const bool continues =

@@ -104,6 +104,17 @@ result<std::vector<uint8_t>> read_index_file(const std::filesystem::path& path, 
     return std::vector<uint8_t>(content->begin(), content->end());
 }
 
+// Whether the file's bytes from `position` (where its valid batches end) to its end are
+// tail padding a crash left behind: fewer zeros than tail_padding_bytes, ending on a
+// multiple of it (segment.h).
+result<bool> is_padding(chunked_reader& reader, int64_t position, int64_t file_size) {
+    if (file_size % tail_padding_bytes != 0 || file_size - position >= tail_padding_bytes)
+        return false;
+    auto tail = reader.get(position, file_size - position);
+    if (!tail) return tail.failure();
+    return std::all_of(tail->begin(), tail->end(), [](uint8_t b) { return b == 0; });
+}
+
 // Reserves the file's blocks in [from, from + length) without moving its end (KEEP_SIZE:
 // recovery and readers never see the reserved zeros); true, or false with errno set.
 bool reserve_blocks(int fd, int64_t from, int64_t length) {
@@ -308,6 +319,14 @@ result<scan_outcome> segment::scan(scan_mode mode, offset_rule rule) {
     SPATE_ASSERT(position == _size, "scan bookkeeping must match the scanned bytes");
     scan_outcome outcome{position, next_offset, position < file_size, file_size, -1, {}, {}};
     if (!outcome.tail_was_invalid || mode != scan_mode::truncate_invalid) return outcome;
+    auto padding = is_padding(reader, position, file_size);
+    if (!padding) return padding.failure();
+    if (*padding) {
+        if (auto cut = truncate_to(position); !cut) return cut.failure();
+        outcome.tail_was_invalid = false;
+        outcome.padding_bytes = file_size - position;
+        return outcome;
+    }
     // For the log line only: the offsets the cut-off bytes seem to hold, from the
     // headers that still look like a chain of batches (no CRC: they are damaged).
     for (int64_t at = position; at + static_cast<int64_t>(proto::batch_header_size) <= file_size;) {
@@ -455,16 +474,26 @@ void segment::reserve_ahead(int fd, int64_t end, int64_t ahead_max, int64_t limi
     _reserved_end = target;
 }
 
+int64_t segment::padding_end(int64_t end, int64_t limit) const {
+    if (end <= _padded_end || _size < tail_padding_bytes) return end;
+    const int64_t padded = (end + tail_padding_bytes - 1) / tail_padding_bytes * tail_padding_bytes;
+    return padded <= limit ? padded : end;
+}
+
 result<void> segment::release_reserve() {
-    if (_reserved_end <= _size) return {};
+    if (std::max(_reserved_end, _padded_end) <= _size) return {};
     auto opened = file();
     if (!opened) return opened.failure();
     // A truncation to the size it has frees the blocks past the end (a punched hole
     // would not: ext4 ignores one beyond the end of the file).
     while (::ftruncate((*opened)->fd, static_cast<off_t>(_size)) != 0) {
-        if (errno != EINTR) break;  // blocks left reserved cost space only, not data
+        if (errno == EINTR) continue;
+        // Blocks left reserved cost space only; padding left would be read as data.
+        if (_padded_end > _size) return errno_error("ftruncate", _log_path);
+        break;
     }
     _reserved_end = _size;
+    _padded_end = _size;
     return {};
 }
 
@@ -476,6 +505,7 @@ result<void> segment::truncate_to(int64_t size_bytes) {
     }
     _size = size_bytes;
     _reserved_end = std::min(_reserved_end, size_bytes);  // freed with the cut
+    _padded_end = std::min(_padded_end, size_bytes);
     _index.truncate_to_position(size_bytes);
     return {};
 }
@@ -504,7 +534,10 @@ result<int64_t> segment::truncate_before(int64_t offset) {
             if (errno != EINTR) return errno_error("ftruncate", _log_path);
         }
     }
-    if (position < _size) _reserved_end = std::min(_reserved_end, position);
+    if (position < _size) {
+        _reserved_end = std::min(_reserved_end, position);
+        _padded_end = std::min(_padded_end, position);
+    }
     _size = position;
     _index.truncate_to_position(position);
     // (Every entry's relative offset fits an int32; one past the largest would not.)

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -75,10 +76,12 @@ result<void> dump_one(const std::string& path, bool print_data) {
     const auto bytes = file->bytes();
     error record_failure{0, ""};
     std::string out;
+    size_t batches_end = 0;
     auto split = proto::for_each_batch(bytes, [&](std::span<const uint8_t> batch,
                                                   const proto::batch_header& header) {
         const auto check = proto::validate_batch(batch, batch_bytes_max, proto::batch_source::log);
         const int64_t position = batch.data() - bytes.data();
+        batches_end = static_cast<size_t>(position) + batch.size();
         out += format_batch_line(header, position, check.error == proto::batch_error::none);
         out += '\n';
         if (print_data && check.error == proto::batch_error::none) {
@@ -92,12 +95,20 @@ result<void> dump_one(const std::string& path, bool print_data) {
         std::fwrite(out.data(), 1, out.size(), stdout);
         out.clear();
     });
-    if (!split)
+    // A running broker's active segment may end in zeros (tail padding, storage/segment.h).
+    const auto tail = bytes.subspan(batches_end);
+    if (!tail.empty() && std::all_of(tail.begin(), tail.end(), [](uint8_t b) { return b == 0; })) {
+        std::printf(
+            "Found %zu zero bytes after the last batch of %s (a running broker pads its "
+            "active segment)\n",
+            tail.size(), path.c_str());
+    } else if (!split) {
         return error{1,
                      "\"" + path + "\": malformed batch header (" + split.failure().message + ")"};
-    if (split->consumed_bytes < bytes.size())
+    } else if (split->consumed_bytes < bytes.size()) {
         std::printf("Found %zu invalid bytes at the end of %s\n",
                     bytes.size() - split->consumed_bytes, path.c_str());
+    }
     if (record_failure.code != 0)
         return error{1, "\"" + path + "\": cannot decode records (" + record_failure.message + ")"};
     return ok_result();

@@ -28,6 +28,7 @@
 
 #include "proto/record_batch.h"
 #include "storage/log.h"
+#include "storage/segment.h"
 #include "tests/storage/test_support.h"
 
 namespace {
@@ -211,7 +212,9 @@ void run_case(uint64_t seed) {
         case damage_kind::garbage_tail:
         case damage_kind::zero_tail: {
             std::ofstream out(file, std::ios::binary | std::ios::app);
-            const int64_t length = pick(1, 1000);
+            int64_t length = pick(1, 1000);
+            // Zeros ending on a 64 KiB boundary would be tail padding (storage/segment.h).
+            if ((size + length) % tail_padding_bytes == 0) ++length;
             for (int64_t i = 0; i < length; ++i)
                 out.put(kind == damage_kind::zero_tail ? '\0' : static_cast<char>(random()));
             break;

@@ -19,6 +19,7 @@
 
 #include "proto/record_batch.h"
 #include "storage/checkpoint.h"
+#include "storage/segment.h"
 #include "storage/shutdown.h"
 #include "tests/storage/test_support.h"
 
@@ -1092,6 +1093,91 @@ TEST_CASE("blocks are reserved ahead of appends and given back when a segment is
     config.preallocate_ahead_bytes = 0;  // off: nothing more is reserved
     log->set_config(config);
     for (int i = 81; i < 90; ++i) append_batch(*log, expected, 2, i, 50000);
+    check_matches(*log, expected);
+}
+
+TEST_CASE("appends pad the active segment with zeros that readers, seals and recovery leave out") {
+    temp_dir dir("padding");
+    temp_dir crashed("padding-crash");
+    log_config config = test_config();
+    config.segment_bytes = 4 << 20;
+    const fs::path first = dir.path() / "00000000000000000000.log";
+    const auto file_size = [](const fs::path& path) {
+        return static_cast<int64_t>(fs::file_size(path));
+    };
+    const auto corrupt_files = [](const fs::path& directory) {
+        return std::count_if(
+            fs::directory_iterator(directory), fs::directory_iterator(),
+            [](const fs::directory_entry& e) { return e.path().extension() == ".corrupt"; });
+    };
+    model expected;
+    auto log = open_log(dir.path(), config);
+    // A segment's first 64 KiB are written plainly: an idle partition holds no zeros.
+    append_batch(*log, expected, 2, 0, 15000);
+    CHECK(file_size(first) == log->size_bytes());
+    // Java-sized batches (about 15.7 KB) past the first 64 KiB.
+    for (int i = 1; i < 12; ++i) append_batch(*log, expected, 2, i, 7800);
+    REQUIRE(log->size_bytes() > tail_padding_bytes);
+    CHECK(file_size(first) % tail_padding_bytes == 0);
+    CHECK(file_size(first) > log->size_bytes());
+    CHECK(file_size(first) - log->size_bytes() < tail_padding_bytes);
+    check_matches(*log, expected);  // readers stop at the data
+
+    // A crash now (the files as they are): recovery cuts the zeros as padding, not damage.
+    const int64_t padding = file_size(first) - log->size_bytes();
+    fs::copy(dir.path(), crashed.path(),
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    {
+        model after_crash = expected;
+        auto recovered = open_log(crashed.path(), config);
+        const recovery_stats& report = recovered->recovery_report();
+        CHECK(report.padding_bytes == padding);
+        CHECK(report.truncations == 0);
+        CHECK(report.bytes_dropped == 0);
+        CHECK(report.first_dropped_offset == -1);
+        CHECK(corrupt_files(crashed.path()) == 0);
+        CHECK(file_size(crashed.path() / first.filename()) == recovered->size_bytes());
+        check_matches(*recovered, after_crash);
+        for (int i = 0; i < 6; ++i) append_batch(*recovered, after_crash, 2, 20 + i, 7800);
+        check_matches(*recovered, after_crash);
+    }
+    // More zeros than padding ever leaves, or zeros not ending on a 64 KiB boundary,
+    // are damage as before (kept aside).
+    for (const int64_t extra : {tail_padding_bytes, int64_t{1000}}) {
+        temp_dir damaged("padding-damaged");
+        fs::copy(dir.path(), damaged.path(),
+                 fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+        const fs::path copy = damaged.path() / first.filename();
+        fs::resize_file(copy, fs::file_size(copy) + static_cast<uintmax_t>(extra));
+        auto recovered = open_log(damaged.path(), config);
+        CHECK(recovered->recovery_report().truncations == 1);
+        CHECK(recovered->recovery_report().padding_bytes == 0);
+        CHECK(corrupt_files(damaged.path()) == 1);
+        check_matches(*recovered, expected);
+    }
+
+    // A truncation cuts the padding with the data; appends then pad again.
+    const int64_t cut_at = expected.batches[8].base_offset;
+    REQUIRE(log->truncate_to(cut_at).ok());
+    expected.batches.resize(8);
+    CHECK(file_size(first) == log->size_bytes());
+    for (int i = 0; i < 3; ++i) append_batch(*log, expected, 2, 30 + i, 7800);
+    CHECK(file_size(first) % tail_padding_bytes == 0);
+    check_matches(*log, expected);
+
+    // A seal (here the stop) cuts it; the clean reopen trusts the file as it is.
+    REQUIRE(log->close().ok());
+    log.reset();
+    log = open_log(dir.path(), config);
+    CHECK(!log->recovery_report().clean_marker_rejected);
+    CHECK(file_size(first) == log->size_bytes());
+    check_matches(*log, expected);
+
+    // Off: plain appends.
+    config.tail_padding = false;
+    log->set_config(config);
+    for (int i = 0; i < 5; ++i) append_batch(*log, expected, 2, 40 + i, 7800);
+    CHECK(file_size(first) == log->size_bytes());
     check_matches(*log, expected);
 }
 

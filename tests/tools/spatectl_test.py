@@ -587,6 +587,20 @@ def test_dump_log(b, data_dir):
     assert "compresscodec: zstd" in out and "isvalid: false" not in out, out
     err = fails(b, 1, "dump-log", os.path.join(data_dir, "no-such.log"))
     assert "no-such.log" in err, err
+    # A running broker's active segment may end in zeros (tail padding): named as such,
+    # and other junk after the last batch as invalid bytes.
+    with open(files[-1], "rb") as f:
+        data = f.read()
+    with tempfile.TemporaryDirectory() as scratch:
+        padded = os.path.join(scratch, "00000000000000000000.log")
+        with open(padded, "wb") as f:
+            f.write(data + bytes(65536 - len(data) % 65536))
+        out = ok(b, "dump-log", padded).decode()
+        assert "baseOffset: 0 " in out and "zero bytes after the last batch" in out, out
+        with open(padded, "wb") as f:
+            f.write(data + b"\x01" * 30)  # shorter than a batch header
+        out = ok(b, "dump-log", padded).decode()
+        assert "Found 30 invalid bytes" in out, out
 
 
 # Every command, as its words and the flags it needs to get as far as the broker.
