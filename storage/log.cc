@@ -449,9 +449,9 @@ result<std::vector<append_result>> partition_log::append_batches(
             restore_epochs();
             return file.failure();
         }
-        const int64_t file_end = _config.tail_padding
-                                     ? seg.padding_end(position + bytes, _config.segment_bytes)
-                                     : position + bytes;
+        const int64_t file_end = _config.tail_padding ? seg.padding_end(position, position + bytes,
+                                                                        _config.segment_bytes)
+                                                      : position + bytes;
         if (file_end > position + bytes) vectors.push_back(padding(file_end - position - bytes));
         seg.reserve_ahead((*file)->fd, file_end, _config.preallocate_ahead_bytes,
                           _config.segment_bytes);

@@ -474,8 +474,9 @@ void segment::reserve_ahead(int fd, int64_t end, int64_t ahead_max, int64_t limi
     _reserved_end = target;
 }
 
-int64_t segment::padding_end(int64_t end, int64_t limit) const {
-    if (end <= _padded_end || _size < tail_padding_bytes) return end;
+int64_t segment::padding_end(int64_t position, int64_t end, int64_t limit) const {
+    if (end - position >= tail_padding_bytes || end <= _padded_end || _size < tail_padding_bytes)
+        return end;
     const int64_t padded = (end + tail_padding_bytes - 1) / tail_padding_bytes * tail_padding_bytes;
     return padded <= limit ? padded : end;
 }

@@ -44,15 +44,18 @@
 
 namespace spate::storage {
 
-// Tail padding: an append that passes the end of the file pads it with zeros up to the
-// next multiple of this many bytes, so the page cache takes the new region as one large
-// folio (one allocation, memory-cgroup charge and page-cache insertion instead of one per
-// 4 KiB page) and the appends after it copy into pages that already exist. The Java
-// producer's ~15.8 KB batches cost 0.50 s of kernel cpu per GiB written plainly and
-// 0.21-0.23 s so (ext4 on Linux 6.18, which gives regular files large folios:
-// bench/tail_padding.py). Readers never see the zeros (they stop at the segment's size),
-// sealing a segment cuts them, and recovery cuts a tail of fewer zeros than this ending
-// on such a multiple without calling it damage.
+// Tail padding: an append shorter than this that passes the end of the file pads it
+// with zeros up to the next multiple of this many bytes, so the page cache takes the new
+// region as one large folio (one allocation, memory-cgroup charge and page-cache insertion
+// instead of one per 4 KiB page) and the appends after it copy into pages that already
+// exist. The Java producer's ~15.8 KB batches cost 0.50 s of kernel cpu per GiB written
+// plainly and 0.21-0.23 s so (ext4 on Linux 6.18, which gives regular files large folios:
+// bench/tail_padding.py). Longer appends get large folios from their own length (the page
+// cache sizes a new folio by the write's length and alignment); padding them too cost RF 3
+// throughput here (bench/replication.py --phase 1: 486-634 against 734-930 MB/s, with
+// 10x the time in the page-cache copy). Readers never see the zeros (they stop at the segment's
+// size), sealing a segment cuts them, and recovery cuts a tail of fewer zeros than this ending on
+// such a multiple without calling it damage.
 constexpr int64_t tail_padding_bytes = 64 << 10;
 
 // The bytes of a batch header are enough to walk a segment; this is where one lives.
@@ -208,12 +211,12 @@ public:
     // just gets plain writes, which then fail or not on their own.
     void reserve_ahead(int fd, int64_t end, int64_t ahead_max, int64_t limit);
 
-    // Active segment only: where an append ending at `end` should end the file (tail
+    // Active segment only: where an append of [position, end) should end the file (tail
     // padding, see tail_padding_bytes): the next multiple of tail_padding_bytes when the
-    // append passes the zeros already there, the segment holds at least that many bytes
-    // already (an idle partition holds no zeros) and the padding stays within `limit`;
-    // `end` otherwise.
-    int64_t padding_end(int64_t end, int64_t limit) const;
+    // append is shorter than that, passes the zeros already there, the segment holds at
+    // least that many bytes already (an idle partition holds no zeros) and the padding
+    // stays within `limit`; `end` otherwise.
+    int64_t padding_end(int64_t position, int64_t end, int64_t limit) const;
     // Active segment only: an append just wrote zeros up to `file_end` past the data.
     void note_padding(int64_t file_end) { _padded_end = std::max(_padded_end, file_end); }
 

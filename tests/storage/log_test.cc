@@ -1122,6 +1122,12 @@ TEST_CASE("appends pad the active segment with zeros that readers, seals and rec
     CHECK(file_size(first) > log->size_bytes());
     CHECK(file_size(first) - log->size_bytes() < tail_padding_bytes);
     check_matches(*log, expected);  // readers stop at the data
+    // An append of 64 KiB or more is not padded (it gets large folios by its length).
+    append_batch(*log, expected, 2, 12, 50000);
+    CHECK(file_size(first) == log->size_bytes());
+    append_batch(*log, expected, 2, 13, 7800);
+    CHECK(file_size(first) % tail_padding_bytes == 0);
+    CHECK(file_size(first) > log->size_bytes());
 
     // A crash now (the files as they are): recovery cuts the zeros as padding, not damage.
     const int64_t padding = file_size(first) - log->size_bytes();
