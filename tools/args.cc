@@ -231,6 +231,7 @@ std::span<const std::string_view> client_setting_names() {
         "fetch.max.wait.ms",
         "linger.ms",
         "max.in.flight.requests.per.connection",
+        "max.request.size",
     };
     return names;
 }

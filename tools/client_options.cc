@@ -75,6 +75,10 @@ result<producer_settings> parse_producer_settings(const command_line& line, int1
         "max in flight", settings.max_in_flight, 1, 1024);
     if (!in_flight) return in_flight.failure();
     settings.max_in_flight = in_flight.value();
+    auto request = bounded_int(line.setting("max.request.size"), "max.request.size",
+                               settings.max_request_bytes, 1, INT32_MAX);
+    if (!request) return request.failure();
+    settings.max_request_bytes = request.value();
     return settings;
 }
 

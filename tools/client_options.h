@@ -27,11 +27,15 @@ struct producer_settings {
     int32_t batch_bytes = 16384;  // batch.size
     int32_t linger_ms = 0;        // linger.ms
     int32_t max_in_flight = 5;    // max.in.flight.requests.per.connection
+    // max.request.size: a Produce request carries batches up to this many bytes (one
+    // batch always goes, whatever its size), as the Java client's requests do; a broker
+    // refuses larger frames (Kafka's socket.request.max.bytes closes the connection).
+    int32_t max_request_bytes = 1 << 20;
 };
 
 // Reads --acks, --compression, --batch-size, --linger-ms and --max-in-flight (those the
 // command declares), falling back to -X acks=…, compression.type=…, batch.size=…,
-// linger.ms=…, max.in.flight.requests.per.connection=….
+// linger.ms=…, max.in.flight.requests.per.connection=…; and -X max.request.size=….
 result<producer_settings> parse_producer_settings(const command_line& line, int16_t default_acks);
 
 // One record header given on the command line; a header without ':' has a null value.

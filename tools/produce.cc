@@ -613,7 +613,8 @@ private:
         ++_ready_count;
     }
 
-    // One Produce request per leader carrying at most one ready batch per partition.
+    // One Produce request per leader carrying at most one ready batch per partition, in
+    // the order they were sealed, up to max.request.size (at least one batch).
     void send_request(leader_state& leader, produce_latencies& latency, uint64_t& acked) {
         in_flight_request request_state;
         request_state.correlation_id = leader.next_correlation_id++;
@@ -622,6 +623,7 @@ private:
         request.timeout_ms = _timeout_ms;
         request.topic_data.push_back({_topic, {}});
         auto& data = request.topic_data[0].partition_data;
+        size_t request_bytes = 0;
         for (auto it = leader.ready.begin(); it != leader.ready.end();) {
             const bool taken = std::any_of(data.begin(), data.end(),
                                            [&](const auto& d) { return d.index == it->partition; });
@@ -629,6 +631,10 @@ private:
                 ++it;
                 continue;
             }
+            if (!data.empty() &&
+                request_bytes + it->bytes.size() > static_cast<size_t>(_settings.max_request_bytes))
+                break;
+            request_bytes += it->bytes.size();
             request_state.batches.push_back(std::move(*it));
             it = leader.ready.erase(it);
             --_ready_count;

@@ -674,15 +674,37 @@ def test_top(b, metrics):
     assert "cannot connect to " + down in err, err
 
 
-def fetch_counters(metrics):
-    """(Fetch requests, Fetch request bytes) the broker has counted."""
+def fetch_counters(metrics, request="Fetch"):
+    """(requests, request bytes) of one API the broker has counted."""
     text = urllib.request.urlopen("http://%s/metrics" % metrics, timeout=10).read().decode()
     values = {}
     for name in ("kafka_network_requestmetrics_requests_total", "spate_request_bytes_in_total"):
-        match = re.search(r'^%s\{request="Fetch"\} (\S+)$' % name, text, re.M)
+        match = re.search(r'^%s\{request="%s"\} (\S+)$' % (name, request), text, re.M)
         values[name] = float(match.group(1)) if match else 0.0
     return (values["kafka_network_requestmetrics_requests_total"],
             values["spate_request_bytes_in_total"])
+
+
+def test_max_request_size(b, metrics):
+    """perf produce bounds its Produce requests by max.request.size, as the Java producer
+    does (a broker closes the connection of a frame over its limit): with eight partitions'
+    16 KiB batches ready at once, a 20,000-byte bound sends them one per request; a batch
+    larger than the bound still goes, alone."""
+    ok(b, "topics", "create", "--topic", "bounded", "--partitions", "8")
+    before = fetch_counters(metrics, "Produce")
+    ok(b, "-X", "max.request.size=20000", "perf", "produce", "--topic", "bounded", "--num-records",
+       "4000", "--record-size", "1000", "--throughput", "-1", "--batch-size", "16384",
+       "--linger-ms", "50", "--max-in-flight", "1")
+    after = fetch_counters(metrics, "Produce")
+    requests, in_bytes = after[0] - before[0], after[1] - before[1]
+    assert requests >= 4000 * 1000 / 20000, (requests, in_bytes)
+    assert in_bytes / requests < 20000, (requests, in_bytes)
+    ok(b, "-X", "max.request.size=100", "perf", "produce", "--topic", "bounded", "--num-records",
+       "50", "--record-size", "1000", "--throughput", "-1")
+    assert len(ok(b, "consume", "--topic", "bounded", "--from-beginning", "--max-messages",
+                  "4050").splitlines()) == 4050
+    fails(b, 2, "-X", "max.request.size=0", "perf", "produce", "--topic", "bounded",
+          "--num-records", "1")
 
 
 def test_fetch_session(b, metrics):
@@ -735,6 +757,8 @@ def main():
         print("ok test_top")
         test_fetch_session(b, metrics)
         print("ok test_fetch_session")
+        test_max_request_size(b, metrics)
+        print("ok test_max_request_size")
     os.unlink(config.name)
     test_broker_down()
     print("ok test_broker_down")
