@@ -50,10 +50,13 @@ peer_address shard::peer_of(connection_ref conn) const {
 bool shard::paced_loopback(connection_ref conn) const {
     const connection* found = lookup(conn);
     if (found == nullptr || found->fd < 0 || !found->peer.loopback()) return false;
-    char name[16] = {};
-    socklen_t length = sizeof name - 1;
-    if (::getsockopt(found->fd, IPPROTO_TCP, TCP_CONGESTION, name, &length) != 0) return false;
-    return std::strncmp(name, "bbr", 3) == 0;
+    if (found->paced_loopback < 0) {
+        char name[16] = {};
+        socklen_t length = sizeof name - 1;
+        if (::getsockopt(found->fd, IPPROTO_TCP, TCP_CONGESTION, name, &length) != 0) return false;
+        found->paced_loopback = std::strncmp(name, "bbr", 3) == 0 ? 1 : 0;
+    }
+    return found->paced_loopback == 1;
 }
 
 uint64_t shard::held_input_bytes() const {
@@ -325,6 +328,7 @@ void shard::free_slot(connection& conn) {
     conn.frame_deadline = {};
     conn.last_activity = {};
     conn.peer = {};
+    conn.paced_loopback = -1;
     conn.outgoing = false;
     conn.connecting = false;
     conn.handler = nullptr;
