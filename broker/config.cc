@@ -63,6 +63,13 @@ result<void> string_in(const toml::node& node, const std::string& key, std::stri
 using key_setter =
     std::function<result<void>(const toml::node&, const std::string&, broker_config&)>;
 
+// `[log] tail_padding`, noting that it was said (see broker_config::tail_padding_set).
+result<void> tail_padding_in(const toml::node& node, const std::string& key,
+                             broker_config& config) {
+    config.tail_padding_set = true;
+    return boolean_in(node, key, config.log.tail_padding);
+}
+
 // The one table of TOML keys: every key the example config documents, nothing else.
 const std::map<std::string, key_setter>& key_table() {
     static const std::map<std::string, key_setter> table = {
@@ -265,8 +272,7 @@ const std::map<std::string, key_setter>& key_table() {
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.log.preallocate_ahead_bytes, 0, INT32_MAX);
          }},
-        {"log.tail_padding", [](const toml::node& n, const std::string& k,
-                                broker_config& c) { return boolean_in(n, k, c.log.tail_padding); }},
+        {"log.tail_padding", tail_padding_in},
     };
     return table;
 }
@@ -385,6 +391,8 @@ result<parsed_command_line> parse_command_line(int argc, char** argv) {
             return config_error("unknown flag: " + flag + "\n" + usage_text);
         if (!applied) return applied.failure();
     }
+    if (!out.config.tail_padding_set)
+        out.config.log.tail_padding = out.config.acks_all_policy != ack_policy::fsync;
     if (auto r = validate(out.config); !r) return r.failure();
     return out;
 }

@@ -106,6 +106,10 @@ struct broker_config {
     // shards together reserve for them before reading pauses. 512 MiB.
     uint64_t queued_max_request_bytes = uint64_t{512} << 20;
     ack_policy acks_all_policy = ack_policy::page_cache;
+    // Whether the TOML or a flag said `[log] tail_padding`; unsaid, parse_command_line turns
+    // padding off under acks_all_policy = "fsync" (the sync after a padding append writes
+    // its zeros too, which lengthened the tail of acks=all latency: storage/segment.h).
+    bool tail_padding_set = false;
     // Kafka's group.initial.rebalance.delay.ms: the first rebalance of an empty group
     // waits this long for more members to arrive.
     int32_t group_initial_rebalance_delay_ms = 3000;
