@@ -52,10 +52,10 @@ namespace spate::storage {
 // plainly and 0.21-0.23 s so (ext4 on Linux 6.18, which gives regular files large folios:
 // bench/tail_padding.py). Longer appends get large folios from their own length (the page
 // cache sizes a new folio by the write's length and alignment); padding them too cost RF 3
-// throughput here (bench/replication.py --phase 1: 486-634 against 734-930 MB/s, with
-// 10x the time in the page-cache copy). Readers never see the zeros (they stop at the segment's
-// size), sealing a segment cuts them, and recovery cuts a tail of fewer zeros than this ending on
-// such a multiple without calling it damage.
+// throughput here (bench/replication.py --phase 1: medians 499-575 against 740-938 MB/s,
+// with 10x the time in the page-cache copy). Readers never see the zeros (they stop at the
+// segment's size), sealing a segment cuts them, and recovery cuts a tail of fewer zeros than
+// this ending on such a multiple without calling it damage.
 constexpr int64_t tail_padding_bytes = 64 << 10;
 
 // The bytes of a batch header are enough to walk a segment; this is where one lives.
