@@ -63,11 +63,13 @@ result<void> string_in(const toml::node& node, const std::string& key, std::stri
 using key_setter =
     std::function<result<void>(const toml::node&, const std::string&, broker_config&)>;
 
-// `[log] tail_padding`, noting that it was said (see broker_config::tail_padding_set).
+// `[log] tail_padding`: said or not is part of the setting (broker_config::tail_padding).
 result<void> tail_padding_in(const toml::node& node, const std::string& key,
                              broker_config& config) {
-    config.tail_padding_set = true;
-    return boolean_in(node, key, config.log.tail_padding);
+    bool on = false;
+    if (auto r = boolean_in(node, key, on); !r) return r;
+    config.tail_padding = on;
+    return {};
 }
 
 // The one table of TOML keys: every key the example config documents, nothing else.
@@ -391,8 +393,6 @@ result<parsed_command_line> parse_command_line(int argc, char** argv) {
             return config_error("unknown flag: " + flag + "\n" + usage_text);
         if (!applied) return applied.failure();
     }
-    if (!out.config.tail_padding_set)
-        out.config.log.tail_padding = out.config.acks_all_policy != ack_policy::fsync;
     if (auto r = validate(out.config); !r) return r.failure();
     return out;
 }

@@ -6,6 +6,7 @@
 // The documented, commented example of every key is broker/spate.example.toml.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,10 +107,11 @@ struct broker_config {
     // shards together reserve for them before reading pauses. 512 MiB.
     uint64_t queued_max_request_bytes = uint64_t{512} << 20;
     ack_policy acks_all_policy = ack_policy::page_cache;
-    // Whether the TOML or a flag said `[log] tail_padding`; unsaid, parse_command_line turns
-    // padding off under acks_all_policy = "fsync" (the sync after a padding append writes
-    // its zeros too, which lengthened the tail of acks=all latency: storage/segment.h).
-    bool tail_padding_set = false;
+    // `[log] tail_padding` (storage/segment.h), which the topics' log configs take (see
+    // broker_defaults in broker/topic_config.cc; log.tail_padding above is not read). Unset:
+    // on, except under acks_all_policy = "fsync", where the sync after a padding append
+    // writes its zeros too, which lengthened the tail of acks=all latency.
+    std::optional<bool> tail_padding;
     // Kafka's group.initial.rebalance.delay.ms: the first rebalance of an empty group
     // waits this long for more members to arrive.
     int32_t group_initial_rebalance_delay_ms = 3000;

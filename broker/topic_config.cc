@@ -263,6 +263,8 @@ const config_entry* find_entry(const std::string& name) {
 effective_topic_config broker_defaults(const broker_config& broker) {
     effective_topic_config out;
     out.log = broker.log;
+    out.log.tail_padding =
+        broker.tail_padding.value_or(broker.acks_all_policy != ack_policy::fsync);
     out.message_max_bytes = broker.message_max_bytes;
     out.min_insync_replicas = broker.min_insync_replicas;
     return out;

@@ -493,9 +493,14 @@ result<void> segment::release_reserve() {
         if (_padded_end > _size) return errno_error("ftruncate", _log_path);
         break;
     }
-    _reserved_end = _size;
-    _padded_end = _size;
+    note_cut(_size);
     return {};
+}
+
+void segment::note_cut(int64_t file_size) {
+    // Reserved blocks and padding past a cut go with it.
+    _reserved_end = std::min(_reserved_end, file_size);
+    _padded_end = std::min(_padded_end, file_size);
 }
 
 result<void> segment::truncate_to(int64_t size_bytes) {
@@ -505,8 +510,7 @@ result<void> segment::truncate_to(int64_t size_bytes) {
         if (errno != EINTR) return errno_error("ftruncate", _log_path);
     }
     _size = size_bytes;
-    _reserved_end = std::min(_reserved_end, size_bytes);  // freed with the cut
-    _padded_end = std::min(_padded_end, size_bytes);
+    note_cut(size_bytes);
     _index.truncate_to_position(size_bytes);
     return {};
 }
@@ -535,10 +539,7 @@ result<int64_t> segment::truncate_before(int64_t offset) {
             if (errno != EINTR) return errno_error("ftruncate", _log_path);
         }
     }
-    if (position < _size) {
-        _reserved_end = std::min(_reserved_end, position);
-        _padded_end = std::min(_padded_end, position);
-    }
+    if (position < _size) note_cut(position);
     _size = position;
     _index.truncate_to_position(position);
     // (Every entry's relative offset fits an int32; one past the largest would not.)

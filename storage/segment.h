@@ -306,6 +306,8 @@ private:
     // Gives back the reserved blocks and cuts the padding past the end of the data (both
     // seals: a closed segment holds only its data). The file's size is the segment's.
     result<void> release_reserve();
+    // The file was just cut to `file_size`: what was reserved or padded past it is gone.
+    void note_cut(int64_t file_size);
 
     std::filesystem::path _log_path;
     int64_t _base_offset;

@@ -105,9 +105,8 @@ result<void> dump_one(const std::string& path, bool print_data) {
     } else if (!split) {
         return error{1,
                      "\"" + path + "\": malformed batch header (" + split.failure().message + ")"};
-    } else if (split->consumed_bytes < bytes.size()) {
-        std::printf("Found %zu invalid bytes at the end of %s\n",
-                    bytes.size() - split->consumed_bytes, path.c_str());
+    } else if (!tail.empty()) {
+        std::printf("Found %zu invalid bytes at the end of %s\n", tail.size(), path.c_str());
     }
     if (record_failure.code != 0)
         return error{1, "\"" + path + "\": cannot decode records (" + record_failure.message + ")"};

@@ -1,8 +1,6 @@
 #include "broker/config.h"
 
 #include <doctest/doctest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <string>
@@ -69,22 +67,15 @@ TEST_CASE("flags override the file and bad flags are errors") {
 }
 
 TEST_CASE("tail padding is off under the fsync policy unless the config says otherwise") {
-    const auto parse = [](const std::string& toml) {
-        char path[] = "/tmp/spate-config-test-XXXXXX";
-        const int fd = ::mkstemp(path);
-        REQUIRE(fd >= 0);
-        REQUIRE(::write(fd, toml.data(), toml.size()) == static_cast<ssize_t>(toml.size()));
-        ::close(fd);
-        const char* argv[] = {"spate", "--config", path};
-        auto parsed = parse_command_line(3, const_cast<char**>(argv));
-        ::unlink(path);
-        REQUIRE(parsed);
-        return parsed->config.log.tail_padding;
+    const auto padded = [](const std::string& toml) {
+        broker_config config;
+        REQUIRE(apply_toml_text(toml, "test", config));
+        return effective_config(config, {}).log.tail_padding;
     };
-    CHECK(parse(""));
-    CHECK_FALSE(parse("acks_all_policy = \"fsync\"\n"));
-    CHECK(parse("acks_all_policy = \"fsync\"\n[log]\ntail_padding = true\n"));
-    CHECK_FALSE(parse("[log]\ntail_padding = false\n"));
+    CHECK(padded(""));
+    CHECK_FALSE(padded("acks_all_policy = \"fsync\"\n"));
+    CHECK(padded("acks_all_policy = \"fsync\"\n[log]\ntail_padding = true\n"));
+    CHECK_FALSE(padded("[log]\ntail_padding = false\n"));
 }
 
 TEST_CASE("partitions_max and the segment descriptor budget") {
