@@ -534,6 +534,7 @@ result<void> broker::start() {
         std::chrono::milliseconds(_config.request_receive_timeout_ms);
     net_config.incomplete_request_bytes_max = _config.queued_max_request_bytes;
     net_config.pin_to_core = _config.pin_shards;
+    net_config.loopback_congestion_control = _config.loopback_congestion_control;
     if (_config.metrics_enabled)
         net_config.http_listen =
             net::shard_config::endpoint{_config.metrics_host, _config.metrics_port};

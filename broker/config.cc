@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
+
+#include "net/shard.h"
 
 namespace spate::broker {
 namespace {
@@ -70,6 +73,34 @@ result<void> tail_padding_in(const toml::node& node, const std::string& key,
     if (auto r = boolean_in(node, key, on); !r) return r;
     config.tail_padding = on;
     return {};
+}
+
+// `loopback_congestion_control`: a kernel name (validate() asks the kernel for it), which has at
+// most 15 characters (TCP_CA_NAME_MAX with its NUL).
+result<void> loopback_congestion_control_in(const toml::node& node, const std::string& key,
+                                            broker_config& config) {
+    std::string name;
+    if (auto r = string_in(node, key, name); !r) return r;
+    const bool plain =
+        std::all_of(name.begin(), name.end(), [](char ch) { return ch > ' ' && ch < 127; });
+    if (name.size() > 15 || !plain)
+        return config_error("config key \"" + key + "\": \"" + name +
+                            "\" is not a congestion control's name (at most 15 characters, "
+                            "no spaces)");
+    config.loopback_congestion_control = name;
+    return {};
+}
+
+// A congestion control named for loopback connections that this process may not take.
+result<void> loopback_congestion_control_refused(const std::string& name) {
+    if (name.empty()) return {};
+    auto usable = net::congestion_control_usable(name);
+    if (usable) return {};
+    std::string choices;
+    std::getline(std::ifstream("/proc/sys/net/ipv4/tcp_allowed_congestion_control"), choices);
+    if (choices.empty()) choices = "unknown";
+    return config_error("config key \"loopback_congestion_control\": \"" + name +
+                        "\": " + usable.failure().message + " (allowed here: " + choices + ")");
 }
 
 // The one table of TOML keys: every key the example config documents, nothing else.
@@ -178,6 +209,7 @@ const std::map<std::string, key_setter>& key_table() {
                  return config_error(k + " must be 0 or at least 1024");
              return ok_result();
          }},
+        {"loopback_congestion_control", loopback_congestion_control_in},
         {"connections_max",
          [](const toml::node& n, const std::string& k, broker_config& c) {
              return integer_in(n, k, c.connections_max, 1, 1000000);
@@ -335,7 +367,7 @@ result<void> validate(const broker_config& config) {
         return config_error("message_max_bytes must not exceed socket_request_max_bytes");
     if (config.log.segment_bytes < config.message_max_bytes)
         return config_error("log.segment_bytes must be at least message_max_bytes");
-    return {};
+    return loopback_congestion_control_refused(config.loopback_congestion_control);
 }
 
 int64_t segment_files_per_shard(const broker_config& config, int64_t descriptor_limit,

@@ -87,6 +87,12 @@ struct broker_config {
     // answer has). Measured here: answers past ~4 MiB left at bbr's paced rate, halving a
     // consumer's and costing more broker cpu; see the README.
     int32_t loopback_fetch_max_bytes = 3 << 20;
+    // The TCP congestion control of connections accepted from this host's loopback
+    // (net::shard_config::loopback_congestion_control); empty: the system's. A name this
+    // process may not take fails validate(). For hosts whose congestion control paces
+    // (bbr) and whose local clients matter: bbr paces loopback flows too, which here cost
+    // as much broker cpu as the bytes sent to a local consumer (README, Benchmarks).
+    std::string loopback_congestion_control;
     uint32_t connections_max = 10000;    // for the whole broker, all shards together
     uint32_t queued_max_requests = 500;  // per connection, as in-flight limit
     // A connection moves to the shard owning the partitions of this many requests in a row

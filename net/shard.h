@@ -187,7 +187,18 @@ struct shard_config {
     std::chrono::milliseconds connection_move_interval{1000};
     // After stop(), connections still sending are given this long before being cut.
     std::chrono::milliseconds stop_grace{5000};
+    // The TCP congestion control set on every accepted connection whose peer is on this
+    // host's loopback (TCP_CONGESTION); empty keeps the system's. A pacing one (bbr) paces
+    // loopback flows too, arming a timer for the sends of every flow, which on a VM costs
+    // more cpu than the bytes themselves; loopback has no queue for pacing to spare. The
+    // caller checks the name first (congestion_control_usable).
+    std::string loopback_congestion_control;
 };
+
+// Whether this process may set `name` as a socket's TCP congestion control (the kernel
+// has it and net.ipv4.tcp_allowed_congestion_control lets unprivileged sockets take it):
+// tried on a socket of its own. The error says why not.
+result<void> congestion_control_usable(const std::string& name);
 
 // What a shard's loop has done since it started (metrics: summed or per shard at scrape).
 struct shard_stats {
@@ -291,7 +302,8 @@ public:
     peer_address peer_of(connection_ref conn) const;
     // Whether `conn`'s peer is on this host's loopback and its socket's congestion control
     // is bbr, which paces every flow by its bandwidth estimate, loopback included (big
-    // answers then leave at that pace, not as fast as the receiver reads). One getsockopt.
+    // answers then leave at that pace, not as fast as the receiver reads): the system's
+    // choice, or shard_config::loopback_congestion_control's. At most one getsockopt.
     bool paced_loopback(connection_ref conn) const;
 
     // Opens a connection to `address` (outgoing: a broker's connection to another broker).
@@ -420,6 +432,8 @@ private:
     // Closes connections idle or stalled mid-frame for too long, and re-arms itself.
     void sweep_connections();
     void refuse_connection(int fd, const char* reason);
+    // Sets loopback_congestion_control, if any, on an accepted loopback socket.
+    void set_loopback_congestion_control(int fd);
     void deliver(connection& conn);
     void begin_close(connection& conn);
     void finalize_if_done(connection& conn);
@@ -508,6 +522,9 @@ private:
     std::chrono::steady_clock::time_point _started_at = std::chrono::steady_clock::now();
     // Refusals not yet reported: one log line per second at most, with the count.
     uint64_t _refusals_unlogged = 0;
+    // The kernel refused loopback_congestion_control once (a sysctl changed since start):
+    // said once, not tried again.
+    bool _loopback_congestion_control_refused = false;
     std::chrono::steady_clock::time_point _refusal_logged_at{};
 
     // This shard's share of incomplete_request_bytes_max, in two pools: [0] for small frames

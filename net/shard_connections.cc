@@ -47,6 +47,34 @@ peer_address shard::peer_of(connection_ref conn) const {
     return found == nullptr ? peer_address{} : found->peer;
 }
 
+void shard::set_loopback_congestion_control(int fd) {
+    const std::string& name = _config.loopback_congestion_control;
+    if (name.empty() || _loopback_congestion_control_refused) return;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(),
+                     static_cast<socklen_t>(name.size())) != 0) {
+        // Checked at start (congestion_control_usable): only a changed sysctl gets here.
+        log_warn("loopback_congestion_control %s: %s; loopback connections keep the system's",
+                 name.c_str(), std::strerror(errno));
+        _loopback_congestion_control_refused = true;
+    }
+}
+
+result<void> congestion_control_usable(const std::string& name) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return error{errno, std::string("a socket to try it on: ") + std::strerror(errno)};
+    const int set = ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(),
+                                 static_cast<socklen_t>(name.size()));
+    const int code = errno;
+    ::close(fd);
+    if (set == 0) return {};
+    if (code == ENOENT) return error{code, "the kernel has no congestion control of that name"};
+    if (code == EPERM)
+        return error{code,
+                     "not in net.ipv4.tcp_allowed_congestion_control, and this process "
+                     "may not take others"};
+    return error{code, std::strerror(code)};
+}
+
 bool shard::paced_loopback(connection_ref conn) const {
     const connection* found = lookup(conn);
     if (found == nullptr || found->fd < 0 || !found->peer.loopback()) return false;
@@ -114,6 +142,7 @@ void shard::on_accept(uint32_t which, const completion& done) {
     // Responses are written whole; Nagle would only delay the last segment of each.
     if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
         log_warn("TCP_NODELAY: %s", std::strerror(errno));
+    if (peer.loopback()) set_loopback_congestion_control(fd);
     connection& conn = take_slot(fd);
     ++_stats.connections_accepted;
     conn.peer = peer;

@@ -206,6 +206,32 @@ TEST_CASE("connection limits and timeouts: defaults, keys and ranges") {
     }
 }
 
+TEST_CASE(
+    "loopback_congestion_control: the system's unless set; a name the kernel refuses "
+    "fails validation") {
+    broker_config config;
+    CHECK(config.loopback_congestion_control.empty());
+    CHECK(validate(config));
+    REQUIRE(apply_toml_text("loopback_congestion_control = \"reno\"\n", "test", config));
+    CHECK(config.loopback_congestion_control == "reno");
+    CHECK(validate(config));  // reno is in every kernel, and always allowed
+
+    // A name the kernel does not know passes the syntax check and fails validation.
+    REQUIRE(apply_toml_text("loopback_congestion_control = \"nosuchcc\"\n", "test", config));
+    auto refused = validate(config);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.failure().message.find("nosuchcc") != std::string::npos);
+    CHECK(refused.failure().message.find("loopback_congestion_control") != std::string::npos);
+
+    for (const char* bad : {"loopback_congestion_control = \"two words\"",
+                            "loopback_congestion_control = \"much-too-long-a-name\"",
+                            "loopback_congestion_control = 3"}) {
+        auto malformed = apply_toml_text(std::string(bad) + "\n", "test", config);
+        REQUIRE_FALSE(malformed);
+        CHECK(malformed.failure().message.find("loopback_congestion_control") != std::string::npos);
+    }
+}
+
 TEST_CASE("topic configs: Kafka's validators for booleans, ratios, enums, lists and ranges") {
     CHECK(validate_topic_config("preallocate", "TRUE"));
     CHECK(validate_topic_config("unclean.leader.election.enable", " false "));

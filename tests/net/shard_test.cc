@@ -1284,6 +1284,39 @@ TEST_CASE("loopback addresses, and paced loopback where the congestion control i
     rt.stop_and_join();
 }
 
+TEST_CASE("loopback connections take loopback_congestion_control; names the kernel refuses fail") {
+    CHECK_FALSE(congestion_control_usable("no-such-cc").ok());
+    struct asking_handler : connection_handler {
+        explicit asking_handler(shard& owner) : s(owner) {}
+        void on_frame(connection_ref conn, uint64_t sequence, frame_ptr) override {
+            response r;
+            r.bytes = with_prefix({static_cast<uint8_t>(s.paced_loopback(conn) ? 1 : 0)});
+            s.respond(conn, sequence, std::move(r));
+        }
+        shard& s;
+    };
+    // reno is built into every kernel and always allowed; bbr only where it is loaded and
+    // allowed. Either way the accepted socket's own congestion control (paced_loopback asks
+    // the kernel) is the one set, whatever the client's socket has.
+    for (const char* name : {"reno", "bbr"}) {
+        if (!congestion_control_usable(name).ok()) {
+            MESSAGE("congestion control " << name << " not usable here: skipped");
+            continue;
+        }
+        handlers<asking_handler> owned;
+        shard_config config = test_config();
+        config.loopback_congestion_control = name;
+        runtime rt(1, config, owned.factory());
+        REQUIRE(rt.start().ok());
+        client c(rt.bound_port());
+        c.write_all(with_prefix(pattern(4, 1)));
+        const auto answer = c.read_frame();
+        REQUIRE(answer.size() == 1);
+        CHECK(answer[0] == (std::string(name) == "bbr" ? 1 : 0));
+        rt.stop_and_join();
+    }
+}
+
 TEST_CASE("connections_per_ip_max keeps one address from taking every slot") {
     // Regression (issue 10, defect 6): nothing stopped one client address from opening every
     // connection the broker allows. Now at most connections_per_ip_max come from one address
