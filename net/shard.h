@@ -189,9 +189,9 @@ struct shard_config {
     std::chrono::milliseconds stop_grace{5000};
     // The TCP congestion control set on every accepted connection whose peer is on this
     // host's loopback (TCP_CONGESTION); empty keeps the system's. A pacing one (bbr) paces
-    // loopback flows too, arming a timer for the sends of every flow, which on a VM costs
-    // more cpu than the bytes themselves; loopback has no queue for pacing to spare. The
-    // caller checks the name first (congestion_control_usable).
+    // loopback flows too, with a timer per flow between its sends, which on this project's
+    // VMs cost as much cpu as sending the bytes; loopback has no queue for pacing to spare.
+    // The caller checks the name first (congestion_control_usable).
     std::string loopback_congestion_control;
 };
 
@@ -522,10 +522,10 @@ private:
     std::chrono::steady_clock::time_point _started_at = std::chrono::steady_clock::now();
     // Refusals not yet reported: one log line per second at most, with the count.
     uint64_t _refusals_unlogged = 0;
+    std::chrono::steady_clock::time_point _refusal_logged_at{};
     // The kernel refused loopback_congestion_control once (a sysctl changed since start):
     // said once, not tried again.
     bool _loopback_congestion_control_refused = false;
-    std::chrono::steady_clock::time_point _refusal_logged_at{};
 
     // This shard's share of incomplete_request_bytes_max, in two pools: [0] for small frames
     // (at most its own size), [1] for the others. Each has what its frames being received
