@@ -1237,6 +1237,21 @@ TEST_CASE("connections_max holds for the whole runtime, across shards") {
     rt.stop_and_join();
 }
 
+namespace {
+
+// Answers each request with one byte: whether its connection is paced loopback.
+struct pacing_handler : connection_handler {
+    explicit pacing_handler(shard& owner) : s(owner) {}
+    void on_frame(connection_ref conn, uint64_t sequence, frame_ptr) override {
+        response r;
+        r.bytes = with_prefix({static_cast<uint8_t>(s.paced_loopback(conn) ? 1 : 0)});
+        s.respond(conn, sequence, std::move(r));
+    }
+    shard& s;
+};
+
+}  // namespace
+
 TEST_CASE("loopback addresses, and paced loopback where the congestion control is bbr") {
     auto address_of = [](int family, const char* text) {
         sockaddr_storage storage{};
@@ -1260,17 +1275,7 @@ TEST_CASE("loopback addresses, and paced loopback where the congestion control i
     CHECK_FALSE(address_of(AF_INET6, "::2").loopback());
     CHECK_FALSE(peer_address{}.loopback());
 
-    // A handler that asks, for each request, whether its connection is paced loopback.
-    struct asking_handler : connection_handler {
-        explicit asking_handler(shard& owner) : s(owner) {}
-        void on_frame(connection_ref conn, uint64_t sequence, frame_ptr) override {
-            response r;
-            r.bytes = with_prefix({static_cast<uint8_t>(s.paced_loopback(conn) ? 1 : 0)});
-            s.respond(conn, sequence, std::move(r));
-        }
-        shard& s;
-    };
-    handlers<asking_handler> owned;
+    handlers<pacing_handler> owned;
     runtime rt(1, test_config(), owned.factory());
     REQUIRE(rt.start().ok());
     client c(rt.bound_port());
@@ -1286,15 +1291,6 @@ TEST_CASE("loopback addresses, and paced loopback where the congestion control i
 
 TEST_CASE("loopback connections take loopback_congestion_control; names the kernel refuses fail") {
     CHECK_FALSE(congestion_control_usable("no-such-cc").ok());
-    struct asking_handler : connection_handler {
-        explicit asking_handler(shard& owner) : s(owner) {}
-        void on_frame(connection_ref conn, uint64_t sequence, frame_ptr) override {
-            response r;
-            r.bytes = with_prefix({static_cast<uint8_t>(s.paced_loopback(conn) ? 1 : 0)});
-            s.respond(conn, sequence, std::move(r));
-        }
-        shard& s;
-    };
     // reno is built into every kernel and always allowed; bbr only where it is loaded and
     // allowed. Either way the accepted socket's own congestion control (paced_loopback asks
     // the kernel) is the one set, whatever the client's socket has.
@@ -1303,7 +1299,7 @@ TEST_CASE("loopback connections take loopback_congestion_control; names the kern
             MESSAGE("congestion control " << name << " not usable here: skipped");
             continue;
         }
-        handlers<asking_handler> owned;
+        handlers<pacing_handler> owned;
         shard_config config = test_config();
         config.loopback_congestion_control = name;
         runtime rt(1, config, owned.factory());
