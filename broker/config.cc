@@ -91,8 +91,8 @@ result<void> loopback_congestion_control_in(const toml::node& node, const std::s
     return {};
 }
 
-// A congestion control named for loopback connections that this process may not take.
-result<void> loopback_congestion_control_refused(const std::string& name) {
+// An error when loopback connections are to take a congestion control this process may not.
+result<void> loopback_congestion_control_usable(const std::string& name) {
     if (name.empty()) return {};
     auto usable = net::congestion_control_usable(name);
     if (usable) return {};
@@ -367,7 +367,7 @@ result<void> validate(const broker_config& config) {
         return config_error("message_max_bytes must not exceed socket_request_max_bytes");
     if (config.log.segment_bytes < config.message_max_bytes)
         return config_error("log.segment_bytes must be at least message_max_bytes");
-    return loopback_congestion_control_refused(config.loopback_congestion_control);
+    return loopback_congestion_control_usable(config.loopback_congestion_control);
 }
 
 int64_t segment_files_per_shard(const broker_config& config, int64_t descriptor_limit,

@@ -131,8 +131,9 @@ struct shard::connection {
     std::chrono::steady_clock::time_point last_activity{};
     // The peer's address, counted in the runtime's connection limits until the slot frees.
     peer_address peer;
-    // paced_loopback's answer once asked (-1: not yet): a socket keeps the congestion
-    // control it was created with, and a fetch asks for every answer.
+    // paced_loopback's answer once asked (-1: not yet): a socket's congestion control is
+    // set, if at all, when it is accepted (loopback_congestion_control), before anything
+    // asks, and a fetch asks for every answer.
     mutable int8_t paced_loopback = -1;
     uint64_t next_sequence = 0;
     bool recv_armed = false;
